@@ -1,0 +1,89 @@
+"""Engines and the per-transaction tenant binding.
+
+Every transaction of a session that belongs to a tenant starts with one statement,
+``set_config('search_path', <quoted schema>, true)``, issued from SQLAlchemy's
+``after_begin`` event. ``true`` makes it transaction-local: when the transaction ends
+the pooled connection is back at the server default, so a connection never carries
+one tenant's path into the next request, and the binding works behind PgBouncer in
+transaction mode. ``SET LOCAL search_path = %s`` would not do: PostgreSQL refuses
+bound parameters in ``SET``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
+
+from atrium.platform.naming import quote_ident
+from atrium.platform.settings import Settings
+
+SCHEMA_INFO_KEY = "atrium_tenant_schema"
+STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
+# A session with no tenant sees no tenant table at all: an empty search_path leaves
+# only pg_catalog, and shared tables are always schema-qualified.
+NO_TENANT_PATH = ""
+
+_BIND_SQL = (
+    "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true)"
+)
+
+
+class TenantSession(Session):
+    """The sync session class behind every request's ``AsyncSession``."""
+
+
+def search_path_for(schema: str | None) -> str:
+    return quote_ident(schema) if schema else NO_TENANT_PATH
+
+
+@event.listens_for(TenantSession, "after_begin")
+def _bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    schema = session.info.get(SCHEMA_INFO_KEY)
+    timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
+    connection.exec_driver_sql(_BIND_SQL, {"path": search_path_for(schema), "timeout": f"{int(timeout)}ms"})
+
+
+def set_transaction_search_path(connection: Connection, schema: str | None) -> None:
+    """The same binding for code that works on a Core connection (operator paths)."""
+    connection.exec_driver_sql(
+        "SELECT set_config('search_path', %(path)s, true)", {"path": search_path_for(schema)}
+    )
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    args: dict[str, Any] = {"application_name": "atrium"}
+    if not settings.db_prepared_statements:
+        args["prepare_threshold"] = None
+    return args
+
+
+def create_app_engine(settings: Settings) -> AsyncEngine:
+    """The request-serving engine.
+
+    No ``pool_pre_ping``: it would cost a round trip on every checkout. A connection
+    that died is detected by the failing statement, SQLAlchemy then invalidates the
+    whole pool, and the request gets a 503 (see ``errors.py``).
+    """
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        connect_args=_connect_args(settings),
+    )
+
+
+def create_operator_engine(settings: Settings, pool_size: int = 5) -> Engine:
+    """A synchronous engine for provisioning and migrations (Alembic is synchronous)."""
+    return create_engine(
+        settings.sqlalchemy_url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args=_connect_args(settings),
+    )

@@ -1,0 +1,114 @@
+"""Every error a client can cause, as an RFC 9457 problem document.
+
+Built on ``litestar.plugins.problem_details``: handlers and middleware raise
+``problem(...)``; Litestar's own HTTP exceptions, validation failures and database
+outages are converted here. Nothing a client sees carries a stack trace, SQL or a
+schema name: unexpected errors are logged and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+logger = logging.getLogger("atrium.errors")
+
+_TYPES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "too-many-requests",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemDetailsException:
+    """A problem exception; ``type_`` defaults to one derived from the status."""
+    return ProblemDetailsException(
+        status_code=status,
+        type_=type_ or _TYPES.get(status, "about:blank"),
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        headers=headers,
+        extra=extra or None,
+    )
+
+
+def _validation_errors(extra: Any) -> list[dict[str, str]]:
+    errors = []
+    for item in extra if isinstance(extra, list) else []:
+        if isinstance(item, dict):
+            entry = {"field": str(item.get("key", "")), "message": str(item.get("message", "invalid value"))}
+            if "source" in item:
+                entry["source"] = str(item["source"])
+            errors.append(entry)
+    return errors
+
+
+def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc.extra)
+        if errors:
+            return problem(422, "The request is not valid.", errors=errors, headers=exc.headers)
+        return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
+    if status >= 500:
+        return problem(status, HTTPStatus(status).description, headers=exc.headers)
+    detail = (
+        exc.detail
+        if exc.detail and exc.detail != HTTPStatus(status).phrase
+        else HTTPStatus(status).description
+    )
+    return problem(status, detail, headers=exc.headers)
+
+
+def _is_database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def database_unavailable() -> ProblemDetailsException:
+    return problem(
+        503,
+        "The database is unavailable; try again shortly.",
+        type_="database-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if _is_database_unavailable(exc):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return database_unavailable().to_response(request)
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "An unexpected error occurred.").to_response(request)
+
+
+def problem_details_config() -> ProblemDetailsConfig:
+    return ProblemDetailsConfig(
+        enable_for_all_http_exceptions=False,
+        exception_to_problem_detail_map={HTTPException: http_exception_to_problem},
+    )

@@ -1,0 +1,23 @@
+"""``GET /health``: served on every host, answers whether the database answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import get
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from atrium.platform.errors import database_unavailable
+
+HEALTH_TIMEOUT = 2.0
+
+
+@get("/health", tags=["platform"], summary="Liveness and database check", exclude_from_auth=True)
+async def health(db_engine: AsyncEngine) -> dict[str, str]:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT), db_engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:  # any failure to answer means "not healthy", never a 500
+        raise database_unavailable() from None
+    return {"status": "ok"}

@@ -1,0 +1,84 @@
+"""The tenant middleware: Host header → tenant, before anything else runs.
+
+It must run before authentication (which needs the tenant to check a token), for
+HTTP and websockets alike. Litestar's auth middleware inserts itself at index 0 of
+the app's middleware list, so ``TenancyPlugin`` inserts this middleware at index 0
+after every other ``on_app_init`` hook has run; tests/test_app.py asserts the order.
+
+Hosts are validated here rather than with Litestar's ``AllowedHostsConfig``, which
+mishandles hosts with ports (litestar issue 4869).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.config.app import AppConfig
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.plugins import InitPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from atrium.platform.errors import problem
+from atrium.platform.naming import normalize_host
+from atrium.platform.resolution import ResolvedTenant, TenantResolver
+
+TENANT_STATE_KEY = "atrium_tenant"
+# Served on every host, the apex included, without resolving a tenant.
+PLATFORM_PATHS = ("/health", "/schema")
+
+
+def is_platform_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in PLATFORM_PATHS)
+
+
+def host_header(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return value.decode("latin-1")
+    return None
+
+
+class TenantMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    def __init__(self, resolver: TenantResolver) -> None:
+        self.resolver = resolver
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        parsed = normalize_host(host_header(scope))
+        if parsed is None:
+            raise problem(
+                400, "The Host header is missing or is not a valid host name.", type_="invalid-host"
+            )
+        if not is_platform_path(scope["path"]):
+            host = parsed[0]
+            if self.resolver.is_apex(host):
+                raise problem(404, "This host serves platform routes only.")
+            tenant = await self.resolver.resolve(host)
+            if tenant is None:
+                raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
+            if tenant.suspended:
+                raise problem(403, "This tenant is suspended.", type_="tenant-suspended")
+            scope.setdefault("state", {})[TENANT_STATE_KEY] = tenant
+        await next_app(scope, receive, send)
+
+
+def current_tenant(request: Request[Any, Any, Any]) -> ResolvedTenant:
+    """The tenant the middleware resolved; route handlers get it as a dependency."""
+    tenant = request.scope.get("state", {}).get(TENANT_STATE_KEY)
+    if tenant is None:  # only reachable if a platform path declared a tenant dependency
+        raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
+    return tenant
+
+
+class TenancyPlugin(InitPlugin):
+    """Puts the tenant middleware first, ahead of any auth middleware."""
+
+    def __init__(self, resolver: TenantResolver) -> None:
+        self.resolver = resolver
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.middleware.insert(0, TenantMiddleware(self.resolver))
+        return app_config

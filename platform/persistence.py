@@ -1,0 +1,46 @@
+"""advanced-alchemy's Litestar plugin, with each request's session bound to its tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from atrium.platform.database import SCHEMA_INFO_KEY, STATEMENT_TIMEOUT_KEY, TenantSession
+from atrium.platform.middleware import TENANT_STATE_KEY
+
+
+@dataclass
+class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
+    """Binds each new request session to the tenant the middleware resolved.
+
+    The binding itself (``set_config('search_path', …, true)`` at the start of every
+    transaction) happens in ``atrium.platform.database``; here the session only learns
+    which schema, from the registry entry in the connection scope, never from input.
+    """
+
+    statement_timeout_ms: int = 30_000
+
+    def provide_session(self, state: Any, scope: Any) -> AsyncSession:
+        session = super().provide_session(state, scope)
+        if SCHEMA_INFO_KEY not in session.info:
+            tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
+            session.info[SCHEMA_INFO_KEY] = tenant.schema if tenant is not None else None
+            session.info[STATEMENT_TIMEOUT_KEY] = self.statement_timeout_ms
+        return session
+
+
+def sqlalchemy_plugin(engine: AsyncEngine, statement_timeout_ms: int) -> SQLAlchemyPlugin:
+    config = TenantSQLAlchemyConfig(
+        engine_instance=engine,
+        session_config=AsyncSessionConfig(sync_session_class=TenantSession, expire_on_commit=False),
+        before_send_handler="autocommit",
+        statement_timeout_ms=statement_timeout_ms,
+    )
+    return SQLAlchemyPlugin(config=config)

@@ -1,0 +1,199 @@
+"""Creating and deleting tenants.
+
+Provisioning is one transaction: the registry row, the schema, its tables at the head
+revision, the built-in roles and group, and the owner user. A failure anywhere leaves
+nothing behind. The registry row is inserted first, so a concurrent creation of the
+same slug waits on the unique index and then fails cleanly.
+
+Tables are created from the models in one round trip and the Alembic head is stamped
+(the fast path); tests/test_schema_equivalence.py proves this yields exactly the
+schema that running every migration yields.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from functools import cache
+
+import psycopg.errors
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from atrium.platform import permissions
+from atrium.platform.alembic_runner import VERSION_TABLE, head_revision
+from atrium.platform.database import set_transaction_search_path
+from atrium.platform.naming import quote_ident, schema_for_slug, validate_slug
+from atrium.platform.passwords import hash_password
+from atrium.platform.registry import Tenant, TenantStatus
+from atrium.tenants.models import User, UserGroup, UserMeta, UserRole, tenant_metadata
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+LOCK_TIMEOUT = "5s"
+
+
+class ProvisioningError(Exception):
+    """Provisioning was refused or failed; the message is fit for an operator."""
+
+
+class InvalidInput(ProvisioningError):
+    """The request itself is wrong (bad slug, name, email...): exit code 2."""
+
+
+class TenantExists(ProvisioningError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerSpec:
+    name: str
+    email: str
+    phone: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedTenant:
+    id: uuid.UUID
+    slug: str
+    name: str
+    schema: str
+    status: str
+    owner_id: uuid.UUID
+    version: str
+
+
+def validate_owner(owner: OwnerSpec) -> None:
+    if not owner.name.strip() or len(owner.name) > 200:
+        raise InvalidInput("owner name must be 1-200 characters")
+    if len(owner.email) > 320 or not _EMAIL.match(owner.email):
+        raise InvalidInput(f"invalid owner email {owner.email!r}")
+    if not owner.phone.strip() or len(owner.phone) > 50:
+        raise InvalidInput("owner phone must be 1-50 characters")
+
+
+@cache
+def tenant_tables_ddl() -> str:
+    """CREATE statements for every tenant table and the Alembic version table.
+
+    Names are unqualified: they land in the schema that the transaction's
+    ``search_path`` names. The version table matches the one Alembic creates.
+    """
+    dialect = postgresql.dialect()
+    statements: list[str] = []
+    for table in tenant_metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    statements.append(
+        f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+        f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+    )
+    return ";\n".join(statements)
+
+
+def create_tenant_tables(connection: Connection, schema: str, head: str) -> None:
+    """Create the tables of ``schema`` at ``head``; the caller holds the transaction."""
+    set_transaction_search_path(connection, schema)
+    connection.exec_driver_sql(tenant_tables_ddl())
+    connection.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (%(head)s)", {"head": head})
+
+
+def seed_tenant(connection: Connection, owner: OwnerSpec, password_hash: str) -> uuid.UUID:
+    """The owner user, the built-in roles and group, and the owner's link to ``Owner``."""
+    owner_id = uuid.uuid4()
+    connection.execute(
+        insert(User).values(
+            id=owner_id, name=owner.name, email=owner.email, phone=owner.phone, password=password_hash
+        )
+    )
+    role_ids = {name: uuid.uuid4() for name in permissions.BUILTIN_ROLES}
+    connection.execute(
+        insert(UserRole),
+        [
+            {"id": role_ids[name], "name": name, "owner_id": owner_id, "permissions": perms}
+            for name, perms in permissions.BUILTIN_ROLES.items()
+        ],
+    )
+    group_id = uuid.uuid4()
+    connection.execute(
+        insert(UserGroup).values(id=group_id, name=permissions.EVERYONE_GROUP, owner_id=owner_id)
+    )
+    connection.execute(
+        insert(UserMeta).values(
+            owner_id=owner_id, user_groups=group_id, user_roles=role_ids[permissions.OWNER_ROLE]
+        )
+    )
+    return owner_id
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema))
+
+
+def provision_tenant(
+    engine: Engine, slug: str, name: str, owner: OwnerSpec, *, bcrypt_rounds: int = 12
+) -> ProvisionedTenant:
+    validate_slug(slug)
+    schema = schema_for_slug(slug)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("tenant name must be 1-200 characters")
+    validate_owner(owner)
+    # Hash before the transaction opens: bcrypt is slow and must not hold locks.
+    password_hash = hash_password(owner.password, bcrypt_rounds)
+    head = head_revision("tenant")
+    tenant_id = uuid.uuid4()
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.execute(
+                insert(Tenant).values(
+                    id=tenant_id,
+                    slug=slug,
+                    name=name,
+                    schema_name=schema,
+                    status=TenantStatus.ACTIVE,
+                    version=head,
+                )
+            )
+            conn.exec_driver_sql(f"CREATE SCHEMA {quote_ident(schema)}")
+            create_tenant_tables(conn, schema, head)
+            owner_id = seed_tenant(conn, owner, password_hash)
+            conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(owner_id=owner_id))
+    except (IntegrityError, ProgrammingError) as exc:
+        if _is_unique_violation(exc):
+            raise TenantExists(f"tenant {slug!r} already exists") from None
+        raise
+    return ProvisionedTenant(
+        id=tenant_id,
+        slug=slug,
+        name=name,
+        schema=schema,
+        status=TenantStatus.ACTIVE,
+        owner_id=owner_id,
+        version=head,
+    )
+
+
+def delete_tenant(engine: Engine, slug: str) -> uuid.UUID:
+    """Drop the tenant's schema and its registry row together; returns its id."""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            row = conn.execute(
+                select(Tenant.id, Tenant.schema_name).where(Tenant.slug == slug).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise ProvisioningError(f"tenant {slug!r} not found")
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote_ident(row.schema_name)} CASCADE")
+            conn.execute(delete(Tenant).where(Tenant.id == row.id))
+    except OperationalError as exc:
+        if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            raise ProvisioningError(f"tenant {slug!r} is busy (locked); try again") from None
+        raise
+    return row.id

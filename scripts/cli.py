@@ -1,0 +1,428 @@
+"""``atrium``: the operator command line.
+
+Errors are one line on stderr, never a traceback. Exit codes: 0 success, 1 failure,
+2 bad usage or bad input. ``--json`` prints machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from atrium.platform import embedded
+from atrium.platform.database import create_operator_engine
+from atrium.platform.naming import InvalidName
+from atrium.platform.passwords import PasswordRejected, generate_password
+from atrium.platform.provisioning import InvalidInput, OwnerSpec, ProvisioningError
+from atrium.platform.settings import Settings, SettingsError, load_settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class OperatorError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def operator_settings(require_secret: bool = False) -> Settings:
+    """Settings from the environment; without DATABASE_URL, the embedded database if any."""
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL") and embedded.has_embedded_data():
+        env["DATABASE_URL"] = embedded.start_embedded_postgres()
+        env.setdefault("ATRIUM_SECRET_KEY", embedded.secret_key())
+    return load_settings(env, require_secret=require_secret)
+
+
+@contextmanager
+def operator_engine(settings: Settings, pool_size: int = 2) -> Iterator[Engine]:
+    engine = create_operator_engine(settings, pool_size=pool_size)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
+    click.echo(json.dumps(data, default=str, indent=2) if as_json else text())
+
+
+def public_url(settings: Settings, slug: str, port: int | None = None) -> str:
+    local = settings.base_domain == "localhost"
+    port = port or int(os.environ.get("ATRIUM_PUBLIC_PORT", "0") or 0) or (8000 if local else None)
+    scheme = "http" if local else "https"
+    return f"{scheme}://{slug}.{settings.base_domain}" + (f":{port}" if port else "")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Operate an Atrium deployment: serve it, migrate it, manage its tenants."""
+
+
+# --- serve -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the API. Without DATABASE_URL, an embedded PostgreSQL under ./.atrium/ is used."""
+    from atrium.scripts.serving import prepare_embedded, run_server
+
+    if not os.environ.get("DATABASE_URL"):
+        prepare_embedded(port)
+    load_settings()  # fail fast, with one line, before any worker starts
+    run_server(host, port, workers)
+
+
+# --- db ------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The platform (shared) schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the platform schema to head."""
+    from atrium.platform.alembic_runner import head_revision, upgrade_platform
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine, engine.begin() as conn:
+        upgrade_platform(conn)
+    click.echo(f"platform schema at {head_revision('platform')}")
+
+
+# --- tenants -------------------------------------------------------------------------
+
+
+@cli.group()
+def tenants() -> None:
+    """Provision, list, migrate, suspend and delete tenants."""
+
+
+def _tenant_json(view: Any, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": str(view.id),
+        "slug": view.slug,
+        "name": view.name,
+        "schema": view.schema,
+        "status": view.status,
+        "owner_id": str(view.owner_id) if view.owner_id else None,
+        "url": public_url(settings, view.slug),
+        "version": view.version,
+        "domains": list(getattr(view, "domains", [])),
+    }
+
+
+def _publish(settings: Settings, tenant_id: Any) -> None:
+    from atrium.platform.resolution import publish_tenant_change
+
+    publish_tenant_change(settings.redis_url, tenant_id)
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name of the organisation.")
+@click.option("--owner-name", required=True)
+@click.option("--owner-email", required=True)
+@click.option("--owner-phone", required=True)
+@click.option("--owner-password-stdin", is_flag=True, help="Read the owner's password from stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tenant as JSON.")
+def tenants_create(
+    slug: str,
+    name: str,
+    owner_name: str,
+    owner_email: str,
+    owner_phone: str,
+    owner_password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Provision a tenant: schema at head, owner user, built-in roles and group."""
+    from atrium.platform.naming import validate_slug
+    from atrium.platform.provisioning import provision_tenant
+
+    validate_slug(slug)  # bad input is refused before touching the database
+    generated = not owner_password_stdin
+    if owner_password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise OperatorError("no password on stdin", EXIT_USAGE)
+    else:
+        password = generate_password()
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        tenant = provision_tenant(
+            engine,
+            slug,
+            name,
+            OwnerSpec(owner_name, owner_email, owner_phone, password),
+            bcrypt_rounds=settings.bcrypt_rounds,
+        )
+    _publish(settings, tenant.id)
+    data = {
+        "id": str(tenant.id),
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "schema": tenant.schema,
+        "status": tenant.status,
+        "owner_id": str(tenant.owner_id),
+        "url": public_url(settings, tenant.slug),
+        "version": tenant.version,
+    }
+    if generated:
+        data["owner_password"] = password
+
+    def text() -> str:
+        lines = [f"created tenant {tenant.slug} ({tenant.name}) at {data['url']}"]
+        lines += [f"  id: {tenant.id}", f"  schema: {tenant.schema}", f"  owner: {owner_email}"]
+        if generated:
+            lines.append(f"  owner password (shown once): {password}")
+        return "\n".join(lines)
+
+    emit(data, as_json, text)
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def tenants_list(as_json: bool) -> None:
+    """Every tenant with its status and migration version."""
+    from atrium.platform.tenant_admin import list_tenants
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        views = list_tenants(engine)
+    rows = [_tenant_json(v, settings) for v in views]
+
+    def text() -> str:
+        if not rows:
+            return "no tenants"
+        width = max(len(r["slug"]) for r in rows)
+        return "\n".join(
+            f"{r['slug']:<{width}}  {r['status']:<9}  {r['version'] or '-':<8}  {r['name']}" for r in rows
+        )
+
+    emit(rows, as_json, text)
+
+
+@tenants.command("show")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True)
+def tenants_show(slug: str, as_json: bool) -> None:
+    """One tenant, its domains and its version."""
+    from atrium.platform.tenant_admin import get_tenant
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        data = _tenant_json(get_tenant(engine, slug), settings)
+    emit(data, as_json, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@tenants.command("migrate")
+@click.argument("slugs", nargs=-1)
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--json", "as_json", is_flag=True)
+def tenants_migrate(slugs: tuple[str, ...], concurrency: int, as_json: bool) -> None:
+    """Upgrade the named tenants (or all) to head; continues past failures."""
+    from atrium.platform.tenant_migrations import migrate_tenants
+
+    settings = operator_settings()
+    with (
+        operator_engine(settings, pool_size=min(concurrency, 8)) as engine,
+        _progress(not as_json) as progress,
+    ):
+        report = migrate_tenants(
+            settings,
+            engine,
+            slugs or None,
+            concurrency=concurrency,
+            on_start=progress.start,
+            on_done=progress.advance,
+        )
+    data = {
+        "head": report.head,
+        "seconds": round(report.seconds, 3),
+        "already_current": len(report.current),
+        "upgraded": [asdict(o) for o in report.upgraded],
+        "failed": [asdict(o) for o in report.failures],
+    }
+
+    def text() -> str:
+        lines = [
+            f"head {report.head}: {len(report.upgraded)} upgraded, {len(report.current)} already current, "
+            f"{len(report.failures)} failed ({report.seconds:.2f}s)"
+        ]
+        lines += [f"  FAILED {o.slug}: {o.error}" for o in report.failures]
+        return "\n".join(lines)
+
+    emit(data, as_json, text)
+    if report.failures:
+        names = ", ".join(o.slug for o in report.failures)
+        raise OperatorError(f"{len(report.failures)} tenant(s) failed to migrate: {names}")
+
+
+class _Progress:
+    """A rich progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        if self.enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "migrating",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("migrate", total=total)
+
+    def advance(self, _outcome: Any) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[_Progress]:
+    progress = _Progress(enabled)
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
+def _status_command(slug: str, suspend: bool) -> None:
+    from atrium.platform.registry import TenantStatus
+    from atrium.platform.tenant_admin import set_status
+
+    settings = operator_settings()
+    status = TenantStatus.SUSPENDED if suspend else TenantStatus.ACTIVE
+    with operator_engine(settings) as engine:
+        tenant_id = set_status(engine, slug, status)
+    _publish(settings, tenant_id)
+    click.echo(f"tenant {slug} {'suspended' if suspend else 'resumed'}")
+
+
+@tenants.command("suspend")
+@click.argument("slug")
+def tenants_suspend(slug: str) -> None:
+    """Block all access to a tenant."""
+    _status_command(slug, suspend=True)
+
+
+@tenants.command("resume")
+@click.argument("slug")
+def tenants_resume(slug: str) -> None:
+    """Restore access to a suspended tenant."""
+    _status_command(slug, suspend=False)
+
+
+@tenants.command("delete")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Confirm: the tenant's schema and all its data are dropped.")
+def tenants_delete(slug: str, yes: bool) -> None:
+    """Remove a tenant and its schema (irreversible)."""
+    from atrium.platform.provisioning import delete_tenant
+
+    if not yes:
+        raise OperatorError(f"refusing to delete tenant {slug!r} and all its data without --yes", EXIT_USAGE)
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        tenant_id = delete_tenant(engine, slug)
+    _publish(settings, tenant_id)
+    click.echo(f"tenant {slug} deleted")
+
+
+@tenants.group("domains")
+def domains() -> None:
+    """Custom domains of a tenant."""
+
+
+@domains.command("add")
+@click.argument("slug")
+@click.argument("domain")
+def domains_add(slug: str, domain: str) -> None:
+    """Serve a tenant at a custom domain too."""
+    from atrium.platform.tenant_admin import add_domain
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        tenant_id = add_domain(engine, slug, domain, settings.base_domain)
+    _publish(settings, tenant_id)
+    click.echo(f"domain {domain.lower().rstrip('.')} added to {slug}")
+
+
+@domains.command("remove")
+@click.argument("slug")
+@click.argument("domain")
+def domains_remove(slug: str, domain: str) -> None:
+    """Stop serving a tenant at a custom domain."""
+    from atrium.platform.tenant_admin import remove_domain
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        tenant_id = remove_domain(engine, slug, domain)
+    _publish(settings, tenant_id)
+    click.echo(f"domain {domain.lower().rstrip('.')} removed from {slug}")
+
+
+# --- entry point -----------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"atrium: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; every error becomes one line on stderr and an exit code."""
+    from atrium.platform.tenant_admin import TenantNotFound
+
+    try:
+        code = cli.main(args=argv, prog_name="atrium", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        _fail(exc.format_message().replace("\n", " "), EXIT_USAGE)
+    except click.Abort:
+        _fail("aborted", EXIT_FAILURE)
+    except OperatorError as exc:
+        _fail(str(exc), exc.exit_code)
+    except (SettingsError, InvalidName, InvalidInput, PasswordRejected) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except (TenantNotFound, ProvisioningError) as exc:
+        _fail(str(exc), EXIT_FAILURE)
+    except (OperationalError, DBAPIError) as exc:
+        first = str(exc.orig or exc).strip().splitlines()
+        _fail(f"database error: {first[0] if first else type(exc).__name__}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:
+        _fail(
+            f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", EXIT_FAILURE
+        )
+    sys.exit(code if isinstance(code, int) else 0)

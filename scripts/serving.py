@@ -1,0 +1,74 @@
+"""``atrium serve``: the zero-setup embedded start and the ASGI server."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from atrium.platform import embedded
+from atrium.platform.settings import load_settings
+
+DEMO_SLUG = "demo"
+DEMO_OWNER = {"name": "Demo Owner", "email": "owner@demo.example", "phone": "+1 555 0100"}
+
+
+def prepare_embedded(port: int) -> None:
+    """Start the embedded PostgreSQL, migrate it, and make sure the demo tenant exists.
+
+    The URL and secret are put into the environment so that every server worker,
+    which imports the app afresh, finds them.
+    """
+    from atrium.platform.alembic_runner import upgrade_platform
+    from atrium.platform.database import create_operator_engine
+    from atrium.platform.passwords import generate_password
+    from atrium.platform.provisioning import OwnerSpec, provision_tenant
+    from atrium.platform.tenant_admin import TenantNotFound, get_tenant
+    from atrium.platform.tenant_migrations import migrate_tenants
+
+    click.echo("starting the embedded PostgreSQL under ./.atrium/ ...", err=True)
+    os.environ["DATABASE_URL"] = embedded.start_embedded_postgres()
+    os.environ.setdefault("ATRIUM_SECRET_KEY", embedded.secret_key())
+    settings = load_settings()
+    engine = create_operator_engine(settings)
+    try:
+        with engine.begin() as conn:
+            upgrade_platform(conn)
+        try:
+            get_tenant(engine, DEMO_SLUG)
+        except TenantNotFound:
+            password = generate_password()
+            provision_tenant(
+                engine,
+                DEMO_SLUG,
+                "Demo",
+                OwnerSpec(DEMO_OWNER["name"], DEMO_OWNER["email"], DEMO_OWNER["phone"], password),
+                bcrypt_rounds=settings.bcrypt_rounds,
+            )
+            embedded.save_demo_credentials({"email": DEMO_OWNER["email"], "password": password})
+        migrate_tenants(settings, engine, concurrency=1)
+    finally:
+        engine.dispose()
+    credentials = embedded.load_demo_credentials() or {}
+    click.echo(f"demo tenant: http://{DEMO_SLUG}.{settings.base_domain}:{port}", err=True)
+    if credentials:
+        click.echo(f"  owner login: {credentials['email']} / {credentials['password']}", err=True)
+    click.echo(f"  API docs:    http://{DEMO_SLUG}.{settings.base_domain}:{port}/schema", err=True)
+
+
+def run_server(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "atrium.platform.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=16 * 1024,
+        log_level="info",
+    )

@@ -1,0 +1,54 @@
+"""The declarative base of every table that lives inside a tenant schema.
+
+Tenant tables carry no schema in their metadata: the transaction's ``search_path``
+(bound from the registry, see ``atrium.platform.database``) decides which tenant's
+tables a statement touches.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+from advanced_alchemy.base import CommonTableAttributes, create_registry
+from advanced_alchemy.mixins import AuditColumns
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+tenant_registry = create_registry()
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class TenantBase(CommonTableAttributes, AuditColumns, DeclarativeBase):
+    """UUID id plus advanced-alchemy's audit columns, with server defaults added.
+
+    advanced-alchemy's ``UUIDAuditBase`` is not used as is: its primary-key mixin adds
+    an ``sa_orm_sentinel`` column to every table, and its audit columns have no server
+    default; the tenant schema must hold exactly the seed's columns, with ``now()``
+    defaults that also apply to rows written by plain SQL.
+    """
+
+    __abstract__ = True
+    registry = tenant_registry
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()"), sort_order=-100
+    )
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTimeUTC(timezone=True), default=utcnow, server_default=func.now(), nullable=False, sort_order=3002
+    )
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        DateTimeUTC(timezone=True),
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+        nullable=False,
+        sort_order=3003,
+    )
+
+
+tenant_metadata = TenantBase.metadata

@@ -1,0 +1,56 @@
+"""Users, their groups and roles, and the user-meta rows that link them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ARRAY, ForeignKey, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from atrium.tenants.base import TenantBase
+
+
+class User(TenantBase):
+    __tablename__ = "users"
+    __table_args__ = (Index("uq_users_email_lower", text("lower(email)"), unique=True),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str] = mapped_column(String(50))
+    # The bcrypt hash; the seed calls the column `password`. Never serialised.
+    password: Mapped[str] = mapped_column(String(100))
+
+
+class UserGroup(TenantBase):
+    __tablename__ = "user_groups"
+
+    name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+
+
+class UserRole(TenantBase):
+    __tablename__ = "user_roles"
+
+    name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    permissions: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}", default=list)
+
+
+class UserMeta(TenantBase):
+    __tablename__ = "user_meta"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # A group or role still linked here cannot be deleted (RESTRICT, answered 409).
+    user_groups: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user_groups.id", ondelete="RESTRICT"), index=True
+    )
+    user_roles: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user_roles.id", ondelete="RESTRICT"), index=True
+    )
+    uniq_customize: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
