@@ -6,15 +6,16 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, route
 from litestar.di import Provide
+from litestar.enums import HttpMethod
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ControllerRouterHandler
 
 from atrium.platform.database import create_app_engine
-from atrium.platform.errors import handle_unexpected, problem_details_config
+from atrium.platform.errors import handle_unexpected, problem, problem_details_config
 from atrium.platform.health import health
 from atrium.platform.middleware import TenancyPlugin, current_tenant
 from atrium.platform.persistence import sqlalchemy_plugin
@@ -22,6 +23,21 @@ from atrium.platform.resolution import TenantResolver
 from atrium.platform.settings import Settings, load_settings
 
 API_VERSION = "0.1.0"
+
+
+@route(
+    ["/", "/{path:path}"],
+    http_method=list(HttpMethod),
+    include_in_schema=False,
+    name="not-found",
+)
+async def not_found() -> None:
+    """Unmatched paths pass through the tenant middleware like any route.
+
+    Without this, Litestar answers an unknown path before any middleware runs, and a
+    suspended or unknown tenant's host would get a plain 404 instead of its problem.
+    """
+    raise problem(404, "Nothing is served at this path.")
 
 
 def tenant_route_handlers() -> list[ControllerRouterHandler]:
@@ -47,7 +63,7 @@ def create_app(
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[health, *tenant_route_handlers(), *(route_handlers or ())],
+        route_handlers=[health, *tenant_route_handlers(), *(route_handlers or ()), not_found],
         plugins=[
             sqlalchemy_plugin(engine, settings.db_statement_timeout_ms),
             ProblemDetailsPlugin(problem_details_config()),
@@ -68,6 +84,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.resolver = resolver
+    app.state.engine = engine
     return app
 
 

@@ -32,16 +32,17 @@ _BIND_SQL = (
 )
 
 
-class TenantSession(Session):
-    """The sync session class behind every request's ``AsyncSession``."""
-
-
 def search_path_for(schema: str | None) -> str:
     return quote_ident(schema) if schema else NO_TENANT_PATH
 
 
-@event.listens_for(TenantSession, "after_begin")
-def _bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+def attach_tenant_binding(target: Any) -> None:
+    """Bind every transaction of sessions made by ``target`` (a session class or maker)."""
+    if not event.contains(target, "after_begin", bind_search_path):
+        event.listen(target, "after_begin", bind_search_path)
+
+
+def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
     schema = session.info.get(SCHEMA_INFO_KEY)
     timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
     connection.exec_driver_sql(_BIND_SQL, {"path": search_path_for(schema), "timeout": f"{int(timeout)}ms"})

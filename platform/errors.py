@@ -101,7 +101,7 @@ def database_unavailable() -> ProblemDetailsException:
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if _is_database_unavailable(exc):
-        logger.warning("database unavailable: %s", type(exc).__name__)
+        logger.warning("database unavailable: %s", exc)
         return database_unavailable().to_response(request)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "An unexpected error occurred.").to_response(request)

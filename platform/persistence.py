@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
     SQLAlchemyPlugin,
 )
+from litestar.datastructures import State
+from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from atrium.platform.database import SCHEMA_INFO_KEY, STATEMENT_TIMEOUT_KEY, TenantSession
+from atrium.platform.database import SCHEMA_INFO_KEY, STATEMENT_TIMEOUT_KEY, attach_tenant_binding
 from atrium.platform.middleware import TENANT_STATE_KEY
 
 
@@ -27,7 +29,14 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
 
     statement_timeout_ms: int = 30_000
 
-    def provide_session(self, state: Any, scope: Any) -> AsyncSession:
+    def create_session_maker(self) -> Callable[[], AsyncSession]:
+        maker = super().create_session_maker()
+        # advanced-alchemy replaces ``sync_session_class`` with a sessionmaker of its own
+        # (to hang its listeners on); the binding goes on that same sessionmaker.
+        attach_tenant_binding(maker.kw["sync_session_class"])  # type: ignore[attr-defined]
+        return maker
+
+    def provide_session(self, state: State, scope: Scope) -> AsyncSession:
         session = super().provide_session(state, scope)
         if SCHEMA_INFO_KEY not in session.info:
             tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
@@ -39,7 +48,7 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
 def sqlalchemy_plugin(engine: AsyncEngine, statement_timeout_ms: int) -> SQLAlchemyPlugin:
     config = TenantSQLAlchemyConfig(
         engine_instance=engine,
-        session_config=AsyncSessionConfig(sync_session_class=TenantSession, expire_on_commit=False),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
         before_send_handler="autocommit",
         statement_timeout_ms=statement_timeout_ms,
     )

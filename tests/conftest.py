@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import Engine
+
+from atrium.platform.alembic_runner import upgrade_platform
+from atrium.platform.app import create_app
+from atrium.platform.database import create_operator_engine
+from atrium.platform.provisioning import OwnerSpec, ProvisionedTenant, provision_tenant
+from atrium.platform.settings import Settings
+from tests import servers
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with (
+        servers.postgres_server(tmp_path_factory.mktemp("pg")) as server_url,
+        servers.fresh_database(server_url) as url,
+    ):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str | None]:
+    with servers.redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def real_redis_url(redis_url: str | None) -> str:
+    servers.require(redis_url is not None, "a Redis server (ATRIUM_TEST_REDIS_URL or redis-server on PATH)")
+    assert redis_url is not None
+    return redis_url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        bcrypt_rounds=4,
+        db_pool_size=5,
+        db_max_overflow=5,
+        db_pool_timeout=30,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator_engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_operator_engine(settings)
+    with engine.begin() as conn:
+        upgrade_platform(conn)
+    yield engine
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class MadeTenant:
+    tenant: ProvisionedTenant
+    owner_email: str
+    owner_password: str
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+    @property
+    def host(self) -> str:
+        return f"{self.tenant.slug}.localhost"
+
+
+def unique_slug(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_tenant(operator_engine: Engine, settings: Settings) -> Callable[..., MadeTenant]:
+    def make(slug: str | None = None, name: str = "Test Org") -> MadeTenant:
+        slug = slug or unique_slug()
+        email = f"owner@{slug}.example"
+        password = secrets.token_urlsafe(12)
+        tenant = provision_tenant(
+            operator_engine, slug, name, OwnerSpec("Owner", email, "+1 555 0100", password), bcrypt_rounds=4
+        )
+        return MadeTenant(tenant, email, password)
+
+    return make
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, route_handlers: Sequence[object] = (), host: str = "localhost"
+) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    """The app with its lifespan running, and a client whose default host is ``host``.
+
+    httpx's ASGI transport runs requests on the test's own event loop, so gathered
+    requests really interleave (Litestar's AsyncTestClient runs the app on a portal
+    thread and serialises them).
+    """
+    app = create_app(settings, route_handlers=route_handlers)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url=f"http://{host}", timeout=60) as client,
+    ):
+        yield app, client

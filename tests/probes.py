@@ -1,0 +1,49 @@
+"""Test-only routes that look into the tenant's schema through the request session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import get, post
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.resolution import ResolvedTenant
+
+
+async def _emails(session: AsyncSession) -> list[str]:
+    return list((await session.execute(text("SELECT email FROM users ORDER BY email"))).scalars())
+
+
+@get("/probe/users")
+async def probe_users(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
+    return {"tenant": tenant.slug, "emails": await _emails(db_session)}
+
+
+@post("/probe/interleave", status_code=200)
+async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
+    """Read, yield, write and commit, then read again in a second transaction."""
+    path_before = (await db_session.execute(text("SELECT current_setting('search_path')"))).scalar_one()
+    emails_before = await _emails(db_session)
+    await asyncio.sleep(0)
+    await db_session.execute(
+        text("INSERT INTO customize (tenant_id, data) VALUES (:tid, '{}')"), {"tid": tenant.id}
+    )
+    await db_session.commit()  # returns the connection to the pool mid-request
+    await asyncio.sleep(0)
+    path_after = (await db_session.execute(text("SELECT current_setting('search_path')"))).scalar_one()
+    foreign = (
+        await db_session.execute(
+            text("SELECT count(*) FROM customize WHERE tenant_id <> :tid"), {"tid": tenant.id}
+        )
+    ).scalar_one()
+    return {
+        "tenant": tenant.slug,
+        "paths": [path_before, path_after],
+        "emails": [emails_before, await _emails(db_session)],
+        "foreign_rows": foreign,
+    }
+
+
+PROBES = [probe_users, probe_interleave]

@@ -1,0 +1,62 @@
+"""The per-transaction search_path binding never leaks between tenants."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import text
+
+from atrium.platform.settings import Settings
+from tests import servers
+from tests.conftest import MadeTenant, serve
+from tests.probes import PROBES
+
+REQUESTS = 300
+
+
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+async def test_interleaved_requests_see_only_their_tenant(
+    route: str, settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    tenants = [make_tenant(), make_tenant()]
+    # One pooled connection: every request of both tenants goes through it.
+    single = settings.with_overrides(db_pool_size=1, db_max_overflow=0, db_pool_timeout=120)
+    with servers.pgbouncer(settings.database_url) if route == "pgbouncer" else _direct(settings) as url:
+        if route == "pgbouncer":
+            single = single.with_overrides(database_url=url, db_prepared_statements=False)
+        async with serve(single, PROBES) as (app, client):
+
+            async def one(i: int) -> None:
+                tenant = tenants[i % 2]
+                schema = f'"{tenant.tenant.schema}"'
+                if i % 3 == 0:
+                    response = await client.post("/probe/interleave", headers={"Host": tenant.host})
+                    assert response.status_code == 200, response.text
+                    body = response.json()
+                    assert body["paths"] == [schema, schema]
+                    assert body["emails"] == [[tenant.owner_email], [tenant.owner_email]]
+                    assert body["foreign_rows"] == 0
+                else:
+                    response = await client.get("/probe/users", headers={"Host": tenant.host})
+                    assert response.status_code == 200, response.text
+                    assert response.json() == {"tenant": tenant.slug, "emails": [tenant.owner_email]}
+
+            await asyncio.gather(*(one(i) for i in range(REQUESTS)))
+
+            async with app.state.engine.connect() as conn:
+                path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+            assert path == '"$user", public'
+            assert app.state.engine.pool.size() == 1
+
+
+class _direct:
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,88 @@
+"""Host → tenant resolution through the real middleware and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine
+
+from atrium.platform.registry import TenantStatus
+from atrium.platform.settings import Settings
+from atrium.platform.tenant_admin import add_domain, set_status
+from tests.conftest import MadeTenant, serve
+from tests.probes import PROBES
+
+
+@pytest.fixture
+def tenants(make_tenant: Callable[..., MadeTenant], operator_engine: Engine) -> dict[str, MadeTenant]:
+    active, suspended = make_tenant(), make_tenant()
+    set_status(operator_engine, suspended.slug, TenantStatus.SUSPENDED)
+    add_domain(operator_engine, active.slug, f"app.{active.slug}.example.com", "localhost")
+    return {"active": active, "suspended": suspended}
+
+
+async def test_host_table(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
+    active, suspended = tenants["active"], tenants["suspended"]
+    cases = [
+        # (Host header, expected status, expected problem type or tenant slug)
+        (f"{active.slug}.localhost", 200, active.slug),
+        (f"{active.slug.upper()}.LOCALHOST", 200, active.slug),
+        (f"{active.slug}.localhost:8000", 200, active.slug),
+        (f"{active.slug}.localhost.", 200, active.slug),
+        (f"{active.slug}.localhost.:8443", 200, active.slug),
+        (f"APP.{active.slug}.example.com:80", 200, active.slug),
+        ("nobody-here.localhost", 404, "tenant-not-found"),
+        ("unknown.example.org", 404, "tenant-not-found"),
+        (f"{suspended.slug}.localhost", 403, "tenant-suspended"),
+        ("bad_host.localhost", 400, "invalid-host"),
+        ("acme.localhost:port", 400, "invalid-host"),
+        ("", 400, "invalid-host"),
+        ("localhost", 404, "not-found"),
+        ("localhost:8000", 404, "not-found"),
+    ]
+    async with serve(settings, PROBES) as (_, client):
+        for host, status, expected in cases:
+            response = await client.get("/probe/users", headers={"Host": host})
+            assert response.status_code == status, (host, response.text)
+            if status == 200:
+                assert response.json()["tenant"] == expected
+                assert response.json()["emails"] == [active.owner_email]
+            else:
+                assert response.headers["content-type"].startswith("application/problem+json")
+                body = response.json()
+                assert body["type"] == expected, host
+                assert body["status"] == status and body["title"] and body["detail"]
+                assert "tenant_" not in response.text  # never a schema name
+
+
+async def test_unknown_paths_still_resolve_the_tenant(
+    settings: Settings, tenants: dict[str, MadeTenant]
+) -> None:
+    async with serve(settings) as (_, client):
+        suspended = await client.get("/nothing/here", headers={"Host": tenants["suspended"].host})
+        assert suspended.status_code == 403
+        unknown = await client.get("/", headers={"Host": "ghost.localhost"})
+        assert unknown.status_code == 404 and unknown.json()["type"] == "tenant-not-found"
+        plain = await client.get("/nothing/here", headers={"Host": tenants["active"].host})
+        assert plain.status_code == 404 and plain.json()["type"] == "not-found"
+
+
+@pytest.mark.parametrize("host", ["localhost", "ghost.localhost", "acme.localhost:9000", "app.example.com"])
+async def test_platform_routes_on_every_host(settings: Settings, host: str) -> None:
+    async with serve(settings) as (_, client):
+        health = await client.get("/health", headers={"Host": host})
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        docs = await client.get("/schema", headers={"Host": host})
+        assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+        spec = await client.get("/schema/openapi.json", headers={"Host": host})
+        assert spec.status_code == 200 and spec.json()["info"]["title"] == "Atrium"
+
+
+async def test_health_reports_an_unreachable_database(settings: Settings) -> None:
+    down = settings.with_overrides(database_url="postgresql://nobody@127.0.0.1:1/nothing", db_pool_timeout=1)
+    async with serve(down) as (_, client):
+        response = await client.get("/health")
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"] == "database-unavailable"
