@@ -1,0 +1,143 @@
+"""Provisioning: atomic, safe under concurrency, and equal to running every migration."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, select, text
+
+from atrium.platform import provisioning
+from atrium.platform.alembic_runner import current_revision, head_revision, run_upgrade
+from atrium.platform.database import set_transaction_search_path
+from atrium.platform.naming import quote_ident, schema_for_slug
+from atrium.platform.provisioning import OwnerSpec, TenantExists, provision_tenant
+from atrium.platform.registry import Tenant
+from atrium.tenants.models import tenant_metadata
+from tests.conftest import MadeTenant, unique_slug
+
+OWNER = OwnerSpec("Owner", "owner@example.com", "+1 555 0100", "correct horse battery")
+
+
+def schema_exists(engine: Engine, schema: str) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}))
+
+
+def registry_has(engine: Engine, slug: str) -> bool:
+    with engine.connect() as conn:
+        return conn.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None
+
+
+def test_provisioned_tenant_has_owner_roles_and_group(
+    operator_engine: Engine, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    with operator_engine.begin() as conn:
+        set_transaction_search_path(conn, made.tenant.schema)
+        roles = dict(conn.execute(text("SELECT name, permissions FROM user_roles")).all())
+        groups = conn.scalars(text("SELECT name FROM user_groups")).all()
+        owner = conn.execute(text("SELECT id, email, password FROM users")).one()
+        link = conn.execute(
+            text(
+                "SELECT r.name, g.name FROM user_meta m JOIN user_roles r ON r.id = m.user_roles "
+                "JOIN user_groups g ON g.id = m.user_groups WHERE m.owner_id = :u"
+            ),
+            {"u": owner.id},
+        ).one()
+        version = current_revision(conn, made.tenant.schema)
+    assert set(roles) == {"Owner", "Admin", "Member"}
+    assert roles["Owner"] == ["*"]
+    assert "users:write" in roles["Admin"] and "users:write" not in roles["Member"]
+    assert groups == ["Everyone"]
+    assert owner.email == made.owner_email and owner.id == made.tenant.owner_id
+    assert owner.password.startswith("$2b$") and made.owner_password not in owner.password
+    assert tuple(link) == ("Owner", "Everyone")
+    assert version == head_revision("tenant") == made.tenant.version
+
+
+def test_failure_midway_leaves_nothing(operator_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    slug = unique_slug("fail")
+
+    def broken_seed(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected failure after the tables were created")
+
+    monkeypatch.setattr(provisioning, "seed_tenant", broken_seed)
+    with pytest.raises(RuntimeError, match="injected"):
+        provision_tenant(operator_engine, slug, "Doomed", OWNER, bcrypt_rounds=4)
+    assert not schema_exists(operator_engine, schema_for_slug(slug))
+    assert not registry_has(operator_engine, slug)
+
+
+def test_concurrent_creations_of_one_slug_yield_one_tenant(operator_engine: Engine) -> None:
+    slug = unique_slug("race")
+    barrier = threading.Barrier(4)
+    results: list[object] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            results.append(provision_tenant(operator_engine, slug, "Racer", OWNER, bcrypt_rounds=4))
+        except TenantExists as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    created = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, TenantExists)]
+    assert len(created) == 1 and len(refused) == 3
+    assert all(str(e) == f"tenant {slug!r} already exists" for e in refused)
+    with operator_engine.connect() as conn:
+        assert conn.scalar(select(text("count(*)")).select_from(Tenant).where(Tenant.slug == slug)) == 1
+
+
+def _catalog(engine: Engine, schema: str) -> dict[str, list[tuple[object, ...]]]:
+    """Everything about a schema that could differ, with the schema name left out."""
+    queries = {
+        "columns": """
+            SELECT table_name, column_name, ordinal_position, data_type, udt_name, is_nullable,
+                   column_default, character_maximum_length
+            FROM information_schema.columns WHERE table_schema = :s ORDER BY 1, 3""",
+        "constraints": """
+            SELECT cl.relname, co.conname, co.contype, pg_get_constraintdef(co.oid)
+            FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid
+            JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE n.nspname = :s ORDER BY 1, 2""",
+        "indexes": """
+            SELECT cl.relname, ix.relname,
+                   replace(pg_get_indexdef(i.indexrelid), ' ON ' || n.nspname || '.', ' ON ')
+            FROM pg_index i JOIN pg_class ix ON ix.oid = i.indexrelid JOIN pg_class cl ON cl.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE n.nspname = :s ORDER BY 1, 2""",
+    }
+    with engine.begin() as conn:
+        set_transaction_search_path(conn, schema)  # definitions then print unqualified names
+        return {
+            name: [tuple(row) for row in conn.execute(text(sql), {"s": schema})]
+            for name, sql in queries.items()
+        }
+
+
+def test_fast_path_equals_running_every_migration(
+    operator_engine: Engine, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    fast = make_tenant().tenant.schema
+    migrated = "tenant_migrated_" + unique_slug("m").replace("-", "_")
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {quote_ident(migrated)}")
+        run_upgrade(conn, "tenant", migrated)
+    for schema in (fast, migrated):
+        with operator_engine.begin() as conn:
+            set_transaction_search_path(conn, schema)
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            diffs = [
+                d for d in compare_metadata(context, tenant_metadata) if "alembic_version" not in repr(d)
+            ]
+        assert diffs == [], f"{schema} differs from the models: {diffs}"
+    assert _catalog(operator_engine, fast) == _catalog(operator_engine, migrated)
