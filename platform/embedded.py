@@ -44,6 +44,7 @@ def secret_key() -> str:
 
 def start_embedded_postgres() -> str:
     """Start (or attach to) the embedded server; returns a ``postgresql://`` URL."""
+    state_dir().mkdir(mode=0o700, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 
 from atrium.platform.naming import quote_ident
 from atrium.platform.registry import Tenant
@@ -91,7 +91,17 @@ def test_password_from_stdin_is_used_and_not_printed(
 
 @pytest.mark.parametrize(
     "slug",
-    ["admin", "www", "pgsql", "x" * 40, "Acme", "acme'; DROP SCHEMA platform CASCADE; --", "a--b", "ab", "-abc"],
+    [
+        "admin",
+        "www",
+        "pgsql",
+        "x" * 40,
+        "Acme",
+        "a--b",
+        "ab",
+        "-abc",
+        "acme'; DROP SCHEMA platform CASCADE; --",
+    ],
 )
 def test_bad_slugs_are_refused_with_exit_2_and_leave_nothing(
     atrium: Callable[..., subprocess.CompletedProcess[str]], operator_engine: Engine, slug: str
@@ -168,7 +178,7 @@ def _reset_to_base(engine: Engine, made: MadeTenant) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        conn.execute(text("UPDATE platform.tenants SET version = NULL WHERE id = :id"), {"id": made.tenant.id})
+        conn.execute(update(Tenant).where(Tenant.id == made.tenant.id).values(version=None))
 
 
 def test_migrate_continues_past_a_failing_tenant(

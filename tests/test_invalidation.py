@@ -1,0 +1,82 @@
+"""Tenant changes reach every app process within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import Engine
+
+from atrium.platform.provisioning import delete_tenant
+from atrium.platform.registry import TenantStatus
+from atrium.platform.resolution import publish_tenant_change
+from atrium.platform.settings import Settings
+from atrium.platform.tenant_admin import add_domain, set_status
+from tests.conftest import MadeTenant, serve
+from tests.probes import PROBES
+
+
+async def _wait_for_status(client: httpx.AsyncClient, host: str, status: int, within: float) -> float:
+    started = time.monotonic()
+    while True:
+        response = await client.get("/probe/users", headers={"Host": host})
+        elapsed = time.monotonic() - started
+        if response.status_code == status:
+            return elapsed
+        assert elapsed < within, f"{host} still answers {response.status_code} after {elapsed:.2f}s"
+        await asyncio.sleep(0.02)
+
+
+async def _subscribed(*apps: object) -> None:
+    for _ in range(200):
+        if all(app.state.resolver.subscribed for app in apps):  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the app never subscribed to tenant changes")
+
+
+async def test_suspension_and_deletion_reach_a_second_instance_through_redis(
+    settings: Settings, real_redis_url: str, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    # A long TTL, so that only the pushed invalidation can explain a change within 1 s.
+    with_redis = settings.with_overrides(redis_url=real_redis_url, tenant_cache_ttl=300)
+    made = make_tenant()
+    async with serve(with_redis, PROBES) as (app1, one), serve(with_redis, PROBES) as (app2, two):
+        await _subscribed(app1, app2)
+        for client in (one, two):  # warm both caches
+            assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
+
+        set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        publish_tenant_change(real_redis_url, made.tenant.id)
+        for client in (one, two):
+            assert await _wait_for_status(client, made.host, 403, within=1.0) < 1.0
+
+        set_status(operator_engine, made.slug, TenantStatus.ACTIVE)
+        publish_tenant_change(real_redis_url, made.tenant.id)
+        for client in (one, two):
+            await _wait_for_status(client, made.host, 200, within=1.0)
+
+        domain = f"app.{made.slug}.example.net"
+        assert (await two.get("/probe/users", headers={"Host": domain})).status_code == 404  # negative entry
+        add_domain(operator_engine, made.slug, domain, "localhost")
+        publish_tenant_change(real_redis_url, made.tenant.id)
+        await _wait_for_status(two, domain, 200, within=1.0)
+
+        delete_tenant(operator_engine, made.slug)
+        publish_tenant_change(real_redis_url, made.tenant.id)
+        for client in (one, two):
+            await _wait_for_status(client, made.host, 404, within=1.0)
+
+
+async def test_without_redis_the_cache_lives_at_most_a_second(
+    settings: Settings, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    made = make_tenant()
+    no_redis = settings.with_overrides(redis_url=None, tenant_cache_ttl=300)
+    async with serve(no_redis, PROBES) as (app, client):
+        assert app.state.resolver.current_ttl <= 1.0
+        assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
+        set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        await _wait_for_status(client, made.host, 403, within=1.5)
