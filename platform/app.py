@@ -6,21 +6,28 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, route
 from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 
+from atrium.platform.auth import TokenAuth
 from atrium.platform.database import create_app_engine
 from atrium.platform.errors import handle_unexpected, problem, problem_details_config
 from atrium.platform.health import health
+from atrium.platform.login_throttle import LoginThrottle
 from atrium.platform.middleware import TenancyPlugin, current_tenant
-from atrium.platform.persistence import sqlalchemy_plugin
+from atrium.platform.persistence import sqlalchemy_config
 from atrium.platform.resolution import TenantResolver
 from atrium.platform.settings import Settings, load_settings
+from atrium.tenants.routes import tenant_routers
 
 API_VERSION = "0.1.0"
 
@@ -30,6 +37,7 @@ API_VERSION = "0.1.0"
     http_method=list(HttpMethod),
     include_in_schema=False,
     name="not-found",
+    exclude_from_auth=True,
 )
 async def not_found() -> None:
     """Unmatched paths pass through the tenant middleware like any route.
@@ -40,9 +48,15 @@ async def not_found() -> None:
     raise problem(404, "Nothing is served at this path.")
 
 
-def tenant_route_handlers() -> list[ControllerRouterHandler]:
-    """Every tenant-facing route package; each new area registers here."""
-    return []
+def _stores(settings: Settings) -> dict[str, Store]:
+    """Revocations and login counters: shared through Redis when there is one."""
+    if settings.redis_url:
+        root: Store = RedisStore.with_client(url=settings.redis_url, namespace="atrium")
+        return {
+            "revoked_tokens": root.with_namespace("revoked"),
+            "login_failures": root.with_namespace("login"),
+        }
+    return {"revoked_tokens": MemoryStore(), "login_failures": MemoryStore()}
 
 
 def create_app(
@@ -51,6 +65,11 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     engine = create_app_engine(settings)
+    db_config = sqlalchemy_config(engine, settings.db_statement_timeout_ms)
+    stores = _stores(settings)
+    token_auth = TokenAuth(
+        settings.secret_key, settings.token_ttl_seconds, stores["revoked_tokens"], db_config.provide_session
+    )
     resolver = TenantResolver(engine, settings.base_domain, settings.redis_url, settings.tenant_cache_ttl)
 
     @asynccontextmanager
@@ -63,9 +82,11 @@ def create_app(
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[health, *tenant_route_handlers(), *(route_handlers or ()), not_found],
+        route_handlers=[health, *tenant_routers(), *(route_handlers or ()), not_found],
+        on_app_init=[token_auth.jwt.on_app_init],
+        stores=stores,
         plugins=[
-            sqlalchemy_plugin(engine, settings.db_statement_timeout_ms),
+            SQLAlchemyPlugin(config=db_config),
             ProblemDetailsPlugin(problem_details_config()),
             TenancyPlugin(resolver),  # last: its middleware must end up first
         ],
@@ -85,6 +106,8 @@ def create_app(
     app.state.settings = settings
     app.state.resolver = resolver
     app.state.engine = engine
+    app.state.token_auth = token_auth
+    app.state.login_throttle = LoginThrottle(stores["login_failures"])
     return app
 
 

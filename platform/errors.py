@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -100,6 +101,11 @@ def database_unavailable() -> ProblemDetailsException:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, RedisError):
+        logger.warning("redis unavailable: %s", exc)
+        return problem(
+            503, "A backing service is unavailable; try again shortly.", headers={"Retry-After": "1"}
+        ).to_response(request)
     if _is_database_unavailable(exc):
         logger.warning("database unavailable: %s", exc)
         return database_unavailable().to_response(request)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
-    SQLAlchemyPlugin,
 )
 from litestar.datastructures import State
 from litestar.types import Scope
@@ -45,11 +44,10 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         return session
 
 
-def sqlalchemy_plugin(engine: AsyncEngine, statement_timeout_ms: int) -> SQLAlchemyPlugin:
-    config = TenantSQLAlchemyConfig(
+def sqlalchemy_config(engine: AsyncEngine, statement_timeout_ms: int) -> TenantSQLAlchemyConfig:
+    return TenantSQLAlchemyConfig(
         engine_instance=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         before_send_handler="autocommit",
         statement_timeout_ms=statement_timeout_ms,
     )
-    return SQLAlchemyPlugin(config=config)

@@ -41,6 +41,7 @@ class ResolvedTenant:
     slug: str
     schema: str
     status: str
+    owner_id: uuid.UUID | None = None
 
     @property
     def suspended(self) -> bool:
@@ -100,7 +101,7 @@ class TenantResolver:
         return tenant
 
     async def _lookup(self, host: str) -> ResolvedTenant | None:
-        columns = (Tenant.id, Tenant.slug, Tenant.schema_name, Tenant.status)
+        columns = (Tenant.id, Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.owner_id)
         label = host[: -len(self._suffix)] if host.endswith(self._suffix) else None
         if label is not None and "." not in label:
             query = select(*columns).where(Tenant.slug == label)
@@ -108,7 +109,7 @@ class TenantResolver:
             query = select(*columns).join(TenantDomain).where(TenantDomain.domain == host)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
-        return None if row is None else ResolvedTenant(row[0], row[1], row[2], row[3])
+        return None if row is None else ResolvedTenant(*row)
 
     def invalidate(self, tenant_id: str = ALL_TENANTS) -> None:
         if tenant_id == ALL_TENANTS:

@@ -16,12 +16,12 @@ async def _emails(session: AsyncSession) -> list[str]:
     return list((await session.execute(text("SELECT email FROM users ORDER BY email"))).scalars())
 
 
-@get("/probe/users")
+@get("/probe/users", exclude_from_auth=True)
 async def probe_users(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
     return {"tenant": tenant.slug, "emails": await _emails(db_session)}
 
 
-@post("/probe/interleave", status_code=200)
+@post("/probe/interleave", status_code=200, exclude_from_auth=True)
 async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
     """Read, yield, write and commit, then read again in a second transaction."""
     path_before = (await db_session.execute(text("SELECT current_setting('search_path')"))).scalar_one()

@@ -1,0 +1,286 @@
+"""The resource conventions of API.md §5, written once for every route.
+
+A resource is a ``ResourceSpec``: its path and permission name, its msgspec schemas
+and its service (a ``CrudService`` subclass holding whatever is special about it).
+``crud_router`` turns a spec into list / create / get / update / delete handlers with
+pagination, permission guards, ``Location`` headers and problem responses.
+
+This module deliberately does not use ``from __future__ import annotations``: the
+handlers are built at runtime and Litestar reads their real annotation objects.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+import psycopg.errors
+from advanced_alchemy.exceptions import NotFoundError
+from advanced_alchemy.filters import LimitOffset, OrderBy
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.auth import AuthUser, requires
+from atrium.platform.errors import problem
+from atrium.platform.permissions import read, write
+from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.settings import Settings
+from atrium.tenants.base import TenantBase, tenant_metadata
+
+JSON_BODY_LIMIT = 1024 * 1024
+M = TypeVar("M", bound=TenantBase)
+
+
+class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every request body: unknown fields are refused (422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def provide_page_params(
+    limit: int = Parameter(query="limit", ge=1, le=200, default=50, description="Items per page, 1-200."),
+    offset: int = Parameter(query="offset", ge=0, default=0, description="Items to skip."),
+) -> PageParams:
+    return PageParams(limit, offset)
+
+
+_PAGE = {"page": Provide(provide_page_params, sync_to_thread=False)}
+
+
+def _constraint_fields() -> dict[str, str]:
+    """Constraint and index names of the tenant schema → the field a client can fix."""
+    names: dict[str, str] = {}
+    for table in tenant_metadata.tables.values():
+        for constraint in table.constraints:
+            columns = [c.name for c in getattr(constraint, "columns", [])]
+            if constraint.name and columns:
+                names[str(constraint.name)] = columns[0]
+        for index in table.indexes:
+            expressions = [str(e) for e in index.expressions]
+            if index.name and expressions:
+                names[str(index.name)] = expressions[0].removeprefix("lower(").removesuffix(")")
+    return names
+
+
+_FIELDS_BY_CONSTRAINT = _constraint_fields()
+
+
+def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
+    """Map a database integrity or data error to the problem a client understands."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    while not isinstance(orig, psycopg.Error) and getattr(orig, "__cause__", None) is not None:
+        orig = orig.__cause__
+    diag = getattr(orig, "diag", None)
+    field_name = _FIELDS_BY_CONSTRAINT.get(getattr(diag, "constraint_name", None) or "", "")
+    if isinstance(orig, psycopg.errors.UniqueViolation):
+        return problem(409, f"A row with this {field_name or 'value'} already exists.", type_="conflict")
+    if isinstance(orig, psycopg.errors.ForeignKeyViolation):
+        if deleting or (diag and (diag.message_primary or "").startswith("update or delete")):
+            return problem(409, "This row is still referenced by other rows.", type_="conflict")
+        return problem(
+            422,
+            "A referenced row does not exist.",
+            errors=[{"field": field_name, "message": "no such row in this tenant"}],
+        )
+    if isinstance(orig, psycopg.errors.StringDataRightTruncation):
+        return problem(422, "A value is too long.", errors=[{"field": field_name, "message": "too long"}])
+    if isinstance(orig, (psycopg.errors.IntegrityError, psycopg.errors.DataError)):
+        return problem(
+            422, "A value is not valid.", errors=[{"field": field_name, "message": "invalid value"}]
+        )
+    return exc
+
+
+@dataclass
+class CrudService(Generic[M]):
+    """Create, read, update and delete one resource inside the request's transaction.
+
+    Subclasses override the ``prepare_*`` and ``before_delete`` hooks. Writes commit
+    explicitly, so a failed commit is the client's error response, never a lost write
+    behind a 2xx.
+    """
+
+    session: AsyncSession
+    tenant: ResolvedTenant
+    user: AuthUser
+    settings: Settings
+    model: ClassVar[type[Any]]
+    _repository: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        repository_type = type(
+            f"{self.model.__name__}Repository", (SQLAlchemyAsyncRepository,), {"model_type": self.model}
+        )
+        self._repository = repository_type(session=self.session, auto_expunge=False, auto_commit=False)
+
+    async def list(self, page: PageParams) -> tuple[list[M], int]:
+        items, total = await self._repository.list_and_count(
+            LimitOffset(limit=page.limit, offset=page.offset),
+            OrderBy(field_name="created_at", sort_order="desc"),
+            OrderBy(field_name="id", sort_order="desc"),
+        )
+        return list(items), total
+
+    async def get(self, item_id: uuid.UUID) -> M:
+        try:
+            return await self._repository.get(item_id)
+        except NotFoundError:
+            raise problem(404, f"No such {self.model.__tablename__.replace('_', ' ')} row.") from None
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        return values
+
+    async def prepare_update(self, item: M, changes: dict[str, Any]) -> dict[str, Any]:
+        return changes
+
+    async def before_delete(self, item: M) -> None:
+        return None
+
+    async def create(self, data: msgspec.Struct) -> M:
+        values = await self.prepare_create(msgspec.structs.asdict(data))
+        item = self.model(**values)
+        await self._write(lambda: self._repository.add(item))
+        return item
+
+    async def update(self, item_id: uuid.UUID, data: msgspec.Struct) -> M:
+        item = await self.get(item_id)
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        for key, value in (await self.prepare_update(item, changes)).items():
+            setattr(item, key, value)
+        await self._write(lambda: self._repository.update(item))
+        return item
+
+    async def delete(self, item_id: uuid.UUID) -> None:
+        item = await self.get(item_id)
+        await self.before_delete(item)
+        await self._write(lambda: self._repository.delete(item.id), deleting=True)
+
+    async def _write(self, operation: Callable[[], Any], deleting: bool = False) -> None:
+        try:
+            await operation()
+            await self.session.commit()
+        except (IntegrityError, DBAPIError) as exc:
+            await self.session.rollback()
+            mapped = integrity_problem(exc, deleting)
+            if mapped is exc:
+                raise
+            raise mapped from None
+        except Exception as exc:  # advanced-alchemy wraps flush errors in its own types
+            await self.session.rollback()
+            if isinstance(exc.__cause__, (IntegrityError, DBAPIError)):
+                mapped = integrity_problem(exc.__cause__, deleting)
+                if mapped is not exc.__cause__:
+                    raise mapped from None
+            raise
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Everything that differs between two CRUD resources."""
+
+    resource: str  # the path segment and the permission name, e.g. "user-groups"
+    service: type[CrudService[Any]]
+    read_schema: type[msgspec.Struct]
+    create_schema: type[msgspec.Struct]
+    update_schema: type[msgspec.Struct]
+    description: str = ""
+    to_read: Callable[[Any], msgspec.Struct] | None = None
+    extra_handlers: Sequence[Any] = ()
+
+    def render(self, item: Any) -> msgspec.Struct:
+        if self.to_read is not None:
+            return self.to_read(item)
+        return msgspec.convert(item, self.read_schema, from_attributes=True)
+
+
+def crud_router(spec: ResourceSpec) -> Router:
+    """List, create, get, update and delete handlers for ``spec``, guarded and documented."""
+    Read, Create, Update = spec.read_schema, spec.create_schema, spec.update_schema
+    Page = msgspec.defstruct(
+        f"{Read.__name__}Page", [("items", list[Read]), ("total", int), ("limit", int), ("offset", int)]
+    )
+    name = spec.resource.replace("-", "_")
+    tags = [spec.resource]
+
+    def service(session: AsyncSession, tenant: ResolvedTenant, request: Request) -> CrudService[Any]:
+        return spec.service(session, tenant, request.user, request.app.state.settings)
+
+    async def list_items(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, page: PageParams
+    ) -> Page:  # type: ignore[valid-type]
+        items, total = await service(db_session, tenant, request).list(page)
+        return Page(items=[spec.render(i) for i in items], total=total, limit=page.limit, offset=page.offset)
+
+    async def create_item(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, data: Create
+    ) -> Response[Read]:  # type: ignore[valid-type]
+        item = await service(db_session, tenant, request).create(data)
+        return Response(
+            spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
+        )
+
+    async def get_item(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+    ) -> Read:  # type: ignore[valid-type]
+        return spec.render(await service(db_session, tenant, request).get(item_id))
+
+    async def update_item(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID, data: Update
+    ) -> Read:  # type: ignore[valid-type]
+        return spec.render(await service(db_session, tenant, request).update(item_id, data))
+
+    async def delete_item(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+    ) -> None:
+        await service(db_session, tenant, request).delete(item_id)
+
+    reading, writing = [requires(read(spec.resource))], [requires(write(spec.resource))]
+    handlers = [
+        get(
+            "/",
+            guards=reading,
+            operation_id=f"list_{name}",
+            summary=f"List {spec.resource}",
+            dependencies=_PAGE,
+        )(list_items),
+        post(
+            "/",
+            guards=writing,
+            operation_id=f"create_{name}",
+            summary=f"Create a {spec.resource} row",
+            request_max_body_size=JSON_BODY_LIMIT,
+        )(create_item),
+        get(
+            "/{item_id:uuid}",
+            guards=reading,
+            operation_id=f"get_{name}",
+            summary=f"Get a {spec.resource} row",
+        )(get_item),
+        patch(
+            "/{item_id:uuid}",
+            guards=writing,
+            operation_id=f"update_{name}",
+            summary=f"Update a {spec.resource} row (partial)",
+            request_max_body_size=JSON_BODY_LIMIT,
+        )(update_item),
+        delete(
+            "/{item_id:uuid}",
+            guards=writing,
+            operation_id=f"delete_{name}",
+            summary=f"Delete a {spec.resource} row",
+            status_code=204,
+        )(delete_item),
+        *spec.extra_handlers,
+    ]
+    return Router(
+        path=f"/{spec.resource}", route_handlers=handlers, tags=tags, security=[{"BearerToken": []}]
+    )

@@ -1,0 +1,70 @@
+"""POST /auth/login, POST /auth/logout, GET /auth/me."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, Router, get, post
+from litestar.security.jwt import Token
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.auth import AuthUser
+from atrium.platform.crud import JSON_BODY_LIMIT
+from atrium.platform.errors import problem
+from atrium.platform.passwords import verify_password
+from atrium.platform.resolution import ResolvedTenant
+from atrium.tenants.identity.models import User
+from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
+
+
+def _client_address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@post(
+    "/login",
+    exclude_from_auth=True,
+    status_code=200,
+    summary="Exchange email and password for a bearer token",
+    request_max_body_size=JSON_BODY_LIMIT,
+)
+async def login(
+    data: LoginRequest, db_session: AsyncSession, tenant: ResolvedTenant, request: Request[Any, Any, Any]
+) -> LoginResponse:
+    state = request.app.state
+    client = _client_address(request)
+    await state.login_throttle.check(tenant.id, data.email, client)
+    user = await db_session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
+    rounds = state.settings.bcrypt_rounds
+    # An unknown email still spends one bcrypt check, so timing does not tell them apart.
+    ok = await asyncio.to_thread(verify_password, data.password, user.password if user else None, rounds)
+    if user is None or not ok:
+        await state.login_throttle.record_failure(tenant.id, data.email, client)
+        raise problem(401, "The email or password is not correct.", type_="invalid-credentials")
+    await state.login_throttle.record_success(tenant.id, data.email)
+    return LoginResponse(
+        access_token=state.token_auth.issue(user.id, tenant.id),
+        token_type="bearer",  # noqa: S106 (the OAuth token type, not a secret)
+        expires_in=state.settings.token_ttl_seconds,
+        user=UserRead(user.id, user.name, user.email, user.phone, user.created_at, user.updated_at),
+    )
+
+
+@post("/logout", status_code=204, summary="Revoke the token used for this request")
+async def logout(request: Request[AuthUser, Token, Any]) -> None:
+    await request.app.state.token_auth.revoke(request.auth)
+
+
+@get("/me", summary="The caller, their roles and effective permissions")
+async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
+    user = request.user
+    return MeResponse(
+        user=UserRead(user.id, user.name, user.email, user.phone, user.created_at, user.updated_at),
+        roles=list(user.roles),
+        permissions=sorted(user.permissions),
+    )
+
+
+auth_router = Router(path="/auth", route_handlers=[login, logout, me], tags=["auth"])

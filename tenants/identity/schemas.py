@@ -1,0 +1,127 @@
+"""Request and response bodies of the identity routes."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+
+from atrium.platform.crud import Schema
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Email = Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=320)]
+Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+# Length in bytes (at most 72) is checked by the service; msgspec counts characters.
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=72)]
+Permission = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+
+class UserRead(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    email: str
+    phone: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class UserCreate(Schema):
+    name: Name
+    email: Email
+    phone: Phone
+    password: Password
+
+
+class UserUpdate(Schema):
+    name: Name | Unset = UNSET
+    email: Email | Unset = UNSET
+    phone: Phone | Unset = UNSET
+    password: Password | Unset = UNSET
+
+
+class UserGroupRead(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class UserGroupCreate(Schema):
+    name: Name
+    owner_id: uuid.UUID | None = None
+
+
+class UserGroupUpdate(Schema):
+    name: Name | Unset = UNSET
+    owner_id: uuid.UUID | Unset | None = UNSET
+
+
+class UserRoleRead(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID | None
+    permissions: list[str]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class UserRoleCreate(Schema):
+    name: Name
+    owner_id: uuid.UUID | None = None
+    permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class UserRoleUpdate(Schema):
+    name: Name | Unset = UNSET
+    owner_id: uuid.UUID | Unset | None = UNSET
+    permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] | Unset = UNSET
+
+
+class UserMetaRead(msgspec.Struct):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    user_groups: uuid.UUID | None
+    user_roles: uuid.UUID | None
+    uniq_customize: dict[str, Any] | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class UserMetaCreate(Schema):
+    owner_id: uuid.UUID | None = None
+    user_groups: uuid.UUID | None = None
+    user_roles: uuid.UUID | None = None
+    uniq_customize: dict[str, Any] | None = None
+
+
+class UserMetaUpdate(Schema):
+    owner_id: uuid.UUID | Unset = UNSET
+    user_groups: uuid.UUID | Unset | None = UNSET
+    user_roles: uuid.UUID | Unset | None = UNSET
+    uniq_customize: dict[str, Any] | Unset | None = UNSET
+
+
+class LoginRequest(Schema):
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class LoginResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    user: UserRead
+
+
+class MeResponse(msgspec.Struct):
+    user: UserRead
+    roles: list[str]
+    permissions: list[str]
