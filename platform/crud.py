@@ -195,6 +195,9 @@ class ResourceSpec:
     description: str = ""
     to_read: Callable[[Any], msgspec.Struct] | None = None
     extra_handlers: Sequence[Any] = ()
+    # A resource whose create or update is not plain JSON (media) leaves those out
+    # and brings its own handlers in ``extra_handlers``.
+    operations: frozenset[str] = frozenset({"list", "create", "get", "update", "delete"})
 
     def render(self, item: Any) -> msgspec.Struct:
         if self.to_read is not None:
@@ -244,43 +247,46 @@ def crud_router(spec: ResourceSpec) -> Router:
         await service(db_session, tenant, request).delete(item_id)
 
     reading, writing = [requires(read(spec.resource))], [requires(write(spec.resource))]
-    handlers = [
-        get(
+    standard = {
+        "list": get(
             "/",
             guards=reading,
             operation_id=f"list_{name}",
             summary=f"List {spec.resource}",
             dependencies=_PAGE,
         )(list_items),
-        post(
+        "create": post(
             "/",
             guards=writing,
             operation_id=f"create_{name}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
         )(create_item),
-        get(
+        "get": get(
             "/{item_id:uuid}",
             guards=reading,
             operation_id=f"get_{name}",
             summary=f"Get a {spec.resource} row",
         )(get_item),
-        patch(
+        "update": patch(
             "/{item_id:uuid}",
             guards=writing,
             operation_id=f"update_{name}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
         )(update_item),
-        delete(
+        "delete": delete(
             "/{item_id:uuid}",
             guards=writing,
             operation_id=f"delete_{name}",
             summary=f"Delete a {spec.resource} row",
             status_code=204,
         )(delete_item),
-        *spec.extra_handlers,
-    ]
+    }
+    handlers = [handler for op, handler in standard.items() if op in spec.operations]
     return Router(
-        path=f"/{spec.resource}", route_handlers=handlers, tags=tags, security=[{"BearerToken": []}]
+        path=f"/{spec.resource}",
+        route_handlers=[*handlers, *spec.extra_handlers],
+        tags=tags,
+        security=[{"BearerToken": []}],
     )

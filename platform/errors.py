@@ -9,6 +9,7 @@ schema name: unexpected errors are logged and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -55,13 +56,22 @@ def problem(
     )
 
 
+# msgspec names the field in the message, not in the location, for these two errors.
+_FIELD_IN_MESSAGE = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
 def _validation_errors(extra: Any) -> list[dict[str, str]]:
     errors = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
-            entry = {"field": str(item.get("key", "")), "message": str(item.get("message", "invalid value"))}
+            message = str(item.get("message", "invalid value"))
+            field = str(item.get("key", ""))
+            if field == "data" and (named := _FIELD_IN_MESSAGE.search(message)):
+                field = named.group(1)
+            entry = {"field": field, "message": message}
             if "source" in item:
-                entry["source"] = str(item["source"])
+                source = item["source"]
+                entry["source"] = str(getattr(source, "value", source))
             errors.append(entry)
     return errors
 

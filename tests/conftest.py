@@ -114,3 +114,16 @@ async def serve(
         httpx.AsyncClient(transport=transport, base_url=f"http://{host}", timeout=60) as client,
     ):
         yield app, client
+
+
+async def login(client: httpx.AsyncClient, host: str, email: str, password: str) -> dict[str, str]:
+    """Log in on ``host``; returns the headers (Host and Authorization) for later calls."""
+    response = await client.post(
+        "/auth/login", json={"email": email, "password": password}, headers={"Host": host}
+    )
+    assert response.status_code == 200, response.text
+    return {"Host": host, "Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def login_owner(client: httpx.AsyncClient, made: MadeTenant) -> dict[str, str]:
+    return await login(client, made.host, made.owner_email, made.owner_password)
