@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.auth import AuthUser, requires
-from atrium.platform.errors import problem
+from atrium.platform.errors import problem, problem_responses
 from atrium.platform.permissions import read, write
 from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings
@@ -254,6 +254,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"list_{name}",
             summary=f"List {spec.resource}",
             dependencies=_PAGE,
+            responses=problem_responses(400, 401, 403, 422, 503),
         )(list_items),
         "create": post(
             "/",
@@ -261,12 +262,14 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"create_{name}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
+            responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
         )(create_item),
         "get": get(
             "/{item_id:uuid}",
             guards=reading,
             operation_id=f"get_{name}",
             summary=f"Get a {spec.resource} row",
+            responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(
             "/{item_id:uuid}",
@@ -274,6 +277,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"update_{name}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
+            responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
         )(update_item),
         "delete": delete(
             "/{item_id:uuid}",
@@ -281,6 +285,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"delete_{name}",
             summary=f"Delete a {spec.resource} row",
             status_code=204,
+            responses=problem_responses(401, 403, 404, 409, 503),
         )(delete_item),
     }
     handlers = [handler for op, handler in standard.items() if op in spec.operations]

@@ -13,8 +13,10 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -36,6 +38,48 @@ _TYPES = {
     500: "internal-error",
     503: "service-unavailable",
 }
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+    source: str | None = None
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """The RFC 9457 body of every error response (documented in the OpenAPI schema)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing, invalid, expired or revoked bearer token",
+    403: "Permission missing, or tenant suspended",
+    404: "No such row in this tenant, or unknown tenant",
+    409: "Conflict with existing data",
+    413: "Request body too large",
+    422: "Validation failed; `errors` names each bad field",
+    429: "Too many requests; see Retry-After",
+    503: "Database unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the problems a route can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[status],
+            media_type="application/problem+json",
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 def problem(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.auth import AuthUser
 from atrium.platform.crud import JSON_BODY_LIMIT
-from atrium.platform.errors import problem
+from atrium.platform.errors import problem, problem_responses
 from atrium.platform.passwords import verify_password
 from atrium.platform.resolution import ResolvedTenant
 from atrium.tenants.identity.models import User
@@ -29,6 +29,8 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
     status_code=200,
     summary="Exchange email and password for a bearer token",
     request_max_body_size=JSON_BODY_LIMIT,
+    responses=problem_responses(400, 401, 413, 422, 429, 503),
+    security=[],
 )
 async def login(
     data: LoginRequest, db_session: AsyncSession, tenant: ResolvedTenant, request: Request[Any, Any, Any]
@@ -52,12 +54,19 @@ async def login(
     )
 
 
-@post("/logout", status_code=204, summary="Revoke the token used for this request")
+@post(
+    "/logout",
+    status_code=204,
+    summary="Revoke the token used for this request",
+    responses=problem_responses(401, 503),
+)
 async def logout(request: Request[AuthUser, Token, Any]) -> None:
     await request.app.state.token_auth.revoke(request.auth)
 
 
-@get("/me", summary="The caller, their roles and effective permissions")
+@get(
+    "/me", summary="The caller, their roles and effective permissions", responses=problem_responses(401, 503)
+)
 async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     user = request.user
     return MeResponse(
