@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import get, post
+from litestar import WebSocket, get, post, websocket
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,4 +46,11 @@ async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> 
     }
 
 
-PROBES = [probe_users, probe_interleave]
+@websocket("/probe/ws", exclude_from_auth=True)
+async def probe_ws(socket: WebSocket, tenant: ResolvedTenant) -> None:
+    await socket.accept()
+    await socket.send_json({"tenant": tenant.slug})
+    await socket.close()
+
+
+PROBES = [probe_users, probe_interleave, probe_ws]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import TestClient
 from sqlalchemy import Engine
 
+from atrium.platform.app import create_app
 from atrium.platform.registry import TenantStatus
 from atrium.platform.settings import Settings
 from atrium.platform.tenant_admin import add_domain, set_status
@@ -86,3 +89,20 @@ async def test_health_reports_an_unreachable_database(settings: Settings) -> Non
         assert response.status_code == 503
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["type"] == "database-unavailable"
+
+
+def test_websockets_resolve_the_tenant_too(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
+    app = create_app(settings, route_handlers=PROBES)
+    active = tenants["active"]
+    with (
+        TestClient(app, base_url=f"http://{active.host}") as client,
+        client.websocket_connect("/probe/ws") as ws,
+    ):
+        assert ws.receive_json() == {"tenant": active.slug}
+    for host in ("ghost.localhost", tenants["suspended"].host, "localhost"):
+        with (
+            TestClient(app, base_url=f"http://{host}") as client,
+            pytest.raises(WebSocketDisconnect),
+            client.websocket_connect("/probe/ws") as ws,
+        ):
+            ws.receive_json()
