@@ -131,6 +131,13 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
     if status >= 500:
         return problem(status, HTTPStatus(status).description, headers=exc.headers)
+    if status == 401:
+        detail = str(exc.detail or "")
+        if not detail or detail.startswith(
+            "No permission"
+        ):  # Litestar's wording for revoked or foreign tokens
+            detail = "The bearer token is not valid here: revoked, of another tenant, or of a deleted user."
+        return problem(401, detail, headers={**(exc.headers or {}), "WWW-Authenticate": "Bearer"})
     detail = (
         exc.detail
         if exc.detail and exc.detail != HTTPStatus(status).phrase

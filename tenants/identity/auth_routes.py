@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from litestar import Request, Router, get, post
 from litestar.security.jwt import Token
 from sqlalchemy import func, select
@@ -17,6 +18,10 @@ from atrium.platform.passwords import verify_password
 from atrium.platform.resolution import ResolvedTenant
 from atrium.tenants.identity.models import User
 from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
+
+
+def _profile(user: User | AuthUser) -> UserRead:
+    return msgspec.convert(user, UserRead, from_attributes=True)
 
 
 def _client_address(request: Request[Any, Any, Any]) -> str:
@@ -50,7 +55,7 @@ async def login(
         access_token=state.token_auth.issue(user.id, tenant.id),
         token_type="bearer",  # noqa: S106 (the OAuth token type, not a secret)
         expires_in=state.settings.token_ttl_seconds,
-        user=UserRead(user.id, user.name, user.email, user.phone, user.created_at, user.updated_at),
+        user=_profile(user),
     )
 
 
@@ -70,7 +75,7 @@ async def logout(request: Request[AuthUser, Token, Any]) -> None:
 async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     user = request.user
     return MeResponse(
-        user=UserRead(user.id, user.name, user.email, user.phone, user.created_at, user.updated_at),
+        user=_profile(user),
         roles=list(user.roles),
         permissions=sorted(user.permissions),
     )
