@@ -19,6 +19,7 @@ from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 
 from atrium.platform.auth import TokenAuth
+from atrium.platform.crud import JSON_BODY_LIMIT
 from atrium.platform.database import create_app_engine
 from atrium.platform.errors import handle_unexpected, problem, problem_details_config
 from atrium.platform.health import health
@@ -82,7 +83,7 @@ def create_app(
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[health, *tenant_routers(), *(route_handlers or ()), not_found],
+        route_handlers=[health, *tenant_routers(settings), *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
         stores=stores,
         plugins=[
@@ -100,7 +101,7 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        request_max_body_size=settings.max_upload_bytes + 64 * 1024,
+        request_max_body_size=JSON_BODY_LIMIT,
         debug=False,
     )
     app.state.settings = settings

@@ -156,7 +156,9 @@ class CrudService(Generic[M]):
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         for key, value in (await self.prepare_update(item, changes)).items():
             setattr(item, key, value)
-        await self._write(lambda: self._repository.update(item))
+        # A flush of the attached row, not advanced-alchemy's ``repository.update``: that
+        # reads every column, deferred ones too (media bytes), which fails under asyncio.
+        await self._write(self.session.flush)
         return item
 
     async def delete(self, item_id: uuid.UUID) -> None:

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -162,6 +163,8 @@ def database_unavailable() -> ProblemDetailsException:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, NotFoundError):
+        return problem(404, "No such row in this tenant.").to_response(request)
     if isinstance(exc, RedisError):
         logger.warning("redis unavailable: %s", exc)
         return problem(

@@ -49,5 +49,7 @@ def sqlalchemy_config(engine: AsyncEngine, statement_timeout_ms: int) -> TenantS
         engine_instance=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         before_send_handler="autocommit",
+        # Its handler answers plain JSON; errors.py maps repository errors to problems.
+        set_default_exception_handler=False,
         statement_timeout_ms=statement_timeout_ms,
     )

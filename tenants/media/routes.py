@@ -1,0 +1,192 @@
+"""/media: uploaded files. Metadata through the shared CRUD conventions, bytes through two handlers.
+
+``POST /media`` takes ``multipart/form-data`` (field ``file``); ``GET /media/{id}/content``
+answers the exact bytes as a download that never runs on the API's origin. Listing and
+reading metadata never load the bytes (``Media.data`` is deferred).
+
+Like ``atrium.platform.crud``, this module does not use ``from __future__ import
+annotations``: the handlers are built at runtime and Litestar reads their annotations.
+"""
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from atrium.platform.auth import requires
+from atrium.platform.crud import CrudService, ResourceSpec, crud_router
+from atrium.platform.errors import problem, problem_responses
+from atrium.platform.permissions import read, write
+from atrium.platform.resolution import ResolvedTenant
+from atrium.tenants.media.models import Media
+from atrium.tenants.media.schemas import (
+    MediaRead,
+    MediaUpdate,
+    MediaUpload,
+    clean_filename,
+    clean_media_type,
+    content_disposition,
+)
+
+# Room for the multipart boundaries and part headers around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+# Served with every download: the browser must save the bytes, never sniff, render or
+# run them on the API's origin.
+CONTENT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, no-cache",
+}
+
+
+class MediaService(CrudService[Media]):
+    model = Media
+
+    async def upload(self, name: str, media_type: str, data: bytes) -> Media:
+        item = Media(owner_id=self.user.id, name=name, type=media_type, size=len(data), data=data)
+        await self._write(lambda: self._repository.add(item))
+        return item
+
+    async def with_content(self, item_id: uuid.UUID) -> Media:
+        """The row with its bytes: the only place the deferred ``data`` column is loaded."""
+        item = await self.session.scalar(
+            select(Media).options(undefer(Media.data)).where(Media.id == item_id)
+        )
+        if item is None:
+            raise problem(404, "No such media row.")
+        return item
+
+    async def prepare_update(self, item: Media, changes: dict[str, Any]) -> dict[str, Any]:
+        if "name" in changes and clean_filename(changes["name"]) != changes["name"]:
+            raise problem(
+                422,
+                "The name is not a plain file name.",
+                errors=[
+                    {
+                        "field": "name",
+                        "message": "no path separators, control characters or surrounding spaces",
+                    }
+                ],
+            )
+        return changes
+
+
+def _service(session: AsyncSession, tenant: ResolvedTenant, request: Request) -> MediaService:
+    return MediaService(session, tenant, request.user, request.app.state.settings)
+
+
+async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
+    """The uploaded bytes, or 413 when there are more than ``limit`` of them."""
+    try:
+        content = await data.file.read(limit + 1)
+    finally:
+        await data.file.close()
+    if len(content) > limit:
+        raise problem(413, f"The file is larger than the limit of {limit} bytes.")
+    return content
+
+
+def media_router(max_upload_bytes: int | None = None) -> Router:
+    """The /media routes.
+
+    ``max_upload_bytes`` caps the upload's request body before it is read. Without it the
+    upload inherits the application's ``request_max_body_size``, which ``create_app``
+    derives from ``settings.max_upload_bytes``. Either way the handler checks the file
+    against ``settings.max_upload_bytes`` exactly.
+    """
+    body_limit: dict[str, Any] = {}
+    if max_upload_bytes is not None:
+        body_limit["request_max_body_size"] = max_upload_bytes + MULTIPART_OVERHEAD
+
+    @post(
+        "/",
+        guards=[requires(write("media"))],
+        operation_id="create_media",
+        summary="Upload a file (multipart/form-data, field `file`)",
+        description=(
+            "The part's file name (without any path) becomes `name`, its content type `type` "
+            "(`application/octet-stream` when missing or malformed). Larger than the "
+            "configured limit: 413."
+        ),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 413, 422, 503),
+        response_headers=[
+            ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
+        ],
+        **body_limit,
+    )
+    async def upload_media(
+        db_session: AsyncSession,
+        tenant: ResolvedTenant,
+        request: Request,
+        data: Annotated[MediaUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response[MediaRead]:
+        content = await _read_at_most(data, request.app.state.settings.max_upload_bytes)
+        item = await _service(db_session, tenant, request).upload(
+            clean_filename(data.file.filename),
+            clean_media_type(data.file.headers.get("Content-Type")),
+            content,
+        )
+        return Response(
+            msgspec.convert(item, MediaRead, from_attributes=True),
+            status_code=201,
+            headers={"Location": f"/media/{item.id}"},
+        )
+
+    @get(
+        "/{item_id:uuid}/content",
+        guards=[requires(read("media"))],
+        operation_id="get_media_content",
+        summary="Download a file's bytes",
+        description="The exact bytes as uploaded, with their stored content type, as an attachment.",
+        media_type="application/octet-stream",
+        responses=problem_responses(401, 403, 404, 503),
+        response_headers=[
+            ResponseHeader(
+                name="Content-Disposition",
+                description="attachment; filename=\"…\"; filename*=UTF-8''…",
+                documentation_only=True,
+            ),
+            ResponseHeader(name="X-Content-Type-Options", description="nosniff", documentation_only=True),
+            ResponseHeader(
+                name="Content-Security-Policy",
+                description="default-src 'none'; sandbox",
+                documentation_only=True,
+            ),
+        ],
+    )
+    async def get_media_content(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+    ) -> Response[bytes]:
+        item = await _service(db_session, tenant, request).with_content(item_id)
+        return Response(
+            item.data,
+            media_type=item.type,
+            headers={
+                # Set explicitly: Litestar would append a charset to text/* types.
+                "Content-Type": item.type,
+                "Content-Disposition": content_disposition(item.name),
+                **CONTENT_HEADERS,
+            },
+        )
+
+    return crud_router(
+        ResourceSpec(
+            "media",
+            MediaService,
+            MediaRead,
+            MediaUpdate,  # unused: creating is the multipart upload above
+            MediaUpdate,
+            description="Uploaded files",
+            operations=frozenset({"list", "get", "update", "delete"}),
+            extra_handlers=[upload_media, get_media_content],
+        )
+    )
