@@ -9,6 +9,7 @@ This module deliberately does not use ``from __future__ import annotations``: th
 handlers are built at runtime and Litestar reads their real annotation objects.
 """
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from atrium.platform.errors import problem, problem_responses
 from atrium.platform.permissions import read, write
 from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings
-from atrium.tenants.base import TenantBase, tenant_metadata
+from atrium.tenants.base import TenantBase
 
 JSON_BODY_LIMIT = 1024 * 1024
 M = TypeVar("M", bound=TenantBase)
@@ -56,22 +57,15 @@ def provide_page_params(
 _PAGE = {"page": Provide(provide_page_params, sync_to_thread=False)}
 
 
-def _constraint_fields() -> dict[str, str]:
-    """Constraint and index names of the tenant schema → the field a client can fix."""
-    names: dict[str, str] = {}
-    for table in tenant_metadata.tables.values():
-        for constraint in table.constraints:
-            columns = [c.name for c in getattr(constraint, "columns", [])]
-            if constraint.name and columns:
-                names[str(constraint.name)] = columns[0]
-        for index in table.indexes:
-            expressions = [str(e) for e in index.expressions]
-            if index.name and expressions:
-                names[str(index.name)] = expressions[0].removeprefix("lower(").removesuffix(")")
-    return names
+# PostgreSQL names the offending column in the error detail: 'Key (owner_id)=(…) is not
+# present in table "users"', 'Key (lower(email::text))=(…) already exists'. Only the
+# column name is taken from it; the detail itself (with the value) is never shown.
+_DETAIL_COLUMN = re.compile(r"^Key \((?:lower\()?([a-z_][a-z0-9_]*)")
 
 
-_FIELDS_BY_CONSTRAINT = _constraint_fields()
+def _offending_field(diag: Any) -> str:
+    match = _DETAIL_COLUMN.match(getattr(diag, "message_detail", None) or "")
+    return match.group(1) if match else ""
 
 
 def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
@@ -80,7 +74,7 @@ def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
     while not isinstance(orig, psycopg.Error) and getattr(orig, "__cause__", None) is not None:
         orig = orig.__cause__
     diag = getattr(orig, "diag", None)
-    field_name = _FIELDS_BY_CONSTRAINT.get(getattr(diag, "constraint_name", None) or "", "")
+    field_name = _offending_field(diag)
     if isinstance(orig, psycopg.errors.UniqueViolation):
         return problem(409, f"A row with this {field_name or 'value'} already exists.", type_="conflict")
     if isinstance(orig, psycopg.errors.ForeignKeyViolation):
@@ -128,6 +122,10 @@ class CrudService(Generic[M]):
             OrderBy(field_name="created_at", sort_order="desc"),
             OrderBy(field_name="id", sort_order="desc"),
         )
+        if not items and page.offset:
+            # The count comes from a window over the page's rows; past the last page there
+            # are none to carry it.
+            total = await self._repository.count()
         return list(items), total
 
     async def get(self, item_id: uuid.UUID) -> M:
