@@ -30,6 +30,8 @@ from atrium.platform.permissions import grants
 from atrium.platform.resolution import ResolvedTenant
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
+# Route option of handlers whose request body may stream in slowly (uploads).
+RELEASE_BEFORE_BODY = "release_db_before_body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,12 @@ class TokenAuth:
         except ValueError:
             return None
         session = self.session_provider(connection.app.state, connection.scope)
-        return await load_auth_user(session, user_id)
+        user = await load_auth_user(session, user_id)
+        if connection.route_handler.opt.get(RELEASE_BEFORE_BODY):
+            # The body (an upload) is read after authentication and may arrive slowly:
+            # give the connection back meanwhile; the handler's transaction binds anew.
+            await session.commit()
+        return user
 
     async def is_revoked(self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
         tid, jti = token.extras.get("tid"), token.jti

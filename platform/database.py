@@ -27,8 +27,11 @@ STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # only pg_catalog, and shared tables are always schema-qualified.
 NO_TENANT_PATH = ""
 
+# One round trip binds the schema and bounds the transaction: no statement runs longer
+# than the timeout, and a transaction left idle (a stalled client) is ended by the server.
 _BIND_SQL = (
-    "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true)"
+    "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('idle_in_transaction_session_timeout', %(timeout)s, true)"
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import os
@@ -419,3 +420,32 @@ async def test_openapi_documents_media(settings: Settings) -> None:
     download = paths["/media/{item_id}/content"]["get"]
     assert download["operationId"] == "get_media_content"
     assert "Content-Disposition" in download["responses"]["200"]["headers"]
+
+
+async def test_a_slow_upload_does_not_hold_a_database_connection(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    one_connection = settings.with_overrides(db_pool_size=1, db_max_overflow=0, db_pool_timeout=2)
+    async with serve(one_connection) as (_, client):
+        headers = await login_owner(client, made)
+        receiving = asyncio.Event()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield part_head("slow.bin", "application/octet-stream")
+            receiving.set()
+            for _ in range(6):  # about three seconds of body, longer than the pool timeout
+                await asyncio.sleep(0.5)
+                yield b"x" * 1024
+            yield CLOSING
+
+        upload = asyncio.create_task(
+            client.post("/media", content=slow_body(), headers={**headers, "Content-Type": MULTIPART})
+        )
+        await receiving.wait()
+        await asyncio.sleep(0.2)
+        # The only pooled connection must be free while the body trickles in.
+        listing = await client.get("/users", headers=headers)
+        assert listing.status_code == 200, listing.text
+        assert not upload.done()
+        assert (await upload).status_code == 201

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from atrium.platform.auth import requires
+from atrium.platform.auth import RELEASE_BEFORE_BODY, requires
 from atrium.platform.crud import CrudService, ResourceSpec, crud_router
 from atrium.platform.errors import problem, problem_responses
 from atrium.platform.permissions import read, write
@@ -117,6 +117,7 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
             "configured limit: 413."
         ),
         status_code=201,
+        opt={RELEASE_BEFORE_BODY: True},
         responses=problem_responses(400, 401, 403, 413, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
