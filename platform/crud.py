@@ -34,6 +34,7 @@ from atrium.platform.settings import Settings
 from atrium.tenants.base import TenantBase
 
 JSON_BODY_LIMIT = 1024 * 1024
+MAX_OFFSET = 2**31 - 1
 M = TypeVar("M", bound=TenantBase)
 
 
@@ -49,7 +50,7 @@ class PageParams:
 
 def provide_page_params(
     limit: int = Parameter(query="limit", ge=1, le=200, default=50, description="Items per page, 1-200."),
-    offset: int = Parameter(query="offset", ge=0, default=0, description="Items to skip."),
+    offset: int = Parameter(query="offset", ge=0, le=MAX_OFFSET, default=0, description="Items to skip."),
 ) -> PageParams:
     return PageParams(limit, offset)
 
@@ -92,6 +93,27 @@ def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
             422, "A value is not valid.", errors=[{"field": field_name, "message": "invalid value"}]
         )
     return exc
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def refuse_nul_characters(values: dict[str, Any]) -> None:
+    """PostgreSQL stores no NUL character in text or jsonb: refuse it, naming the field."""
+    bad = [name for name, value in values.items() if _has_nul(value)]
+    if bad:
+        raise problem(
+            422,
+            "Text may not contain the NUL character.",
+            errors=[{"field": name, "message": "contains a NUL character"} for name in bad],
+        )
 
 
 @dataclass
@@ -144,7 +166,9 @@ class CrudService(Generic[M]):
         return None
 
     async def create(self, data: msgspec.Struct) -> M:
-        values = await self.prepare_create(msgspec.structs.asdict(data))
+        values = msgspec.structs.asdict(data)
+        refuse_nul_characters(values)
+        values = await self.prepare_create(values)
         item = self.model(**values)
         await self._write(lambda: self._repository.add(item))
         return item
@@ -152,6 +176,7 @@ class CrudService(Generic[M]):
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct) -> M:
         item = await self.get(item_id)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        refuse_nul_characters(changes)
         for key, value in (await self.prepare_update(item, changes)).items():
             setattr(item, key, value)
         # A flush of the attached row, not advanced-alchemy's ``repository.update``: that

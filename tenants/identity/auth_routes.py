@@ -43,7 +43,13 @@ async def login(
     state = request.app.state
     client = _client_address(request)
     await state.login_throttle.check(tenant.id, data.email, client)
-    user = await db_session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
+    email = data.email.strip().lower()
+    # PostgreSQL refuses NUL in text; no stored email contains one anyway.
+    user = (
+        None
+        if "\x00" in email
+        else await db_session.scalar(select(User).where(func.lower(User.email) == email))
+    )
     rounds = state.settings.bcrypt_rounds
     # An unknown email still spends one bcrypt check, so timing does not tell them apart.
     ok = await asyncio.to_thread(verify_password, data.password, user.password if user else None, rounds)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from atrium.platform.auth import load_auth_user
 from atrium.platform.crud import CrudService
 from atrium.platform.errors import problem
 from atrium.platform.passwords import MAX_PASSWORD_BYTES, hash_password
@@ -27,7 +28,38 @@ class OwnedService(CrudService[Any]):
         return values
 
 
-class UserService(CrudService[User]):
+class PrivilegeGuard:
+    """Nobody acts beyond the permissions they hold.
+
+    Granting, taking away, or editing what carries a permission (a role, a user-role
+    link, a user who holds it) needs that permission: an Admin cannot mint or take the
+    Owner role, strip it from the owner, or take over the owner's account.
+    """
+
+    session: Any
+    user: Any
+
+    def require_covered(self, permissions: Any, action: str) -> None:
+        beyond = sorted(p for p in permissions or () if not grants(self.user.permissions, p))
+        if beyond:
+            raise problem(
+                403, f"You cannot {action}: it involves permissions you do not hold ({', '.join(beyond)})."
+            )
+
+    async def role_permissions(self, role_id: Any, field: str = "user_roles") -> list[str]:
+        if role_id is None:
+            return []
+        permissions = await self.session.scalar(select(UserRole.permissions).where(UserRole.id == role_id))
+        if permissions is None:
+            raise field_problem(field, "no such row in this tenant")
+        return list(permissions)
+
+    async def user_permissions(self, user_id: Any) -> frozenset[str]:
+        holder = await load_auth_user(self.session, user_id)
+        return holder.permissions if holder is not None else frozenset()
+
+
+class UserService(CrudService[User], PrivilegeGuard):
     model = User
 
     async def _hash(self, password: str) -> str:
@@ -42,6 +74,7 @@ class UserService(CrudService[User]):
         return values
 
     async def prepare_update(self, item: User, changes: dict[str, Any]) -> dict[str, Any]:
+        self.require_covered(await self.user_permissions(item.id), "change this user")
         if "password" in changes:
             changes["password"] = await self._hash(changes["password"])
         return changes
@@ -51,23 +84,21 @@ class UserService(CrudService[User]):
             raise problem(409, "You cannot delete yourself.")
         if item.id == self.tenant.owner_id:
             raise problem(409, "The tenant's owner cannot be deleted.")
+        self.require_covered(await self.user_permissions(item.id), "delete this user")
 
 
 class UserGroupService(OwnedService):
     model = UserGroup
 
 
-class UserRoleService(OwnedService):
+class UserRoleService(OwnedService, PrivilegeGuard):
     model = UserRole
 
     def _check_permissions(self, permissions: list[str]) -> None:
         invalid = [p for p in permissions if not is_valid_permission(p)]
         if invalid:
             raise field_problem("permissions", f"unknown permissions: {', '.join(sorted(invalid))}")
-        # Nobody hands out more than they hold: an Admin cannot mint an Owner role.
-        beyond = [p for p in permissions if not grants(self.user.permissions, p)]
-        if beyond:
-            raise problem(403, f"You cannot grant permissions you do not hold: {', '.join(sorted(beyond))}")
+        self.require_covered(permissions, "grant these permissions")
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         self._check_permissions(values["permissions"])
@@ -75,31 +106,32 @@ class UserRoleService(OwnedService):
         return await super().prepare_create(values)
 
     async def prepare_update(self, item: UserRole, changes: dict[str, Any]) -> dict[str, Any]:
+        self.require_covered(item.permissions, "change this role")
         if "permissions" in changes:
             self._check_permissions(changes["permissions"])
             changes["permissions"] = sorted(set(changes["permissions"]))
         return changes
 
+    async def before_delete(self, item: UserRole) -> None:
+        self.require_covered(item.permissions, "delete this role")
 
-class UserMetaService(OwnedService):
+
+class UserMetaService(OwnedService, PrivilegeGuard):
+    """A user-meta row with a role grants that role's permissions to its owner."""
+
     model = UserMeta
 
-    async def _check_role(self, role_id: Any) -> None:
-        """Linking a role grants its permissions: only to callers who hold them all."""
-        if role_id is None:
-            return
-        permissions = await self.session.scalar(select(UserRole.permissions).where(UserRole.id == role_id))
-        if permissions is None:
-            raise field_problem("user_roles", "no such row in this tenant")
-        beyond = [p for p in permissions if not grants(self.user.permissions, p)]
-        if beyond:
-            raise problem(403, "You cannot link a role with permissions you do not hold.")
-
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        await self._check_role(values.get("user_roles"))
+        self.require_covered(await self.role_permissions(values.get("user_roles")), "link this role")
         return await super().prepare_create(values)
 
     async def prepare_update(self, item: UserMeta, changes: dict[str, Any]) -> dict[str, Any]:
-        if "user_roles" in changes:
-            await self._check_role(changes["user_roles"])
+        # Both the link as it is and as it will be: taking a role away needs it too.
+        self.require_covered(await self.role_permissions(item.user_roles), "change this role link")
+        self.require_covered(
+            await self.role_permissions(changes.get("user_roles", item.user_roles)), "link this role"
+        )
         return changes
+
+    async def before_delete(self, item: UserMeta) -> None:
+        self.require_covered(await self.role_permissions(item.user_roles), "remove this role link")

@@ -1,0 +1,474 @@
+"""Shared helpers of the identity and access tests (auth, RBAC, isolation, resources, passwords).
+
+- The tenant routes are read from the application's own route table (``tenant_endpoints``),
+  so a route added later is picked up by every matrix, and ``uncovered`` names the routes
+  that no matrix knows how to exercise (no factory, or an unknown shape).
+- ``FACTORIES`` creates a valid row of each resource; ``UPDATES`` is a valid partial change.
+- ``serve_api`` is ``conftest.serve`` with ``check_response`` installed as an httpx event hook:
+  no response may contain a known test password or a bcrypt hash, and every error response
+  must be a clean problem document (never a 500, a schema name, SQL or a traceback).
+
+Test modules load this file as a plugin (``pytest_plugins = ["tests.api"]``) to get the
+module-scoped fixtures at the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import Engine
+
+from atrium.platform.app import create_app
+from atrium.platform.provisioning import OwnerSpec, provision_tenant
+from atrium.platform.settings import Settings
+from tests.conftest import MadeTenant, login, serve, unique_slug
+
+Headers = dict[str, str]
+Context = dict[str, Any]
+Api = tuple[Litestar, httpx.AsyncClient]  # the ``api`` fixture: the app and a client on it
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------------------------
+# Secrets that must never come back, and the response scan
+# ---------------------------------------------------------------------------------------------
+
+KNOWN_PASSWORDS: set[str] = set()
+BCRYPT_MARKER = "$2b$"
+# Error bodies never show SQL, a traceback, the driver or a schema name (schemas are
+# ``tenant_<slug>``; the field name ``tenant_id`` is fine).
+_LEAKS = re.compile(r"tenant_(?!id\b)|SELECT|Traceback|psycopg")
+PROBLEM_TYPE = "application/problem+json"
+
+
+def secret_password(prefix: str = "pw") -> str:
+    """A fresh password that the response scan will look for."""
+    return remember_password(f"{prefix}-{secrets.token_urlsafe(12)}")
+
+
+def remember_password(password: str) -> str:
+    KNOWN_PASSWORDS.add(password)
+    return password
+
+
+def _describe(response: httpx.Response) -> str:
+    request = response.request
+    return (
+        f"{request.method} {request.url.path} (Host {request.headers.get('host')}) → {response.status_code}"
+    )
+
+
+async def check_response(response: httpx.Response) -> None:
+    """The httpx response hook of every client of these tests."""
+    body = await response.aread()
+    for password in KNOWN_PASSWORDS:
+        for form in {password, json.dumps(password)[1:-1]}:
+            assert form.encode() not in body, f"a test password is in the response of {_describe(response)}"
+    assert BCRYPT_MARKER.encode() not in body, f"a bcrypt hash is in the response of {_describe(response)}"
+    if response.status_code < 400:
+        return
+    text = body.decode(errors="replace")
+    where = f"{_describe(response)}: {text[:500]}"
+    assert response.status_code < 500 or response.status_code == 503, f"server error on {where}"
+    assert response.headers.get("content-type", "").startswith(PROBLEM_TYPE), f"not a problem: {where}"
+    problem = json.loads(text)
+    missing = {"type", "title", "status", "detail"} - problem.keys()
+    assert not missing, f"problem without {sorted(missing)}: {where}"
+    assert problem["status"] == response.status_code, f"problem status differs: {where}"
+    leak = _LEAKS.search(text)
+    assert leak is None, f"error body shows {leak.group(0)!r}: {where}"
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    """``conftest.serve`` with the response scan installed on its client."""
+    async with serve(settings) as (app, client):
+        client.event_hooks = {"request": [], "response": [check_response]}
+        yield app, client
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """``response`` is the problem ``status``; returns its body. (The hook checks the format.)"""
+    assert response.status_code == status, f"{_describe(response)}, expected {status}: {response.text[:500]}"
+    assert response.headers["content-type"].startswith(PROBLEM_TYPE), response.headers
+    return response.json()
+
+
+def error_fields(problem: dict[str, Any]) -> set[str]:
+    errors = problem.get("errors")
+    assert isinstance(errors, list) and errors, f"no errors list in {problem}"
+    return {str(e.get("field", "")) for e in errors}
+
+
+# ---------------------------------------------------------------------------------------------
+# The route table
+# ---------------------------------------------------------------------------------------------
+
+ITEM = "{item_id:uuid}"
+_PLATFORM_PREFIXES = ("/health", "/schema")
+_CATCH_ALL = {"/", "/{path:path}"}
+_IMPLICIT_METHODS = {"OPTIONS", "HEAD"}  # added by Litestar, answered without auth
+# (method, segments after the resource) → operation
+_SHAPES = {
+    ("GET", ()): "list",
+    ("POST", ()): "create",
+    ("GET", (ITEM,)): "get",
+    ("PATCH", (ITEM,)): "update",
+    ("DELETE", (ITEM,)): "delete",
+    ("GET", (ITEM, "content")): "content",
+}
+READS = {"list", "get", "content"}
+AUTH_ROUTES = {("POST", "/auth/login"), ("POST", "/auth/logout"), ("GET", "/auth/me")}
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    resource: str
+    op: str  # a value of _SHAPES, or "" when no matrix knows this shape
+    method: str
+    path: str
+
+    @property
+    def on_item(self) -> bool:
+        return ITEM in self.path
+
+    def url(self, item_id: str | None = None) -> str:
+        if self.on_item:
+            assert item_id is not None, self
+            return self.path.replace(ITEM, item_id)
+        return self.path
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
+    """Every (method, path) of the app's tenant routes, auth routes included."""
+    for route in app.routes:
+        path = route.path
+        if path in _CATCH_ALL or any(path == p or path.startswith(p + "/") for p in _PLATFORM_PREFIXES):
+            continue
+        handlers = getattr(route, "route_handlers", None)
+        methods = {m for h in handlers for m in h.http_methods} if handlers else {"WEBSOCKET"}
+        for method in sorted(methods - _IMPLICIT_METHODS):
+            yield method, path
+
+
+def tenant_endpoints(app: Litestar) -> list[Endpoint]:
+    """The resource routes (everything but auth), classified by shape."""
+    endpoints = []
+    for method, path in route_table(app):
+        if path.startswith("/auth/"):
+            continue
+        resource, *rest = path.strip("/").split("/")
+        endpoints.append(Endpoint(resource, _SHAPES.get((method, tuple(rest)), ""), method, path))
+    return sorted(endpoints)
+
+
+@cache
+def unserved_app() -> Litestar:
+    """The app, built only to read its route table at collection time (never started)."""
+    return create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none", secret_key="c" * 40))
+
+
+def route_resources() -> list[str]:
+    """The resources of the route table, for ``pytest.mark.parametrize``."""
+    return resources(unserved_app())
+
+
+def endpoints_of(app: Litestar, *ops: str) -> list[Endpoint]:
+    return [e for e in tenant_endpoints(app) if e.op in ops]
+
+
+def resources(app: Litestar) -> list[str]:
+    return sorted({e.resource for e in tenant_endpoints(app)})
+
+
+def uncovered(app: Litestar) -> list[str]:
+    """Routes no matrix can exercise: unknown shape, no factory, no update body, unknown auth route."""
+    problems = [
+        f"{method} {path}: an auth route without tests"
+        for method, path in route_table(app)
+        if path.startswith("/auth/") and (method, path) not in AUTH_ROUTES
+    ]
+    for e in tenant_endpoints(app):
+        if not e.op:
+            problems.append(f"{e}: a route shape no matrix knows")
+        elif e.resource not in FACTORIES:
+            problems.append(f"{e}: no factory for {e.resource!r} in tests/api.py")
+        elif e.op == "update" and e.resource not in UPDATES:
+            problems.append(f"{e}: no update body for {e.resource!r} in tests/api.py")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows: how to create a valid one of each resource, and a valid partial change
+# ---------------------------------------------------------------------------------------------
+
+USER_PHONE = "+1 555 0101"
+RequestBuilder = Callable[[httpx.AsyncClient, Headers, Context], Awaitable[dict[str, Any]]]
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def _user_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    tag = _tag()
+    return {
+        "json": {
+            "name": f"User {tag}",
+            "email": f"user-{tag}@example.test",
+            "phone": USER_PHONE,
+            "password": secret_password("user"),
+        }
+    }
+
+
+async def _group_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"name": f"Group {_tag()}"}}
+
+
+async def _role_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"name": f"Role {_tag()}", "permissions": ["customize:read", "users:read"]}}
+
+
+async def _meta_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    """A link of a new user to a new group (no role: a role would change what the user may do)."""
+    user = await FACTORIES["users"](client, headers, context)
+    group = await FACTORIES["user-groups"](client, headers, context)
+    return {"json": {"owner_id": user, "user_groups": group, "uniq_customize": {"tag": _tag()}}}
+
+
+async def _customize_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"data": {"theme": "dark", "tag": _tag()}}}
+
+
+async def _media_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    tag = _tag()
+    return {"files": {"file": (f"note-{tag}.txt", f"hello {tag}\n".encode(), "text/plain")}}
+
+
+# resource → builder of the keyword arguments of a valid POST (rows it needs first are
+# created with the given headers)
+CREATE_REQUESTS: dict[str, RequestBuilder] = {
+    "users": _user_request,
+    "user-groups": _group_request,
+    "user-roles": _role_request,
+    "user-meta": _meta_request,
+    "customize": _customize_request,
+    "media": _media_request,
+}
+
+# resource → a valid partial change of one field
+UPDATES: dict[str, dict[str, Any]] = {
+    "users": {"name": "Renamed User"},
+    "user-groups": {"name": "Renamed Group"},
+    "user-roles": {"name": "Renamed Role"},
+    "user-meta": {"uniq_customize": {"changed": True}},
+    "customize": {"data": {"changed": True}},
+    "media": {"name": "renamed.txt"},
+}
+
+
+async def create_request(
+    resource: str, client: httpx.AsyncClient, setup_headers: Headers, context: Context | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of a valid ``POST /<resource>``; rows it needs are made first."""
+    return await CREATE_REQUESTS[resource](client, setup_headers, {} if context is None else context)
+
+
+def _factory(resource: str) -> Callable[[httpx.AsyncClient, Headers, Context], Awaitable[str]]:
+    async def create(client: httpx.AsyncClient, headers: Headers, context: Context) -> str:
+        """Create a row as ``headers``; records what was sent under ``context[id]``."""
+        kwargs = await create_request(resource, client, headers, context)
+        response = await client.post(f"/{resource}", headers=headers, **kwargs)
+        assert response.status_code == 201, f"creating {resource}: {response.status_code} {response.text}"
+        row_id = str(response.json()["id"])
+        context[row_id] = kwargs
+        return row_id
+
+    return create
+
+
+# resource → async (client, headers, context) → id of a new row
+FACTORIES = {resource: _factory(resource) for resource in CREATE_REQUESTS}
+
+
+async def create(client: httpx.AsyncClient, headers: Headers, resource: str) -> str:
+    return await FACTORIES[resource](client, headers, {})
+
+
+async def list_all(client: httpx.AsyncClient, headers: Headers, resource: str) -> list[dict[str, Any]]:
+    """Every row of a list, page by page."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = await client.get(
+            f"/{resource}", params={"limit": 200, "offset": len(items)}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items.extend(page["items"])
+        if not page["items"] or len(items) >= page["total"]:
+            return items
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies described by the app's OpenAPI document
+# ---------------------------------------------------------------------------------------------
+
+
+def json_body_schema(app: Litestar, endpoint: Endpoint) -> dict[str, Any] | None:
+    """The resolved JSON schema of the endpoint's request body, or None if it takes no JSON."""
+    document = app.openapi_schema.to_schema()
+    operation = (
+        document["paths"].get(endpoint.path.replace(ITEM, "{item_id}"), {}).get(endpoint.method.lower())
+    )
+    content = (operation or {}).get("requestBody", {}).get("content", {})
+    if "application/json" not in content:
+        return None
+    return _resolve(document, content["application/json"]["schema"])
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        *_, name = schema["$ref"].split("/")
+        schema = document["components"]["schemas"][name]
+    return schema
+
+
+def accepted_types(document_schema: dict[str, Any]) -> set[str]:
+    """The JSON types a property schema accepts (``type`` or the types of its ``oneOf``)."""
+    found: set[str] = set()
+    for option in [document_schema, *document_schema.get("oneOf", []), *document_schema.get("anyOf", [])]:
+        kind = option.get("type")
+        found.update([kind] if isinstance(kind, str) else kind or [])
+    return found
+
+
+def wrong_value(property_schema: dict[str, Any]) -> Any:
+    """A value of a JSON type the property does not accept."""
+    kinds = accepted_types(property_schema)
+    if "object" not in kinds:
+        return {"not": "this type"}
+    return 12345 if not kinds & {"integer", "number"} else "not this type"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tenants and users
+# ---------------------------------------------------------------------------------------------
+
+
+def new_tenant(operator_engine: Engine, prefix: str = "t") -> MadeTenant:
+    """A provisioned tenant whose owner password the response scan knows."""
+    slug = unique_slug(prefix)
+    email = f"owner@{slug}.example"
+    password = secret_password("owner")
+    tenant = provision_tenant(
+        operator_engine, slug, "Test Org", OwnerSpec("Owner", email, "+1 555 0100", password), bcrypt_rounds=4
+    )
+    return MadeTenant(tenant, email, password)
+
+
+async def role_id(client: httpx.AsyncClient, owner: Headers, name: str) -> str:
+    response = await client.get("/user-roles", params={"limit": 200}, headers=owner)
+    assert response.status_code == 200, response.text
+    ids = [r["id"] for r in response.json()["items"] if r["name"] == name]
+    assert len(ids) == 1, f"role {name!r}: {ids}"
+    return ids[0]
+
+
+@dataclass(frozen=True)
+class TenantUser:
+    """A user of a tenant, with their credentials and a logged-in session."""
+
+    id: str
+    email: str
+    password: str
+    headers: Headers
+
+
+async def add_user(
+    client: httpx.AsyncClient, owner: Headers, role: str | None = None, password: str | None = None
+) -> TenantUser:
+    """A new user created by ``owner``, linked to the built-in ``role`` if given, logged in."""
+    body = (await create_request("users", client, owner))["json"]
+    if password is not None:
+        body["password"] = remember_password(password)
+    response = await client.post("/users", json=body, headers=owner)
+    assert response.status_code == 201, response.text
+    user_id = response.json()["id"]
+    if role is not None:
+        link = {"owner_id": user_id, "user_roles": await role_id(client, owner, role)}
+        response = await client.post("/user-meta", json=link, headers=owner)
+        assert response.status_code == 201, response.text
+    headers = await login(client, owner["Host"], body["email"], body["password"])
+    return TenantUser(user_id, body["email"], body["password"], headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Module-scoped fixtures (tenants and the app are reused within a module)
+# ---------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def in_own_task(manager: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
+    """Enter and exit ``manager`` in one task of its own.
+
+    pytest-asyncio sets a shared fixture up and tears it down in different tasks, and the
+    app's lifespan (anyio cancel scopes) must be left in the task that entered it.
+    """
+    entered: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    leave = asyncio.Event()
+
+    async def hold() -> None:
+        async with manager as value:
+            entered.set_result(value)
+            await leave.wait()
+
+    task = asyncio.create_task(hold())
+    await asyncio.wait([entered, task], return_when=asyncio.FIRST_COMPLETED)
+    if not entered.done():
+        await task  # raises what went wrong on the way in
+    try:
+        yield entered.result()
+    finally:
+        leave.set()
+        await task
+
+
+@pytest.fixture(scope="module")
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with in_own_task(serve_api(settings)) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def tenant_a(operator_engine: Engine) -> MadeTenant:
+    return new_tenant(operator_engine, "a")
+
+
+@pytest.fixture(scope="module")
+def tenant_b(operator_engine: Engine) -> MadeTenant:
+    return new_tenant(operator_engine, "b")
+
+
+@pytest.fixture(scope="module")
+async def owner_a(api: Api, tenant_a: MadeTenant) -> Headers:
+    return await login(api[1], tenant_a.host, tenant_a.owner_email, tenant_a.owner_password)
+
+
+@pytest.fixture(scope="module")
+async def owner_b(api: Api, tenant_b: MadeTenant) -> Headers:
+    return await login(api[1], tenant_b.host, tenant_b.owner_email, tenant_b.owner_password)

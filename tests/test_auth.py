@@ -1,0 +1,365 @@
+"""Authentication: login, logout, /auth/me, and every way a bearer token can be refused."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+from litestar import Litestar
+from sqlalchemy import Engine
+
+from atrium.platform.settings import Settings
+from tests.api import (
+    UPDATES,
+    Api,
+    Headers,
+    add_user,
+    assert_problem,
+    create,
+    create_request,
+    error_fields,
+    new_tenant,
+    serve_api,
+    tenant_endpoints,
+)
+from tests.conftest import TEST_SECRET, MadeTenant, login
+
+pytest_plugins = ["tests.api"]
+
+
+def bearer(host: str, token: str) -> Headers:
+    return {"Host": host, "Authorization": f"Bearer {token}"}
+
+
+def forge(app: Litestar, claims: dict[str, Any], secret: str = TEST_SECRET) -> str:
+    """A token with exactly ``claims``, signed like the app signs its own."""
+    return jwt.encode(claims, secret, algorithm=app.state.token_auth.jwt.algorithm)
+
+
+def claims(user_id: str, tenant_id: uuid.UUID, expires_in: datetime.timedelta) -> dict[str, Any]:
+    now = datetime.datetime.now(datetime.UTC)
+    return {
+        "sub": user_id,
+        "jti": uuid.uuid4().hex,
+        "iat": int((now - datetime.timedelta(hours=2)).timestamp()),
+        "exp": int((now + expires_in).timestamp()),
+        "extras": {"tid": str(tenant_id)},
+    }
+
+
+async def requests_for_every_route(
+    app: Litestar, client: httpx.AsyncClient, owner: Headers
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, url, request kwargs) for every route but login, aimed at real rows with valid bodies.
+
+    If a refused token were accepted after all, these requests would succeed: the
+    refusal is what the assertions see, not an accident of the input.
+    """
+    calls: list[tuple[str, str, dict[str, Any]]] = [("GET", "/auth/me", {}), ("POST", "/auth/logout", {})]
+    rows: dict[str, str] = {}
+    for endpoint in tenant_endpoints(app):
+        kwargs: dict[str, Any] = {}
+        item_id = None
+        if endpoint.on_item:
+            if endpoint.op == "delete" or endpoint.resource not in rows:
+                item_id = await create(client, owner, endpoint.resource)
+                rows.setdefault(endpoint.resource, item_id)
+            item_id = item_id or rows[endpoint.resource]
+        if endpoint.op == "create":
+            kwargs = await create_request(endpoint.resource, client, owner)
+        elif endpoint.op == "update":
+            kwargs = {"json": UPDATES[endpoint.resource]}
+        calls.append((endpoint.method, endpoint.url(item_id), kwargs))
+    return calls
+
+
+async def assert_refused_everywhere(
+    client: httpx.AsyncClient, calls: list[tuple[str, str, dict[str, Any]]], headers: Headers, why: str
+) -> None:
+    for method, url, kwargs in calls:
+        response = await client.request(method, url, headers=headers, **kwargs)
+        assert response.status_code == 401, (why, method, url, response.status_code, response.text)
+        assert_problem(response, 401)
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+async def test_login_matches_the_email_in_any_case(api: Api, tenant_a: MadeTenant) -> None:
+    app, client = api
+    local, domain = tenant_a.owner_email.split("@")
+    for email in (tenant_a.owner_email, tenant_a.owner_email.upper(), f"{local.title()}@{domain.upper()}"):
+        response = await client.post(
+            "/auth/login",
+            json={"email": email, "password": tenant_a.owner_password},
+            headers={"Host": tenant_a.host},
+        )
+        assert response.status_code == 200, (email, response.text)
+        body = response.json()
+        assert body["token_type"] == "bearer"
+        assert isinstance(body["expires_in"], int) and body["expires_in"] > 0
+        assert body["user"]["id"] == str(tenant_a.tenant.owner_id)
+        assert body["user"]["email"] == tenant_a.owner_email
+        assert "password" not in body["user"]
+        token = jwt.decode(body["access_token"], TEST_SECRET, algorithms=[app.state.token_auth.jwt.algorithm])
+        assert token["sub"] == str(tenant_a.tenant.owner_id)
+        assert token["extras"]["tid"] == str(tenant_a.tenant.id) and token["jti"]
+        assert token["exp"] - token["iat"] == body["expires_in"] == app.state.settings.token_ttl_seconds
+        me = await client.get("/auth/me", headers=bearer(tenant_a.host, body["access_token"]))
+        assert me.status_code == 200 and me.json()["user"]["id"] == str(tenant_a.tenant.owner_id)
+
+
+async def test_login_matches_a_mixed_case_stored_email(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
+    _, client = api
+    user = await add_user(client, owner_a)
+    mixed = "MiXeD." + user.email.upper()
+    assert (
+        await client.patch(f"/users/{user.id}", json={"email": mixed}, headers=owner_a)
+    ).status_code == 200
+    for email in (mixed, mixed.lower(), mixed.swapcase()):
+        headers = await login(client, tenant_a.host, email, user.password)
+        assert (await client.get("/auth/me", headers=headers)).json()["user"]["email"] == mixed
+
+
+async def test_wrong_password_and_unknown_email_are_indistinguishable(api: Api, tenant_a: MadeTenant) -> None:
+    _, client = api
+    host = {"Host": tenant_a.host}
+    wrong_password = await client.post(
+        "/auth/login", json={"email": tenant_a.owner_email, "password": "not-the-password"}, headers=host
+    )
+    unknown_email = await client.post(
+        "/auth/login",
+        json={"email": f"nobody-{uuid.uuid4().hex[:6]}@x.example", "password": "x" * 12},
+        headers=host,
+    )
+    assert_problem(wrong_password, 401)
+    assert_problem(unknown_email, 401)
+    assert wrong_password.content == unknown_email.content
+    assert wrong_password.headers["content-type"] == unknown_email.headers["content-type"]
+
+
+async def test_login_refuses_bad_bodies(api: Api, tenant_a: MadeTenant) -> None:
+    _, client = api
+    host = {"Host": tenant_a.host}
+    malformed = await client.post(
+        "/auth/login", content=b'{"email": ', headers={**host, "content-type": "application/json"}
+    )
+    assert_problem(malformed, 400)
+    missing = await client.post("/auth/login", json={"email": tenant_a.owner_email}, headers=host)
+    assert "password" in error_fields(assert_problem(missing, 422))
+    unknown = await client.post(
+        "/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password, "tenant": "other"},
+        headers=host,
+    )
+    assert "tenant" in error_fields(assert_problem(unknown, 422))
+    wrong_type = await client.post("/auth/login", json={"email": 5, "password": ["x"]}, headers=host)
+    assert error_fields(assert_problem(wrong_type, 422)) & {"email", "password"}
+    oversize = await client.post(
+        "/auth/login",
+        content=json.dumps({"email": "a@b.example", "password": "x" * (1024 * 1024)}).encode(),
+        headers={**host, "content-type": "application/json"},
+    )
+    assert_problem(oversize, 413)
+
+
+async def test_login_with_text_the_database_cannot_hold_is_refused(api: Api, tenant_a: MadeTenant) -> None:
+    """A NUL character cannot be in any stored email: no such user (or invalid), never a 500."""
+    _, client = api
+    host = {"Host": tenant_a.host}
+    for email in ("nul\u0000@example.test", tenant_a.owner_email + "\u0000"):
+        nul = await client.post("/auth/login", json={"email": email, "password": "x" * 10}, headers=host)
+        assert nul.status_code in {401, 422}, nul.text
+        assert_problem(nul, nul.status_code)
+
+
+# --- /auth/me ---------------------------------------------------------------------------------
+
+
+async def test_me_returns_the_user_roles_and_permissions(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
+    _, client = api
+    owner_me = await client.get("/auth/me", headers=owner_a)
+    assert owner_me.status_code == 200, owner_me.text
+    body = owner_me.json()
+    assert set(body) == {"user", "roles", "permissions"}
+    assert body["user"]["id"] == str(tenant_a.tenant.owner_id)
+    assert body["user"]["email"] == tenant_a.owner_email
+    assert set(body["user"]) == {"id", "name", "email", "phone", "created_at", "updated_at"}
+    assert "Owner" in body["roles"] and body["permissions"] == ["*"]
+
+    roles = (await client.get("/user-roles", params={"limit": 200}, headers=owner_a)).json()["items"]
+    member_role = next(r for r in roles if r["name"] == "Member")
+    member = await add_user(client, owner_a, role="Member")
+    me = (await client.get("/auth/me", headers=member.headers)).json()
+    assert me["user"]["id"] == member.id and me["user"]["email"] == member.email
+    assert me["roles"] == ["Member"]
+    assert sorted(me["permissions"]) == sorted(member_role["permissions"])
+    assert "password" not in owner_me.text and "password" not in str(me)
+
+
+# --- every way a token is refused, on every route -----------------------------------------------
+
+
+async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
+    api: Api, tenant_a: MadeTenant, tenant_b: MadeTenant, owner_a: Headers, owner_b: Headers
+) -> None:
+    app, client = api
+    calls = await requests_for_every_route(app, client, owner_a)
+    owner_id, host = str(tenant_a.tenant.owner_id), tenant_a.host
+    hour = datetime.timedelta(hours=1)
+
+    # The forging is right: the same claims, correctly signed and unexpired, are accepted.
+    valid = claims(owner_id, tenant_a.tenant.id, hour)
+    control = forge(app, valid)
+    assert (await client.get("/auth/me", headers=bearer(host, control))).status_code == 200
+
+    refused = {
+        "no token": {"Host": host},
+        "garbage": bearer(host, "not-a-jwt"),
+        "another secret": bearer(host, forge(app, claims(owner_id, tenant_a.tenant.id, hour), "x" * 48)),
+        "expired": bearer(
+            host, forge(app, claims(owner_id, tenant_a.tenant.id, -datetime.timedelta(minutes=5)))
+        ),
+        "unknown user": bearer(host, forge(app, claims(str(uuid.uuid4()), tenant_a.tenant.id, hour))),
+        "other tenant's id in the token": bearer(
+            host, forge(app, claims(owner_id, tenant_b.tenant.id, hour))
+        ),
+        "other tenant's token": {**owner_b, "Host": host},
+        "no tenant id": bearer(host, forge(app, {**valid, "extras": {}})),
+        "no jti": bearer(host, forge(app, {k: v for k, v in valid.items() if k != "jti"})),
+        "no exp": bearer(host, forge(app, {k: v for k, v in valid.items() if k != "exp"})),
+        "subject not a uuid": bearer(host, forge(app, {**valid, "sub": "owner"})),
+        "unsigned (alg none)": bearer(host, jwt.encode(valid, None, algorithm="none")),
+    }
+    for why, headers in refused.items():
+        await assert_refused_everywhere(client, calls, headers, why)
+    # Nothing above changed anything: the owner's own token still works.
+    assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
+
+
+async def test_a_logged_out_token_is_refused_on_every_route(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
+    app, client = api
+    calls = await requests_for_every_route(app, client, owner_a)
+    session = await login(client, tenant_a.host, tenant_a.owner_email, tenant_a.owner_password)
+    other_session = await login(client, tenant_a.host, tenant_a.owner_email, tenant_a.owner_password)
+    assert (await client.get("/auth/me", headers=session)).status_code == 200
+
+    logout = await client.post("/auth/logout", headers=session)
+    assert logout.status_code == 204 and logout.content == b""
+    await assert_refused_everywhere(client, calls, session, "logged out")
+    # Only that token: another session of the same user is untouched.
+    assert (await client.get("/auth/me", headers=other_session)).status_code == 200
+
+
+async def test_logout_reaches_every_app_process_sharing_redis(
+    settings: Settings, real_redis_url: str, operator_engine: Engine
+) -> None:
+    shared = settings.with_overrides(redis_url=real_redis_url)
+    made = new_tenant(operator_engine, "out")
+    async with serve_api(shared) as (_, first), serve_api(shared) as (_, second):
+        session = await login(first, made.host, made.owner_email, made.owner_password)
+        assert (await second.get("/auth/me", headers=session)).status_code == 200
+        assert (await first.post("/auth/logout", headers=session)).status_code == 204
+        assert_problem(await second.get("/auth/me", headers=session), 401)
+        assert_problem(await second.post("/auth/logout", headers=session), 401)
+
+
+async def test_a_deleted_users_token_is_refused_on_every_route(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
+    app, client = api
+    calls = await requests_for_every_route(app, client, owner_a)
+    admin = await add_user(client, owner_a, role="Admin")
+    assert (await client.get("/users", headers=admin.headers)).status_code == 200
+    deleted = await client.delete(f"/users/{admin.id}", headers=owner_a)
+    assert deleted.status_code == 204, deleted.text
+    await assert_refused_everywhere(client, calls, admin.headers, "deleted user")
+
+
+# --- login throttle ---------------------------------------------------------------------------
+
+
+async def fail_logins(client: httpx.AsyncClient, host: str, emails: list[str]) -> None:
+    for email in emails:
+        response = await client.post(
+            "/auth/login", json={"email": email, "password": "wrong-password"}, headers={"Host": host}
+        )
+        assert_problem(response, 401)
+
+
+def assert_throttled(response: httpx.Response) -> None:
+    assert_problem(response, 429)
+    retry_after = int(response.headers["retry-after"])
+    assert 0 < retry_after <= 15 * 60, retry_after
+
+
+async def attempt(client: httpx.AsyncClient, made: MadeTenant, host: str | None = None) -> httpx.Response:
+    """A login with ``made``'s owner's right email and password (on ``host``, default theirs)."""
+    return await client.post(
+        "/auth/login",
+        json={"email": made.owner_email, "password": made.owner_password},
+        headers={"Host": host or made.host},
+    )
+
+
+async def test_login_throttle_per_email_in_redis_is_shared_and_per_tenant(
+    settings: Settings, real_redis_url: str, operator_engine: Engine
+) -> None:
+    shared = settings.with_overrides(redis_url=real_redis_url)
+    victim, other = new_tenant(operator_engine, "thr"), new_tenant(operator_engine, "thr")
+    async with serve_api(shared) as (_, client), serve_api(shared) as (_, second_process):
+        # The same email (in another case) and password also exist on the other tenant.
+        other_owner = await login(client, other.host, other.owner_email, other.owner_password)
+        twin = {"name": "Twin", "email": victim.owner_email.upper(), "phone": "+1 555 0102"}
+        created = await client.post(
+            "/users", json={**twin, "password": victim.owner_password}, headers=other_owner
+        )
+        assert created.status_code == 201, created.text
+
+        # Four failures (in mixed case): still below the limit, the right password works.
+        await fail_logins(client, victim.host, [victim.owner_email.upper()] * 4)
+        assert (await attempt(client, victim)).status_code == 200
+        # A success resets the count; five failures then lock the email out, even with
+        # the right password, and in every app process sharing the Redis store.
+        await fail_logins(client, victim.host, [victim.owner_email] * 3 + [victim.owner_email.upper()] * 2)
+        assert_throttled(await attempt(client, victim))
+        assert_throttled(await attempt(second_process, victim))
+        # Keyed by tenant: the same email on the other tenant logs in.
+        assert (await attempt(client, victim, other.host)).status_code == 200
+
+
+async def test_login_throttle_per_client_in_memory(settings: Settings, operator_engine: Engine) -> None:
+    assert settings.redis_url is None
+    made = new_tenant(operator_engine, "thr")
+    async with serve_api(settings) as (_, client):
+        # Twenty failures from one client, each for a different email, stay under the
+        # per-email limit; the client is then refused, even for a correct login.
+        await fail_logins(client, made.host, [f"guess-{i}@nowhere.example" for i in range(20)])
+        assert_throttled(await attempt(client, made))
+    # The memory store belongs to that app: a new one starts counting afresh.
+    async with serve_api(settings) as (_, client):
+        assert (await attempt(client, made)).status_code == 200
+
+
+async def test_login_throttle_per_email_in_memory(settings: Settings, operator_engine: Engine) -> None:
+    made = new_tenant(operator_engine, "thr")
+    async with serve_api(settings) as (_, client):
+        await fail_logins(client, made.host, [made.owner_email] * 5)
+        assert_throttled(await attempt(client, made))
+        # Another email of the same tenant, from the same client, is not locked out.
+        unknown = await client.post(
+            "/auth/login",
+            json={"email": "someone@else.example", "password": "x" * 10},
+            headers={"Host": made.host},
+        )
+        assert_problem(unknown, 401)

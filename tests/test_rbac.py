@@ -1,0 +1,303 @@
+"""Authorization: the built-in roles on every route, and the limits on handing out permissions."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from litestar import get
+from sqlalchemy import Engine
+
+from atrium.platform.settings import Settings
+from tests.api import (
+    READS,
+    UPDATES,
+    Api,
+    Endpoint,
+    Headers,
+    TenantUser,
+    add_user,
+    assert_problem,
+    create,
+    create_request,
+    error_fields,
+    new_tenant,
+    remember_password,
+    resources,
+    role_id,
+    tenant_endpoints,
+    uncovered,
+)
+from tests.conftest import login, serve
+
+pytest_plugins = ["tests.api"]
+
+SUCCESS = {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}
+# API.md §6: the resources of the identity layer, each with the five CRUD operations.
+IDENTITY_RESOURCES = {"users", "user-groups", "user-roles", "user-meta", "customize"}
+
+
+@pytest.fixture(scope="module")
+async def staff(api: Api, owner_a: Headers) -> dict[str, TenantUser]:
+    _, client = api
+    return {role: await add_user(client, owner_a, role=role) for role in ("Admin", "Member")}
+
+
+async def call(
+    client: httpx.AsyncClient, endpoint: Endpoint, actor: Headers, owner: Headers, rows: dict[str, str]
+) -> tuple[httpx.Response, str | None]:
+    """Run ``endpoint`` as ``actor`` on rows the owner made; returns the response and the row id."""
+    item_id, kwargs = None, {}
+    if endpoint.on_item:
+        if endpoint.op == "delete":
+            item_id = await create(client, owner, endpoint.resource)
+        else:
+            if endpoint.resource not in rows:
+                rows[endpoint.resource] = await create(client, owner, endpoint.resource)
+            item_id = rows[endpoint.resource]
+    if endpoint.op == "create":
+        kwargs = await create_request(endpoint.resource, client, owner)
+    elif endpoint.op == "update":
+        kwargs = {"json": UPDATES[endpoint.resource]}
+    return await client.request(endpoint.method, endpoint.url(item_id), headers=actor, **kwargs), item_id
+
+
+# --- the route table --------------------------------------------------------------------------
+
+
+async def test_every_route_is_covered(api: Api) -> None:
+    app, _ = api
+    assert uncovered(app) == []
+    assert set(resources(app)) >= IDENTITY_RESOURCES
+    for resource in IDENTITY_RESOURCES:
+        ops = {e.op for e in tenant_endpoints(app) if e.resource == resource}
+        assert ops == {"list", "create", "get", "update", "delete"}, (resource, ops)
+
+
+async def test_a_route_without_a_factory_is_reported(settings: Settings) -> None:
+    @get("/widgets/{item_id:uuid}")
+    async def widget(item_id: str) -> None:
+        return None
+
+    @get("/users/{item_id:uuid}/avatar")
+    async def avatar(item_id: str) -> None:
+        return None
+
+    async with serve(settings, [widget, avatar]) as (app, _):
+        assert uncovered(app) == [
+            "GET /users/{item_id:uuid}/avatar: a route shape no matrix knows",
+            "GET /widgets/{item_id:uuid}: no factory for 'widgets' in tests/api.py",
+        ]
+
+
+# --- the built-in roles on every route ----------------------------------------------------------
+
+
+async def test_owner_and_admin_may_do_everything(
+    api: Api, owner_a: Headers, staff: dict[str, TenantUser]
+) -> None:
+    app, client = api
+    rows: dict[str, str] = {}
+    for endpoint in tenant_endpoints(app):
+        for who, headers in (("Owner", owner_a), ("Admin", staff["Admin"].headers)):
+            response, _ = await call(client, endpoint, headers, owner_a, rows)
+            assert response.status_code == SUCCESS[endpoint.op], (who, str(endpoint), response.text)
+
+
+async def test_member_reads_everything_and_writes_nothing(
+    api: Api, owner_a: Headers, staff: dict[str, TenantUser]
+) -> None:
+    app, client = api
+    member = staff["Member"].headers
+    rows = {resource: await create(client, owner_a, resource) for resource in resources(app)}
+
+    async def state(resource: str) -> tuple[int, bytes]:
+        listed = await client.get(f"/{resource}", headers=owner_a)
+        return listed.json()["total"], (
+            await client.get(f"/{resource}/{rows[resource]}", headers=owner_a)
+        ).content
+
+    for endpoint in tenant_endpoints(app):
+        before = await state(endpoint.resource)
+        response, item_id = await call(client, endpoint, member, owner_a, rows)
+        if endpoint.op in READS:
+            assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
+            continue
+        assert_problem(response, 403)
+        # Refused means nothing happened.
+        if endpoint.op == "delete":
+            assert (await client.get(f"/{endpoint.resource}/{item_id}", headers=owner_a)).status_code == 200
+        else:
+            assert await state(endpoint.resource) == before, str(endpoint)
+
+
+async def test_a_user_without_roles_may_do_nothing_but_see_themself(api: Api, owner_a: Headers) -> None:
+    app, client = api
+    nobody, rows = (await add_user(client, owner_a)).headers, {}
+    me = await client.get("/auth/me", headers=nobody)
+    assert me.status_code == 200 and me.json()["roles"] == [] and me.json()["permissions"] == []
+    for endpoint in tenant_endpoints(app):
+        response, _ = await call(client, endpoint, nobody, owner_a, rows)
+        assert_problem(response, 403)
+
+
+async def test_permissions_are_the_union_of_linked_roles_and_follow_changes(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    user = await add_user(client, owner_a, role="Member")
+    assert_problem(await client.post("/customize", json={"data": {}}, headers=user.headers), 403)
+
+    role = await client.post(
+        "/user-roles", json={"name": "Designer", "permissions": ["customize:write"]}, headers=owner_a
+    )
+    assert role.status_code == 201, role.text
+    link = await client.post(
+        "/user-meta", json={"owner_id": user.id, "user_roles": role.json()["id"]}, headers=owner_a
+    )
+    assert link.status_code == 201, link.text
+    me = (await client.get("/auth/me", headers=user.headers)).json()
+    assert sorted(me["roles"]) == ["Designer", "Member"]
+    assert "customize:write" in me["permissions"] and "customize:read" in me["permissions"]
+    assert (await client.post("/customize", json={"data": {}}, headers=user.headers)).status_code == 201
+    assert_problem(await client.post("/user-groups", json={"name": "G"}, headers=user.headers), 403)
+
+    # Taking the role away (or narrowing it) applies to the very next request.
+    narrowed = await client.patch(
+        f"/user-roles/{role.json()['id']}", json={"permissions": ["customize:read"]}, headers=owner_a
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    assert_problem(await client.post("/customize", json={"data": {}}, headers=user.headers), 403)
+    await client.patch(
+        f"/user-roles/{role.json()['id']}", json={"permissions": ["customize:write"]}, headers=owner_a
+    )
+    assert (await client.post("/customize", json={"data": {}}, headers=user.headers)).status_code == 201
+    assert (await client.delete(f"/user-meta/{link.json()['id']}", headers=owner_a)).status_code == 204
+    assert_problem(await client.post("/customize", json={"data": {}}, headers=user.headers), 403)
+
+
+# --- nobody hands out more than they hold -------------------------------------------------------
+
+
+async def test_admin_cannot_mint_the_wildcard(
+    api: Api, owner_a: Headers, staff: dict[str, TenantUser]
+) -> None:
+    _, client = api
+    admin = staff["Admin"].headers
+    for permissions in (["*"], ["users:read", "*"]):
+        refused = await client.post(
+            "/user-roles", json={"name": "Root", "permissions": permissions}, headers=admin
+        )
+        assert_problem(refused, 403)
+    role = await create(client, admin, "user-roles")
+    assert_problem(await client.patch(f"/user-roles/{role}", json={"permissions": ["*"]}, headers=admin), 403)
+    assert (await client.get(f"/user-roles/{role}", headers=admin)).json()["permissions"] != ["*"]
+    assert "Root" not in {
+        r["name"]
+        for r in (await client.get("/user-roles", params={"limit": 200}, headers=owner_a)).json()["items"]
+    }
+    # The owner holds "*" and may hand it out.
+    allowed = await client.post("/user-roles", json={"name": "Root", "permissions": ["*"]}, headers=owner_a)
+    assert allowed.status_code == 201, allowed.text
+
+
+async def test_admin_cannot_link_themself_to_the_owner_role(
+    api: Api, owner_a: Headers, staff: dict[str, TenantUser]
+) -> None:
+    _, client = api
+    admin = staff["Admin"]
+    owner_role = await role_id(client, owner_a, "Owner")
+    refused = await client.post(
+        "/user-meta", json={"owner_id": admin.id, "user_roles": owner_role}, headers=admin.headers
+    )
+    assert_problem(refused, 403)
+    default_owner = await client.post("/user-meta", json={"user_roles": owner_role}, headers=admin.headers)
+    assert_problem(default_owner, 403)
+    # Nor by re-pointing an existing link, theirs or a fresh one.
+    links = (await client.get("/user-meta", params={"limit": 200}, headers=admin.headers)).json()["items"]
+    own_link = next(m for m in links if m["owner_id"] == admin.id)
+    assert_problem(
+        await client.patch(
+            f"/user-meta/{own_link['id']}", json={"user_roles": owner_role}, headers=admin.headers
+        ),
+        403,
+    )
+    fresh = await create(client, admin.headers, "user-meta")
+    assert_problem(
+        await client.patch(
+            f"/user-meta/{fresh}",
+            json={"owner_id": admin.id, "user_roles": owner_role},
+            headers=admin.headers,
+        ),
+        403,
+    )
+    me = (await client.get("/auth/me", headers=admin.headers)).json()
+    assert me["roles"] == ["Admin"] and "*" not in me["permissions"]
+
+
+@pytest.mark.parametrize(
+    "permissions",
+    [["users:delete"], ["nothing:read"], ["USERS:READ"], ["users"], ["users:read", "bogus"], ["**"]],
+)
+async def test_unknown_permissions_are_refused(
+    api: Api, owner_a: Headers, staff: dict[str, TenantUser], permissions: list[str]
+) -> None:
+    _, client = api
+    role = await create(client, owner_a, "user-roles")
+    for headers in (owner_a, staff["Admin"].headers):
+        created = await client.post(
+            "/user-roles", json={"name": "Odd", "permissions": permissions}, headers=headers
+        )
+        assert "permissions" in error_fields(assert_problem(created, 422))
+        patched = await client.patch(
+            f"/user-roles/{role}", json={"permissions": permissions}, headers=headers
+        )
+        assert "permissions" in error_fields(assert_problem(patched, 422))
+
+
+TAKEOVER_PASSWORD = remember_password("taken-over-by-admin")
+OWNER_DEMOTIONS = {
+    "narrow the Owner role": ("PATCH", "/user-roles/{owner_role}", {"permissions": ["users:read"]}),
+    "unlink the owner from the Owner role": ("DELETE", "/user-meta/{owner_link}", None),
+    "re-point the owner's link to Member": (
+        "PATCH",
+        "/user-meta/{owner_link}",
+        {"user_roles": "{member_role}"},
+    ),
+    "move the owner's link to the admin": ("PATCH", "/user-meta/{owner_link}", {"owner_id": "{admin_id}"}),
+    "reset the owner's password": ("PATCH", "/users/{owner_id}", {"password": TAKEOVER_PASSWORD}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWNER_DEMOTIONS))
+async def test_admin_cannot_demote_or_take_over_the_owner(
+    api: Api, operator_engine: Engine, case: str
+) -> None:
+    """Nobody acts on more than they hold: an Admin can neither strip the owner's ``*`` nor take the account.
+
+    (Each case on a fresh tenant: if the product lets it through, the owner is gone.)
+    """
+    _, client = api
+    made = new_tenant(operator_engine, "own")
+    owner = await login(client, made.host, made.owner_email, made.owner_password)
+    admin = await add_user(client, owner, role="Admin")
+    owner_id = str(made.tenant.owner_id)
+    names = {
+        "owner_id": owner_id,
+        "admin_id": admin.id,
+        "owner_role": await role_id(client, owner, "Owner"),
+        "member_role": await role_id(client, owner, "Member"),
+    }
+    links = (await client.get("/user-meta", params={"limit": 200}, headers=owner)).json()["items"]
+    names["owner_link"] = next(
+        m["id"] for m in links if m["owner_id"] == owner_id and m["user_roles"] == names["owner_role"]
+    )
+    method, template, body = OWNER_DEMOTIONS[case]
+    if body is not None:
+        body = {k: v.format(**names) if isinstance(v, str) else v for k, v in body.items()}
+    response = await client.request(method, template.format(**names), json=body, headers=admin.headers)
+    assert_problem(response, 403)
+    me = await client.get(
+        "/auth/me", headers=await login(client, made.host, made.owner_email, made.owner_password)
+    )
+    assert me.json()["permissions"] == ["*"]
+    assert "*" not in (await client.get("/auth/me", headers=admin.headers)).json()["permissions"]
