@@ -13,9 +13,6 @@ from litestar.enums import HttpMethod
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
-from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 
 from atrium.platform.auth import TokenAuth
@@ -28,6 +25,7 @@ from atrium.platform.middleware import TenancyPlugin, current_tenant
 from atrium.platform.persistence import sqlalchemy_config
 from atrium.platform.resolution import TenantResolver
 from atrium.platform.settings import Settings, load_settings
+from atrium.platform.stores import app_stores, close_stores
 from atrium.tenants.routes import tenant_routers
 
 API_VERSION = "0.1.0"
@@ -49,17 +47,6 @@ async def not_found() -> None:
     raise problem(404, "Nothing is served at this path.")
 
 
-def _stores(settings: Settings) -> dict[str, Store]:
-    """Revocations and login counters: shared through Redis when there is one."""
-    if settings.redis_url:
-        root: Store = RedisStore.with_client(url=settings.redis_url, namespace="atrium")
-        return {
-            "revoked_tokens": root.with_namespace("revoked"),
-            "login_failures": root.with_namespace("login"),
-        }
-    return {"revoked_tokens": MemoryStore(), "login_failures": MemoryStore()}
-
-
 def create_app(
     settings: Settings | None = None,
     route_handlers: Sequence[ControllerRouterHandler] | None = None,
@@ -67,7 +54,7 @@ def create_app(
     settings = settings or load_settings()
     engine = create_app_engine(settings)
     db_config = sqlalchemy_config(engine, settings.db_statement_timeout_ms)
-    stores = _stores(settings)
+    stores = app_stores(settings.redis_url)
     token_auth = TokenAuth(
         settings.secret_key, settings.token_ttl_seconds, stores["revoked_tokens"], db_config.provide_session
     )
@@ -80,6 +67,7 @@ def create_app(
             yield
         finally:
             await resolver.stop()
+            await close_stores(stores)
             await engine.dispose()
 
     app = Litestar(
