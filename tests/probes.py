@@ -46,6 +46,13 @@ async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> 
     }
 
 
+@get("/probe/sleep", exclude_from_auth=True)
+async def probe_sleep(db_session: AsyncSession, seconds: float = 1.0) -> dict[str, float]:
+    """Hold a pooled connection for ``seconds``."""
+    await db_session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+    return {"slept": seconds}
+
+
 @websocket("/probe/ws", exclude_from_auth=True)
 async def probe_ws(socket: WebSocket, tenant: ResolvedTenant) -> None:
     await socket.accept()
@@ -53,4 +60,4 @@ async def probe_ws(socket: WebSocket, tenant: ResolvedTenant) -> None:
     await socket.close()
 
 
-PROBES = [probe_users, probe_interleave, probe_ws]
+PROBES = [probe_users, probe_interleave, probe_sleep, probe_ws]

@@ -1,0 +1,1 @@
+"""Reliability tests: OpenAPI fuzzing, randomized cross-tenant interleaving, and server limits."""
