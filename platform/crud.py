@@ -21,7 +21,7 @@ from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar import Request, Response, Router, delete, get, patch, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,7 +126,7 @@ class CrudService(Generic[M]):
     """
 
     session: AsyncSession
-    tenant: ResolvedTenant
+    tenant: NamedDependency[ResolvedTenant]
     user: AuthUser
     settings: Settings
     model: ClassVar[type[Any]]
@@ -138,7 +138,7 @@ class CrudService(Generic[M]):
         )
         self._repository = repository_type(session=self.session, auto_expunge=False, auto_commit=False)
 
-    async def list(self, page: PageParams) -> tuple[list[M], int]:
+    async def list(self, page: NamedDependency[PageParams]) -> tuple[list[M], int]:
         items, total = await self._repository.list_and_count(
             LimitOffset(limit=page.limit, offset=page.offset),
             OrderBy(field_name="created_at", sort_order="desc"),
@@ -243,13 +243,19 @@ def crud_router(spec: ResourceSpec) -> Router:
         return spec.service(session, tenant, request.user, request.app.state.settings)
 
     async def list_items(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, page: PageParams
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        page: NamedDependency[PageParams],
     ) -> Page:  # type: ignore[valid-type]
         items, total = await service(db_session, tenant, request).list(page)
         return Page(items=[spec.render(i) for i in items], total=total, limit=page.limit, offset=page.offset)
 
     async def create_item(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, data: Create
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        data: Create,
     ) -> Response[Read]:  # type: ignore[valid-type]
         item = await service(db_session, tenant, request).create(data)
         return Response(
@@ -257,17 +263,27 @@ def crud_router(spec: ResourceSpec) -> Router:
         )
 
     async def get_item(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        item_id: uuid.UUID,
     ) -> Read:  # type: ignore[valid-type]
         return spec.render(await service(db_session, tenant, request).get(item_id))
 
     async def update_item(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID, data: Update
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        item_id: uuid.UUID,
+        data: Update,
     ) -> Read:  # type: ignore[valid-type]
         return spec.render(await service(db_session, tenant, request).update(item_id, data))
 
     async def delete_item(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        item_id: uuid.UUID,
     ) -> None:
         await service(db_session, tenant, request).delete(item_id)
 

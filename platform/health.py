@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import get
+from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,7 +15,7 @@ HEALTH_TIMEOUT = 2.0
 
 
 @get("/health", tags=["platform"], summary="Liveness and database check", exclude_from_auth=True)
-async def health(db_engine: AsyncEngine) -> dict[str, str]:
+async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT), db_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from litestar import WebSocket, get, post, websocket
+from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,12 +18,16 @@ async def _emails(session: AsyncSession) -> list[str]:
 
 
 @get("/probe/users", exclude_from_auth=True)
-async def probe_users(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
+async def probe_users(
+    db_session: NamedDependency[AsyncSession], tenant: NamedDependency[ResolvedTenant]
+) -> dict[str, Any]:
     return {"tenant": tenant.slug, "emails": await _emails(db_session)}
 
 
 @post("/probe/interleave", status_code=200, exclude_from_auth=True)
-async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> dict[str, Any]:
+async def probe_interleave(
+    db_session: NamedDependency[AsyncSession], tenant: NamedDependency[ResolvedTenant]
+) -> dict[str, Any]:
     """Read, yield, write and commit, then read again in a second transaction."""
     path_before = (await db_session.execute(text("SELECT current_setting('search_path')"))).scalar_one()
     emails_before = await _emails(db_session)
@@ -47,14 +52,14 @@ async def probe_interleave(db_session: AsyncSession, tenant: ResolvedTenant) -> 
 
 
 @get("/probe/sleep", exclude_from_auth=True)
-async def probe_sleep(db_session: AsyncSession, seconds: float = 1.0) -> dict[str, float]:
+async def probe_sleep(db_session: NamedDependency[AsyncSession], seconds: float = 1.0) -> dict[str, float]:
     """Hold a pooled connection for ``seconds``."""
     await db_session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
     return {"slept": seconds}
 
 
 @websocket("/probe/ws", exclude_from_auth=True)
-async def probe_ws(socket: WebSocket, tenant: ResolvedTenant) -> None:
+async def probe_ws(socket: WebSocket, tenant: NamedDependency[ResolvedTenant]) -> None:
     await socket.accept()
     await socket.send_json({"tenant": tenant.slug})
     await socket.close()

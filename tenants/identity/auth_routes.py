@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Router, get, post
+from litestar.di import NamedDependency
 from litestar.security.jwt import Token
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +39,10 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
     security=[],
 )
 async def login(
-    data: LoginRequest, db_session: AsyncSession, tenant: ResolvedTenant, request: Request[Any, Any, Any]
+    data: LoginRequest,
+    db_session: NamedDependency[AsyncSession],
+    tenant: NamedDependency[ResolvedTenant],
+    request: Request[Any, Any, Any],
 ) -> LoginResponse:
     state = request.app.state
     client = _client_address(request)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from sqlalchemy import select
@@ -125,8 +126,8 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         **body_limit,
     )
     async def upload_media(
-        db_session: AsyncSession,
-        tenant: ResolvedTenant,
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
         request: Request,
         data: Annotated[MediaUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[MediaRead]:
@@ -165,7 +166,10 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         ],
     )
     async def get_media_content(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, item_id: uuid.UUID
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        request: Request,
+        item_id: uuid.UUID,
     ) -> Response[bytes]:
         item = await _service(db_session, tenant, request).with_content(item_id)
         return Response(
