@@ -139,7 +139,7 @@ class CrudService(Generic[M]):
         self._repository = repository_type(session=self.session, auto_expunge=False, auto_commit=False)
 
     async def list(self, page: NamedDependency[PageParams]) -> tuple[list[M], int]:
-        items, total = await self._repository.list_and_count(
+        items, total = await self._repository.get_many_and_count(
             LimitOffset(limit=page.limit, offset=page.offset),
             OrderBy(field_name="created_at", sort_order="desc"),
             OrderBy(field_name="id", sort_order="desc"),
