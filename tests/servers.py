@@ -52,8 +52,11 @@ def postgres_server(tmp: Path) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
-    yield server.get_uri("postgres")
+        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()  # else the server outlives the test run
 
 
 @contextmanager
