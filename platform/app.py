@@ -16,7 +16,7 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ControllerRouterHandler
 
 from atrium.platform.auth import TokenAuth
-from atrium.platform.crud import JSON_BODY_LIMIT
+from atrium.platform.crud import JSON_BODY_LIMIT, Schema
 from atrium.platform.database import create_app_engine
 from atrium.platform.errors import handle_unexpected, problem, problem_details_config
 from atrium.platform.health import health
@@ -92,12 +92,27 @@ def create_app(
         request_max_body_size=JSON_BODY_LIMIT,
         debug=False,
     )
+    _document_closed_bodies(app)
     app.state.settings = settings
     app.state.resolver = resolver
     app.state.engine = engine
     app.state.token_auth = token_auth
     app.state.login_throttle = LoginThrottle(stores["login_failures"])
     return app
+
+
+def _document_closed_bodies(app: Litestar) -> None:
+    """Request bodies refuse unknown fields (msgspec ``forbid_unknown_fields``); Litestar's
+    schema generation does not carry that over, so say it in the document."""
+    closed: set[str] = set()
+    pending = list(Schema.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        closed.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    for name, schema in (app.openapi_schema.components.schemas or {}).items():
+        if name.rsplit(".", 1)[-1] in closed:
+            schema.additional_properties = False
 
 
 def create_app_from_env() -> Any:

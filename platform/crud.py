@@ -26,7 +26,7 @@ from litestar.params import Parameter
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.auth import AuthUser, requires
+from atrium.platform.auth import RELEASE_BEFORE_BODY, AuthUser, requires
 from atrium.platform.errors import problem, problem_responses
 from atrium.platform.permissions import read, write
 from atrium.platform.resolution import ResolvedTenant
@@ -303,6 +303,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"create_{name}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
+            opt={RELEASE_BEFORE_BODY: True},
             responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
         )(create_item),
         "get": get(
@@ -318,6 +319,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             operation_id=f"update_{name}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
+            opt={RELEASE_BEFORE_BODY: True},
             responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
         )(update_item),
         "delete": delete(

@@ -58,7 +58,7 @@ class Problem(msgspec.Struct, omit_defaults=True):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request",
+    400: "Malformed request, or an invalid Host header",
     401: "Missing, invalid, expired or revoked bearer token",
     403: "Permission missing, or tenant suspended",
     404: "No such row in this tenant, or unknown tenant",
@@ -70,8 +70,15 @@ _DESCRIPTIONS = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+# What the tenant middleware answers on any tenant route: invalid host, suspended
+# tenant, unknown tenant.
+TENANT_STATUSES = (400, 403, 404)
+
+
+def problem_responses(*statuses: int, tenant_route: bool = True) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the problems a route can answer."""
+    if tenant_route:
+        statuses = tuple(sorted({*statuses, *TENANT_STATUSES}))
     return {
         status: ResponseSpec(
             data_container=Problem,

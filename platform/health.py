@@ -9,12 +9,19 @@ from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.platform.errors import database_unavailable
+from atrium.platform.errors import database_unavailable, problem_responses
 
 HEALTH_TIMEOUT = 2.0
 
 
-@get("/health", tags=["platform"], summary="Liveness and database check", exclude_from_auth=True)
+@get(
+    "/health",
+    tags=["platform"],
+    summary="Liveness and database check",
+    exclude_from_auth=True,
+    security=[{}],  # public; an empty list would be dropped and the global bearer scheme apply
+    responses=problem_responses(400, 503, tenant_route=False),
+)
 async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT), db_engine.connect() as conn:

@@ -149,7 +149,7 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         operation_id="get_media_content",
         summary="Download a file's bytes",
         description="The exact bytes as uploaded, with their stored content type, as an attachment.",
-        media_type="application/octet-stream",
+        media_type="*/*",  # the stored type of each file
         responses=problem_responses(401, 403, 404, 503),
         response_headers=[
             ResponseHeader(
