@@ -59,6 +59,8 @@ def prepare_embedded(port: int) -> None:
 def run_server(host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from atrium.platform.http_server import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "atrium.platform.app:create_app_from_env",
         factory=True,
@@ -69,6 +71,6 @@ def run_server(host: str, port: int, workers: int) -> None:
         server_header=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
-        h11_max_incomplete_event_size=16 * 1024,
+        http=GuardedHttpToolsProtocol,  # header size and slow-client limits
         log_level="info",
     )
