@@ -154,10 +154,15 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
     return problem(status, detail, headers=exc.headers)
 
 
-def _is_database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+def _is_database_unavailable(exc: BaseException | None) -> bool:
+    # advanced-alchemy wraps driver errors in its own types: look down the cause chain.
+    while exc is not None:
+        if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def database_unavailable() -> ProblemDetailsException:
