@@ -154,7 +154,8 @@ class TokenAuth:
 def requires(permission: str) -> Any:
     """A guard: the caller must hold ``permission`` (or ``*``); otherwise 403."""
 
-    def guard(connection: ASGIConnection[Any, AuthUser, Any, Any], _: BaseRouteHandler) -> None:
+    # async: a sync guard would be run in a worker thread on every request.
+    async def guard(connection: ASGIConnection[Any, AuthUser, Any, Any], _: BaseRouteHandler) -> None:
         user = connection.user
         if not isinstance(user, AuthUser) or not user.can(permission):
             raise problem(403, f"This requires the permission {permission!r}.")

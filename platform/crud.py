@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -116,6 +117,12 @@ def refuse_nul_characters(values: dict[str, Any]) -> None:
         )
 
 
+@cache
+def repository_for(model: type[Any]) -> type[SQLAlchemyAsyncRepository[Any]]:
+    """advanced-alchemy's repository for ``model``, made once per model."""
+    return type(f"{model.__name__}Repository", (SQLAlchemyAsyncRepository,), {"model_type": model})
+
+
 @dataclass
 class CrudService(Generic[M]):
     """Create, read, update and delete one resource inside the request's transaction.
@@ -133,10 +140,9 @@ class CrudService(Generic[M]):
     _repository: Any = field(init=False)
 
     def __post_init__(self) -> None:
-        repository_type = type(
-            f"{self.model.__name__}Repository", (SQLAlchemyAsyncRepository,), {"model_type": self.model}
+        self._repository = repository_for(self.model)(
+            session=self.session, auto_expunge=False, auto_commit=False
         )
-        self._repository = repository_type(session=self.session, auto_expunge=False, auto_commit=False)
 
     async def list(self, page: NamedDependency[PageParams]) -> tuple[list[M], int]:
         items, total = await self._repository.get_many_and_count(

@@ -1,0 +1,88 @@
+"""bench/run.py --quick runs end to end and reports every figure of issue 5.
+
+It needs a TCP PostgreSQL server on this machine (``ATRIUM_TEST_DATABASE_URL``: the bench
+reads its backends' memory from /proc) and ``wrk``; locally it is skipped without them,
+in CI it fails. Only the presence of the figures is checked, never their values: speed
+is reported by the bench, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from tests.servers import require
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every figure issue 5 names, as a path into bench/results/latest.json.
+FIGURES = [
+    "provision.p50_ms",
+    "provision.p95_ms",
+    "provision.tenants_per_s",
+    "provision.raw_ddl_p50_ms",
+    "provision.ratio_p50",
+    "provision.bcrypt_ms",
+    "migrate_noop.seconds",
+    "migrate_noop.cli_seconds",
+    "migrate_apply.seconds",
+    "migrate_apply.concurrency",
+    "migrate_apply.raw_sql_seconds",
+    *(
+        f"requests.{scenario}.{figure}"
+        for scenario in ("get_user", "list_users", "baseline")
+        for figure in ("rps", "p50_ms", "p99_ms")
+    ),
+    "requests.ratio",
+    *(f"spread.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
+    "spread.p99_ratio",
+    "memory.rss_mb_10",
+    "memory.rss_mb_n",
+    "memory.pg_backend_max_rss_mb",
+]
+
+
+def _lookup(data: dict, path: str) -> object:
+    value: object = data
+    for part in path.split("."):
+        assert isinstance(value, dict) and part in value, f"{path} is missing from the results"
+        value = value[part]
+    return value
+
+
+def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
+    server_url = os.environ.get("ATRIUM_TEST_DATABASE_URL")
+    require(server_url is not None, "a PostgreSQL server on this machine (ATRIUM_TEST_DATABASE_URL)")
+    require(shutil.which("wrk") is not None, "wrk (Debian package wrk)")
+    assert server_url is not None
+    output = tmp_path / "latest.json"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["DATABASE_URL"] = server_url
+    if os.environ.get("ATRIUM_TEST_REDIS_URL"):
+        env["REDIS_URL"] = os.environ["ATRIUM_TEST_REDIS_URL"]
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--output", str(output)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, f"bench failed:\n{done.stderr[-4000:]}"
+    data = json.loads(output.read_text())
+    for path in FIGURES:
+        value = _lookup(data, path)
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path} = {value!r}"
+        assert value > 0, f"{path} = {value!r}"
+    # The bench worked in a database of its own and dropped it.
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [data["meta"]["database"]])
+        assert left.fetchone() is None
