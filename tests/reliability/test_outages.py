@@ -119,8 +119,8 @@ async def test_database_outage_gives_503_then_recovers_without_losing_writes(
 
         loader = asyncio.create_task(load())
         await asyncio.sleep(0.5)
-        down_at = time.monotonic()
         await asyncio.to_thread(own_postgres.stop)
+        down_at = time.monotonic()  # after pg_ctl has returned: the server is gone
         await asyncio.sleep(OUTAGE_SECONDS)
         await asyncio.to_thread(own_postgres.start)
         up_at = time.monotonic()
