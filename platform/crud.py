@@ -24,7 +24,6 @@ from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.auth import RELEASE_BEFORE_BODY, AuthUser, requires
@@ -199,19 +198,14 @@ class CrudService(Generic[M]):
         try:
             await operation()
             await self.session.commit()
-        except (IntegrityError, DBAPIError) as exc:
+        except (
+            Exception
+        ) as exc:  # raw, or wrapped by advanced-alchemy: integrity_problem looks down the causes
             await self.session.rollback()
             mapped = integrity_problem(exc, deleting)
             if mapped is exc:
                 raise
             raise mapped from None
-        except Exception as exc:  # advanced-alchemy wraps flush errors in its own types
-            await self.session.rollback()
-            if isinstance(exc.__cause__, (IntegrityError, DBAPIError)):
-                mapped = integrity_problem(exc.__cause__, deleting)
-                if mapped is not exc.__cause__:
-                    raise mapped from None
-            raise
 
 
 @dataclass(frozen=True)
@@ -223,16 +217,12 @@ class ResourceSpec:
     read_schema: type[msgspec.Struct]
     create_schema: type[msgspec.Struct]
     update_schema: type[msgspec.Struct]
-    description: str = ""
-    to_read: Callable[[Any], msgspec.Struct] | None = None
     extra_handlers: Sequence[Any] = ()
     # A resource whose create or update is not plain JSON (media) leaves those out
     # and brings its own handlers in ``extra_handlers``.
     operations: frozenset[str] = frozenset({"list", "create", "get", "update", "delete"})
 
     def render(self, item: Any) -> msgspec.Struct:
-        if self.to_read is not None:
-            return self.to_read(item)
         return msgspec.convert(item, self.read_schema, from_attributes=True)
 
 

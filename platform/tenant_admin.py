@@ -33,9 +33,6 @@ class TenantView:
     version: str | None
     domains: list[str] = field(default_factory=list)
 
-    def url(self, base_domain: str, port: int | None = None) -> str:
-        return f"http://{self.slug}.{base_domain}" + (f":{port}" if port else "")
-
 
 _COLUMNS = (
     Tenant.id,

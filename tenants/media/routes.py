@@ -190,7 +190,6 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
             MediaRead,
             MediaUpdate,  # unused: creating is the multipart upload above
             MediaUpdate,
-            description="Uploaded files",
             operations=frozenset({"list", "get", "update", "delete"}),
             extra_handlers=[upload_media, get_media_content],
         )
