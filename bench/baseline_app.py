@@ -24,7 +24,7 @@ from litestar.exceptions import NotFoundException
 from psycopg_pool import AsyncConnectionPool
 
 # Imported, not copied, so that the floor always runs exactly Atrium's binding statement.
-from atrium.platform.database import _BIND_SQL as BIND_SQL
+from atrium.platform.database import BIND_SQL
 from atrium.platform.naming import quote_ident
 
 SELECT_USER = (

@@ -62,7 +62,6 @@ from typing import Any
 
 import httpx
 import psycopg
-from litestar.stores.memory import MemoryStore
 from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
@@ -703,7 +702,7 @@ class Bench:
     # 4-6. requests, spread, memory --------------------------------------------------------
 
     def _targets(self, tenants: list[BenchTenant], path: Callable[[BenchTenant], str]) -> list[Target]:
-        auth = TokenAuth(self.secret, 6 * 3600, MemoryStore(), None)
+        auth = TokenAuth(self.secret, 6 * 3600, None, None, 0)  # type: ignore[arg-type]  # issues tokens only
         return [Target(t.host, auth.issue(t.owner_id, t.id), path(t)) for t in tenants]
 
     def _seed_users(self, tenant: BenchTenant, count: int) -> None:

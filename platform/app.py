@@ -23,6 +23,7 @@ from atrium.platform.health import health
 from atrium.platform.login_throttle import LoginThrottle
 from atrium.platform.middleware import TenancyPlugin, current_tenant
 from atrium.platform.persistence import sqlalchemy_config
+from atrium.platform.read_transaction import release_on_response
 from atrium.platform.resolution import TenantResolver
 from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores, close_stores
@@ -56,7 +57,11 @@ def create_app(
     db_config = sqlalchemy_config(engine, settings.db_statement_timeout_ms)
     stores = app_stores(settings.redis_url)
     token_auth = TokenAuth(
-        settings.secret_key, settings.token_ttl_seconds, stores["revoked_tokens"], db_config.provide_session
+        settings.secret_key,
+        settings.token_ttl_seconds,
+        engine,
+        db_config.provide_session,
+        settings.db_statement_timeout_ms,
     )
     resolver = TenantResolver(engine, settings.base_domain, settings.redis_url, settings.tenant_cache_ttl)
 
@@ -81,6 +86,7 @@ def create_app(
         ],
         dependencies={"tenant": Provide(current_tenant, sync_to_thread=False)},
         exception_handlers={Exception: handle_unexpected},
+        before_send=[release_on_response],
         lifespan=[tenant_invalidation],
         openapi_config=OpenAPIConfig(
             title="Atrium",

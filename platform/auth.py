@@ -2,12 +2,13 @@
 
 A token carries the user id (``sub``), the id of the tenant that issued it (``tid``), a
 unique id (``jti``) and an expiry. It is refused (401) on any other tenant, after
-logout (its ``jti`` is kept in the revocation store until it would expire anyway),
-once its user is deleted, and when expired or malformed.
+logout (its ``jti`` is kept in the tenant's ``revoked_tokens`` table until it would
+expire anyway), once its user is deleted, and when expired or malformed.
 
-The user and their effective permissions (the union of the roles linked through their
-``user_meta`` rows) are loaded once per request, in one query, inside the request's
-own tenant-bound transaction.
+The user, their effective permissions (the union of the roles linked through their
+``user_meta`` rows) and the revocation check are one query per request, inside the
+request's own tenant-bound transaction: no Redis round trip, and a logout holds in
+every process at once, Redis or not.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
-from litestar.stores.base import Store
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.errors import problem
 from atrium.platform.middleware import TENANT_STATE_KEY
 from atrium.platform.permissions import grants
+from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction, remember
 from atrium.platform.resolution import ResolvedTenant
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
@@ -49,62 +49,67 @@ class AuthUser:
         return grants(self.permissions, permission)
 
 
-_USER_WITH_PERMISSIONS = text(
-    """
+# The caller, their roles, their effective permissions and whether this token was
+# revoked, in one statement. Written for the driver's paramstyle so that both the
+# session path (``exec_driver_sql``) and the driver path run this very text.
+_USER_WITH_PERMISSIONS = """
     SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
            coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles,
-           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{}') AS permissions
+           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{}') AS permissions,
+           EXISTS (SELECT 1 FROM revoked_tokens t WHERE t.jti = %(jti)s) AS revoked
     FROM users u
     LEFT JOIN user_meta m ON m.owner_id = u.id
     LEFT JOIN user_roles r ON r.id = m.user_roles
     LEFT JOIN LATERAL unnest(r.permissions) AS p(perm) ON true
-    WHERE u.id = :user_id
+    WHERE u.id = %(user_id)s
     GROUP BY u.id
-    """
-)
+"""
+
+# Revoked tokens are kept until they would have expired; each logout sweeps the expired.
+_REVOKE = """
+    WITH swept AS (DELETE FROM revoked_tokens WHERE expires_at < now())
+    INSERT INTO revoked_tokens (jti, expires_at) VALUES (%(jti)s, %(expires_at)s)
+    ON CONFLICT (jti) DO NOTHING
+"""
 
 
-async def load_auth_user(session: AsyncSession, user_id: uuid.UUID) -> AuthUser | None:
-    row = (await session.execute(_USER_WITH_PERMISSIONS, {"user_id": user_id})).one_or_none()
-    if row is None:
+def _auth_user(row: Any) -> AuthUser | None:
+    if row is None or row[8]:
         return None
-    return AuthUser(
-        row.id,
-        row.name,
-        row.email,
-        row.phone,
-        row.created_at,
-        row.updated_at,
-        sorted(row.roles),
-        frozenset(row.permissions),
-    )
+    return AuthUser(*row[:6], sorted(row[6]), frozenset(row[7]))  # type: ignore[arg-type]
+
+
+async def load_auth_user(
+    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None
+) -> AuthUser | None:
+    """The user with their permissions, in the session's tenant-bound transaction."""
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(_USER_WITH_PERMISSIONS, {"user_id": user_id, "jti": jti})
+    return _auth_user(result.one_or_none())
 
 
 def connection_tenant(connection: ASGIConnection[Any, Any, Any, Any]) -> ResolvedTenant | None:
     return connection.scope.get("state", {}).get(TENANT_STATE_KEY)
 
 
-def revocation_key(tenant_id: uuid.UUID | str, jti: str) -> str:
-    return f"{tenant_id}:{jti}"
-
-
 class TokenAuth:
-    """Builds the ``JWTAuth`` config and owns the revocation store."""
+    """Builds the ``JWTAuth`` config; loads the caller and records logouts."""
 
     def __init__(
         self,
         secret: str,
         ttl_seconds: int,
-        revocations: Store,
+        engine: AsyncEngine,
         session_provider: Any,
+        statement_timeout_ms: int,
     ) -> None:
-        self.revocations = revocations
+        self.engine = engine
         self.session_provider = session_provider
+        self.statement_timeout_ms = statement_timeout_ms
         self.ttl = datetime.timedelta(seconds=ttl_seconds)
         self.jwt = JWTAuth[AuthUser, Token](
             token_secret=secret,
             retrieve_user_handler=self.retrieve_user,
-            revoked_token_handler=self.is_revoked,
             default_token_expiration=self.ttl,
             exclude=PUBLIC_PATHS,
             require_claims=["exp", "sub", "jti"],
@@ -122,33 +127,34 @@ class TokenAuth:
     async def retrieve_user(
         self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthUser | None:
+        """The caller, or ``None`` (401): foreign tenant, revoked token, deleted user."""
         tenant = connection_tenant(connection)
-        if tenant is None or token.extras.get("tid") != str(tenant.id):
+        if tenant is None or token.extras.get("tid") != str(tenant.id) or not isinstance(token.jti, str):
             return None
         try:
             user_id = uuid.UUID(token.sub)
         except ValueError:
             return None
+        opt = connection.route_handler.opt
+        if opt.get(READS_ON_DRIVER):
+            # The handler reads in this same transaction (see read_transaction.py).
+            transaction = await ReadTransaction.begin(self.engine, tenant.schema, self.statement_timeout_ms)
+            remember(connection.scope, transaction)
+            row = await transaction.fetch_one(_USER_WITH_PERMISSIONS, {"user_id": user_id, "jti": token.jti})
+            return _auth_user(row)
         session = self.session_provider(connection.app.state, connection.scope)
-        user = await load_auth_user(session, user_id)
-        if connection.route_handler.opt.get(RELEASE_BEFORE_BODY):
+        user = await load_auth_user(session, user_id, token.jti)
+        if opt.get(RELEASE_BEFORE_BODY):
             # The body (an upload) is read after authentication and may arrive slowly:
             # give the connection back meanwhile; the handler's transaction binds anew.
             await session.commit()
         return user
 
-    async def is_revoked(self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-        tid, jti = token.extras.get("tid"), token.jti
-        if not isinstance(tid, str) or not isinstance(jti, str):
-            return True
-        return await self.revocations.exists(revocation_key(tid, jti))
-
-    async def revoke(self, token: Token) -> None:
-        remaining = int((token.exp - datetime.datetime.now(datetime.UTC)).total_seconds()) + 1
-        if remaining > 0 and isinstance(token.jti, str):
-            await self.revocations.set(
-                revocation_key(token.extras["tid"], token.jti), b"1", expires_in=remaining
-            )
+    async def revoke(self, session: AsyncSession, token: Token) -> None:
+        """Refuse ``token`` from now on, in every process (it is checked in the database)."""
+        connection = await session.connection()
+        await connection.exec_driver_sql(_REVOKE, {"jti": token.jti, "expires_at": token.exp})
+        await session.commit()
 
 
 def requires(permission: str) -> Any:

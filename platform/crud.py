@@ -19,16 +19,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 import psycopg.errors
 from advanced_alchemy.exceptions import NotFoundError
-from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atrium.platform import read_transaction
 from atrium.platform.auth import RELEASE_BEFORE_BODY, AuthUser, requires
 from atrium.platform.errors import problem, problem_responses
+from atrium.platform.middleware import TENANT_STATE_KEY
+from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import read, write
+from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction
 from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings
 from atrium.tenants.base import TenantBase
@@ -116,6 +119,60 @@ def refuse_nul_characters(values: dict[str, Any]) -> None:
         )
 
 
+def not_found(model: type[Any]) -> Exception:
+    return problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
+
+
+@dataclass(frozen=True)
+class ReadQueries:
+    """The SQL of a resource's reads, made once from its read schema and table.
+
+    Reads run on the request's ``ReadTransaction`` (see read_transaction.py for why),
+    selecting exactly the read schema's fields, so deferred columns (media bytes) are
+    never fetched. Names come from the model, quoted; the tenant is the bound path.
+    """
+
+    fields: tuple[str, ...]
+    by_id: str
+    page: str
+    count: str
+
+    @classmethod
+    def build(cls, model: type[Any], read_schema: type[msgspec.Struct]) -> "ReadQueries":
+        fields = tuple(read_schema.__struct_fields__)
+        missing = [f for f in fields if f not in model.__table__.c]
+        if missing:
+            raise TypeError(f"{read_schema.__name__} fields {missing} are not columns of {model.__name__}")
+        table = quote_ident(model.__tablename__)
+        columns = ", ".join(quote_ident(f) for f in fields)
+        return cls(
+            fields,
+            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s",
+            # The same order and window count as advanced-alchemy's get_many_and_count.
+            page=(
+                f"SELECT {columns}, count(*) OVER () FROM {table}"
+                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
+            ),
+            count=f"SELECT count(*) FROM {table}",
+        )
+
+
+async def provide_reads(request: Request) -> ReadTransaction:
+    """The request's read transaction: the one authentication opened, else a new one."""
+    transaction = read_transaction.current(request.scope)
+    if transaction is None:
+        tenant = request.scope["state"][TENANT_STATE_KEY]
+        settings = request.app.state.settings
+        transaction = await ReadTransaction.begin(
+            request.app.state.engine, tenant.schema, settings.db_statement_timeout_ms
+        )
+        read_transaction.remember(request.scope, transaction)
+    return transaction
+
+
+_READS = {"reads": Provide(provide_reads)}
+
+
 @cache
 def repository_for(model: type[Any]) -> type[SQLAlchemyAsyncRepository[Any]]:
     """advanced-alchemy's repository for ``model``, made once per model."""
@@ -143,23 +200,11 @@ class CrudService(Generic[M]):
             session=self.session, auto_expunge=False, auto_commit=False
         )
 
-    async def list(self, page: NamedDependency[PageParams]) -> tuple[list[M], int]:
-        items, total = await self._repository.get_many_and_count(
-            LimitOffset(limit=page.limit, offset=page.offset),
-            OrderBy(field_name="created_at", sort_order="desc"),
-            OrderBy(field_name="id", sort_order="desc"),
-        )
-        if not items and page.offset:
-            # The count comes from a window over the page's rows; past the last page there
-            # are none to carry it.
-            total = await self._repository.count()
-        return list(items), total
-
     async def get(self, item_id: uuid.UUID) -> M:
         try:
             return await self._repository.get(item_id)
         except NotFoundError:
-            raise problem(404, f"No such {self.model.__tablename__.replace('_', ' ')} row.") from None
+            raise not_found(self.model) from None
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         return values
@@ -238,14 +283,23 @@ def crud_router(spec: ResourceSpec) -> Router:
     def service(session: AsyncSession, tenant: ResolvedTenant, request: Request) -> CrudService[Any]:
         return spec.service(session, tenant, request.user, request.app.state.settings)
 
-    async def list_items(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        request: Request,
-        page: NamedDependency[PageParams],
-    ) -> Page:  # type: ignore[valid-type]
-        items, total = await service(db_session, tenant, request).list(page)
-        return Page(items=[spec.render(i) for i in items], total=total, limit=page.limit, offset=page.offset)
+    queries = ReadQueries.build(spec.service.model, Read)
+
+    def render(row: Sequence[Any]) -> Any:
+        return Read(**dict(zip(queries.fields, row, strict=False)))
+
+    async def list_items(reads: NamedDependency[ReadTransaction], page: NamedDependency[PageParams]) -> Page:  # type: ignore[valid-type]
+        rows = await reads.fetch_all(queries.page, {"limit": page.limit, "offset": page.offset})
+        if rows:
+            total = rows[0][-1]
+        elif page.offset:
+            # The count comes from a window over the page's rows; past the last page
+            # there are none to carry it.
+            total = (await reads.fetch_one(queries.count))[0]  # type: ignore[index]
+        else:
+            total = 0
+        await reads.close()
+        return Page(items=[render(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
 
     async def create_item(
         db_session: NamedDependency[AsyncSession],
@@ -258,13 +312,12 @@ def crud_router(spec: ResourceSpec) -> Router:
             spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
         )
 
-    async def get_item(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        request: Request,
-        item_id: uuid.UUID,
-    ) -> Read:  # type: ignore[valid-type]
-        return spec.render(await service(db_session, tenant, request).get(item_id))
+    async def get_item(reads: NamedDependency[ReadTransaction], item_id: uuid.UUID) -> Read:  # type: ignore[valid-type]
+        row = await reads.fetch_one(queries.by_id, {"id": item_id})
+        await reads.close()
+        if row is None:
+            raise not_found(spec.service.model)
+        return render(row)
 
     async def update_item(
         db_session: NamedDependency[AsyncSession],
@@ -290,7 +343,8 @@ def crud_router(spec: ResourceSpec) -> Router:
             guards=reading,
             operation_id=f"list_{name}",
             summary=f"List {spec.resource}",
-            dependencies=_PAGE,
+            dependencies={**_PAGE, **_READS},
+            opt={READS_ON_DRIVER: True},
             responses=problem_responses(400, 401, 403, 422, 503),
         )(list_items),
         "create": post(
@@ -307,6 +361,8 @@ def crud_router(spec: ResourceSpec) -> Router:
             guards=reading,
             operation_id=f"get_{name}",
             summary=f"Get a {spec.resource} row",
+            dependencies=_READS,
+            opt={READS_ON_DRIVER: True},
             responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(

@@ -29,7 +29,7 @@ NO_TENANT_PATH = ""
 
 # One round trip binds the schema and bounds the transaction: no statement runs longer
 # than the timeout, and a transaction left idle (a stalled client) is ended by the server.
-_BIND_SQL = (
+BIND_SQL = (
     "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
     " set_config('idle_in_transaction_session_timeout', %(timeout)s, true)"
 )
@@ -37,6 +37,11 @@ _BIND_SQL = (
 
 def search_path_for(schema: str | None) -> str:
     return quote_ident(schema) if schema else NO_TENANT_PATH
+
+
+def bind_parameters(schema: str | None, timeout_ms: int) -> dict[str, str]:
+    """The parameters of ``BIND_SQL`` for ``schema``, shared by the session and driver paths."""
+    return {"path": search_path_for(schema), "timeout": f"{int(timeout_ms)}ms"}
 
 
 def attach_tenant_binding(target: Any) -> None:
@@ -48,7 +53,7 @@ def attach_tenant_binding(target: Any) -> None:
 def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
     schema = session.info.get(SCHEMA_INFO_KEY)
     timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
-    connection.exec_driver_sql(_BIND_SQL, {"path": search_path_for(schema), "timeout": f"{int(timeout)}ms"})
+    connection.exec_driver_sql(BIND_SQL, bind_parameters(schema, timeout))
 
 
 def set_transaction_search_path(connection: Connection, schema: str | None) -> None:

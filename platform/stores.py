@@ -1,15 +1,14 @@
-"""Stores for token revocations and login counters that survive a Redis outage.
+"""Stores for login failure counters that survive a Redis outage.
 
-With ``REDIS_URL`` every process shares revocations and failure counters through
-Redis. When Redis fails, requests keep being served: each store falls back to an
-in-process copy that it always keeps as well, and Redis is left alone for a short
-while so that every request does not wait for its timeout.
+With ``REDIS_URL`` every process shares the counters through Redis. When Redis
+fails, logins keep being served: the store falls back to an in-process copy that it
+always keeps as well, and Redis is left alone for a short while so that every request
+does not wait for its timeout.
 
-The trade-off, chosen on purpose: during an outage a token revoked on *another*
-process is still accepted here until Redis returns or the token expires (tokens
-live ``ATRIUM_TOKEN_TTL_SECONDS``), and login failures are counted per process.
-Failing closed instead would turn a cache outage into a full outage of every
-authenticated route.
+The trade-off, chosen on purpose: during an outage login failures are counted per
+process. Failing closed instead would turn a cache outage into a full outage of
+logins. (Token revocations are not kept here but in each tenant's ``revoked_tokens``
+table, checked by the query that loads the caller: they hold through an outage.)
 """
 
 from __future__ import annotations
@@ -100,12 +99,11 @@ async def close_stores(stores: dict[str, Store]) -> None:
 
 
 def app_stores(redis_url: str | None) -> dict[str, Store]:
-    """Revocations and login counters: shared through Redis when there is one."""
+    """Login failure counters: shared through Redis when there is one."""
     if not redis_url:
-        return {"revoked_tokens": MemoryStore(), "login_failures": MemoryStore()}
+        return {"login_failures": MemoryStore()}
     client = Redis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     root = RedisStore(client, namespace="atrium")
     return {
-        "revoked_tokens": FallbackStore(root.with_namespace("revoked")),
         "login_failures": FallbackStore(root.with_namespace("login")),
     }

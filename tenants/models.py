@@ -2,7 +2,17 @@
 
 from atrium.tenants.base import TenantBase, tenant_metadata
 from atrium.tenants.customize.models import Customize
-from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
+from atrium.tenants.identity.models import RevokedToken, User, UserGroup, UserMeta, UserRole
 from atrium.tenants.media.models import Media
 
-__all__ = ["Customize", "Media", "TenantBase", "User", "UserGroup", "UserMeta", "UserRole", "tenant_metadata"]
+__all__ = [
+    "Customize",
+    "Media",
+    "RevokedToken",
+    "TenantBase",
+    "User",
+    "UserGroup",
+    "UserMeta",
+    "UserRole",
+    "tenant_metadata",
+]

@@ -16,6 +16,7 @@ from atrium.platform.auth import AuthUser
 from atrium.platform.crud import JSON_BODY_LIMIT
 from atrium.platform.errors import problem, problem_responses
 from atrium.platform.passwords import verify_password
+from atrium.platform.read_transaction import READS_ON_DRIVER
 from atrium.platform.resolution import ResolvedTenant
 from atrium.tenants.identity.models import User
 from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
@@ -75,12 +76,15 @@ async def login(
     summary="Revoke the token used for this request",
     responses=problem_responses(401, 503),
 )
-async def logout(request: Request[AuthUser, Token, Any]) -> None:
-    await request.app.state.token_auth.revoke(request.auth)
+async def logout(request: Request[AuthUser, Token, Any], db_session: NamedDependency[AsyncSession]) -> None:
+    await request.app.state.token_auth.revoke(db_session, request.auth)
 
 
 @get(
-    "/me", summary="The caller, their roles and effective permissions", responses=problem_responses(401, 503)
+    "/me",
+    summary="The caller, their roles and effective permissions",
+    responses=problem_responses(401, 503),
+    opt={READS_ON_DRIVER: True},
 )
 async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     user = request.user

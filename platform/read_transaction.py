@@ -1,0 +1,99 @@
+"""A request's read-only work on the psycopg connection itself, without an ORM session.
+
+Hot reads (the caller's identity on every authenticated request, and ``GET`` of the
+CRUD resources) skip SQLAlchemy's session and statement layers: measured on this
+project's machine (``bench/RESULTS.md``), a transaction with the binding statement and
+one select costs ~330 µs of client CPU on a bare psycopg connection, ~470 µs on a psycopg
+connection borrowed from SQLAlchemy's pool, ~670-800 µs through a SQLAlchemy Core
+connection and ~780-930 µs through an ``AsyncSession``. Writes keep advanced-alchemy's
+session and repositories, where the ORM earns its cost.
+
+The connection comes from the engine's pool (``engine.raw_connection()``), so pool size,
+overflow, recycling and invalidation stay those of the one engine, and the transaction
+starts with the very statement the session path issues (``database.bind_parameters``).
+
+A transaction is opened by authentication (``auth.TokenAuth``) for routes marked
+``READS_ON_DRIVER``, so the caller and the resource are read in one transaction; the
+handler ends it as soon as it has its rows, and ``release_on_response`` ends any still
+open when the response starts (a guard refused, a parameter was invalid).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from litestar.types import Message, Scope
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
+
+from atrium.platform.database import BIND_SQL, bind_parameters
+
+# Route option: the handler reads through the request's ``ReadTransaction``.
+READS_ON_DRIVER = "reads_on_driver"
+STATE_KEY = "atrium_read_transaction"
+logger = logging.getLogger("atrium.read_transaction")
+
+
+class ReadTransaction:
+    """One tenant-bound transaction on a pooled psycopg connection."""
+
+    __slots__ = ("_conn", "_fairy")
+
+    def __init__(self, fairy: PoolProxiedConnection) -> None:
+        self._fairy: PoolProxiedConnection | None = fairy
+        self._conn: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
+
+    @classmethod
+    async def begin(cls, engine: AsyncEngine, schema: str, timeout_ms: int) -> ReadTransaction:
+        fairy = await engine.raw_connection()
+        transaction = cls(fairy)
+        # psycopg opens the transaction (BEGIN) with the first statement.
+        await transaction.execute(BIND_SQL, bind_parameters(schema, timeout_ms))
+        return transaction
+
+    async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
+        try:
+            return await self._conn.execute(sql, params)
+        except psycopg.Error:
+            await self.close(failed=True)
+            raise
+
+    async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Any] | None:
+        return await (await self.execute(sql, params)).fetchone()
+
+    async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
+        return await (await self.execute(sql, params)).fetchall()
+
+    async def close(self, failed: bool = False) -> None:
+        """End the transaction and give the connection back (idempotent)."""
+        fairy, self._fairy = self._fairy, None
+        if fairy is None:
+            return
+        try:
+            await (self._conn.rollback() if failed else self._conn.commit())
+        except psycopg.Error:
+            # A connection in an unknown state (the server went away) never goes back
+            # to the pool; ``invalidate`` also checks the pool slot in.
+            await greenlet_spawn(fairy.invalidate)
+            return
+        await greenlet_spawn(fairy.close)
+
+
+def current(scope: Scope) -> ReadTransaction | None:
+    return scope.get("state", {}).get(STATE_KEY)
+
+
+def remember(scope: Scope, transaction: ReadTransaction) -> None:
+    scope.setdefault("state", {})[STATE_KEY] = transaction
+
+
+async def release_on_response(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: no read transaction outlives its request."""
+    if message["type"] == "http.response.start":
+        transaction = scope.get("state", {}).pop(STATE_KEY, None)
+        if transaction is not None:
+            await transaction.close()
