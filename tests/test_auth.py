@@ -261,17 +261,40 @@ async def test_a_logged_out_token_is_refused_on_every_route(
     assert (await client.get("/auth/me", headers=other_session)).status_code == 200
 
 
-async def test_logout_reaches_every_app_process_sharing_redis(
-    settings: Settings, real_redis_url: str, operator_engine: Engine
+async def test_logout_reaches_every_app_process_even_without_redis(
+    settings: Settings, operator_engine: Engine
 ) -> None:
-    shared = settings.with_overrides(redis_url=real_redis_url)
+    # Revocations live in the tenant's own table: two processes that share nothing but
+    # the database agree at once, with no Redis at all.
+    alone = settings.with_overrides(redis_url=None)
     made = new_tenant(operator_engine, "out")
-    async with serve_api(shared) as (_, first), serve_api(shared) as (_, second):
+    async with serve_api(alone) as (_, first), serve_api(alone) as (_, second):
         session = await login(first, made.host, made.owner_email, made.owner_password)
         assert (await second.get("/auth/me", headers=session)).status_code == 200
         assert (await first.post("/auth/logout", headers=session)).status_code == 204
         assert_problem(await second.get("/auth/me", headers=session), 401)
+        assert_problem(await second.get("/users", headers=session), 401)
         assert_problem(await second.post("/auth/logout", headers=session), 401)
+
+
+async def test_logout_sweeps_revocations_of_expired_tokens(
+    api: Api, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    _, client = api
+    schema = tenant_a.tenant.schema
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'INSERT INTO "{schema}".revoked_tokens (jti, expires_at) VALUES'
+            " ('long-expired', now() - interval '1 hour'), ('still-valid', now() + interval '1 hour')"
+        )
+    session = await login(client, tenant_a.host, tenant_a.owner_email, tenant_a.owner_password)
+    token = jwt.decode(session["Authorization"].split()[1], options={"verify_signature": False})
+    assert (await client.post("/auth/logout", headers=session)).status_code == 204
+    with operator_engine.connect() as conn:
+        kept = dict(conn.exec_driver_sql(f'SELECT jti, expires_at FROM "{schema}".revoked_tokens').all())
+    assert "long-expired" not in kept and "still-valid" in kept
+    # Kept exactly as long as the token itself would have been accepted.
+    assert kept[token["jti"]] == datetime.datetime.fromtimestamp(token["exp"], datetime.UTC)
 
 
 async def test_a_deleted_users_token_is_refused_on_every_route(
