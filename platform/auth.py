@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -23,8 +25,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from atrium.platform.database import BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
 from atrium.platform.middleware import TENANT_STATE_KEY
+from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import grants
 from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction, remember
 from atrium.platform.resolution import ResolvedTenant
@@ -50,20 +54,35 @@ class AuthUser:
 
 
 # The caller, their roles, their effective permissions and whether this token was
-# revoked, in one statement. Written for the driver's paramstyle so that both the
-# session path (``exec_driver_sql``) and the driver path run this very text.
+# revoked, in one statement, in the driver's paramstyle. ``{s}`` is empty on the session
+# path (the transaction is already bound) and the quoted tenant schema where the
+# statement itself opens the transaction (``bind_and_load_user_sql``).
 _USER_WITH_PERMISSIONS = """
     SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
-           coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles,
-           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{}') AS permissions,
-           EXISTS (SELECT 1 FROM revoked_tokens t WHERE t.jti = %(jti)s) AS revoked
-    FROM users u
-    LEFT JOIN user_meta m ON m.owner_id = u.id
-    LEFT JOIN user_roles r ON r.id = m.user_roles
+           coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles,
+           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{{}}') AS permissions,
+           EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s) AS revoked
+    FROM {s}users u
+    LEFT JOIN {s}user_meta m ON m.owner_id = u.id
+    LEFT JOIN {s}user_roles r ON r.id = m.user_roles
     LEFT JOIN LATERAL unnest(r.permissions) AS p(perm) ON true
     WHERE u.id = %(user_id)s
     GROUP BY u.id
 """
+_LOAD_USER = _USER_WITH_PERMISSIONS.format(s="")
+
+
+@lru_cache(maxsize=16_384)
+def bind_and_load_user_sql(schema: str) -> str:
+    """The binding statement and the caller's query as one round trip.
+
+    Names inside the statement are resolved before its ``set_config`` runs, so the
+    tables are qualified with the schema (from the registry, quoted). Always one row:
+    the user's columns are NULL when there is no such user.
+    """
+    load = _USER_WITH_PERMISSIONS.format(s=quote_ident(schema) + ".")
+    return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({load}) AS caller ON true"
+
 
 # Revoked tokens are kept until they would have expired; each logout sweeps the expired.
 _REVOKE = """
@@ -74,7 +93,7 @@ _REVOKE = """
 
 
 def _auth_user(row: Any) -> AuthUser | None:
-    if row is None or row[8]:
+    if row is None or row[0] is None or row[8]:
         return None
     return AuthUser(*row[:6], sorted(row[6]), frozenset(row[7]))  # type: ignore[arg-type]
 
@@ -84,8 +103,76 @@ async def load_auth_user(
 ) -> AuthUser | None:
     """The user with their permissions, in the session's tenant-bound transaction."""
     connection = await session.connection()
-    result = await connection.exec_driver_sql(_USER_WITH_PERMISSIONS, {"user_id": user_id, "jti": jti})
+    result = await connection.exec_driver_sql(_LOAD_USER, {"user_id": user_id, "jti": jti})
     return _auth_user(result.one_or_none())
+
+
+# Verified tokens remembered per process; cleared whole when full (cheaper than an LRU,
+# and the next request simply verifies again).
+VERIFIED_TOKENS_MAX = 4096
+
+
+@dataclass
+class VerifiedToken(Token):
+    """Litestar's ``Token``, remembering the token strings it has verified.
+
+    Verifying a token (base64, JSON, HMAC, claims) was ~15 % of a worker's CPU on a
+    one-row GET (py-spy; see bench/RESULTS.md), and a client sends the same token with
+    every request. A string that verified with the same key and options verifies again;
+    its expiry is checked on every use. Revocation is not cached: it is checked by the
+    query that loads the caller. Tokens with a not-before claim are never remembered.
+    """
+
+    @classmethod
+    def decode(  # type: ignore[override]
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithm: str,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | Sequence[str] | None = None,
+        require_claims: Sequence[str] | None = None,
+        verify_exp: bool = True,
+        verify_nbf: bool = True,
+        strict_audience: bool = False,
+    ) -> VerifiedToken:
+        key = (
+            encoded_token,
+            secret,
+            algorithm,
+            _frozen(audience),
+            _frozen(issuer),
+            _frozen(require_claims),
+            verify_exp,
+            verify_nbf,
+            strict_audience,
+        )
+        token = _verified.get(key)
+        if token is not None and (not verify_exp or token.exp > datetime.datetime.now(datetime.UTC)):
+            return token
+        token = super().decode(
+            encoded_token,
+            secret,
+            algorithm,
+            audience,
+            issuer,
+            require_claims,
+            verify_exp,
+            verify_nbf,
+            strict_audience,
+        )
+        if "nbf" not in token.extras:
+            if len(_verified) >= VERIFIED_TOKENS_MAX:
+                _verified.clear()
+            _verified[key] = token
+        return token
+
+
+_verified: dict[tuple[Any, ...], VerifiedToken] = {}
+
+
+def _frozen(value: str | Sequence[str] | None) -> Any:
+    return value if value is None or isinstance(value, str) else tuple(value)
 
 
 def connection_tenant(connection: ASGIConnection[Any, Any, Any, Any]) -> ResolvedTenant | None:
@@ -109,6 +196,7 @@ class TokenAuth:
         self.ttl = datetime.timedelta(seconds=ttl_seconds)
         self.jwt = JWTAuth[AuthUser, Token](
             token_secret=secret,
+            token_cls=VerifiedToken,
             retrieve_user_handler=self.retrieve_user,
             default_token_expiration=self.ttl,
             exclude=PUBLIC_PATHS,
@@ -138,9 +226,15 @@ class TokenAuth:
         opt = connection.route_handler.opt
         if opt.get(READS_ON_DRIVER):
             # The handler reads in this same transaction (see read_transaction.py).
-            transaction = await ReadTransaction.begin(self.engine, tenant.schema, self.statement_timeout_ms)
+            params = {
+                **bind_parameters(tenant.schema, self.statement_timeout_ms),
+                "user_id": user_id,
+                "jti": token.jti,
+            }
+            transaction, row = await ReadTransaction.begin(
+                self.engine, bind_and_load_user_sql(tenant.schema), params
+            )
             remember(connection.scope, transaction)
-            row = await transaction.fetch_one(_USER_WITH_PERMISSIONS, {"user_id": user_id, "jti": token.jti})
             return _auth_user(row)
         session = self.session_provider(connection.app.state, connection.scope)
         user = await load_auth_user(session, user_id, token.jti)

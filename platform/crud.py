@@ -163,7 +163,7 @@ async def provide_reads(request: Request) -> ReadTransaction:
     if transaction is None:
         tenant = request.scope["state"][TENANT_STATE_KEY]
         settings = request.app.state.settings
-        transaction = await ReadTransaction.begin(
+        transaction = await ReadTransaction.bound(
             request.app.state.engine, tenant.schema, settings.db_statement_timeout_ms
         )
         read_transaction.remember(request.scope, transaction)

@@ -48,11 +48,22 @@ class ReadTransaction:
         self._conn: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
 
     @classmethod
-    async def begin(cls, engine: AsyncEngine, schema: str, timeout_ms: int) -> ReadTransaction:
-        fairy = await engine.raw_connection()
-        transaction = cls(fairy)
-        # psycopg opens the transaction (BEGIN) with the first statement.
-        await transaction.execute(BIND_SQL, bind_parameters(schema, timeout_ms))
+    async def begin(
+        cls, engine: AsyncEngine, statement: str, params: Mapping[str, Any]
+    ) -> tuple[ReadTransaction, Sequence[Any] | None]:
+        """Borrow a connection and open the transaction with ``statement``.
+
+        ``statement`` must be the binding, ``database.BIND_SQL``, or a statement built
+        around it (``auth.bind_and_load_user_sql``); its first row is returned.
+        """
+        transaction = cls(await engine.raw_connection())
+        # psycopg sends BEGIN ahead of the first statement.
+        return transaction, await transaction.fetch_one(statement, params)
+
+    @classmethod
+    async def bound(cls, engine: AsyncEngine, schema: str, timeout_ms: int) -> ReadTransaction:
+        """A transaction bound to ``schema`` by the plain binding statement."""
+        transaction, _ = await cls.begin(engine, BIND_SQL, bind_parameters(schema, timeout_ms))
         return transaction
 
     async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
