@@ -29,6 +29,11 @@ from atrium.platform.tenant_admin import TenantNotFound
 
 DEFAULT_CONCURRENCY = 4
 LOCK_TIMEOUT = "5s"
+# A server connection caches the catalog entries of every schema it touched, and each
+# DDL statement anywhere makes it process invalidations against all of them: a worker
+# that migrated thousands of schemas on one connection slows down linearly (see
+# bench/RESULTS.md). A fresh connection every so many tenants keeps the cost flat.
+TENANTS_PER_CONNECTION = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ def migrate_one(
 
 
 _worker_engine: Engine | None = None
+_worker_migrated = 0
 
 
 def _init_worker(settings: Settings) -> None:
@@ -114,8 +120,27 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _migrate_in_worker(tenant: TenantRef, head: str, version_locations: tuple[str, ...]) -> TenantOutcome:
+    global _worker_migrated
     assert _worker_engine is not None
+    _worker_migrated += 1
+    if _worker_migrated % TENANTS_PER_CONNECTION == 0:
+        _worker_engine.dispose()
     return migrate_one(_worker_engine, tenant, head, version_locations)
+
+
+def refresh_catalog_statistics(engine: Engine) -> None:
+    """``ANALYZE`` the catalogs Alembic's version-table lookup joins.
+
+    Alembic asks whether ``<schema>.alembic_version`` exists with a ``pg_class`` ⋈
+    ``pg_namespace`` query. With stale statistics (a catalog that grew by thousands of
+    schemas since autovacuum last looked) PostgreSQL plans it name-first and walks every
+    tenant's ``alembic_version`` row: 37 ms per lookup at 10,000 tenants, against well
+    under a millisecond once analysed. Takes a fraction of a second; a role that may
+    not analyse them gets a warning from the server, not an error.
+    """
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE pg_catalog.pg_class, pg_catalog.pg_namespace")
+        conn.commit()
 
 
 def migrate_tenants(
@@ -133,6 +158,8 @@ def migrate_tenants(
     tenants = select_tenants(engine, slugs)
     pending = [t for t in tenants if t.version != head]
     report = MigrationReport(head=head, current=[t.slug for t in tenants if t.version == head])
+    if pending:
+        refresh_catalog_statistics(engine)
     if on_start is not None:
         on_start(len(pending))
     workers = max(1, min(concurrency, len(pending)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import time
 import uuid
 from typing import Any
 
@@ -243,6 +245,21 @@ async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
         await assert_refused_everywhere(client, calls, headers, why)
     # Nothing above changed anything: the owner's own token still works.
     assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
+
+
+async def test_a_token_that_verified_before_is_refused_once_it_expires(
+    api: Api, tenant_a: MadeTenant
+) -> None:
+    # Verified tokens are remembered per process (auth.VerifiedToken); expiry must still
+    # be checked on every use.
+    app, client = api
+    soon = claims(str(tenant_a.tenant.owner_id), tenant_a.tenant.id, datetime.timedelta(seconds=2))
+    headers = bearer(tenant_a.host, forge(app, soon))
+    assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    assert (await client.get("/users", headers=headers)).status_code == 200
+    await asyncio.sleep(max(0.0, soon["exp"] - time.time()) + 0.2)
+    assert_problem(await client.get("/auth/me", headers=headers), 401)
+    assert_problem(await client.get("/users", headers=headers), 401)
 
 
 async def test_a_logged_out_token_is_refused_on_every_route(
