@@ -40,7 +40,7 @@ def _host(raw: str) -> str:
 def create_app() -> Litestar:
     url = os.environ["DATABASE_URL"]
     base_domain = os.environ.get("ATRIUM_BASE_DOMAIN", "localhost")
-    min_size = int(os.environ.get("ATRIUM_DB_POOL_SIZE", "20"))
+    min_size = int(os.environ.get("ATRIUM_DB_POOL_SIZE", "10"))
     max_size = min_size + int(os.environ.get("ATRIUM_DB_MAX_OVERFLOW", "0"))
     timeout = os.environ.get("ATRIUM_DB_STATEMENT_TIMEOUT_MS", "30000") + "ms"
     pool = AsyncConnectionPool(

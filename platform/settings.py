@@ -32,7 +32,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     bcrypt_rounds: int = 12
     token_ttl_seconds: int = 3600
-    db_pool_size: int = 20
+    db_pool_size: int = 10
     db_max_overflow: int = 0
     db_pool_timeout: float = 5.0
     db_pool_recycle: int = 1800
@@ -132,7 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         max_upload_bytes=_int(env, "ATRIUM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, minimum=1),
         bcrypt_rounds=bcrypt_rounds,
         token_ttl_seconds=_int(env, "ATRIUM_TOKEN_TTL_SECONDS", 3600, minimum=60),
-        db_pool_size=_int(env, "ATRIUM_DB_POOL_SIZE", 20, minimum=1),
+        db_pool_size=_int(env, "ATRIUM_DB_POOL_SIZE", 10, minimum=1),
         db_max_overflow=_int(env, "ATRIUM_DB_MAX_OVERFLOW", 0),
         db_pool_timeout=_float(env, "ATRIUM_DB_POOL_TIMEOUT", 5.0),
         db_pool_recycle=_int(env, "ATRIUM_DB_POOL_RECYCLE", 1800, minimum=1),
