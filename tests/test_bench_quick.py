@@ -42,6 +42,8 @@ FIGURES = [
     "requests.ratio",
     *(f"spread.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.p99_ratio",
+    *(f"spread.light.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
+    "spread.light.p99_ratio",
     "memory.rss_mb_10",
     "memory.rss_mb_n",
     "memory.pg_backend_max_rss_mb",
