@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -157,7 +158,8 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
 def _is_database_unavailable(exc: BaseException | None) -> bool:
     # advanced-alchemy wraps driver errors in its own types: look down the cause chain.
     while exc is not None:
-        if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)):
+        # psycopg's own classes: reads on the driver connection (read_transaction.py).
+        if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError, psycopg.OperationalError)):
             return True
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True

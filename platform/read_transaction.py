@@ -69,8 +69,8 @@ class ReadTransaction:
     async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
             return await self._conn.execute(sql, params)
-        except psycopg.Error:
-            await self.close(failed=True)
+        except psycopg.Error as exc:
+            await self.close(failed=exc)
             raise
 
     async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Any] | None:
@@ -79,16 +79,22 @@ class ReadTransaction:
     async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
         return await (await self.execute(sql, params)).fetchall()
 
-    async def close(self, failed: bool = False) -> None:
+    async def close(self, failed: BaseException | None = None) -> None:
         """End the transaction and give the connection back (idempotent)."""
         fairy, self._fairy = self._fairy, None
         if fairy is None:
             return
+        if failed is not None and (self._conn.closed or self._conn.broken):
+            # The server went away: the connections pooled beside this one are most likely
+            # dead too. Drop them all, as SQLAlchemy does itself when one of its own
+            # statements meets a disconnect (this statement bypassed its error handling).
+            await greenlet_spawn(fairy._pool._invalidate, fairy, failed)  # type: ignore[attr-defined]
+            return
         try:
-            await (self._conn.rollback() if failed else self._conn.commit())
+            await (self._conn.rollback() if failed is not None else self._conn.commit())
         except psycopg.Error:
-            # A connection in an unknown state (the server went away) never goes back
-            # to the pool; ``invalidate`` also checks the pool slot in.
+            # A connection in an unknown state never goes back to the pool; ``invalidate``
+            # also checks its slot in.
             await greenlet_spawn(fairy.invalidate)
             return
         await greenlet_spawn(fairy.close)

@@ -102,6 +102,7 @@ async def test_database_outage_gives_503_then_recovers_without_losing_writes(
         headers = await login(client, host, OWNER.email, OWNER.password)
         created: list[str] = []
         outcomes: list[tuple[float, int, float]] = []  # (sent at, status, seconds taken)
+        reads: list[tuple[float, int, float]] = []  # the same for GETs (the driver-connection path)
         stop_load = asyncio.Event()
 
         async def load() -> None:
@@ -114,6 +115,11 @@ async def test_database_outage_gives_503_then_recovers_without_losing_writes(
                 if response.status_code == 201:
                     created.append(response.json()["id"])
                 else:
+                    _problem(response, 503)
+                sent = time.monotonic()
+                response = await client.get("/user-groups", params={"limit": 1}, headers=headers)
+                reads.append((sent, response.status_code, time.monotonic() - sent))
+                if response.status_code != 200:
                     _problem(response, 503)
                 await asyncio.sleep(0.02)
 
@@ -138,6 +144,10 @@ async def test_database_outage_gives_503_then_recovers_without_losing_writes(
         assert max(taken for _, _, taken in outcomes) < settings.db_pool_timeout + 3, "a request hung"
         recovered = [s for s, st, _ in outcomes if s > up_at and st == 201]
         assert recovered, "the app never served again"
+        assert [r for r in reads if down_at + 0.2 < r[0] < up_at - 0.2], "no read during the outage"
+        assert all(st == 503 for s, st, _ in reads if down_at + 0.2 < s < up_at - 0.2), reads
+        assert any(st == 200 for s, st, _ in reads if s > up_at), "reads never recovered"
+        assert max(taken for _, _, taken in reads) < settings.db_pool_timeout + 3, "a read hung"
         assert recovered[0] - up_at < RECOVERY_LIMIT
 
         listed = await client.get("/user-groups", params={"limit": 200}, headers=headers)
