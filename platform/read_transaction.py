@@ -20,7 +20,6 @@ open when the response starts (a guard refused, a parameter was invalid).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +34,6 @@ from atrium.platform.database import BIND_SQL, bind_parameters
 # Route option: the handler reads through the request's ``ReadTransaction``.
 READS_ON_DRIVER = "reads_on_driver"
 STATE_KEY = "atrium_read_transaction"
-logger = logging.getLogger("atrium.read_transaction")
 
 
 class ReadTransaction:
