@@ -18,6 +18,10 @@ from atrium.platform.provisioning import OwnerSpec, ProvisionedTenant, provision
 from atrium.platform.settings import Settings
 from tests import servers
 
+# Test modules import helpers from tests.api before pytest loads it as their plugin; without
+# this its asserts (assert_problem, the response scan) would lose pytest's detailed messages.
+pytest.register_assert_rewrite("tests.api")
+
 TEST_SECRET = "test-secret-" + "x" * 40
 
 
