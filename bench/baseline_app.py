@@ -21,6 +21,7 @@ from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from psycopg_pool import AsyncConnectionPool
 
 # Imported, not copied, so that the floor always runs exactly Atrium's binding statement.
@@ -62,7 +63,7 @@ def create_app() -> Litestar:
         return {"status": "ok"}
 
     @get("/users/{user_id:uuid}")
-    async def get_user(request: Request[Any, Any, Any], user_id: uuid.UUID) -> dict[str, Any]:
+    async def get_user(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> dict[str, Any]:
         schema = schemas.get(_host(request.headers.get("host", "")))
         if schema is None:
             raise NotFoundException("no tenant")

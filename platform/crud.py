@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import msgspec
 import psycopg.errors
@@ -22,7 +22,7 @@ from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform import read_transaction
@@ -52,8 +52,8 @@ class PageParams:
 
 
 def provide_page_params(
-    limit: int = Parameter(query="limit", ge=1, le=200, default=50, description="Items per page, 1-200."),
-    offset: int = Parameter(query="offset", ge=0, le=MAX_OFFSET, default=0, description="Items to skip."),
+    limit: Annotated[int, QueryParameter(ge=1, le=200, description="Items per page, 1-200.")] = 50,
+    offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> PageParams:
     return PageParams(limit, offset)
 
@@ -305,14 +305,14 @@ def crud_router(spec: ResourceSpec) -> Router:
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
         request: Request,
-        data: Create,
+        data: JSONBody[Create],
     ) -> Response[Read]:  # type: ignore[valid-type]
         item = await service(db_session, tenant, request).create(data)
         return Response(
             spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
         )
 
-    async def get_item(reads: NamedDependency[ReadTransaction], item_id: uuid.UUID) -> Read:  # type: ignore[valid-type]
+    async def get_item(reads: NamedDependency[ReadTransaction], item_id: FromPath[uuid.UUID]) -> Read:  # type: ignore[valid-type]
         row = await reads.fetch_one(queries.by_id, {"id": item_id})
         await reads.close()
         if row is None:
@@ -323,8 +323,8 @@ def crud_router(spec: ResourceSpec) -> Router:
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
         request: Request,
-        item_id: uuid.UUID,
-        data: Update,
+        item_id: FromPath[uuid.UUID],
+        data: JSONBody[Update],
     ) -> Read:  # type: ignore[valid-type]
         return spec.render(await service(db_session, tenant, request).update(item_id, data))
 
@@ -332,7 +332,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
         request: Request,
-        item_id: uuid.UUID,
+        item_id: FromPath[uuid.UUID],
     ) -> None:
         await service(db_session, tenant, request).delete(item_id)
 

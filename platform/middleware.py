@@ -11,9 +11,6 @@ mishandles hosts with ports (litestar issue 4869).
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -65,9 +62,9 @@ class TenantMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
-def current_tenant(request: Request[Any, Any, Any]) -> ResolvedTenant:
-    """The tenant the middleware resolved; route handlers get it as a dependency."""
-    tenant = request.scope.get("state", {}).get(TENANT_STATE_KEY)
+def current_tenant(scope: Scope) -> ResolvedTenant:
+    """The tenant the middleware resolved; HTTP and websocket handlers get it as a dependency."""
+    tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
     if tenant is None:  # only reachable if a platform path declared a tenant dependency
         raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
     return tenant

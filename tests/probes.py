@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import WebSocket, get, post, websocket
 from litestar.di import NamedDependency
+from litestar.params import FromQuery
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +53,9 @@ async def probe_interleave(
 
 
 @get("/probe/sleep", exclude_from_auth=True)
-async def probe_sleep(db_session: NamedDependency[AsyncSession], seconds: float = 1.0) -> dict[str, float]:
+async def probe_sleep(
+    db_session: NamedDependency[AsyncSession], seconds: FromQuery[float] = 1.0
+) -> dict[str, float]:
     """Hold a pooled connection for ``seconds``."""
     await db_session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
     return {"slept": seconds}

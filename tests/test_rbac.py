@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from litestar import get
+from litestar.params import FromPath
 from sqlalchemy import Engine
 
 from atrium.platform.settings import Settings
@@ -75,11 +76,11 @@ async def test_every_route_is_covered(api: Api) -> None:
 
 async def test_a_route_without_a_factory_is_reported(settings: Settings) -> None:
     @get("/widgets/{item_id:uuid}")
-    async def widget(item_id: str) -> None:
+    async def widget(item_id: FromPath[str]) -> None:
         return None
 
     @get("/users/{item_id:uuid}/avatar")
-    async def avatar(item_id: str) -> None:
+    async def avatar(item_id: FromPath[str]) -> None:
         return None
 
     async with serve(settings, [widget, avatar]) as (app, _):

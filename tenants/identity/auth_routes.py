@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.security.jwt import Token
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +41,7 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
     security=[{}],  # public; an empty list would be dropped and the global bearer scheme apply
 )
 async def login(
-    data: LoginRequest,
+    data: JSONBody[LoginRequest],
     db_session: NamedDependency[AsyncSession],
     tenant: NamedDependency[ResolvedTenant],
     request: Request[Any, Any, Any],

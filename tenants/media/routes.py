@@ -16,7 +16,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -169,7 +169,7 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
         request: Request,
-        item_id: uuid.UUID,
+        item_id: FromPath[uuid.UUID],
     ) -> Response[bytes]:
         item = await _service(db_session, tenant, request).with_content(item_id)
         return Response(
