@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from atrium.platform.settings import Settings
 from tests import servers
-from tests.conftest import MadeTenant, serve
+from tests.conftest import MadeTenant, login_owner, serve
 from tests.probes import PROBES
 
 REQUESTS = 300
@@ -27,11 +27,20 @@ async def test_interleaved_requests_see_only_their_tenant(
         if route == "pgbouncer":
             single = single.with_overrides(database_url=url, db_prepared_statements=False)
         async with serve(single, PROBES) as (app, client):
+            # Real routes too: authentication and GET run on the driver connection
+            # (read_transaction.py), the probes on advanced-alchemy's session.
+            tokens = [await login_owner(client, t) for t in tenants]
 
             async def one(i: int) -> None:
                 tenant = tenants[i % 2]
                 schema = f'"{tenant.tenant.schema}"'
-                if i % 3 == 0:
+                if i % 3 == 1:
+                    response = await client.get("/users", headers=tokens[i % 2])
+                    assert response.status_code == 200, response.text
+                    assert [u["email"] for u in response.json()["items"]] == [tenant.owner_email]
+                    response = await client.get("/auth/me", headers=tokens[i % 2])
+                    assert response.json()["user"]["email"] == tenant.owner_email
+                elif i % 3 == 0:
                     response = await client.post("/probe/interleave", headers={"Host": tenant.host})
                     assert response.status_code == 200, response.text
                     body = response.json()
@@ -47,7 +56,10 @@ async def test_interleaved_requests_see_only_their_tenant(
 
             async with app.state.engine.connect() as conn:
                 path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+                timeout = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+            # Transaction-local: nothing of the last request stays on the pooled connection.
             assert path == '"$user", public'
+            assert timeout == "0"
             assert app.state.engine.pool.size() == 1
 
 
