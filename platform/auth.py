@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.database import BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
-from atrium.platform.middleware import TENANT_STATE_KEY
+from atrium.platform.middleware import scope_tenant
 from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import grants
 from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction, remember
@@ -176,7 +176,7 @@ def _frozen(value: str | Sequence[str] | None) -> Any:
 
 
 def connection_tenant(connection: ASGIConnection[Any, Any, Any, Any]) -> ResolvedTenant | None:
-    return connection.scope.get("state", {}).get(TENANT_STATE_KEY)
+    return scope_tenant(connection.scope)
 
 
 class TokenAuth:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atrium.platform import read_transaction
 from atrium.platform.auth import RELEASE_BEFORE_BODY, AuthUser, requires
 from atrium.platform.errors import problem, problem_responses
-from atrium.platform.middleware import TENANT_STATE_KEY
+from atrium.platform.middleware import current_tenant
 from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import read, write
 from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction
@@ -161,7 +161,7 @@ async def provide_reads(request: Request) -> ReadTransaction:
     """The request's read transaction: the one authentication opened, else a new one."""
     transaction = read_transaction.current(request.scope)
     if transaction is None:
-        tenant = request.scope["state"][TENANT_STATE_KEY]
+        tenant = current_tenant(request.scope)
         settings = request.app.state.settings
         transaction = await ReadTransaction.bound(
             request.app.state.engine, tenant.schema, settings.db_statement_timeout_ms

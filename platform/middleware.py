@@ -62,9 +62,14 @@ class TenantMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
+def scope_tenant(scope: Scope) -> ResolvedTenant | None:
+    """The tenant the middleware resolved for this connection (None on platform paths)."""
+    return scope.get("state", {}).get(TENANT_STATE_KEY)
+
+
 def current_tenant(scope: Scope) -> ResolvedTenant:
     """The tenant the middleware resolved; HTTP and websocket handlers get it as a dependency."""
-    tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
+    tenant = scope_tenant(scope)
     if tenant is None:  # only reachable if a platform path declared a tenant dependency
         raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
     return tenant

@@ -14,7 +14,7 @@ from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.database import SCHEMA_INFO_KEY, STATEMENT_TIMEOUT_KEY, attach_tenant_binding
-from atrium.platform.middleware import TENANT_STATE_KEY
+from atrium.platform.middleware import scope_tenant
 
 
 @dataclass
@@ -38,7 +38,7 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
     def provide_session(self, state: State, scope: Scope) -> AsyncSession:
         session = super().provide_session(state, scope)
         if SCHEMA_INFO_KEY not in session.info:
-            tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
+            tenant = scope_tenant(scope)
             session.info[SCHEMA_INFO_KEY] = tenant.schema if tenant is not None else None
             session.info[STATEMENT_TIMEOUT_KEY] = self.statement_timeout_ms
         return session
