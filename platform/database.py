@@ -11,6 +11,7 @@ bound parameters in ``SET``.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -44,10 +45,18 @@ def bind_parameters(schema: str | None, timeout_ms: int) -> dict[str, str]:
     return {"path": search_path_for(schema), "timeout": f"{int(timeout_ms)}ms"}
 
 
+# Makers already bound. Not ``event.contains``: SQLAlchemy's event registry keys listeners
+# by ``id(target)`` and keeps the key after the target is collected, so a new maker that
+# happened to reuse a dead one's address looked bound when it was not, and its sessions ran
+# unbound (every app in one process builds a maker: the test suite hit it, 1 run in ~10).
+_BOUND_TARGETS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def attach_tenant_binding(target: Any) -> None:
     """Bind every transaction of sessions made by ``target`` (a session class or maker)."""
-    if not event.contains(target, "after_begin", bind_search_path):
+    if target not in _BOUND_TARGETS:
         event.listen(target, "after_begin", bind_search_path)
+        _BOUND_TARGETS.add(target)
 
 
 def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:

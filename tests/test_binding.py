@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import sessionmaker
 
+from atrium.platform.database import SCHEMA_INFO_KEY, attach_tenant_binding
 from atrium.platform.settings import Settings
 from tests import servers
 from tests.conftest import MadeTenant, login_owner, serve
@@ -72,3 +75,24 @@ class _direct:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_every_new_session_maker_is_bound(
+    operator_engine: Engine, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    """Each app builds its own maker; every one of them must bind its sessions.
+
+    Makers freed and allocated again tend to reuse addresses; SQLAlchemy's event registry
+    keys by address, and a guard built on ``event.contains`` once skipped the binding for
+    such a maker (1 CI run in ~10: ``relation "users" does not exist`` on login).
+    """
+    schema = make_tenant().tenant.schema
+    for _ in range(30):
+        maker = sessionmaker(bind=operator_engine)
+        attach_tenant_binding(maker)
+        attach_tenant_binding(maker)  # idempotent: one binding statement, not two
+        with maker(info={SCHEMA_INFO_KEY: schema}) as session:
+            assert session.execute(text("SHOW search_path")).scalar_one() == f'"{schema}"'
+            assert session.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
+        del maker, session
+        gc.collect()
