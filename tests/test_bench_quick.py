@@ -44,6 +44,8 @@ FIGURES = [
     "spread.p99_ratio",
     *(f"spread.light.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.light.p99_ratio",
+    *(f"spread.steady.tn.{figure}" for figure in ("rps", "p50_ms", "p99_ms")),
+    "spread.steady.p99_ratio",
     "memory.rss_mb_10",
     "memory.rss_mb_n",
     "memory.pg_backend_max_rss_mb",
