@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -78,6 +79,13 @@ class TenantResolver:
         self._cache: dict[str, tuple[float, ResolvedTenant | None]] = {}
         self._subscribed = False
         self._listener: asyncio.Task[None] | None = None
+        self._publisher: aioredis.Redis | None = None
+        # Other per-tenant caches (callers.py) dropped together with the hosts.
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(tenant_id)`` on every invalidation (``ALL_TENANTS``: everything)."""
+        self._listeners.append(listener)
 
     @property
     def subscribed(self) -> bool:
@@ -112,6 +120,8 @@ class TenantResolver:
         return None if row is None else ResolvedTenant(*row)
 
     def invalidate(self, tenant_id: str = ALL_TENANTS) -> None:
+        for listener in self._listeners:
+            listener(tenant_id)
         if tenant_id == ALL_TENANTS:
             self._cache.clear()
             return
@@ -132,6 +142,24 @@ class TenantResolver:
                 await self._listener
             self._listener = None
         self._subscribed = False
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.aclose()
+            self._publisher = None
+
+    async def publish(self, tenant_id: uuid.UUID | str) -> None:
+        """Tell every app process that a tenant changed (from inside the app)."""
+        if not self.redis_url:
+            return
+        try:
+            if self._publisher is None:
+                self._publisher = aioredis.Redis.from_url(
+                    self.redis_url, socket_timeout=2, socket_connect_timeout=2
+                )
+            await self._publisher.publish(CHANNEL, str(tenant_id))
+        except (redis.RedisError, OSError) as exc:
+            # The change is committed; other processes catch up within their cache TTL.
+            logger.warning("could not publish tenant change (%s); caches expire within their TTL", exc)
 
     async def _listen(self) -> None:
         backoff = 0.1
@@ -143,7 +171,7 @@ class TenantResolver:
             try:
                 await pubsub.subscribe(CHANNEL)
                 self._subscribed = True
-                self._cache.clear()
+                self.invalidate(ALL_TENANTS)
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
@@ -152,7 +180,7 @@ class TenantResolver:
                         self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
             except (redis.RedisError, OSError) as exc:
                 if self._subscribed:
-                    self._cache.clear()  # entries made under the long TTL
+                    self.invalidate(ALL_TENANTS)  # entries made under the long TTL
                     logger.warning(
                         "tenant invalidation channel lost (%s); cache TTL now %ss", exc, FALLBACK_TTL
                     )
