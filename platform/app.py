@@ -15,7 +15,8 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ControllerRouterHandler
 
-from atrium.platform.auth import TokenAuth
+from atrium.platform.auth import CALLER_TABLES, TokenAuth
+from atrium.platform.callers import CallerCache, CallerInvalidation
 from atrium.platform.crud import JSON_BODY_LIMIT, Schema
 from atrium.platform.database import create_app_engine
 from atrium.platform.errors import handle_unexpected, problem, problem_details_config
@@ -54,7 +55,13 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     engine = create_app_engine(settings)
-    db_config = sqlalchemy_config(engine, settings.db_statement_timeout_ms)
+    resolver = TenantResolver(engine, settings.base_domain, settings.redis_url, settings.tenant_cache_ttl)
+    callers = CallerCache()
+    db_config = sqlalchemy_config(
+        engine,
+        settings.db_statement_timeout_ms,
+        CallerInvalidation(callers, resolver, CALLER_TABLES),
+    )
     stores = app_stores(settings.redis_url)
     token_auth = TokenAuth(
         settings.secret_key,
@@ -62,8 +69,9 @@ def create_app(
         engine,
         db_config.provide_session,
         settings.db_statement_timeout_ms,
+        callers,
+        lambda: resolver.current_ttl,
     )
-    resolver = TenantResolver(engine, settings.base_domain, settings.redis_url, settings.tenant_cache_ttl)
 
     @asynccontextmanager
     async def tenant_invalidation(_app: Litestar) -> AsyncGenerator[None, None]:

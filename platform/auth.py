@@ -8,14 +8,16 @@ expire anyway), once its user is deleted, and when expired or malformed.
 The user, their effective permissions (the union of the roles linked through their
 ``user_meta`` rows) and the revocation check are one query per request, inside the
 request's own tenant-bound transaction: no Redis round trip, and a logout holds in
-every process at once, Redis or not.
+every process at once, Redis or not. Reads may take a caller seen before from
+``callers.py`` instead; they still check in the database that the user exists and that
+the token was not revoked.
 """
 
 from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from atrium.platform.callers import CallerCache
 from atrium.platform.database import BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
 from atrium.platform.middleware import scope_tenant
@@ -69,19 +72,38 @@ _USER_WITH_PERMISSIONS = """
     GROUP BY u.id
 """
 _LOAD_USER = _USER_WITH_PERMISSIONS.format(s="")
+# The tables that query reads: a committed change to any of them drops the tenant's
+# remembered callers (callers.py).
+CALLER_TABLES = ("users", "user_meta", "user_roles")
+
+
+# Whether a remembered caller still holds: the user exists and this token was not revoked.
+_CALLER_STILL_VALID = """
+    SELECT EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s)
+           AND NOT EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s) AS valid
+"""
+
+
+def _bound(query: str, schema: str) -> str:
+    """The binding statement and ``query`` (``{s}``: the tenant's schema) as one round trip.
+
+    Names inside the statement are resolved before its ``set_config`` runs, so the
+    tables are qualified with the schema (from the registry, quoted). Always one row.
+    Built per request (~3 µs): a cache of one ~1 KB string per tenant grew the app by
+    10 MB per process at 10,000 tenants, which the memory figure of bench/run.py showed.
+    """
+    query = query.format(s=quote_ident(schema) + ".")
+    return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
 
 
 def bind_and_load_user_sql(schema: str) -> str:
-    """The binding statement and the caller's query as one round trip.
+    """Bind, and load the caller (columns NULL when there is no such user)."""
+    return _bound(_USER_WITH_PERMISSIONS, schema)
 
-    Names inside the statement are resolved before its ``set_config`` runs, so the
-    tables are qualified with the schema (from the registry, quoted). Always one row:
-    the user's columns are NULL when there is no such user. Built per request (~3 µs):
-    a cache of one ~1 KB string per tenant grew the app by 10 MB per process at 10,000
-    tenants, which the memory figure of bench/run.py showed.
-    """
-    load = _USER_WITH_PERMISSIONS.format(s=quote_ident(schema) + ".")
-    return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({load}) AS caller ON true"
+
+def bind_and_check_caller_sql(schema: str) -> str:
+    """Bind, and check that a remembered caller still holds (see callers.py)."""
+    return _bound(_CALLER_STILL_VALID, schema)
 
 
 # Revoked tokens are kept until they would have expired; each logout sweeps the expired.
@@ -189,10 +211,14 @@ class TokenAuth:
         engine: AsyncEngine,
         session_provider: Any,
         statement_timeout_ms: int,
+        callers: CallerCache | None = None,
+        caller_ttl: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.engine = engine
         self.session_provider = session_provider
         self.statement_timeout_ms = statement_timeout_ms
+        self.callers = callers
+        self.caller_ttl = caller_ttl
         self.ttl = datetime.timedelta(seconds=ttl_seconds)
         self.jwt = JWTAuth[AuthUser, Token](
             token_secret=secret,
@@ -225,23 +251,35 @@ class TokenAuth:
             return None
         opt = connection.route_handler.opt
         if opt.get(READS_ON_DRIVER):
-            # The handler reads in this same transaction (see read_transaction.py).
-            params = {
-                **bind_parameters(tenant.schema, self.statement_timeout_ms),
-                "user_id": user_id,
-                "jti": token.jti,
-            }
-            transaction, row = await ReadTransaction.begin(
-                self.engine, bind_and_load_user_sql(tenant.schema), params
-            )
-            remember(connection.scope, transaction)
-            return _auth_user(row)
+            return await self._reader(tenant, user_id, token.jti, connection)
         session = self.session_provider(connection.app.state, connection.scope)
         user = await load_auth_user(session, user_id, token.jti)
         if opt.get(RELEASE_BEFORE_BODY):
             # The body (an upload) is read after authentication and may arrive slowly:
             # give the connection back meanwhile; the handler's transaction binds anew.
             await session.commit()
+        return user
+
+    async def _reader(
+        self,
+        tenant: ResolvedTenant,
+        user_id: uuid.UUID,
+        jti: str,
+        connection: ASGIConnection[Any, Any, Any, Any],
+    ) -> AuthUser | None:
+        """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
+        params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
+        callers = self.callers
+        remembered = callers.get(tenant.id, user_id) if callers is not None else None
+        generation = callers.generation if callers is not None else 0
+        sql = bind_and_check_caller_sql if remembered is not None else bind_and_load_user_sql
+        transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema), params)
+        remember(connection.scope, transaction)
+        if remembered is not None:
+            return remembered if row is not None and row[0] else None
+        user = _auth_user(row)
+        if user is not None and callers is not None:
+            callers.put(tenant.id, user_id, user, self.caller_ttl(), generation)
         return user
 
     async def revoke(self, session: AsyncSession, token: Token) -> None:

@@ -23,6 +23,7 @@ from atrium.platform.naming import quote_ident
 from atrium.platform.settings import Settings
 
 SCHEMA_INFO_KEY = "atrium_tenant_schema"
+TENANT_ID_INFO_KEY = "atrium_tenant_id"
 STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # A session with no tenant sees no tenant table at all: an empty search_path leaves
 # only pg_catalog, and shared tables are always schema-qualified.

@@ -1,0 +1,114 @@
+"""Callers of reads, remembered per process: identity, roles and permissions.
+
+Planning the query that loads a caller with their permissions (four relations, two
+aggregates) is most of what a read costs PostgreSQL once a backend serves many tenants:
+measured on one connection over 1,000 tenants, a transaction without it costs what one
+over a single tenant does (bench/RESULTS.md, third pass). So reads (routes marked
+``READS_ON_DRIVER``) take a caller seen before from this cache, and ask the database only
+what must stay exact, folded into the binding statement: that the user still exists and
+that this token was not revoked. Writes always load the caller afresh.
+
+A tenant's entries are dropped when its users, user-meta or user-roles change: in the
+process that made the change at once (a session event, so every ORM write path counts),
+and in every other process through the resolver's tenant-change channel. An entry lives
+at most the resolver's TTL (30 s while that channel is live, 1 s otherwise), so without
+Redis a permission change reaches the other processes within a second, as a suspension
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from atrium.platform.database import TENANT_ID_INFO_KEY
+from atrium.platform.resolution import ALL_TENANTS, TenantResolver
+
+# Cleared whole when full, like the verified tokens (cheaper than an LRU; the next read
+# simply loads its caller again). About 1.5 KB each.
+MAX_CALLERS = 1024
+_CHANGED_KEY = "atrium_callers_changed"
+
+
+class CallerCache:
+    def __init__(self, max_entries: int = MAX_CALLERS) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, Any]] = {}
+        # Bumped by every invalidation: a caller loaded before it is not stored after it.
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Any | None:
+        entry = self._entries.get((tenant_id, user_id))
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, tenant_id: uuid.UUID, user_id: uuid.UUID, caller: Any, ttl: float, generation: int) -> None:
+        """Remember ``caller``, loaded when the generation was ``generation``."""
+        if generation != self._generation or ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[(tenant_id, user_id)] = (time.monotonic() + ttl, caller)
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop a tenant's callers (``ALL_TENANTS``: everyone's)."""
+        self._generation += 1
+        if tenant_id == ALL_TENANTS:
+            self._entries.clear()
+            return
+        for key in [k for k in self._entries if str(k[0]) == tenant_id]:
+            del self._entries[key]
+
+
+class CallerInvalidation:
+    """Drops callers when a session commits a change to the tables they are made of."""
+
+    def __init__(self, cache: CallerCache, resolver: TenantResolver, tables: Iterable[str]) -> None:
+        self.cache = cache
+        self.resolver = resolver
+        self.tables = frozenset(tables)
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        resolver.add_listener(cache.forget)
+
+    def attach(self, target: Any) -> None:
+        """Watch the sessions made by ``target`` (a session class or maker), once."""
+        if target in self._watched:
+            return
+        event.listen(target, "after_flush", self._after_flush)
+        event.listen(target, "after_commit", self._after_commit)
+        event.listen(target, "after_rollback", self._after_rollback)
+        self._watched.add(target)
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        # Still the pre-flush state here: what this flush wrote.
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            if getattr(obj, "__tablename__", None) in self.tables:
+                session.info[_CHANGED_KEY] = True
+                return
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(_CHANGED_KEY, None)
+
+    def _after_commit(self, session: Session) -> None:
+        tenant_id = session.info.get(TENANT_ID_INFO_KEY)
+        if not session.info.pop(_CHANGED_KEY, False) or tenant_id is None:
+            return
+        self.cache.forget(str(tenant_id))
+        # The commit runs inside the event loop (SQLAlchemy's greenlet); other processes
+        # are told without making the request wait for Redis.
+        task = asyncio.get_running_loop().create_task(self.resolver.publish(tenant_id))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
