@@ -65,8 +65,18 @@ async def test_a_lost_permission_reaches_another_process(
         await wait_for_status(b, member.headers, 403, within=3.0)
 
 
-async def test_a_deleted_user_is_refused_at_once_even_while_remembered(
-    settings: Settings, make_tenant: Callable[..., MadeTenant]
+@pytest.mark.parametrize(
+    ("ending", "request_"),
+    [
+        ("user deleted", lambda member: ("DELETE", f"/users/{member.id}", "owner")),
+        ("logout", lambda member: ("POST", "/auth/logout", "member")),
+    ],
+)
+async def test_a_caller_that_ended_is_refused_at_once_even_while_remembered(
+    ending: str,
+    request_: Callable[[TenantUser], tuple[str, str, str]],
+    settings: Settings,
+    make_tenant: Callable[..., MadeTenant],
 ) -> None:
     # No channel: only the database check can refuse the remembered caller in time.
     alone = settings.with_overrides(redis_url=None)
@@ -76,21 +86,9 @@ async def test_a_deleted_user_is_refused_at_once_even_while_remembered(
         member = await add_user(a, owner, role="Member")
         assert (await b.get("/users", headers=member.headers)).status_code == 200
         assert remembered(app_b, made, member)
-        assert (await a.delete(f"/users/{member.id}", headers=owner)).status_code == 204
-        assert (await b.get("/users", headers=member.headers)).status_code == 401
-
-
-async def test_a_logout_is_refused_at_once_even_while_remembered(
-    settings: Settings, make_tenant: Callable[..., MadeTenant]
-) -> None:
-    alone = settings.with_overrides(redis_url=None)
-    made = make_tenant()
-    async with serve(alone) as (_, a), serve(alone) as (app_b, b):
-        owner = await login_owner(a, made)
-        member = await add_user(a, owner, role="Member")
-        assert (await b.get("/users", headers=member.headers)).status_code == 200
-        assert remembered(app_b, made, member)
-        assert (await a.post("/auth/logout", headers=member.headers)).status_code == 204
+        method, path, actor = request_(member)
+        headers = owner if actor == "owner" else member.headers
+        assert (await a.request(method, path, headers=headers)).status_code == 204, ending
         assert (await b.get("/users", headers=member.headers)).status_code == 401
 
 
