@@ -212,12 +212,12 @@ class TokenAuth:
         session_provider: Any,
         statement_timeout_ms: int,
         callers: CallerCache | None = None,
-        caller_ttl: Callable[[], float] = lambda: 0.0,
+        caller_ttl: Callable[[], float] = lambda: 0.0,  # 0: nothing is remembered
     ) -> None:
         self.engine = engine
         self.session_provider = session_provider
         self.statement_timeout_ms = statement_timeout_ms
-        self.callers = callers
+        self.callers = callers if callers is not None else CallerCache()
         self.caller_ttl = caller_ttl
         self.ttl = datetime.timedelta(seconds=ttl_seconds)
         self.jwt = JWTAuth[AuthUser, Token](
@@ -269,17 +269,16 @@ class TokenAuth:
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
         params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
-        callers = self.callers
-        remembered = callers.get(tenant.id, user_id) if callers is not None else None
-        generation = callers.generation if callers is not None else 0
+        remembered = self.callers.get(tenant.id, user_id)
+        generation = self.callers.generation
         sql = bind_and_check_caller_sql if remembered is not None else bind_and_load_user_sql
         transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema), params)
         remember(connection.scope, transaction)
         if remembered is not None:
             return remembered if row is not None and row[0] else None
         user = _auth_user(row)
-        if user is not None and callers is not None:
-            callers.put(tenant.id, user_id, user, self.caller_ttl(), generation)
+        if user is not None:
+            self.callers.put(tenant.id, user_id, user, self.caller_ttl(), generation)
         return user
 
     async def revoke(self, session: AsyncSession, token: Token) -> None:

@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from atrium.platform.database import TENANT_ID_INFO_KEY
+from atrium.platform.database import TENANT_ID_INFO_KEY, listen_once
 from atrium.platform.resolution import ALL_TENANTS, TenantResolver
 
 # Cleared whole when full, like the verified tokens (cheaper than an LRU; the next read
@@ -80,17 +78,13 @@ class CallerInvalidation:
         self.resolver = resolver
         self.tables = frozenset(tables)
         self._publishing: set[asyncio.Task[None]] = set()
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         resolver.add_listener(cache.forget)
 
     def attach(self, target: Any) -> None:
-        """Watch the sessions made by ``target`` (a session class or maker), once."""
-        if target in self._watched:
-            return
-        event.listen(target, "after_flush", self._after_flush)
-        event.listen(target, "after_commit", self._after_commit)
-        event.listen(target, "after_rollback", self._after_rollback)
-        self._watched.add(target)
+        """Watch the sessions made by ``target`` (a session class or maker)."""
+        listen_once(target, "after_flush", self._after_flush)
+        listen_once(target, "after_commit", self._after_commit)
+        listen_once(target, "after_rollback", self._after_rollback)
 
     def _after_flush(self, session: Session, _context: Any) -> None:
         # Still the pre-flush state here: what this flush wrote.

@@ -46,18 +46,25 @@ def bind_parameters(schema: str | None, timeout_ms: int) -> dict[str, str]:
     return {"path": search_path_for(schema), "timeout": f"{int(timeout_ms)}ms"}
 
 
-# Makers already bound. Not ``event.contains``: SQLAlchemy's event registry keys listeners
-# by ``id(target)`` and keeps the key after the target is collected, so a new maker that
-# happened to reuse a dead one's address looked bound when it was not, and its sessions ran
-# unbound (every app in one process builds a maker: the test suite hit it, 1 run in ~10).
-_BOUND_TARGETS: weakref.WeakSet[Any] = weakref.WeakSet()
+# Listeners already attached, per target. Not ``event.contains``: SQLAlchemy's event
+# registry keys listeners by ``id(target)`` and keeps the key after the target is collected,
+# so a new maker that happened to reuse a dead one's address looked bound when it was not,
+# and its sessions ran unbound (every app in one process builds a maker: the test suite hit
+# it, 1 run in ~10).
+_ATTACHED: weakref.WeakKeyDictionary[Any, set[tuple[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def listen_once(target: Any, identifier: str, fn: Any) -> None:
+    """``event.listen(target, identifier, fn)`` unless this very listener is already there."""
+    attached = _ATTACHED.setdefault(target, set())
+    if (identifier, fn) not in attached:
+        event.listen(target, identifier, fn)
+        attached.add((identifier, fn))
 
 
 def attach_tenant_binding(target: Any) -> None:
     """Bind every transaction of sessions made by ``target`` (a session class or maker)."""
-    if target not in _BOUND_TARGETS:
-        event.listen(target, "after_begin", bind_search_path)
-        _BOUND_TARGETS.add(target)
+    listen_once(target, "after_begin", bind_search_path)
 
 
 def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
