@@ -27,7 +27,7 @@ from litestar.security.jwt import JWTAuth, Token
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.callers import CallerCache
-from atrium.platform.database import BIND_SQL, bind_parameters
+from atrium.platform.database import BIND_COLUMNS, BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
 from atrium.platform.middleware import scope_tenant
 from atrium.platform.naming import quote_ident
@@ -79,8 +79,8 @@ CALLER_TABLES = ("users", "user_meta", "user_roles")
 
 # Whether a remembered caller still holds: the user exists and this token was not revoked.
 _CALLER_STILL_VALID = """
-    SELECT EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s)
-           AND NOT EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s) AS valid
+    EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s)
+    AND NOT EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s)
 """
 
 
@@ -102,8 +102,15 @@ def bind_and_load_user_sql(schema: str) -> str:
 
 
 def bind_and_check_caller_sql(schema: str) -> str:
-    """Bind, and check that a remembered caller still holds (see callers.py)."""
-    return _bound(_CALLER_STILL_VALID, schema)
+    """Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
+
+    One flat select rather than ``_bound``'s lateral join: this statement is planned on
+    most requests, and the flat form costs PostgreSQL 15-20 % less per read transaction
+    over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
+    before any later statement of the transaction; the tables are qualified.
+    """
+    valid = _CALLER_STILL_VALID.format(s=quote_ident(schema) + ".")
+    return f"SELECT {valid} AS valid, {BIND_COLUMNS}"
 
 
 # Revoked tokens are kept until they would have expired; each logout sweeps the expired.

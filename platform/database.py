@@ -31,10 +31,11 @@ NO_TENANT_PATH = ""
 
 # One round trip binds the schema and bounds the transaction: no statement runs longer
 # than the timeout, and a transaction left idle (a stalled client) is ended by the server.
-BIND_SQL = (
-    "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
+BIND_COLUMNS = (
+    "set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
     " set_config('idle_in_transaction_session_timeout', %(timeout)s, true)"
 )
+BIND_SQL = f"SELECT {BIND_COLUMNS}"
 
 
 def search_path_for(schema: str | None) -> str:

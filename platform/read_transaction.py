@@ -51,8 +51,9 @@ class ReadTransaction:
     ) -> tuple[ReadTransaction, Sequence[Any] | None]:
         """Borrow a connection and open the transaction with ``statement``.
 
-        ``statement`` must be the binding, ``database.BIND_SQL``, or a statement built
-        around it (``auth.bind_and_load_user_sql``); its first row is returned.
+        ``statement`` must be the binding, ``database.BIND_SQL``, or a statement that
+        includes it (``auth.bind_and_load_user_sql``, ``auth.bind_and_check_caller_sql``);
+        its first row is returned.
         """
         transaction = cls(await engine.raw_connection())
         # psycopg sends BEGIN ahead of the first statement.

@@ -23,7 +23,18 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class TenantBase(CommonTableAttributes, AuditColumns, DeclarativeBase):
+class TenantTable(CommonTableAttributes, DeclarativeBase):
+    """Every table inside a tenant schema, with no columns of its own.
+
+    For the few internal tables that are not API resources (``revoked_tokens``) and keep
+    to the columns they need: every relation and index of a tenant table is loaded by
+    each PostgreSQL backend that plans against it (bench/RESULTS.md, fourth pass).
+    """
+
+    registry = tenant_registry
+
+
+class TenantBase(AuditColumns, TenantTable):
     """UUID id plus advanced-alchemy's audit columns, with server defaults added.
 
     advanced-alchemy's ``UUIDAuditBase`` is not used as is: its primary-key mixin adds
@@ -33,7 +44,6 @@ class TenantBase(CommonTableAttributes, AuditColumns, DeclarativeBase):
     """
 
     __abstract__ = True
-    registry = tenant_registry
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()"), sort_order=-100
@@ -51,4 +61,4 @@ class TenantBase(CommonTableAttributes, AuditColumns, DeclarativeBase):
     )
 
 
-tenant_metadata = TenantBase.metadata
+tenant_metadata = TenantTable.metadata

@@ -1,6 +1,6 @@
 """Every tenant table, imported so that ``tenant_metadata`` is complete."""
 
-from atrium.tenants.base import TenantBase, tenant_metadata
+from atrium.tenants.base import TenantBase, TenantTable, tenant_metadata
 from atrium.tenants.customize.models import Customize
 from atrium.tenants.identity.models import RevokedToken, User, UserGroup, UserMeta, UserRole
 from atrium.tenants.media.models import Media
@@ -10,6 +10,7 @@ __all__ = [
     "Media",
     "RevokedToken",
     "TenantBase",
+    "TenantTable",
     "User",
     "UserGroup",
     "UserMeta",

@@ -7,11 +7,19 @@ from collections.abc import Callable
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from atrium.platform import provisioning
-from atrium.platform.alembic_runner import current_revision, head_revision, run_upgrade
+from atrium.platform.alembic_runner import (
+    alembic_config,
+    configure_and_run,
+    current_revision,
+    head_revision,
+    run_upgrade,
+    script_directory,
+)
 from atrium.platform.database import set_transaction_search_path
 from atrium.platform.naming import quote_ident, schema_for_slug
 from atrium.platform.provisioning import OwnerSpec, TenantExists, provision_tenant
@@ -141,3 +149,49 @@ def test_fast_path_equals_running_every_migration(
             ]
         assert diffs == [], f"{schema} differs from the models: {diffs}"
     assert _catalog(operator_engine, fast) == _catalog(operator_engine, migrated)
+
+
+def _downgrade(conn: Connection, schema: str, destination: str) -> None:
+    script = script_directory("tenant")
+
+    def do_downgrade(revision: object, _context: MigrationContext) -> object:
+        return script._downgrade_revs(destination, revision)
+
+    with EnvironmentContext(alembic_config("tenant"), script, fn=do_downgrade, destination_rev=destination):
+        configure_and_run(conn, "tenant", schema)
+
+
+def test_revocations_survive_rekeying_by_jti_up_and_down(operator_engine: Engine) -> None:
+    """Migration 0003 rebuilds revoked_tokens keyed by jti; the revocations stay, both ways."""
+    schema = "tenant_rekey_" + unique_slug("r").replace("-", "_")
+    rows = {"a" * 32: "2030-01-01 00:00:00+00", "b" * 32: "2031-01-01 00:00:00+00"}
+
+    def revocations(conn: Connection) -> dict[str, str]:
+        result = conn.exec_driver_sql("SELECT jti, expires_at::text FROM revoked_tokens")
+        return {jti: expires for jti, expires in result.all()}
+
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {quote_ident(schema)}")
+        run_upgrade(conn, "tenant", schema, "0002")
+        set_transaction_search_path(conn, schema)
+        for jti, expires in rows.items():
+            conn.exec_driver_sql(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%(j)s, %(e)s)", {"j": jti, "e": expires}
+            )
+    with operator_engine.begin() as conn:
+        run_upgrade(conn, "tenant", schema)
+        set_transaction_search_path(conn, schema)
+        assert revocations(conn) == rows
+        key = conn.exec_driver_sql(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'pk_revoked_tokens'"
+            " AND connamespace = %(s)s::regnamespace",
+            {"s": schema},
+        ).scalar()
+        assert key == "PRIMARY KEY (jti)"
+    with operator_engine.begin() as conn:
+        _downgrade(conn, schema, "0002")
+        set_transaction_search_path(conn, schema)
+        assert revocations(conn) == rows
+        assert conn.exec_driver_sql("SELECT count(DISTINCT id) FROM revoked_tokens").scalar() == len(rows)
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
