@@ -42,6 +42,7 @@ FIGURES = [
     "requests.ratio",
     *(f"spread.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.p99_ratio",
+    *(f"spread.rounds.{i}.p99_ratio" for i in range(3)),
     *(f"spread.light.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.light.p99_ratio",
     *(f"spread.steady.tn.{figure}" for figure in ("rps", "p50_ms", "p99_ms")),
@@ -55,6 +56,9 @@ FIGURES = [
 def _lookup(data: dict, path: str) -> object:
     value: object = data
     for part in path.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+            continue
         assert isinstance(value, dict) and part in value, f"{path} is missing from the results"
         value = value[part]
     return value
