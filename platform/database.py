@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
 
+from atrium.platform.connection_affinity import TenantAffinePool
 from atrium.platform.naming import quote_ident
 from atrium.platform.settings import Settings
 
@@ -89,7 +90,7 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def create_app_engine(settings: Settings) -> AsyncEngine:
-    """The request-serving engine.
+    """The request-serving engine, its pool keeping each tenant on its own connections.
 
     No ``pool_pre_ping``: it would cost a round trip on every checkout. A connection
     that died is detected by the failing statement, SQLAlchemy then invalidates the
@@ -101,6 +102,7 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
+        poolclass=TenantAffinePool,
         connect_args=_connect_args(settings),
     )
 

@@ -17,6 +17,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from atrium.platform.connection_affinity import affinity
 from atrium.platform.errors import problem
 from atrium.platform.naming import normalize_host
 from atrium.platform.resolution import ResolvedTenant, TenantResolver
@@ -59,6 +60,13 @@ class TenantMiddleware(ASGIMiddleware):
             if tenant.suspended:
                 raise problem(403, "This tenant is suspended.", type_="tenant-suspended")
             scope.setdefault("state", {})[TENANT_STATE_KEY] = tenant
+            # The tenant's transactions keep to its own pooled connections (connection_affinity).
+            bound = affinity.set(tenant.schema)
+            try:
+                await next_app(scope, receive, send)
+            finally:
+                affinity.reset(bound)
+            return
         await next_app(scope, receive, send)
 
 

@@ -11,6 +11,7 @@ from litestar.params import FromQuery
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atrium.platform.connection_affinity import affinity
 from atrium.platform.resolution import ResolvedTenant
 
 
@@ -61,6 +62,14 @@ async def probe_sleep(
     return {"slept": seconds}
 
 
+@get("/probe/backend", exclude_from_auth=True)
+async def probe_backend(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    """The server backend this request's transaction ran on, and the request's affinity key."""
+    pid = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await db_session.commit()
+    return {"pid": pid, "affinity": affinity.get()}
+
+
 @websocket("/probe/ws", exclude_from_auth=True)
 async def probe_ws(socket: WebSocket, tenant: NamedDependency[ResolvedTenant]) -> None:
     await socket.accept()
@@ -68,4 +77,4 @@ async def probe_ws(socket: WebSocket, tenant: NamedDependency[ResolvedTenant]) -
     await socket.close()
 
 
-PROBES = [probe_users, probe_interleave, probe_sleep, probe_ws]
+PROBES = [probe_users, probe_interleave, probe_sleep, probe_backend, probe_ws]

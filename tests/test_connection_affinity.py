@@ -1,0 +1,146 @@
+"""The tenant-affine pool: tenants keep to their homes, nobody is capped, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
+
+from atrium.platform import connection_affinity
+from atrium.platform.connection_affinity import AffinityQueue, TenantAffinePool, affinity
+from atrium.platform.settings import Settings
+from tests.conftest import MadeTenant, serve
+from tests.probes import PROBES
+
+
+@asynccontextmanager
+async def pool_of(settings: Settings, size: int, checkout_timeout: float = 5.0) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(
+        settings.sqlalchemy_url,
+        poolclass=TenantAffinePool,
+        pool_size=size,
+        max_overflow=0,
+        pool_timeout=checkout_timeout,
+    )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def queue_of(engine: AsyncEngine) -> AffinityQueue[Any]:
+    return engine.pool._pool  # type: ignore[attr-defined,no-any-return]
+
+
+async def backend_of(engine: AsyncEngine, key: str | None, hold: float = 0.0) -> int:
+    """Check a connection out under ``key``, hold it, and say which backend it was."""
+    affinity.set(key)
+    async with engine.connect() as conn:
+        pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+        await asyncio.sleep(hold)
+        return int(pid)
+
+
+async def fill(engine: AsyncEngine, size: int) -> None:
+    """Open every connection of the pool (they are created on demand)."""
+    pids = await asyncio.gather(*(backend_of(engine, None, hold=0.2) for _ in range(size)))
+    assert len(set(pids)) == size
+
+
+async def test_a_tenant_keeps_to_its_home_connection(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    tenants = [make_tenant() for _ in range(6)]
+    async with serve(settings.with_overrides(db_pool_size=5, db_max_overflow=0), PROBES) as (_app, client):
+        await asyncio.gather(
+            *(client.get("/probe/sleep?seconds=0.2", headers={"Host": t.host}) for t in tenants)
+        )
+        seen: dict[str, set[int]] = {}
+        for _ in range(4):
+            for made in tenants:
+                response = await client.get("/probe/backend", headers={"Host": made.host})
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert body["affinity"] == made.tenant.schema
+                seen.setdefault(made.slug, set()).add(body["pid"])
+    # Each tenant, alone in the pool, always got the same backend; the tenants spread.
+    assert all(len(pids) == 1 for pids in seen.values()), seen
+    assert len(set().union(*seen.values())) > 1, seen
+
+
+async def test_one_busy_tenant_gets_every_connection(settings: Settings) -> None:
+    async with pool_of(settings, 4) as engine:
+        pids = await asyncio.gather(*(backend_of(engine, "tenant_busy", hold=0.1) for _ in range(12)))
+        assert len(set(pids)) == 4
+        assert engine.pool.checkedin() == 4  # type: ignore[attr-defined]
+
+
+async def test_a_tenant_whose_homes_are_busy_waits_at_most_patience(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_affinity, "PATIENCE", 0.3)
+    async with pool_of(settings, 3) as engine:
+        await fill(engine, 3)
+        queue = queue_of(engine)
+        homes = queue._homes("tenant_waiting")
+        # Hold the two homes; leave the third connection idle.
+        held: list[Any] = []
+        while len(held) < 3:
+            held.append(await engine.raw_connection())
+        for fairy in held:
+            if id(fairy._connection_record) not in homes:  # type: ignore[attr-defined]
+                await greenlet_spawn(fairy.close)
+        started = time.monotonic()
+        await backend_of(engine, "tenant_waiting")
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 2.0, waited
+        for fairy in held:
+            await greenlet_spawn(fairy.close)
+        assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]
+
+
+async def test_timeouts_and_cancellations_lose_no_connection(settings: Settings) -> None:
+    async with pool_of(settings, 2, checkout_timeout=0.3) as engine:
+        await fill(engine, 2)
+        holders = [asyncio.create_task(backend_of(engine, f"tenant_h{i}", hold=1.0)) for i in range(2)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(PoolTimeout):
+            await backend_of(engine, "tenant_late")
+        waiting = asyncio.create_task(backend_of(engine, "tenant_gives_up"))
+        spilled = asyncio.create_task(backend_of(engine, None))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        spilled.cancel()
+        await asyncio.gather(waiting, spilled, return_exceptions=True)
+        await asyncio.gather(*holders)
+        queue = queue_of(engine)
+        assert engine.pool.checkedin() == 2  # type: ignore[attr-defined]
+        assert queue._in_flight == {} and queue._holders == {}
+        assert not queue._shared and not any(queue._homes_queue.values())
+        assert (
+            len(set(await asyncio.gather(*(backend_of(engine, "tenant_after", 0.05) for _ in range(2))))) == 2
+        )
+
+
+async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> None:
+    """The race: a connection is handed over just as the waiting checkout is cancelled."""
+    queue: AffinityQueue[object] = AffinityQueue(maxsize=1)
+    item = object()
+    queue.put_nowait(item)
+    affinity.set("tenant_x")
+    assert await greenlet_spawn(queue.get, True, 5) is item
+    waiting = asyncio.create_task(greenlet_spawn(queue.get, True, 5))
+    await asyncio.sleep(0.01)
+    queue.put_nowait(item)  # handed to the waiter...
+    waiting.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert queue.qsize() == 1 and queue._in_flight == {} and queue._holders == {}
+    assert await greenlet_spawn(queue.get, False) is item
