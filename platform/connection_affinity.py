@@ -236,6 +236,11 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
 
 
 class TenantAffinePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio queue pool with the tenant-affine queue above."""
+    """SQLAlchemy's asyncio queue pool with the tenant-affine queue above.
+
+    ``_queue_class`` is the seam SQLAlchemy itself uses to give its asyncio pool an
+    asyncio queue; the queue keeps ``QueueCommon``'s interface, and pyproject pins
+    SQLAlchemy 2.1, whose ``await_`` bridges it to the event loop.
+    """
 
     _queue_class = AffinityQueue  # type: ignore[assignment]
