@@ -181,11 +181,13 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
         try:
             return await waiter.future  # type: ignore[no-any-return]
         except asyncio.CancelledError:
-            if waiter.future.done() and not waiter.future.cancelled():
-                # Handed a connection just as the checkout was cancelled: pass it on.
-                self.put_nowait(waiter.future.result())
-            else:
+            future = waiter.future
+            if not future.done() or future.cancelled():
                 self._give_up(waiter)
+            elif future.exception() is None:
+                # Handed a connection just as the checkout was cancelled: pass it on.
+                self.put_nowait(future.result())
+            # (otherwise it had just expired, and _expire gave up for it)
             raise
         finally:
             for timer in timers:

@@ -144,3 +144,22 @@ async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> Non
         await waiting
     assert queue.qsize() == 1 and queue._in_flight == {} and queue._holders == {}
     assert await greenlet_spawn(queue.get, False) is item
+
+
+async def test_a_checkout_cancelled_just_after_it_expired_is_cancelled_cleanly() -> None:
+    """The other race: the pool timeout fires, then the checkout is cancelled before it runs."""
+    queue: AffinityQueue[object] = AffinityQueue(maxsize=1)
+    item = object()
+    queue.put_nowait(item)
+    affinity.set("tenant_x")
+    assert await greenlet_spawn(queue.get, True, 5) is item
+    waiting = asyncio.create_task(greenlet_spawn(queue.get, True, 5))
+    await asyncio.sleep(0.01)
+    (waiter,) = queue._shared  # the tenant already holds a connection: it waits in the shared queue
+    queue._expire(waiter)  # the timeout...
+    waiting.cancel()  # ...and the cancellation, before the checkout runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert queue._in_flight == {"tenant_x": 1}  # only the first checkout, still held
+    queue.put_nowait(item)
+    assert queue._in_flight == {} and queue.qsize() == 1
