@@ -110,11 +110,9 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
     def get_nowait(self) -> _T:
         """An idle connection, a home first (QueuePool asks this while it may still grow)."""
         key = affinity.get()
-        item = self._take_idle(key, self._homes(key))
+        item = self._take(key, self._homes(key))
         if item is None:
             raise Empty()
-        if key is not None:
-            self._hold(item, key)
         return item
 
     def get(self, block: bool = True, timeout: float | None = None) -> _T:
@@ -123,10 +121,8 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
         key = affinity.get()
         homes = self._homes(key)
         alone = key is not None and key not in self._in_flight
-        item = self._take_idle(key, homes, homes_only=alone and bool(homes))
+        item = self._take(key, homes, homes_only=alone and bool(homes))
         if item is not None:
-            if key is not None:
-                self._hold(item, key)
             return item
         queues = [self._homes_queue[h] for h in homes] if alone and homes else [self._shared]
         return await_(self._wait(key, queues, timeout))  # type: ignore[no-any-return]
@@ -148,9 +144,13 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
             return self._idle.pop(next(reversed(self._idle)))
         return self._idle.pop(max(self._idle, key=lambda ident: hash((key, ident))))
 
-    def _hold(self, item: _T, key: str) -> None:
-        self._holders[id(item)] = key
-        self._in_flight[key] += 1
+    def _take(self, key: str | None, homes: list[int], homes_only: bool = False) -> _T | None:
+        """An idle connection (see ``_take_idle``), recorded as held by ``key``."""
+        item = self._take_idle(key, homes, homes_only)
+        if item is not None and key is not None:
+            self._holders[id(item)] = key
+            self._in_flight[key] += 1
+        return item
 
     def _release(self, key: str) -> None:
         self._in_flight[key] -= 1

@@ -50,6 +50,7 @@ class TenantMiddleware(ASGIMiddleware):
             raise problem(
                 400, "The Host header is missing or is not a valid host name.", type_="invalid-host"
             )
+        bound = None
         if not is_platform_path(scope["path"]):
             host = parsed[0]
             if self.resolver.is_apex(host):
@@ -62,12 +63,11 @@ class TenantMiddleware(ASGIMiddleware):
             scope.setdefault("state", {})[TENANT_STATE_KEY] = tenant
             # The tenant's transactions keep to its own pooled connections (connection_affinity).
             bound = affinity.set(tenant.schema)
-            try:
-                await next_app(scope, receive, send)
-            finally:
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            if bound is not None:
                 affinity.reset(bound)
-            return
-        await next_app(scope, receive, send)
 
 
 def scope_tenant(scope: Scope) -> ResolvedTenant | None:
