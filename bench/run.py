@@ -30,8 +30,9 @@ Figures (each with its floor measured in the same run):
   same uvicorn options, same workers) over RATIO_ROUNDS rounds, and the median round is reported).
 - ``spread``: ``GET /users/{id}`` over 1 tenant and over T tenants (random tenant per request),
   alternating over SPREAD_ROUNDS rounds (the median round is reported), at the usual wrk
-  connections (saturating every core), and again with ``LIGHT_CONNECTIONS``;
-  the T run once more after ``--spread-steady-warmup`` seconds of load (``spread.steady``).
+  connections (saturating every core), and again with ``LIGHT_CONNECTIONS``; the floor app
+  runs the same pairs in each round (``spread.floor``: what spreading one select over T
+  schemas costs this machine with no Atrium code); the T run once more after ``--spread-steady-warmup`` seconds of load (``spread.steady``).
 - ``memory``: the app's resident memory (server and workers, from /proc) after serving 10
   tenants and after serving every tenant; the largest PostgreSQL backend after the spread run.
 """
@@ -113,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="CI-sized: small N, short runs (< 2 min)")
     parser.add_argument("--tenants", type=int, help="N: tenants provisioned and migrated (full: 1000)")
     parser.add_argument("--spread-tenants", type=int, help="T of the spread figure (full: 1000, quick: 20)")
-    parser.add_argument("--duration", type=float, help="seconds of each wrk run (full: 10, quick: 3)")
+    parser.add_argument("--duration", type=float, help="seconds of each wrk run (full: 10, quick: 2)")
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run")
     parser.add_argument(
         "--spread-steady-warmup",
@@ -149,7 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     quick = args.quick
     args.tenants = args.tenants or (20 if quick else 1000)
     args.spread_tenants = args.spread_tenants or (20 if quick else 1000)
-    args.duration = args.duration or (3.0 if quick else 10.0)
+    args.duration = args.duration or (2.0 if quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
     args.raw_samples = args.raw_samples or min(args.tenants, 200)
     if args.spread_steady_warmup is None:
@@ -750,6 +751,17 @@ class Bench:
             rate = max(run["rps"], 1.0)
         raise BenchError(f"{len(remaining)} of {len(everyone)} tenants were never requested")
 
+    def _spread_pair(
+        self, wrk: Wrk, port: int, one: list[Target], many: list[Target], label: str, i: int
+    ) -> SpreadRound:
+        """One round of the spread figure on the server at ``port``: 1 tenant, then T."""
+        single = wrk.measure(port, one, f"{label}: 1 tenant, round {i}")
+        # The first warm-up touches each of the T tenants about once (at the rate just
+        # measured), so that the runs measure spread, not first contact.
+        warmup = max(self.args.warmup, 1.3 * len(many) / max(single["rps"], 1.0)) if i == 1 else None
+        spread = wrk.measure(port, many, f"{label}: {len(many)} tenants, round {i}", warmup=warmup)
+        return spread["p99_ms"] / single["p99_ms"], single, spread
+
     def _seed_users(self, tenant: BenchTenant, count: int) -> None:
         password = hash_password("bench-user-password", 4)
         with psycopg.connect(self.url) as conn, conn.transaction():
@@ -859,22 +871,21 @@ class Bench:
                 rounds.append((app_run["rps"] / base_run["rps"], app_run, base_run))
             rounds.sort(key=lambda r: r[0])
             ratio, get_user, baseline = rounds[len(rounds) // 2]
-            baseline_server.stop()
             list_users = wrk.measure(port, list_one, "list_users (limit=50)")
             mem_10 = wrk.measure(port, ten, "get_user over 10 tenants")
             rss_10, _ = server.rss_mb()
             # 1 tenant and T tenants alternate over SPREAD_ROUNDS rounds, and the round with
             # the median p99 ratio is reported (with every round's ratio), as for the request
             # ratio: one p99 of a saturated run is the least stable figure of the bench.
-            spread_rounds = []
+            # The floor app runs the same pairs in each round: its ratio is what spreading
+            # one single-row select over T schemas costs this machine, with no Atrium code.
+            spread_rounds, floor_rounds = [], []
             for i in range(1, SPREAD_ROUNDS + 1):
-                one = wrk.measure(port, get_one, f"spread: 1 tenant, round {i}")
-                # The first warm-up touches each of the T tenants about once (at the rate just
-                # measured), so that the runs measure spread, not first contact.
-                warmup = max(args.warmup, 1.3 * len(spread) / max(one["rps"], 1.0)) if i == 1 else None
-                many = wrk.measure(port, spread, f"spread: {len(spread)} tenants, round {i}", warmup=warmup)
-                spread_rounds.append((many["p99_ms"] / one["p99_ms"], one, many))
-            p99_ratio, spread_1, spread_t = sorted(spread_rounds, key=lambda r: r[0])[len(spread_rounds) // 2]
+                spread_rounds.append(self._spread_pair(wrk, port, get_one, spread, "spread", i))
+                floor_rounds.append(self._spread_pair(wrk, base_port, get_one, spread, "floor spread", i))
+            baseline_server.stop()
+            p99_ratio, spread_1, spread_t = median_round(spread_rounds)
+            floor_ratio, floor_1, floor_t = median_round(floor_rounds)
             # The same T again after a long warm-up. One pass over the tenants warms the app,
             # not PostgreSQL: each of the W x pool backends meets each tenant on its own and
             # pays its catalog loads then, so the run above still holds first contacts. This
@@ -920,15 +931,14 @@ class Bench:
             "tn": spread_t,
             "p99_ratio": round(p99_ratio, 2),
             "rps_ratio": round(spread_t["rps"] / spread_1["rps"], 2),
-            "rounds": [
-                {
-                    "p99_ratio": round(ratio, 2),
-                    "rps_ratio": round(many["rps"] / one["rps"], 2),
-                    "t1_p99_ms": one["p99_ms"],
-                    "tn_p99_ms": many["p99_ms"],
-                }
-                for ratio, one, many in spread_rounds
-            ],
+            "rounds": round_figures(spread_rounds),
+            "floor": {
+                "t1": floor_1,
+                "tn": floor_t,
+                "p99_ratio": round(floor_ratio, 2),
+                "rps_ratio": round(floor_t["rps"] / floor_1["rps"], 2),
+                "rounds": round_figures(floor_rounds),
+            },
             "steady": {
                 "warmup_s": args.spread_steady_warmup,
                 "tn": spread_t_steady,
@@ -953,6 +963,26 @@ class Bench:
             "ten_tenants_run": mem_10,
             "all_tenants_run": mem_n,
         }
+
+
+# (p99 ratio T / 1, the 1-tenant run, the T-tenant run)
+SpreadRound = tuple[float, dict[str, Any], dict[str, Any]]
+
+
+def median_round(rounds: list[SpreadRound]) -> SpreadRound:
+    return sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+
+
+def round_figures(rounds: list[SpreadRound]) -> list[dict[str, float]]:
+    return [
+        {
+            "p99_ratio": round(ratio, 2),
+            "rps_ratio": round(many["rps"] / one["rps"], 2),
+            "t1_p99_ms": one["p99_ms"],
+            "tn_p99_ms": many["p99_ms"],
+        }
+        for ratio, one, many in rounds
+    ]
 
 
 # --- goals, table, files -----------------------------------------------------------------
@@ -980,6 +1010,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ("requests ratio", f"{req['ratio']:.2f}", "≥ 0.6", req["ratio"] >= 0.6),
         ("spread p99_ratio", f"{spread['p99_ratio']:.2f}", "≤ 1.25", spread["p99_ratio"] <= 1.25),
         (
+            "  floor: the raw-psycopg app, same run",
+            f"{spread['floor']['p99_ratio']:.2f}",
+            "(not a goal: what this machine allows)",
+            None,
+        ),
+        (
             f"  same, after {spread['steady']['warmup_s']:g} s of warm-up",
             f"{spread['steady']['p99_ratio']:.2f}",
             "(not a goal; see RESULTS.md)",
@@ -999,8 +1035,9 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, floor / note) rows of the main table."""
     p, noop, apply_ = results["provision"], results["migrate_noop"], results["migrate_apply"]
     req, spread, mem = results["requests"], results["spread"], results["memory"]
-    light, steady = spread["light"], spread["steady"]
+    light, steady, floor = spread["light"], spread["steady"], spread["floor"]
     spread_rounds = ", ".join(f"{r['p99_ratio']:.2f}" for r in spread["rounds"])
+    floor_rounds = ", ".join(f"{r['p99_ratio']:.2f}" for r in floor["rounds"])
 
     def load(r: dict[str, Any]) -> str:
         return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
@@ -1039,6 +1076,12 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"1: {load(spread['t1'])}",
             f"{spread['tenants']}: {load(spread['tn'])}; p99 ratio {spread['p99_ratio']:.2f} (median of "
             f"rounds {spread_rounds})",
+        ),
+        (
+            "  floor (bench/baseline_app.py)",
+            f"1: {load(floor['t1'])}",
+            f"{spread['tenants']}: {load(floor['tn'])}; p99 ratio {floor['p99_ratio']:.2f} (median of "
+            f"rounds {floor_rounds})",
         ),
         (
             f"  after {steady['warmup_s']:g} s of warm-up",
