@@ -32,7 +32,8 @@ Figures (each with its floor measured in the same run):
   alternating over SPREAD_ROUNDS rounds (the median round is reported), at the usual wrk
   connections (saturating every core), and again with ``LIGHT_CONNECTIONS``; the floor app
   runs the same pairs in each round (``spread.floor``: what spreading one select over T
-  schemas costs this machine with no Atrium code); the T run once more after ``--spread-steady-warmup`` seconds of load (``spread.steady``).
+  schemas costs this machine with no Atrium code); the T run once more after
+  ``--spread-steady-warmup`` seconds of load (``spread.steady``).
 - ``memory``: the app's resident memory (server and workers, from /proc) after serving 10
   tenants and after serving every tenant; the largest PostgreSQL backend after the spread run.
 """
