@@ -70,7 +70,7 @@ def create_app(
         db_config.provide_session,
         settings.db_statement_timeout_ms,
         callers,
-        lambda: resolver.current_ttl,
+        lambda: resolver.ttl_while_live(settings.caller_cache_ttl),
     )
 
     @asynccontextmanager

@@ -11,9 +11,9 @@ that this token was not revoked. Writes always load the caller afresh.
 A tenant's entries are dropped when its users, user-meta or user-roles change: in the
 process that made the change at once (a session event, so every ORM write path counts),
 and in every other process through the resolver's tenant-change channel. An entry lives
-at most the resolver's TTL (30 s while that channel is live, 1 s otherwise), so without
-Redis a permission change reaches the other processes within a second, as a suspension
-does.
+at most ``ATRIUM_CALLER_CACHE_TTL`` (300 s) while that channel is live, which only bounds a
+missed message, and 1 s otherwise, so without Redis a permission change reaches the other
+processes within a second, as a suspension does.
 """
 
 from __future__ import annotations

@@ -93,7 +93,11 @@ class TenantResolver:
 
     @property
     def current_ttl(self) -> float:
-        return self.ttl if self._subscribed else min(self.ttl, FALLBACK_TTL)
+        return self.ttl_while_live(self.ttl)
+
+    def ttl_while_live(self, seconds: float) -> float:
+        """``seconds`` while changes arrive through the channel, else at most ``FALLBACK_TTL``."""
+        return seconds if self._subscribed else min(seconds, FALLBACK_TTL)
 
     def is_apex(self, host: str) -> bool:
         return host == self.base_domain

@@ -41,6 +41,10 @@ class Settings:
     # statements; psycopg prepares after five runs of a query unless told not to.
     db_prepared_statements: bool = True
     tenant_cache_ttl: float = 30.0
+    # Callers are dropped through the same channel as hosts; the TTL only bounds a missed
+    # message. Each expiry reloads the caller with the four-relation query, and at 30 s
+    # those reloads were a fifth of PostgreSQL's work over 1,000 tenants (bench/RESULTS.md).
+    caller_cache_ttl: float = 300.0
     debug: bool = False
 
     @property
@@ -139,5 +143,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         db_statement_timeout_ms=_int(env, "ATRIUM_DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=1),
         db_prepared_statements=_bool(env, "ATRIUM_DB_PREPARED_STATEMENTS", True),
         tenant_cache_ttl=_float(env, "ATRIUM_TENANT_CACHE_TTL", 30.0),
+        caller_cache_ttl=_float(env, "ATRIUM_CALLER_CACHE_TTL", 300.0),
         debug=_bool(env, "ATRIUM_DEBUG", False),
     )

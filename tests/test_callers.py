@@ -105,6 +105,20 @@ async def test_a_profile_change_is_seen_by_me_at_once(
         assert (await client.get("/auth/me", headers=owner)).json()["user"]["name"] == "Renamed"
 
 
+@pytest.mark.parametrize("channel", ["redis", "none"])
+async def test_callers_are_remembered_for_their_own_ttl_while_the_channel_is_live(
+    channel: str, settings: Settings, real_redis_url: str
+) -> None:
+    redis_url = real_redis_url if channel == "redis" else None
+    configured = settings.with_overrides(redis_url=redis_url, tenant_cache_ttl=30, caller_cache_ttl=120)
+    async with serve(configured) as (app, _):
+        if redis_url:
+            await _subscribed(app)
+        # Hosts and callers have TTLs of their own; without the channel both fall to 1 s.
+        expected = (30.0, 120.0) if redis_url else (1.0, 1.0)
+        assert (app.state.resolver.current_ttl, app.state.token_auth.caller_ttl()) == expected
+
+
 def test_a_caller_loaded_before_an_invalidation_is_not_stored_after_it() -> None:
     cache = CallerCache()
     tenant, user = uuid.uuid4(), uuid.uuid4()

@@ -12,6 +12,7 @@ def test_defaults() -> None:
     assert settings.base_domain == "localhost"
     assert settings.max_upload_bytes == 10 * 1024 * 1024
     assert settings.redis_url is None
+    assert (settings.tenant_cache_ttl, settings.caller_cache_ttl) == (30.0, 300.0)
     assert settings.sqlalchemy_url.drivername == "postgresql+psycopg"
 
 
@@ -27,6 +28,7 @@ def test_defaults() -> None:
         ({"ATRIUM_BASE_DOMAIN": "bad_domain"}, "ATRIUM_BASE_DOMAIN"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"ATRIUM_DB_PREPARED_STATEMENTS": "maybe"}, "true or false"),
+        ({"ATRIUM_CALLER_CACHE_TTL": "0"}, "ATRIUM_CALLER_CACHE_TTL must be positive"),
     ],
 )
 def test_invalid_settings_are_one_clear_line(changes: dict[str, str], message: str) -> None:
