@@ -80,3 +80,36 @@ async def test_without_redis_the_cache_lives_at_most_a_second(
         assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
         set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
         await _wait_for_status(client, made.host, 403, within=1.5)
+
+
+async def test_while_the_channel_is_live_an_expired_host_answers_and_is_refreshed_beside_it(
+    settings: Settings, real_redis_url: str, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    ttl = 1.0
+    made = make_tenant()
+    async with serve(settings.with_overrides(redis_url=real_redis_url, tenant_cache_ttl=ttl), PROBES) as (
+        app,
+        client,
+    ):
+        await _subscribed(app)
+        assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
+        # A change whose message went missing: only the TTL can bring it.
+        set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        await asyncio.sleep(ttl + 0.1)
+        # The expired entry answers (no request waits for a lookup it can do without) ...
+        assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
+        # ... and the lookup made beside it brings the change.
+        await _wait_for_status(client, made.host, 403, within=1.0)
+
+
+async def test_a_lookup_that_began_before_an_invalidation_is_not_stored(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    async with serve(settings, PROBES) as (app, _):
+        resolver = app.state.resolver
+        looking_up = asyncio.ensure_future(resolver.resolve(made.host))
+        await asyncio.sleep(0)  # the lookup has begun and awaits the database
+        resolver.invalidate(str(made.tenant.id))
+        assert (await looking_up) is not None
+        assert made.host not in resolver._cache
