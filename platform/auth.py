@@ -32,7 +32,14 @@ from atrium.platform.errors import problem
 from atrium.platform.middleware import scope_tenant
 from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import grants
-from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction, remember
+from atrium.platform.read_transaction import (
+    READS_ON_DRIVER,
+    ROW_BY_ID,
+    ReadTransaction,
+    RowById,
+    keep_row,
+    remember,
+)
 from atrium.platform.resolution import ResolvedTenant
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
@@ -109,8 +116,16 @@ def bind_and_check_caller_sql(schema: str) -> str:
     over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
     before any later statement of the transaction; the tables are qualified.
     """
-    valid = _CALLER_STILL_VALID.format(s=quote_ident(schema) + ".")
-    return f"SELECT {valid} AS valid, {BIND_COLUMNS}"
+    return f"SELECT {_valid(schema)} AS valid, {BIND_COLUMNS}"
+
+
+def bind_check_and_fetch_sql(schema: str, row: RowById) -> str:
+    """``bind_and_check_caller_sql``, and the handler's row: ``valid``, the binding, ``found``, the row."""
+    return row.joined_to(f"{_valid(schema)} AS valid, {BIND_COLUMNS}", schema)
+
+
+def _valid(schema: str) -> str:
+    return _CALLER_STILL_VALID.format(s=quote_ident(schema) + ".")
 
 
 # Revoked tokens are kept until they would have expired; each logout sweeps the expired.
@@ -278,6 +293,18 @@ class TokenAuth:
         params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
         remembered = self.callers.get(tenant.id, user_id)
         generation = self.callers.generation
+        wanted: RowById | None = connection.route_handler.opt.get(ROW_BY_ID)
+        if remembered is not None and wanted is not None:
+            params["row_id"] = connection.path_params[wanted.param]
+            transaction, row = await ReadTransaction.begin(
+                self.engine, bind_check_and_fetch_sql(tenant.schema, wanted), params
+            )
+            await transaction.close()
+            if row is None or not row[0]:
+                return None
+            found, values = row[-len(wanted.columns) - 1], row[-len(wanted.columns) :]
+            keep_row(connection.scope, values if found else None)
+            return remembered
         sql = bind_and_check_caller_sql if remembered is not None else bind_and_load_user_sql
         transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema), params)
         remember(connection.scope, transaction)

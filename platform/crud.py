@@ -31,7 +31,7 @@ from atrium.platform.errors import problem, problem_responses
 from atrium.platform.middleware import current_tenant
 from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import read, write
-from atrium.platform.read_transaction import READS_ON_DRIVER, ReadTransaction
+from atrium.platform.read_transaction import READS_ON_DRIVER, ROW_BY_ID, ReadTransaction, RowById
 from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings
 from atrium.tenants.base import TenantBase
@@ -136,6 +136,8 @@ class ReadQueries:
     by_id: str
     page: str
     count: str
+    # The same row as ``by_id``, for the caller check to fetch (read_transaction.py).
+    row_by_id: RowById
 
     @classmethod
     def build(cls, model: type[Any], read_schema: type[msgspec.Struct]) -> "ReadQueries":
@@ -154,6 +156,7 @@ class ReadQueries:
                 " ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
             ),
             count=f"SELECT count(*) FROM {table}",
+            row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
 
 
@@ -312,9 +315,14 @@ def crud_router(spec: ResourceSpec) -> Router:
             spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
         )
 
-    async def get_item(reads: NamedDependency[ReadTransaction], item_id: FromPath[uuid.UUID]) -> Read:  # type: ignore[valid-type]
-        row = await reads.fetch_one(queries.by_id, {"id": item_id})
-        await reads.close()
+    async def get_item(request: Request, item_id: FromPath[uuid.UUID]) -> Read:  # type: ignore[valid-type]
+        kept = read_transaction.kept_row(request.scope)
+        if kept is not None:
+            row = kept[0]
+        else:
+            reads = await provide_reads(request)
+            row = await reads.fetch_one(queries.by_id, {"id": item_id})
+            await reads.close()
         if row is None:
             raise not_found(spec.service.model)
         return render(row)
@@ -361,8 +369,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             guards=reading,
             operation_id=f"get_{name}",
             summary=f"Get a {spec.resource} row",
-            dependencies=_READS,
-            opt={READS_ON_DRIVER: True},
+            opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id},
             responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(

@@ -16,11 +16,18 @@ A transaction is opened by authentication (``auth.TokenAuth``) for routes marked
 ``READS_ON_DRIVER``, so the caller and the resource are read in one transaction; the
 handler ends it as soon as it has its rows, and ``release_on_response`` ends any still
 open when the response starts (a guard refused, a parameter was invalid).
+
+A ``GET`` by id of a remembered caller goes further (route option ``ROW_BY_ID``): its
+row is fetched by the very statement that checks the caller, and the transaction ends
+inside authentication, before routing, guards and handler run. Over many tenants a
+request mostly waited for a pooled connection that others held across their handlers
+(bench/RESULTS.md, fifth pass); this holds one for a single statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -30,10 +37,33 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.database import BIND_SQL, bind_parameters
+from atrium.platform.naming import quote_ident
 
 # Route option: the handler reads through the request's ``ReadTransaction``.
 READS_ON_DRIVER = "reads_on_driver"
+# Route option: a ``RowById``, the row the handler returns.
+ROW_BY_ID = "row_by_id"
 STATE_KEY = "atrium_read_transaction"
+ROW_KEY = "atrium_row_by_id"
+
+
+@dataclass(frozen=True, slots=True)
+class RowById:
+    """A row the caller check may fetch for the handler: ``columns`` of ``table`` whose
+    ``id`` is the path parameter ``param``. Names come from the model, quoted."""
+
+    table: str
+    columns: tuple[str, ...]
+    param: str
+
+    def joined_to(self, select_list: str, schema: str) -> str:
+        """``select_list``, then whether the row exists, then its columns (NULL if not)."""
+        columns = ", ".join(f"r.{quote_ident(c)}" for c in self.columns)
+        return (
+            f"SELECT {select_list}, r.id IS NOT NULL AS found, {columns}"
+            f" FROM (SELECT 1) AS one LEFT JOIN {quote_ident(schema)}.{quote_ident(self.table)} AS r"
+            " ON r.id = %(row_id)s"
+        )
 
 
 class ReadTransaction:
@@ -105,6 +135,16 @@ def current(scope: Scope) -> ReadTransaction | None:
 
 def remember(scope: Scope, transaction: ReadTransaction) -> None:
     scope.setdefault("state", {})[STATE_KEY] = transaction
+
+
+def keep_row(scope: Scope, row: Sequence[Any] | None) -> None:
+    """Hand the handler its ``ROW_BY_ID`` row (``None``: there is no such row)."""
+    scope.setdefault("state", {})[ROW_KEY] = (row,)
+
+
+def kept_row(scope: Scope) -> tuple[Sequence[Any] | None] | None:
+    """The row authentication fetched, in a 1-tuple; ``None`` when it fetched none."""
+    return scope.get("state", {}).pop(ROW_KEY, None)
 
 
 async def release_on_response(message: Message, scope: Scope) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
-from litestar import WebSocket, get, post, websocket
+from litestar import Request, WebSocket, get, post, websocket
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atrium.platform import read_transaction
 from atrium.platform.connection_affinity import affinity
+from atrium.platform.read_transaction import READS_ON_DRIVER, ROW_BY_ID, RowById
 from atrium.platform.resolution import ResolvedTenant
 
 
@@ -77,4 +80,20 @@ async def probe_ws(socket: WebSocket, tenant: NamedDependency[ResolvedTenant]) -
     await socket.close()
 
 
-PROBES = [probe_users, probe_interleave, probe_sleep, probe_backend, probe_ws]
+@get(
+    "/probe/row/{item_id:uuid}",
+    opt={READS_ON_DRIVER: True, ROW_BY_ID: RowById("users", ("id", "email"), "item_id")},
+)
+async def probe_row(request: Request, item_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """What a ``GET`` by id handler meets: the row authentication fetched, if it did, and
+    whether a read transaction (and so a pooled connection) is still held."""
+    kept = read_transaction.kept_row(request.scope)
+    return {
+        "fetched": kept is not None,
+        "row": None if kept is None or kept[0] is None else [str(value) for value in kept[0]],
+        "open": read_transaction.current(request.scope) is not None,
+        "checked_out": request.app.state.engine.pool.checkedout(),
+    }
+
+
+PROBES = [probe_users, probe_interleave, probe_sleep, probe_backend, probe_ws, probe_row]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from atrium.platform.resolution import ALL_TENANTS
 from atrium.platform.settings import Settings
 from tests.api import add_user, assert_problem, new_tenant, serve_api
-from tests.conftest import login
+from tests.conftest import MadeTenant, login, login_owner, serve
+from tests.probes import PROBES
 
 pytest_plugins = ["tests.api"]
 
@@ -46,3 +49,54 @@ async def test_reads_past_the_last_page_still_count(settings: Settings, operator
         assert page.json() == {"items": [], "total": 3, "limit": 50, "offset": 50}
         first = (await client.get("/user-roles", params={"limit": 2}, headers=owner)).json()
         assert first["total"] == 3 and len(first["items"]) == 2
+
+
+async def test_a_remembered_callers_get_by_id_holds_no_connection_in_its_handler(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made, other = make_tenant(), make_tenant()
+    async with serve(settings, PROBES) as (_, client):
+        owner = await login_owner(client, made)
+        owner_id = (await client.get("/auth/me", headers=owner)).json()["user"]["id"]
+        foreign_id = str(other.tenant.owner_id)
+        # /auth/me loaded and remembered the caller: the check now fetches the row too,
+        # and the transaction has ended before the handler runs.
+        seen = (await client.get(f"/probe/row/{owner_id}", headers=owner)).json()
+        assert seen == {"fetched": True, "row": [owner_id, made.owner_email], "open": False, "checked_out": 0}
+        # No such row in this tenant (another tenant's id included): fetched, and empty.
+        for missing in (str(uuid.uuid4()), foreign_id):
+            seen = (await client.get(f"/probe/row/{missing}", headers=owner)).json()
+            assert seen == {"fetched": True, "row": None, "open": False, "checked_out": 0}
+        # Logged out while remembered: the same statement refuses it.
+        assert (await client.post("/auth/logout", headers=owner)).status_code == 204
+        assert (await client.get(f"/probe/row/{owner_id}", headers=owner)).status_code == 401
+
+
+async def test_a_caller_seen_for_the_first_time_reads_in_the_open_transaction(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    async with serve(settings, PROBES) as (app, client):
+        owner = await login_owner(client, made)
+        app.state.token_auth.callers.forget(ALL_TENANTS)
+        owner_id = str(made.tenant.owner_id)
+        seen = (await client.get(f"/probe/row/{owner_id}", headers=owner)).json()
+        assert seen == {"fetched": False, "row": None, "open": True, "checked_out": 1}
+
+
+async def test_get_by_id_answers_alike_for_new_and_remembered_callers(
+    settings: Settings, operator_engine: Engine
+) -> None:
+    made = new_tenant(operator_engine, "rb")
+    async with serve_api(settings) as (app, client):
+        owner = await login(client, made.host, made.owner_email, made.owner_password)
+        member = await add_user(client, owner)
+        answers = []
+        for _ in range(2):
+            app.state.token_auth.callers.forget(ALL_TENANTS)
+            first = await client.get(f"/users/{member.id}", headers=owner)  # caller loaded
+            again = await client.get(f"/users/{member.id}", headers=owner)  # caller remembered
+            answers += [(first.status_code, first.json()), (again.status_code, again.json())]
+        assert len({str(a) for a in answers}) == 1 and answers[0][0] == 200
+        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)
+        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)
