@@ -129,8 +129,8 @@ async def test_timeouts_and_cancellations_lose_no_connection(settings: Settings)
         )
 
 
-async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> None:
-    """The race: a connection is handed over just as the waiting checkout is cancelled."""
+async def _one_held_one_waiting() -> tuple[AffinityQueue[object], object, asyncio.Task[object]]:
+    """A one-slot queue whose item a tenant holds, and a second checkout of it waiting."""
     queue: AffinityQueue[object] = AffinityQueue(maxsize=1)
     item = object()
     queue.put_nowait(item)
@@ -138,6 +138,12 @@ async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> Non
     assert await greenlet_spawn(queue.get, True, 5) is item
     waiting = asyncio.create_task(greenlet_spawn(queue.get, True, 5))
     await asyncio.sleep(0.01)
+    return queue, item, waiting
+
+
+async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> None:
+    """The race: a connection is handed over just as the waiting checkout is cancelled."""
+    queue, item, waiting = await _one_held_one_waiting()
     queue.put_nowait(item)  # handed to the waiter...
     waiting.cancel()  # ...which is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
@@ -148,13 +154,7 @@ async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> Non
 
 async def test_a_checkout_cancelled_just_after_it_expired_is_cancelled_cleanly() -> None:
     """The other race: the pool timeout fires, then the checkout is cancelled before it runs."""
-    queue: AffinityQueue[object] = AffinityQueue(maxsize=1)
-    item = object()
-    queue.put_nowait(item)
-    affinity.set("tenant_x")
-    assert await greenlet_spawn(queue.get, True, 5) is item
-    waiting = asyncio.create_task(greenlet_spawn(queue.get, True, 5))
-    await asyncio.sleep(0.01)
+    queue, item, waiting = await _one_held_one_waiting()
     (waiter,) = queue._shared  # the tenant already holds a connection: it waits in the shared queue
     queue._expire(waiter)  # the timeout...
     waiting.cancel()  # ...and the cancellation, before the checkout runs again
