@@ -27,7 +27,7 @@ request mostly waited for a pooled connection that others held across their hand
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -55,13 +55,19 @@ class RowById:
     table: str
     columns: tuple[str, ...]
     param: str
+    # The statement's tenant-independent parts, quoted once rather than on every request.
+    _columns_sql: str = field(init=False, repr=False, compare=False)
+    _table_sql: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_columns_sql", ", ".join(f"r.{quote_ident(c)}" for c in self.columns))
+        object.__setattr__(self, "_table_sql", quote_ident(self.table))
 
     def joined_to(self, select_list: str, schema: str) -> str:
         """``select_list``, then whether the row exists, then its columns (NULL if not)."""
-        columns = ", ".join(f"r.{quote_ident(c)}" for c in self.columns)
         return (
-            f"SELECT {select_list}, r.id IS NOT NULL AS found, {columns}"
-            f" FROM (SELECT 1) AS one LEFT JOIN {quote_ident(schema)}.{quote_ident(self.table)} AS r"
+            f"SELECT {select_list}, r.id IS NOT NULL AS found, {self._columns_sql}"
+            f" FROM (SELECT 1) AS one LEFT JOIN {quote_ident(schema)}.{self._table_sql} AS r"
             " ON r.id = %(row_id)s"
         )
 
