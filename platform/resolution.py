@@ -176,8 +176,10 @@ class TenantResolver:
             self._listener = asyncio.create_task(self._listen(), name="atrium-tenant-invalidation")
 
     async def stop(self) -> None:
-        for task in list(self._refreshing.values()):
+        refreshing = list(self._refreshing.values())
+        for task in refreshing:
             task.cancel()
+        await asyncio.gather(*refreshing, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

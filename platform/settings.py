@@ -43,7 +43,7 @@ class Settings:
     tenant_cache_ttl: float = 30.0
     # Callers are dropped through the same channel as hosts; the TTL only bounds a missed
     # message. Each expiry reloads the caller with the four-relation query, and at 30 s
-    # those reloads were a fifth of PostgreSQL's work over 1,000 tenants (bench/RESULTS.md).
+    # those reloads were up to a fifth of PostgreSQL's work over 1,000 tenants (bench/RESULTS.md).
     caller_cache_ttl: float = 300.0
     debug: bool = False
 
