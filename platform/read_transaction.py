@@ -18,14 +18,16 @@ handler ends it as soon as it has its rows, and ``release_on_response`` ends any
 open when the response starts (a guard refused, a parameter was invalid).
 
 A ``GET`` by id of a remembered caller goes further (route option ``ROW_BY_ID``): its
-row is fetched by the very statement that checks the caller, and the transaction ends
-inside authentication, before routing, guards and handler run. Over many tenants a
-request mostly waited for a pooled connection that others held across their handlers
-(bench/RESULTS.md, fifth pass); this holds one for a single statement.
+row is fetched by the very statement that checks the caller, a schema-qualified
+statement run alone in autocommit (``fetch_alone``) inside authentication, before
+routing, guards and handler run. Over many tenants a request mostly waited for a pooled
+connection that others held across their handlers (bench/RESULTS.md, fifth pass); this
+holds one for a single round trip and binds no ``search_path`` (sixth pass).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +103,42 @@ class ReadTransaction:
         transaction, _ = await cls.begin(engine, BIND_SQL, bind_parameters(schema, timeout_ms))
         return transaction
 
+    @classmethod
+    async def fetch_alone(
+        cls, engine: AsyncEngine, statement: str, params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """Run one self-contained statement in autocommit and return its first row.
+
+        One round trip instead of three (``BEGIN``, the statement, ``COMMIT``), and the
+        pooled connection is held for that round trip only. The statement must not need
+        the tenant binding: every table it names is qualified with the schema.
+
+        psycopg's autocommit is a flag of the connection, and the connection goes back to
+        a pool whose sessions rely on it being off: it is switched back before the
+        connection is returned, and a connection whose statement did not finish (a
+        cancelled request) is closed rather than pooled.
+        """
+        transaction = cls(await engine.raw_connection())
+        conn = transaction._conn
+        try:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(statement, params)).fetchone()
+            await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            # The statement failed but the connection may be fine: ``close`` pools it
+            # again only if autocommit could be switched off.
+            if not (conn.closed or conn.broken):
+                with contextlib.suppress(psycopg.Error):
+                    await conn.set_autocommit(False)
+            await transaction.close(failed=exc)
+            raise
+        except BaseException:
+            # Cancelled mid-statement: the connection's state is unknown; never reuse it.
+            await transaction.discard()
+            raise
+        await transaction.close()
+        return row
+
     async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
             return await self._conn.execute(sql, params)
@@ -125,6 +163,11 @@ class ReadTransaction:
             # statements meets a disconnect (this statement bypassed its error handling).
             await greenlet_spawn(fairy._pool._invalidate, fairy, failed)  # type: ignore[attr-defined]
             return
+        if self._conn.autocommit:
+            # Left in autocommit (``fetch_alone`` could not switch it off): the pool's
+            # sessions would run without a transaction, and unbound.
+            await greenlet_spawn(fairy.invalidate)
+            return
         try:
             await (self._conn.rollback() if failed is not None else self._conn.commit())
         except psycopg.Error:
@@ -133,6 +176,12 @@ class ReadTransaction:
             await greenlet_spawn(fairy.invalidate)
             return
         await greenlet_spawn(fairy.close)
+
+    async def discard(self) -> None:
+        """Close the connection instead of pooling it (idempotent)."""
+        fairy, self._fairy = self._fairy, None
+        if fairy is not None:
+            await greenlet_spawn(fairy.invalidate)
 
 
 def current(scope: Scope) -> ReadTransaction | None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
+from atrium.platform.database import create_app_engine
+from atrium.platform.read_transaction import ReadTransaction
 from atrium.platform.resolution import ALL_TENANTS
 from atrium.platform.settings import Settings
 from tests.api import add_user, assert_problem, new_tenant, serve_api
@@ -38,6 +46,60 @@ async def test_read_connections_go_back_to_the_pool_whatever_the_answer(
         users = await client.get("/users", headers=owner)
         assert users.status_code == 200 and users.json()["total"] == 2
         assert pool.checkedout() == 0
+
+
+@pytest.fixture
+async def one_connection(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The app's engine with a pool of a single connection."""
+    engine = create_app_engine(settings.with_overrides(db_pool_size=1, db_max_overflow=0, db_pool_timeout=5))
+    yield engine
+    await engine.dispose()
+
+
+async def pooled_state(engine: AsyncEngine) -> tuple[int, bool, TransactionStatus]:
+    """The pooled connection's backend, whether it is in autocommit, and whether a
+    statement on it opens a transaction (what the pool's sessions rely on)."""
+    fairy = await engine.raw_connection()
+    try:
+        conn: psycopg.AsyncConnection = fairy.driver_connection  # type: ignore[assignment]
+        autocommit = conn.autocommit
+        pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]  # type: ignore[index]
+        status = conn.info.transaction_status
+        await conn.rollback()
+        return pid, autocommit, status
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+async def test_a_statement_run_alone_gives_its_connection_back_out_of_autocommit(
+    one_connection: AsyncEngine,
+) -> None:
+    engine = one_connection
+    before, _, _ = await pooled_state(engine)
+    row = await ReadTransaction.fetch_alone(engine, "SELECT %(n)s::int + 1, pg_backend_pid()", {"n": 41})
+    assert row == (42, before)
+    # A failing statement: the error reaches the caller, the connection is pooled again.
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await ReadTransaction.fetch_alone(engine, "SELECT 1 / 0", {})
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await pooled_state(engine) == (before, False, TransactionStatus.INTRANS)
+
+
+async def test_a_statement_run_alone_and_cancelled_never_returns_its_connection(
+    one_connection: AsyncEngine,
+) -> None:
+    engine = one_connection
+    before, _, _ = await pooled_state(engine)
+    task = asyncio.create_task(ReadTransaction.fetch_alone(engine, "SELECT pg_sleep(30)", {}))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    # Its state was unknown: it was closed, and the pool opened a fresh one.
+    after, autocommit, status = await pooled_state(engine)
+    assert after != before
+    assert (autocommit, status) == (False, TransactionStatus.INTRANS)
 
 
 async def test_reads_past_the_last_page_still_count(settings: Settings, operator_engine: Engine) -> None:
