@@ -29,7 +29,7 @@ Figures (each with its floor measured in the same run):
   for a fixed time per scenario after a warm-up; get_user alternates with bench/baseline_app.py (raw psycopg,
   same uvicorn options, same workers) over RATIO_ROUNDS rounds, and the median round is reported).
 - ``spread``: ``GET /users/{id}`` over 1 tenant and over T tenants (random tenant per request),
-  alternating over SPREAD_ROUNDS rounds (the median round is reported), at the usual wrk
+  alternating over ``--spread-rounds`` rounds (the median round is reported), at the usual wrk
   connections (saturating every core), and again with ``LIGHT_CONNECTIONS``; the floor app
   runs the same pairs in each round (``spread.floor``: what spreading one select over T
   schemas costs this machine with no Atrium code); the T run once more after
@@ -90,7 +90,6 @@ LUA_SCRIPT = BENCH_DIR / "targets.lua"
 # Alternating app / floor rounds of the request ratio, and 1-tenant / T-tenant rounds of
 # the spread ratio (the median round of each is reported).
 RATIO_ROUNDS = 3
-SPREAD_ROUNDS = 3
 # wrk connections of the below-saturation spread pair (one per worker core is well below).
 LIGHT_CONNECTIONS = 4
 PRODUCTION_BCRYPT_ROUNDS = 12
@@ -121,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--spread-steady-warmup",
         type=float,
         help="seconds of load over the T tenants before the steady spread run (full: 60, quick: 2)",
+    )
+    parser.add_argument(
+        "--spread-rounds",
+        type=int,
+        help="alternating 1-tenant / T-tenant rounds of the spread figure; the median is reported"
+        " (full: 5, quick: 3)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server worker processes")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
@@ -154,8 +159,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
     args.raw_samples = args.raw_samples or min(args.tenants, 200)
+    # The first round always meets the backends' first contacts with the T tenants, and one
+    # burst of outside load spoils any round: with 3 rounds those two decide the median; 5
+    # leave it to a clean round (bench/RESULTS.md, sixth pass).
+    args.spread_rounds = args.spread_rounds or (3 if quick else 5)
     if args.spread_steady_warmup is None:
         args.spread_steady_warmup = 2.0 if quick else 60.0
+    if args.spread_rounds < 1:
+        parser.error("--spread-rounds must be at least 1")
     if args.tenants < 10:
         parser.error("--tenants must be at least 10 (the memory figure serves 10 tenants)")
     if not 1 <= args.spread_tenants <= args.tenants:
@@ -875,13 +886,13 @@ class Bench:
             list_users = wrk.measure(port, list_one, "list_users (limit=50)")
             mem_10 = wrk.measure(port, ten, "get_user over 10 tenants")
             rss_10, _ = server.rss_mb()
-            # 1 tenant and T tenants alternate over SPREAD_ROUNDS rounds, and the round with
+            # 1 tenant and T tenants alternate over --spread-rounds rounds, and the round with
             # the median p99 ratio is reported (with every round's ratio), as for the request
             # ratio: one p99 of a saturated run is the least stable figure of the bench.
             # The floor app runs the same pairs in each round: its ratio is what spreading
             # one single-row select over T schemas costs this machine, with no Atrium code.
             spread_rounds, floor_rounds = [], []
-            for i in range(1, SPREAD_ROUNDS + 1):
+            for i in range(1, args.spread_rounds + 1):
                 spread_rounds.append(self._spread_pair(wrk, port, get_one, spread, "spread", i))
                 floor_rounds.append(self._spread_pair(wrk, base_port, get_one, spread, "floor spread", i))
             baseline_server.stop()
