@@ -7,6 +7,11 @@ through a ``psycopg_pool.AsyncConnectionPool`` of the same size as Atrium's defa
 (``ATRIUM_DB_POOL_SIZE`` + ``ATRIUM_DB_MAX_OVERFLOW``). No authentication, no ORM: the
 tenant is looked up from the Host header in a dict loaded from the registry at start-up.
 
+``GET /alone/users/{id}`` is the same floor for the shape of Atrium's own ``GET`` by id
+(``ReadTransaction.fetch_alone``): one select naming the schema-qualified table, alone in
+autocommit, one round trip, on a second pool of the same size. bench/run.py measures the
+spread of both shapes beside Atrium's.
+
 bench/run.py runs it under uvicorn with the options ``atrium serve`` uses:
 
     DATABASE_URL=postgresql://root@127.0.0.1:5432/<db> python bench/baseline_app.py --port 8001 --workers 2
@@ -34,6 +39,13 @@ SELECT_USER = (
 )
 
 
+def select_user_alone(schema: str) -> str:
+    return (
+        "SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at "
+        f"FROM {quote_ident(schema)}.users AS u WHERE u.id = %(id)s"
+    )
+
+
 def _host(raw: str) -> str:
     return raw.rsplit(":", 1)[0].rstrip(".").lower()
 
@@ -47,16 +59,36 @@ def create_app() -> Litestar:
     pool = AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, open=False, kwargs={"application_name": "atrium-baseline"}
     )
+    alone_pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"application_name": "atrium-baseline", "autocommit": True},
+    )
     schemas: dict[str, str] = {}
 
     async def startup() -> None:
         await pool.open(wait=True)
+        await alone_pool.open(wait=True)
         async with pool.connection() as conn:
             rows = await (await conn.execute("SELECT slug, schema_name FROM platform.tenants")).fetchall()
         schemas.update({f"{slug}.{base_domain}": schema for slug, schema in rows})
 
     async def shutdown() -> None:
         await pool.close()
+        await alone_pool.close()
+
+    def schema_of(request: Request[Any, Any, Any]) -> str:
+        schema = schemas.get(_host(request.headers.get("host", "")))
+        if schema is None:
+            raise NotFoundException("no tenant")
+        return schema
+
+    def found(row: Any) -> dict[str, Any]:
+        if row is None:
+            raise NotFoundException("no such user")
+        return dict(zip(("id", "name", "email", "phone", "created_at", "updated_at"), row, strict=True))
 
     @get("/health")
     async def health() -> dict[str, str]:
@@ -64,17 +96,22 @@ def create_app() -> Litestar:
 
     @get("/users/{user_id:uuid}")
     async def get_user(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> dict[str, Any]:
-        schema = schemas.get(_host(request.headers.get("host", "")))
-        if schema is None:
-            raise NotFoundException("no tenant")
+        schema = schema_of(request)
         async with pool.connection() as conn, conn.transaction():
             await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
             row = await (await conn.execute(SELECT_USER, {"id": user_id})).fetchone()
-        if row is None:
-            raise NotFoundException("no such user")
-        return dict(zip(("id", "name", "email", "phone", "created_at", "updated_at"), row, strict=True))
+        return found(row)
 
-    return Litestar(route_handlers=[health, get_user], on_startup=[startup], on_shutdown=[shutdown])
+    @get("/alone/users/{user_id:uuid}")
+    async def get_user_alone(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+        schema = schema_of(request)
+        async with alone_pool.connection() as conn:
+            row = await (await conn.execute(select_user_alone(schema), {"id": user_id})).fetchone()
+        return found(row)
+
+    return Litestar(
+        route_handlers=[health, get_user, get_user_alone], on_startup=[startup], on_shutdown=[shutdown]
+    )
 
 
 def main() -> None:

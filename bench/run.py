@@ -32,7 +32,9 @@ Figures (each with its floor measured in the same run):
   alternating over ``--spread-rounds`` rounds (the median round is reported), at the usual wrk
   connections (saturating every core), and again with ``LIGHT_CONNECTIONS``; the floor app
   runs the same pairs in each round (``spread.floor``: what spreading one select over T
-  schemas costs this machine with no Atrium code); the T run once more after
+  schemas costs this machine with no Atrium code), in both shapes: the issue's (a
+  transaction with the binding, then the select) and Atrium's own ``GET`` by id (one
+  schema-qualified select alone in autocommit, ``spread.floor_alone``); the T run once more after
   ``--spread-steady-warmup`` seconds of load (``spread.steady``).
 - ``memory``: the app's resident memory (server and workers, from /proc) after serving 10
   tenants and after serving every tenant; the largest PostgreSQL backend after the spread run.
@@ -844,6 +846,9 @@ class Bench:
         get_one = self._targets([first], lambda t: f"/users/{t.owner_id}")
         list_one = self._targets([first], lambda _t: "/users?limit=50")
         spread = self._targets(self.tenants[: args.spread_tenants], lambda t: f"/users/{t.owner_id}")
+        # The floor app needs no token; the same hosts and ids, on its route of Atrium's shape.
+        one_alone = [Target(t.host, t.token, f"/alone{t.path}") for t in get_one]
+        spread_alone = [Target(t.host, t.token, f"/alone{t.path}") for t in spread]
         everyone = spread + self._targets(
             self.tenants[args.spread_tenants :], lambda t: f"/users/{t.owner_id}"
         )
@@ -891,13 +896,15 @@ class Bench:
             # ratio: one p99 of a saturated run is the least stable figure of the bench.
             # The floor app runs the same pairs in each round: its ratio is what spreading
             # one single-row select over T schemas costs this machine, with no Atrium code.
-            spread_rounds, floor_rounds = [], []
+            spread_rounds, floor_rounds, alone_rounds = [], [], []
             for i in range(1, args.spread_rounds + 1):
                 spread_rounds.append(self._spread_pair(wrk, port, get_one, spread, "spread", i))
                 floor_rounds.append(self._spread_pair(wrk, base_port, get_one, spread, "floor spread", i))
+                alone_rounds.append(
+                    self._spread_pair(wrk, base_port, one_alone, spread_alone, "floor spread, alone", i)
+                )
             baseline_server.stop()
             p99_ratio, spread_1, spread_t = median_round(spread_rounds)
-            floor_ratio, floor_1, floor_t = median_round(floor_rounds)
             # The same T again after a long warm-up. One pass over the tenants warms the app,
             # not PostgreSQL: each of the W x pool backends meets each tenant on its own and
             # pays its catalog loads then, so the run above still holds first contacts. This
@@ -944,13 +951,8 @@ class Bench:
             "p99_ratio": round(p99_ratio, 2),
             "rps_ratio": round(spread_t["rps"] / spread_1["rps"], 2),
             "rounds": round_figures(spread_rounds),
-            "floor": {
-                "t1": floor_1,
-                "tn": floor_t,
-                "p99_ratio": round(floor_ratio, 2),
-                "rps_ratio": round(floor_t["rps"] / floor_1["rps"], 2),
-                "rounds": round_figures(floor_rounds),
-            },
+            "floor": spread_summary(floor_rounds),
+            "floor_alone": spread_summary(alone_rounds),
             "steady": {
                 "warmup_s": args.spread_steady_warmup,
                 "tn": spread_t_steady,
@@ -983,6 +985,18 @@ SpreadRound = tuple[float, dict[str, Any], dict[str, Any]]
 
 def median_round(rounds: list[SpreadRound]) -> SpreadRound:
     return sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+
+
+def spread_summary(rounds: list[SpreadRound]) -> dict[str, Any]:
+    """The median round's runs and ratios, and every round's figures."""
+    ratio, one, many = median_round(rounds)
+    return {
+        "t1": one,
+        "tn": many,
+        "p99_ratio": round(ratio, 2),
+        "rps_ratio": round(many["rps"] / one["rps"], 2),
+        "rounds": round_figures(rounds),
+    }
 
 
 def round_figures(rounds: list[SpreadRound]) -> list[dict[str, float]]:
@@ -1028,6 +1042,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             None,
         ),
         (
+            "  floor in the shape of Atrium's GET (one select, autocommit)",
+            f"{spread['floor_alone']['p99_ratio']:.2f}",
+            "(not a goal: what this machine allows that shape)",
+            None,
+        ),
+        (
             f"  same, after {spread['steady']['warmup_s']:g} s of warm-up",
             f"{spread['steady']['p99_ratio']:.2f}",
             "(not a goal; see RESULTS.md)",
@@ -1048,8 +1068,10 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     p, noop, apply_ = results["provision"], results["migrate_noop"], results["migrate_apply"]
     req, spread, mem = results["requests"], results["spread"], results["memory"]
     light, steady, floor = spread["light"], spread["steady"], spread["floor"]
-    spread_rounds = ", ".join(f"{r['p99_ratio']:.2f}" for r in spread["rounds"])
-    floor_rounds = ", ".join(f"{r['p99_ratio']:.2f}" for r in floor["rounds"])
+    alone = spread["floor_alone"]
+
+    def rounds(summary: dict[str, Any]) -> str:
+        return ", ".join(f"{r['p99_ratio']:.2f}" for r in summary["rounds"])
 
     def load(r: dict[str, Any]) -> str:
         return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
@@ -1087,13 +1109,19 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"spread (1 vs {spread['tenants']} tenants)",
             f"1: {load(spread['t1'])}",
             f"{spread['tenants']}: {load(spread['tn'])}; p99 ratio {spread['p99_ratio']:.2f} (median of "
-            f"rounds {spread_rounds})",
+            f"rounds {rounds(spread)})",
         ),
         (
             "  floor (bench/baseline_app.py)",
             f"1: {load(floor['t1'])}",
             f"{spread['tenants']}: {load(floor['tn'])}; p99 ratio {floor['p99_ratio']:.2f} (median of "
-            f"rounds {floor_rounds})",
+            f"rounds {rounds(floor)})",
+        ),
+        (
+            "  floor, one select alone",
+            f"1: {load(alone['t1'])}",
+            f"{spread['tenants']}: {load(alone['tn'])}; p99 ratio {alone['p99_ratio']:.2f} (median of "
+            f"rounds {rounds(alone)})",
         ),
         (
             f"  after {steady['warmup_s']:g} s of warm-up",

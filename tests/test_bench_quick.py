@@ -43,9 +43,14 @@ FIGURES = [
     *(f"spread.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.p99_ratio",
     *(f"spread.rounds.{i}.p99_ratio" for i in range(3)),
-    *(f"spread.floor.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
-    "spread.floor.p99_ratio",
-    *(f"spread.floor.rounds.{i}.p99_ratio" for i in range(3)),
+    *(
+        f"spread.{floor}.{run}.{figure}"
+        for floor in ("floor", "floor_alone")
+        for run in ("t1", "tn")
+        for figure in ("rps", "p50_ms", "p99_ms")
+    ),
+    *(f"spread.{floor}.p99_ratio" for floor in ("floor", "floor_alone")),
+    *(f"spread.{floor}.rounds.{i}.p99_ratio" for floor in ("floor", "floor_alone") for i in range(3)),
     *(f"spread.light.{run}.{figure}" for run in ("t1", "tn") for figure in ("rps", "p50_ms", "p99_ms")),
     "spread.light.p99_ratio",
     *(f"spread.steady.tn.{figure}" for figure in ("rps", "p50_ms", "p99_ms")),
