@@ -27,7 +27,6 @@ holds one for a single round trip and binds no ``search_path`` (sixth pass).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,17 +118,11 @@ class ReadTransaction:
         cancelled request) is closed rather than pooled.
         """
         transaction = cls(await engine.raw_connection())
-        conn = transaction._conn
         try:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(statement, params)).fetchone()
-            await conn.set_autocommit(False)
+            await transaction._conn.set_autocommit(True)
+            row = await (await transaction._conn.execute(statement, params)).fetchone()
         except psycopg.Error as exc:
-            # The statement failed but the connection may be fine: ``close`` pools it
-            # again only if autocommit could be switched off.
-            if not (conn.closed or conn.broken):
-                with contextlib.suppress(psycopg.Error):
-                    await conn.set_autocommit(False)
+            # The statement failed but the connection may be fine: ``close`` decides.
             await transaction.close(failed=exc)
             raise
         except BaseException:
@@ -163,12 +156,11 @@ class ReadTransaction:
             # statements meets a disconnect (this statement bypassed its error handling).
             await greenlet_spawn(fairy._pool._invalidate, fairy, failed)  # type: ignore[attr-defined]
             return
-        if self._conn.autocommit:
-            # Left in autocommit (``fetch_alone`` could not switch it off): the pool's
-            # sessions would run without a transaction, and unbound.
-            await greenlet_spawn(fairy.invalidate)
-            return
         try:
+            if self._conn.autocommit:
+                # From ``fetch_alone``: the pool's sessions rely on autocommit being off
+                # (they would run without a transaction, and unbound).
+                await self._conn.set_autocommit(False)
             await (self._conn.rollback() if failed is not None else self._conn.commit())
         except psycopg.Error:
             # A connection in an unknown state never goes back to the pool; ``invalidate``
