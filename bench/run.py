@@ -904,7 +904,7 @@ class Bench:
                     self._spread_pair(wrk, base_port, one_alone, spread_alone, "floor spread, alone", i)
                 )
             baseline_server.stop()
-            p99_ratio, spread_1, spread_t = median_round(spread_rounds)
+            atrium = spread_summary(spread_rounds)
             # The same T again after a long warm-up. One pass over the tenants warms the app,
             # not PostgreSQL: each of the W x pool backends meets each tenant on its own and
             # pays its catalog loads then, so the run above still holds first contacts. This
@@ -925,7 +925,7 @@ class Bench:
             backends = self.pg_backends("atrium")
             # Every tenant at least once: round robin, long enough at the rate just measured,
             # then again over whatever was not reached (the rate falls as tenants grow).
-            mem_n = self._touch_every_tenant(wrk, port, everyone, spread_t["rps"])
+            mem_n = self._touch_every_tenant(wrk, port, everyone, atrium["tn"]["rps"])
             rss_n, per_process = server.rss_mb()
             backends_n = self.pg_backends("atrium")
         except BenchError as exc:
@@ -946,17 +946,13 @@ class Bench:
         }
         self.results["spread"] = {
             "tenants": len(spread),
-            "t1": spread_1,
-            "tn": spread_t,
-            "p99_ratio": round(p99_ratio, 2),
-            "rps_ratio": round(spread_t["rps"] / spread_1["rps"], 2),
-            "rounds": round_figures(spread_rounds),
+            **atrium,
             "floor": spread_summary(floor_rounds),
             "floor_alone": spread_summary(alone_rounds),
             "steady": {
                 "warmup_s": args.spread_steady_warmup,
                 "tn": spread_t_steady,
-                "p99_ratio": round(spread_t_steady["p99_ms"] / spread_1["p99_ms"], 2),
+                "p99_ratio": round(spread_t_steady["p99_ms"] / atrium["t1"]["p99_ms"], 2),
             },
             "light": {
                 "connections": LIGHT_CONNECTIONS,
@@ -1063,18 +1059,25 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     ]
 
 
+def load(r: dict[str, Any]) -> str:
+    """One wrk run's figures."""
+    return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+
+
 def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, floor / note) rows of the main table."""
     p, noop, apply_ = results["provision"], results["migrate_noop"], results["migrate_apply"]
     req, spread, mem = results["requests"], results["spread"], results["memory"]
-    light, steady, floor = spread["light"], spread["steady"], spread["floor"]
-    alone = spread["floor_alone"]
+    light, steady = spread["light"], spread["steady"]
 
-    def rounds(summary: dict[str, Any]) -> str:
-        return ", ".join(f"{r['p99_ratio']:.2f}" for r in summary["rounds"])
-
-    def load(r: dict[str, Any]) -> str:
-        return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+    def spread_row(label: str, summary: dict[str, Any]) -> tuple[str, str, str]:
+        rounds = ", ".join(f"{r['p99_ratio']:.2f}" for r in summary["rounds"])
+        return (
+            label,
+            f"1: {load(summary['t1'])}",
+            f"{spread['tenants']}: {load(summary['tn'])}; p99 ratio {summary['p99_ratio']:.2f} (median of "
+            f"rounds {rounds})",
+        )
 
     return [
         (
@@ -1105,24 +1108,9 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{', '.join(f'{r:.2f}' for r in req['ratio_rounds'])})",
         ),
         ("list_users (limit 50)", load(req["list_users"]), ""),
-        (
-            f"spread (1 vs {spread['tenants']} tenants)",
-            f"1: {load(spread['t1'])}",
-            f"{spread['tenants']}: {load(spread['tn'])}; p99 ratio {spread['p99_ratio']:.2f} (median of "
-            f"rounds {rounds(spread)})",
-        ),
-        (
-            "  floor (bench/baseline_app.py)",
-            f"1: {load(floor['t1'])}",
-            f"{spread['tenants']}: {load(floor['tn'])}; p99 ratio {floor['p99_ratio']:.2f} (median of "
-            f"rounds {rounds(floor)})",
-        ),
-        (
-            "  floor, one select alone",
-            f"1: {load(alone['t1'])}",
-            f"{spread['tenants']}: {load(alone['tn'])}; p99 ratio {alone['p99_ratio']:.2f} (median of "
-            f"rounds {rounds(alone)})",
-        ),
+        spread_row(f"spread (1 vs {spread['tenants']} tenants)", spread),
+        spread_row("  floor (bench/baseline_app.py)", spread["floor"]),
+        spread_row("  floor, one select alone", spread["floor_alone"]),
         (
             f"  after {steady['warmup_s']:g} s of warm-up",
             "",
