@@ -160,5 +160,6 @@ async def test_get_by_id_answers_alike_for_new_and_remembered_callers(
             again = await client.get(f"/users/{member.id}", headers=owner)  # caller remembered
             answers += [(first.status_code, first.json()), (again.status_code, again.json())]
         assert len({str(a) for a in answers}) == 1 and answers[0][0] == 200
-        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)
-        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)
+        app.state.token_auth.callers.forget(ALL_TENANTS)
+        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)  # caller loaded
+        assert_problem(await client.get(f"/users/{uuid.uuid4()}", headers=owner), 404)  # caller remembered
