@@ -1,9 +1,10 @@
 """Bearer tokens (``litestar.security.jwt``), revocation, and permission guards.
 
 A token carries the user id (``sub``), the id of the tenant that issued it (``tid``), a
-unique id (``jti``) and an expiry. It is refused (401) on any other tenant, after
-logout (its ``jti`` is kept in the tenant's ``revoked_tokens`` table until it would
-expire anyway), once its user is deleted, and when expired or malformed.
+unique id (``jti``), an expiry, and where its logout is recorded (``rev``, see
+``REVOCATION_CLAIM``). It is refused (401) on any other tenant, after
+logout (its ``jti`` is kept on its user's row until it would expire anyway), once its
+user is deleted, and when expired or malformed.
 
 The user, their effective permissions (the union of the roles linked through their
 ``user_meta`` rows) and the revocation check are one query per request, inside the
@@ -16,6 +17,7 @@ the token was not revoked.
 from __future__ import annotations
 
 import datetime
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +64,25 @@ class AuthUser:
         return grants(self.permissions, permission)
 
 
+# Tokens issued since tenant migration 0004 carry ``"rev": "user"``: their revocation is
+# on their user's row (``users.revoked_token_ids``) alone. Older tokens are also looked up
+# in the ``revoked_tokens`` table, until they have all expired (one token lifetime).
+REVOCATION_CLAIM = "rev"
+REVOKED_ON_USER = "user"
+# Whether this token was revoked (``u``: the caller's ``users`` row, ``{s}``: see below).
+_REVOKED = "u.revoked_token_ids ? %(jti)s"
+_REVOKED_OR_IN_OLD_TABLE = f"{_REVOKED} OR EXISTS (SELECT 1 FROM {{s}}revoked_tokens t WHERE t.jti = %(jti)s)"
+
+
+def issued_before_revocations_moved(token: Token) -> bool:
+    """Whether a logout of ``token`` may be in the old ``revoked_tokens`` table."""
+    return token.extras.get(REVOCATION_CLAIM) != REVOKED_ON_USER
+
+
+def _revocation_checked(template: str, old_table: bool) -> str:
+    return template.replace("{revoked}", _REVOKED_OR_IN_OLD_TABLE if old_table else _REVOKED)
+
+
 # The caller, their roles, their effective permissions and whether this token was
 # revoked, in one statement, in the driver's paramstyle. ``{s}`` is empty on the session
 # path (the transaction is already bound) and the quoted tenant schema where the
@@ -70,7 +91,7 @@ _USER_WITH_PERMISSIONS = """
     SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
            coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles,
            coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{{}}') AS permissions,
-           EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s) AS revoked
+           ({revoked}) AS revoked
     FROM {s}users u
     LEFT JOIN {s}user_meta m ON m.owner_id = u.id
     LEFT JOIN {s}user_roles r ON r.id = m.user_roles
@@ -78,17 +99,18 @@ _USER_WITH_PERMISSIONS = """
     WHERE u.id = %(user_id)s
     GROUP BY u.id
 """
-_LOAD_USER = _USER_WITH_PERMISSIONS.format(s="")
+_LOAD_USER = {
+    old_table: _revocation_checked(_USER_WITH_PERMISSIONS, old_table).format(s="")
+    for old_table in (False, True)
+}
 # The tables that query reads: a committed change to any of them drops the tenant's
 # remembered callers (callers.py).
 CALLER_TABLES = ("users", "user_meta", "user_roles")
 
 
 # Whether a remembered caller still holds: the user exists and this token was not revoked.
-_CALLER_STILL_VALID = """
-    EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s)
-    AND NOT EXISTS (SELECT 1 FROM {s}revoked_tokens t WHERE t.jti = %(jti)s)
-"""
+# One relation (``users``) for tokens issued since migration 0004.
+_CALLER_STILL_VALID = "EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s AND NOT ({revoked}))"
 
 
 def _bound(query: str, schema: str) -> str:
@@ -103,12 +125,16 @@ def _bound(query: str, schema: str) -> str:
     return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
 
 
-def bind_and_load_user_sql(schema: str) -> str:
-    """Bind, and load the caller (columns NULL when there is no such user)."""
-    return _bound(_USER_WITH_PERMISSIONS, schema)
+def bind_and_load_user_sql(schema: str, old_table: bool = False) -> str:
+    """Bind, and load the caller (columns NULL when there is no such user).
+
+    ``old_table``: also look the token up in ``revoked_tokens``
+    (``issued_before_revocations_moved``), as in the functions below.
+    """
+    return _bound(_revocation_checked(_USER_WITH_PERMISSIONS, old_table), schema)
 
 
-def bind_and_check_caller_sql(schema: str) -> str:
+def bind_and_check_caller_sql(schema: str, old_table: bool = False) -> str:
     """Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
 
     One flat select rather than ``_bound``'s lateral join: this statement is planned on
@@ -116,10 +142,10 @@ def bind_and_check_caller_sql(schema: str) -> str:
     over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
     before any later statement of the transaction; the tables are qualified.
     """
-    return f"SELECT {_valid(schema)} AS valid, {BIND_COLUMNS}"
+    return f"SELECT {_valid(schema, old_table)} AS valid, {BIND_COLUMNS}"
 
 
-def check_and_fetch_sql(schema: str, row: RowById) -> str:
+def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> str:
     """The remembered-caller check and the handler's row, with no binding: ``valid``,
     ``found``, the row.
 
@@ -130,18 +156,22 @@ def check_and_fetch_sql(schema: str, row: RowById) -> str:
     own (bench/RESULTS.md, sixth pass). Their statement timeout would not have bounded
     this statement anyway: PostgreSQL arms the timeout when a statement starts.
     """
-    return row.joined_to(f"{_valid(schema)} AS valid", schema)
+    return row.joined_to(f"{_valid(schema, old_table)} AS valid", schema)
 
 
-def _valid(schema: str) -> str:
-    return _CALLER_STILL_VALID.format(s=quote_ident(schema) + ".")
+def _valid(schema: str, old_table: bool) -> str:
+    return _revocation_checked(_CALLER_STILL_VALID, old_table).format(s=quote_ident(schema) + ".")
 
 
-# Revoked tokens are kept until they would have expired; each logout sweeps the expired.
+# A logout records the token id with its expiry (Unix seconds) on its user's row, and
+# drops the ids of the user's tokens that have expired since (each logout sweeps).
 _REVOKE = """
-    WITH swept AS (DELETE FROM revoked_tokens WHERE expires_at < now())
-    INSERT INTO revoked_tokens (jti, expires_at) VALUES (%(jti)s, %(expires_at)s)
-    ON CONFLICT (jti) DO NOTHING
+    UPDATE users SET revoked_token_ids = coalesce(
+        (SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(revoked_token_ids) AS r
+         WHERE r.value::bigint > extract(epoch FROM now())),
+        '{}'
+    ) || jsonb_build_object(%(jti)s::text, %(expires_at)s::bigint)
+    WHERE id = %(user_id)s
 """
 
 
@@ -152,11 +182,15 @@ def _auth_user(row: Any) -> AuthUser | None:
 
 
 async def load_auth_user(
-    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None
+    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None, old_table: bool = False
 ) -> AuthUser | None:
-    """The user with their permissions, in the session's tenant-bound transaction."""
+    """The user with their permissions, in the session's tenant-bound transaction.
+
+    With ``jti``, ``None`` also when that token was revoked (``old_table``: see
+    ``bind_and_load_user_sql``).
+    """
     connection = await session.connection()
-    result = await connection.exec_driver_sql(_LOAD_USER, {"user_id": user_id, "jti": jti})
+    result = await connection.exec_driver_sql(_LOAD_USER[old_table], {"user_id": user_id, "jti": jti})
     return _auth_user(result.one_or_none())
 
 
@@ -266,7 +300,7 @@ class TokenAuth:
             identifier=str(user_id),
             token_expiration=self.ttl,
             token_unique_jwt_id=uuid.uuid4().hex,
-            token_extras={"tid": str(tenant_id)},
+            token_extras={"tid": str(tenant_id), REVOCATION_CLAIM: REVOKED_ON_USER},
         )
 
     async def retrieve_user(
@@ -281,10 +315,11 @@ class TokenAuth:
         except ValueError:
             return None
         opt = connection.route_handler.opt
+        old_table = issued_before_revocations_moved(token)
         if opt.get(READS_ON_DRIVER):
-            return await self._reader(tenant, user_id, token.jti, connection)
+            return await self._reader(tenant, user_id, token.jti, old_table, connection)
         session = self.session_provider(connection.app.state, connection.scope)
-        user = await load_auth_user(session, user_id, token.jti)
+        user = await load_auth_user(session, user_id, token.jti, old_table)
         if opt.get(RELEASE_BEFORE_BODY):
             # The body (an upload) is read after authentication and may arrive slowly:
             # give the connection back meanwhile; the handler's transaction binds anew.
@@ -296,6 +331,7 @@ class TokenAuth:
         tenant: ResolvedTenant,
         user_id: uuid.UUID,
         jti: str,
+        old_table: bool,
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
@@ -305,7 +341,7 @@ class TokenAuth:
         if remembered is not None and wanted is not None:
             row = await ReadTransaction.fetch_alone(
                 self.engine,
-                check_and_fetch_sql(tenant.schema, wanted),
+                check_and_fetch_sql(tenant.schema, wanted, old_table),
                 {"user_id": user_id, "jti": jti, "row_id": connection.path_params[wanted.param]},
             )
             if row is None or not row[0]:
@@ -315,7 +351,7 @@ class TokenAuth:
             return remembered
         params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
         sql = bind_and_check_caller_sql if remembered is not None else bind_and_load_user_sql
-        transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema), params)
+        transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema, old_table), params)
         remember(connection.scope, transaction)
         if remembered is not None:
             return remembered if row is not None and row[0] else None
@@ -327,7 +363,14 @@ class TokenAuth:
     async def revoke(self, session: AsyncSession, token: Token) -> None:
         """Refuse ``token`` from now on, in every process (it is checked in the database)."""
         connection = await session.connection()
-        await connection.exec_driver_sql(_REVOKE, {"jti": token.jti, "expires_at": token.exp})
+        await connection.exec_driver_sql(
+            _REVOKE,
+            {
+                "jti": token.jti,
+                "expires_at": math.ceil(token.exp.timestamp()),
+                "user_id": uuid.UUID(token.sub),
+            },
+        )
         await session.commit()
 
 

@@ -7,8 +7,8 @@ does not wait for its timeout.
 
 The trade-off, chosen on purpose: during an outage login failures are counted per
 process. Failing closed instead would turn a cache outage into a full outage of
-logins. (Token revocations are not kept here but in each tenant's ``revoked_tokens``
-table, checked by the query that loads the caller: they hold through an outage.)
+logins. (Token revocations are not kept here but on the user's row in each tenant's
+schema, checked by the query that loads the caller: they hold through an outage.)
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def utcnow() -> datetime.datetime:
 class TenantTable(CommonTableAttributes, DeclarativeBase):
     """Every table inside a tenant schema, with no columns of its own.
 
-    For the few internal tables that are not API resources (``revoked_tokens``) and keep
+    For the few internal tables that are not API resources (the old ``revoked_tokens``) and keep
     to the columns they need: every relation and index of a tenant table is loaded by
     each PostgreSQL backend that plans against it (bench/RESULTS.md, fourth pass).
     """

@@ -294,24 +294,83 @@ async def test_logout_reaches_every_app_process_even_without_redis(
         assert_problem(await second.post("/auth/logout", headers=session), 401)
 
 
-async def test_logout_sweeps_revocations_of_expired_tokens(
+def revoked_token_ids(engine: Engine, schema: str, user_id: uuid.UUID) -> dict[str, int]:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(
+            f'SELECT revoked_token_ids FROM "{schema}".users WHERE id = %(u)s', {"u": user_id}
+        ).scalar_one()
+
+
+async def test_logout_is_kept_on_the_users_row_and_sweeps_their_expired_revocations(
     api: Api, tenant_a: MadeTenant, operator_engine: Engine
 ) -> None:
     _, client = api
-    schema = tenant_a.tenant.schema
+    schema, owner_id = tenant_a.tenant.schema, tenant_a.tenant.owner_id
+    now = int(time.time())
     with operator_engine.begin() as conn:
         conn.exec_driver_sql(
-            f'INSERT INTO "{schema}".revoked_tokens (jti, expires_at) VALUES'
-            " ('long-expired', now() - interval '1 hour'), ('still-valid', now() + interval '1 hour')"
+            f'UPDATE "{schema}".users SET revoked_token_ids = %(r)s::jsonb WHERE id = %(u)s',
+            {"r": json.dumps({"long-expired": now - 3600, "still-valid": now + 3600}), "u": owner_id},
         )
     session = await login(client, tenant_a.host, tenant_a.owner_email, tenant_a.owner_password)
     token = jwt.decode(session["Authorization"].split()[1], options={"verify_signature": False})
+    assert token["extras"]["rev"] == "user"
     assert (await client.post("/auth/logout", headers=session)).status_code == 204
-    with operator_engine.connect() as conn:
-        kept = dict(conn.exec_driver_sql(f'SELECT jti, expires_at FROM "{schema}".revoked_tokens').all())
-    assert "long-expired" not in kept and "still-valid" in kept
     # Kept exactly as long as the token itself would have been accepted.
-    assert kept[token["jti"]] == datetime.datetime.fromtimestamp(token["exp"], datetime.UTC)
+    assert revoked_token_ids(operator_engine, schema, owner_id) == {
+        "still-valid": now + 3600,
+        token["jti"]: token["exp"],
+    }
+    with operator_engine.connect() as conn:
+        assert conn.exec_driver_sql(f'SELECT count(*) FROM "{schema}".revoked_tokens').scalar() == 0
+
+
+async def test_concurrent_logouts_of_one_user_are_all_kept(
+    api: Api, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    # Each logout rewrites the user's revocations: none may overwrite another's.
+    _, client = api
+    sessions = [
+        await login(client, tenant_a.host, tenant_a.owner_email, tenant_a.owner_password) for _ in range(6)
+    ]
+    answers = await asyncio.gather(*(client.post("/auth/logout", headers=s) for s in sessions))
+    assert [a.status_code for a in answers] == [204] * len(sessions)
+    kept = revoked_token_ids(operator_engine, tenant_a.tenant.schema, tenant_a.tenant.owner_id)
+    for session in sessions:
+        jti = jwt.decode(session["Authorization"].split()[1], options={"verify_signature": False})["jti"]
+        assert jti in kept
+        assert_problem(await client.get("/auth/me", headers=session), 401)
+
+
+async def test_tokens_issued_before_revocations_moved_are_checked_in_the_old_table_too(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine
+) -> None:
+    # Tokens from before tenant migration 0004 carry no "rev" claim; a logout of one of
+    # them may have been recorded in revoked_tokens, which has no user id to move it by.
+    app, client = api
+    calls = await requests_for_every_route(app, client, owner_a)
+    owner_id, schema = str(tenant_a.tenant.owner_id), tenant_a.tenant.schema
+    logged_out_before, still_valid = (
+        claims(owner_id, tenant_a.tenant.id, datetime.timedelta(hours=1)) for _ in range(2)
+    )
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'INSERT INTO "{schema}".revoked_tokens (jti, expires_at) VALUES (%(j)s, to_timestamp(%(e)s))',
+            {"j": logged_out_before["jti"], "e": logged_out_before["exp"]},
+        )
+    old_session = bearer(tenant_a.host, forge(app, still_valid))
+    # Remembered as a caller by reads first, so the one-statement GET by id is what refuses.
+    for headers in (owner_a, old_session):
+        assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    await assert_refused_everywhere(
+        client, calls, bearer(tenant_a.host, forge(app, logged_out_before)), "logged out before the move"
+    )
+    assert (await client.get(f"/users/{owner_id}", headers=old_session)).status_code == 200
+    # An old token logged out now is recorded on the user's row like any other.
+    assert (await client.post("/auth/logout", headers=old_session)).status_code == 204
+    assert still_valid["jti"] in revoked_token_ids(operator_engine, schema, tenant_a.tenant.owner_id)
+    await assert_refused_everywhere(client, calls, old_session, "old token logged out after the move")
+    assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
 
 
 async def test_a_deleted_users_token_is_refused_on_every_route(

@@ -195,3 +195,39 @@ def test_revocations_survive_rekeying_by_jti_up_and_down(operator_engine: Engine
         assert conn.exec_driver_sql("SELECT count(DISTINCT id) FROM revoked_tokens").scalar() == len(rows)
     with operator_engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
+
+
+def test_revocations_on_users_rows_move_back_to_the_table_on_downgrade(operator_engine: Engine) -> None:
+    """Migration 0004 keeps revocations on users' rows; its downgrade loses none in force."""
+    schema = "tenant_revmove_" + unique_slug("r").replace("-", "_")
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {quote_ident(schema)}")
+        run_upgrade(conn, "tenant", schema, "0004")
+        set_transaction_search_path(conn, schema)
+        conn.exec_driver_sql(
+            "INSERT INTO users (name, email, phone, password, revoked_token_ids) VALUES"
+            " ('a', 'a@example.com', '1', 'x', '{\"in-force\": 1924992000, \"expired\": 946684800}'),"
+            " ('b', 'b@example.com', '1', 'x', '{}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('from-before', '2031-01-01 00:00:00+00')"
+        )
+    with operator_engine.begin() as conn:
+        _downgrade(conn, schema, "0003")
+        set_transaction_search_path(conn, schema)
+        result = conn.exec_driver_sql("SELECT jti, expires_at::text FROM revoked_tokens ORDER BY jti")
+        assert dict(result.all()) == {
+            "from-before": "2031-01-01 00:00:00+00",
+            "in-force": "2031-01-01 00:00:00+00",
+        }
+        columns = conn.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %(s)s AND table_name = 'users'",
+            {"s": schema},
+        )
+        assert "revoked_token_ids" not in {c for (c,) in columns}
+    with operator_engine.begin() as conn:
+        run_upgrade(conn, "tenant", schema)
+        set_transaction_search_path(conn, schema)
+        assert conn.exec_driver_sql("SELECT DISTINCT revoked_token_ids::text FROM users").scalar_one() == "{}"
+        conn.exec_driver_sql(f"DROP SCHEMA {quote_ident(schema)} CASCADE")

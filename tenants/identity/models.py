@@ -23,6 +23,14 @@ class User(TenantBase):
     phone: Mapped[str] = mapped_column(String(50))
     # The bcrypt hash; the seed calls the column `password`. Never serialised.
     password: Mapped[str] = mapped_column(String(100))
+    # Token id -> expiry (Unix seconds) of this user's logged-out tokens, until they would
+    # have expired anyway (atrium.platform.auth). On the user's row because every request
+    # checks it and the user's row is read anyway: one relation per tenant fewer for each
+    # PostgreSQL backend to keep (migration 0004). Deferred: the ORM never loads it, and
+    # it is in no response body. Last, where migration 0004 added it.
+    revoked_token_ids: Mapped[dict[str, int]] = mapped_column(
+        JSONB, server_default="{}", default=dict, deferred=True, sort_order=4000
+    )
 
 
 class UserGroup(TenantBase):
@@ -59,16 +67,10 @@ class UserMeta(TenantBase):
 
 
 class RevokedToken(TenantTable):
-    """A bearer token ended by logout, kept until it would have expired anyway.
-
-    In the tenant's own schema rather than in a Redis store: the check joins the query
-    that loads the caller on every request (no extra round trip), and a revocation
-    holds even while Redis is down.
-
-    The token id is the key and there is no other index: every request plans against
-    this table, and each index is one more relation each PostgreSQL backend loads per
-    tenant (migration 0003 measured the difference). The logout sweep of expired rows
-    scans the table, which holds only the tokens revoked within one token lifetime.
+    """A bearer token ended by logout before migration 0004, kept until it would have
+    expired anyway. Only tokens issued before that migration (no ``rev`` claim) are
+    checked against it; revocations now live on the user's row. A later revision drops it.
+    Keyed by the token id with no other index (migration 0003).
     """
 
     __tablename__ = "revoked_tokens"
