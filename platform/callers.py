@@ -11,7 +11,8 @@ that this token was not revoked. Writes always load the caller afresh.
 A tenant's entries are dropped when its users, user-meta or user-roles change: in the
 process that made the change at once (a session event, so every ORM write path counts),
 and in every other process through the resolver's tenant-change channel. An entry lives
-at most ``ATRIUM_CALLER_CACHE_TTL`` (300 s) while that channel is live, which only bounds a
+at most ``ATRIUM_CALLER_CACHE_TTL`` (300 s; at least three quarters of it, at random,
+see ``resolution.jittered``) while that channel is live, which only bounds a
 missed message, and 1 s otherwise, so without Redis a permission change reaches the other
 processes within a second, as a suspension does.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from atrium.platform.database import TENANT_ID_INFO_KEY, listen_once
-from atrium.platform.resolution import ALL_TENANTS, TenantResolver
+from atrium.platform.resolution import ALL_TENANTS, TenantResolver, jittered
 
 # Cleared whole when full, like the verified tokens (cheaper than an LRU; the next read
 # simply loads its caller again). About 1.5 KB each.
@@ -58,7 +59,7 @@ class CallerCache:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[(tenant_id, user_id)] = (time.monotonic() + ttl, caller)
+        self._entries[(tenant_id, user_id)] = (time.monotonic() + jittered(ttl), caller)
 
     def forget(self, tenant_id: str) -> None:
         """Drop a tenant's callers (``ALL_TENANTS``: everyone's)."""

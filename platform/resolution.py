@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +39,23 @@ from atrium.platform.registry import Tenant, TenantDomain
 CHANNEL = "atrium:tenant-changes"
 FALLBACK_TTL = 1.0
 ALL_TENANTS = "*"
+# Hosts remembered per process, known and unknown (~0.3 KB each).
+MAX_HOSTS = 100_000
+# Stale hosts are looked up again together: after this delay, at most this many per query.
+REFRESH_BATCH_DELAY = 0.05
+REFRESH_BATCH_MAX = 500
 logger = logging.getLogger("atrium.resolution")
+
+
+def jittered(ttl: float) -> float:
+    """A lifetime between three quarters of ``ttl`` and ``ttl``, at random.
+
+    Entries loaded together (after a restart, or a burst over many tenants) would
+    otherwise expire together and be looked up again in one burst every TTL, for ever:
+    over 1,000 tenants such a wave halved a worker's throughput for several seconds
+    (bench/RESULTS.md, seventh pass). Random lifetimes dissolve a wave within a few TTLs.
+    """
+    return ttl * random.uniform(0.75, 1.0)  # noqa: S311 (spreading load, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +92,7 @@ class TenantResolver:
         base_domain: str,
         redis_url: str | None = None,
         ttl: float = 30.0,
+        max_hosts: int = MAX_HOSTS,
     ) -> None:
         self.engine = engine
         self.base_domain = base_domain
@@ -83,7 +102,10 @@ class TenantResolver:
         self._cache: dict[str, tuple[float, ResolvedTenant | None]] = {}
         # Bumped by every invalidation: a lookup that began before it is not stored after it.
         self._generation = 0
-        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self.max_hosts = max_hosts
+        # Hosts served stale, waiting to be looked up again together (``_refresh_stale``).
+        self._stale: set[str] = set()
+        self._refresher: asyncio.Task[None] | None = None
         self._subscribed = False
         self._listener: asyncio.Task[None] | None = None
         self._publisher: aioredis.Redis | None = None
@@ -122,41 +144,79 @@ class TenantResolver:
             if self._subscribed and now < expires + self.ttl:
                 self._refresh_beside(host)
                 return tenant
-        return await self._lookup_and_store(host)
-
-    async def _lookup_and_store(self, host: str) -> ResolvedTenant | None:
         generation = self._generation
-        tenant = await self._lookup(host)
-        if generation == self._generation:
-            self._cache[host] = (time.monotonic() + self.current_ttl, tenant)
+        tenant = (await self._lookup([host])).get(host)
+        self._store({host: tenant}, [host], generation)
         return tenant
 
-    def _refresh_beside(self, host: str) -> None:
-        if host in self._refreshing:
+    def _store(self, found: dict[str, ResolvedTenant], hosts: list[str], generation: int) -> None:
+        """Cache the lookup of ``hosts`` (absent from ``found``: no such tenant), begun at
+        ``generation``: a lookup that an invalidation overtook is not stored."""
+        if generation != self._generation:
             return
-        task = asyncio.get_running_loop().create_task(self._refresh(host))
-        self._refreshing[host] = task
+        if len(self._cache) + len(hosts) > self.max_hosts:
+            # Any Host header reaches this cache (unknown hosts are cached too): bounded, so
+            # that a stream of made-up names cannot grow it without end. Expired entries go
+            # first; if that is not enough, everything (each host is simply looked up again).
+            now = time.monotonic()
+            self._cache = {h: entry for h, entry in self._cache.items() if entry[0] > now}
+            if len(self._cache) + len(hosts) > self.max_hosts:
+                self._cache.clear()
+        now = time.monotonic()
+        for host in hosts:
+            self._cache[host] = (now + jittered(self.current_ttl), found.get(host))
 
-    async def _refresh(self, host: str) -> None:
+    def _refresh_beside(self, host: str) -> None:
+        self._stale.add(host)
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_stale())
+
+    async def _refresh_stale(self) -> None:
+        """Look the stale hosts up again, many per query.
+
+        Over many tenants hosts expire in waves, and one lookup per host (a pool
+        checkout and a query each) cost a worker more than the requests it served
+        meanwhile (bench/RESULTS.md, seventh pass). Waiting ``REFRESH_BATCH_DELAY``
+        lets the requests of that moment add their hosts to the same query.
+        """
         try:
-            await self._lookup_and_store(host)
+            await asyncio.sleep(REFRESH_BATCH_DELAY)
+            while self._stale:
+                hosts = list(itertools.islice(self._stale, REFRESH_BATCH_MAX))
+                self._stale.difference_update(hosts)
+                generation = self._generation
+                self._store(await self._lookup(hosts), hosts, generation)
         except Exception as exc:
             # Whatever went wrong (the database is down), the next request that needs the
-            # database reports it; a background task has nobody to tell.
-            logger.debug("refreshing %s failed: %s", host, exc)
+            # database reports it; a background task has nobody to tell. Entries still
+            # stale are queued again by their next request.
+            logger.debug("refreshing %d hosts failed: %s", len(self._stale), exc)
+            self._stale.clear()
         finally:
-            self._refreshing.pop(host, None)
+            self._refresher = None
 
-    async def _lookup(self, host: str) -> ResolvedTenant | None:
+    async def _lookup(self, hosts: list[str]) -> dict[str, ResolvedTenant]:
+        """The tenants of ``hosts`` that have one: subdomains by slug, others by domain."""
+        by_slug: dict[str, str] = {}
+        domains: list[str] = []
+        for host in hosts:
+            label = host[: -len(self._suffix)] if host.endswith(self._suffix) else None
+            if label is not None and "." not in label:
+                by_slug[label] = host
+            else:
+                domains.append(host)
         columns = (Tenant.id, Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.owner_id)
-        label = host[: -len(self._suffix)] if host.endswith(self._suffix) else None
-        if label is not None and "." not in label:
-            query = select(*columns).where(Tenant.slug == label)
-        else:
-            query = select(*columns).join(TenantDomain).where(TenantDomain.domain == host)
+        found: dict[str, ResolvedTenant] = {}
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).one_or_none()
-        return None if row is None else ResolvedTenant(*row)
+            if by_slug:
+                result = await conn.execute(select(*columns).where(Tenant.slug.in_(list(by_slug))))
+                for row in result:
+                    found[by_slug[row.slug]] = ResolvedTenant(*row)
+            if domains:
+                query = select(*columns, TenantDomain.domain).join(TenantDomain)
+                for *row, domain in await conn.execute(query.where(TenantDomain.domain.in_(domains))):
+                    found[domain] = ResolvedTenant(*row)
+        return found
 
     def invalidate(self, tenant_id: str = ALL_TENANTS) -> None:
         self._generation += 1
@@ -176,10 +236,9 @@ class TenantResolver:
             self._listener = asyncio.create_task(self._listen(), name="atrium-tenant-invalidation")
 
     async def stop(self) -> None:
-        refreshing = list(self._refreshing.values())
-        for task in refreshing:
-            task.cancel()
-        await asyncio.gather(*refreshing, return_exceptions=True)
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

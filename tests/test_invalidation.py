@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
+from atrium.platform import resolution
 from atrium.platform.provisioning import delete_tenant
 from atrium.platform.registry import TenantStatus
 from atrium.platform.resolution import publish_tenant_change
@@ -113,3 +114,59 @@ async def test_a_lookup_that_began_before_an_invalidation_is_not_stored(
         resolver.invalidate(str(made.tenant.id))
         assert (await looking_up) is not None
         assert made.host not in resolver._cache
+
+
+async def test_hosts_that_expire_together_are_looked_up_again_together(
+    settings: Settings, real_redis_url: str, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    ttl = 1.0
+    made = [make_tenant() for _ in range(12)]
+    domain = f"app.{made[0].slug}.example.net"
+    add_domain(operator_engine, made[0].slug, domain, "localhost")
+    hosts = [m.host for m in made] + [domain, "nobody-here.localhost"]
+    async with serve(settings.with_overrides(redis_url=real_redis_url, tenant_cache_ttl=ttl), PROBES) as (
+        app,
+        client,
+    ):
+        await _subscribed(app)
+        for host in hosts:
+            await client.get("/probe/users", headers={"Host": host})
+        lookups: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if "platform.tenants" in statement:
+                lookups.append(statement)
+
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+        # Changes whose messages went missing: only the TTL can bring them.
+        for m in made[::2]:
+            set_status(operator_engine, m.slug, TenantStatus.SUSPENDED)
+        await asyncio.sleep(ttl + 0.1)
+        answers = await asyncio.gather(*(client.get("/probe/users", headers={"Host": h}) for h in hosts))
+        # Every stale entry answered at once, as before the change ...
+        assert [a.status_code for a in answers] == [200] * (len(hosts) - 1) + [404]
+        # ... and the changes arrive through lookups of many hosts at once (one per
+        # slug batch and one per domain batch; one per host before).
+        await _wait_for_status(client, made[0].host, 403, within=1.0)
+        await _wait_for_status(client, domain, 403, within=1.0)
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        assert 1 <= len(lookups) <= len(hosts) // 3, lookups
+        for m in made:
+            expected = 403 if m in made[::2] else 200
+            assert (await client.get("/probe/users", headers={"Host": m.host})).status_code == expected
+        assert (await client.get("/probe/users", headers={"Host": hosts[-1]})).status_code == 404
+        assert not app.state.resolver._stale
+
+
+async def test_the_host_cache_is_bounded(settings: Settings, make_tenant: Callable[..., MadeTenant]) -> None:
+    made = make_tenant()
+    async with serve(settings, PROBES) as (app, client):
+        resolver = app.state.resolver
+        resolver.max_hosts = 10
+        for i in range(35):
+            response = await client.get("/probe/users", headers={"Host": f"made-up-{i}.localhost"})
+            assert response.status_code == 404
+            assert len(resolver._cache) <= resolver.max_hosts
+        assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
+        assert made.host in resolver._cache
+    assert resolution.MAX_HOSTS >= 10_000
