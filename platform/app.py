@@ -71,6 +71,8 @@ def create_app(
         settings.db_statement_timeout_ms,
         callers,
         lambda: resolver.ttl_while_live(settings.caller_cache_ttl),
+        # An expired caller serves one more TTL while reloaded, only while changes arrive.
+        lambda: settings.caller_cache_ttl if resolver.subscribed else 0.0,
     )
 
     @asynccontextmanager
@@ -79,6 +81,7 @@ def create_app(
         try:
             yield
         finally:
+            await token_auth.stop()
             await resolver.stop()
             await close_stores(stores)
             await engine.dispose()

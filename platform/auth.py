@@ -16,7 +16,9 @@ the token was not revoked.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,6 +31,7 @@ from litestar.security.jwt import JWTAuth, Token
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.callers import CallerCache
+from atrium.platform.connection_affinity import affinity
 from atrium.platform.database import BIND_COLUMNS, BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
 from atrium.platform.middleware import scope_tenant
@@ -43,6 +46,8 @@ from atrium.platform.read_transaction import (
     remember,
 )
 from atrium.platform.resolution import ResolvedTenant
+
+logger = logging.getLogger("atrium.auth")
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
 # Route option of handlers whose request body may stream in slowly (uploads).
@@ -157,6 +162,12 @@ def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> s
     this statement anyway: PostgreSQL arms the timeout when a statement starts.
     """
     return row.joined_to(f"{_valid(schema, old_table)} AS valid", schema)
+
+
+def load_user_sql(schema: str) -> str:
+    """The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
+    token (``jti`` NULL): for reloading a caller whose every request is checked anyway."""
+    return _revocation_checked(_USER_WITH_PERMISSIONS, False).format(s=quote_ident(schema) + ".")
 
 
 def _valid(schema: str, old_table: bool) -> str:
@@ -278,12 +289,17 @@ class TokenAuth:
         statement_timeout_ms: int,
         callers: CallerCache | None = None,
         caller_ttl: Callable[[], float] = lambda: 0.0,  # 0: nothing is remembered
+        caller_stale_for: Callable[[], float] = lambda: 0.0,  # 0: never used once expired
     ) -> None:
         self.engine = engine
         self.session_provider = session_provider
         self.statement_timeout_ms = statement_timeout_ms
         self.callers = callers if callers is not None else CallerCache()
         self.caller_ttl = caller_ttl
+        self.caller_stale_for = caller_stale_for
+        # Stale callers waiting to be reloaded beside the requests (``_reload_stale``).
+        self._stale: dict[tuple[uuid.UUID, uuid.UUID], ResolvedTenant] = {}
+        self._reloader: asyncio.Task[None] | None = None
         self.ttl = datetime.timedelta(seconds=ttl_seconds)
         self.jwt = JWTAuth[AuthUser, Token](
             token_secret=secret,
@@ -335,7 +351,11 @@ class TokenAuth:
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
-        remembered = self.callers.get(tenant.id, user_id)
+        remembered, stale = self.callers.lookup(tenant.id, user_id)
+        if stale:
+            # Still checked below (the user exists, the token is not revoked); what may be
+            # one TTL late is only a change whose message went missing.
+            self._reload_beside(tenant, user_id)
         generation = self.callers.generation
         wanted: RowById | None = connection.route_handler.opt.get(ROW_BY_ID)
         if remembered is not None and wanted is not None:
@@ -357,8 +377,50 @@ class TokenAuth:
             return remembered if row is not None and row[0] else None
         user = _auth_user(row)
         if user is not None:
-            self.callers.put(tenant.id, user_id, user, self.caller_ttl(), generation)
+            self._remember(tenant.id, user_id, user, generation)
         return user
+
+    def _remember(self, tenant_id: uuid.UUID, user_id: uuid.UUID, user: AuthUser, generation: int) -> None:
+        self.callers.put(tenant_id, user_id, user, self.caller_ttl(), generation, self.caller_stale_for())
+
+    def _reload_beside(self, tenant: ResolvedTenant, user_id: uuid.UUID) -> None:
+        self._stale.setdefault((tenant.id, user_id), tenant)
+        if self._reloader is None:
+            self._reloader = asyncio.get_running_loop().create_task(self._reload_stale())
+
+    async def _reload_stale(self) -> None:
+        """Reload the stale callers one at a time, each in one autocommit statement.
+
+        One at a time: a wave of expiring callers then costs the database one reload
+        at a time beside the requests, rather than one inside each request at once.
+        """
+        try:
+            while self._stale:
+                (tenant_id, user_id), tenant = next(iter(self._stale.items()))
+                generation = self.callers.generation
+                affinity.set(tenant.schema)  # this task's own context: the tenant's connections
+                try:
+                    row = await ReadTransaction.fetch_alone(
+                        self.engine, load_user_sql(tenant.schema), {"user_id": user_id, "jti": None}
+                    )
+                except Exception as exc:
+                    # The database is down, or the tenant just went: the requests that need
+                    # the database report it; the stale entry simply runs out.
+                    logger.debug("reloading a caller of tenant %s failed: %s", tenant_id, exc)
+                    row = None
+                finally:
+                    del self._stale[(tenant_id, user_id)]
+                user = _auth_user(row)
+                if user is not None:
+                    self._remember(tenant_id, user_id, user, generation)
+        finally:
+            self._reloader = None
+
+    async def stop(self) -> None:
+        """Cancel the reloading of stale callers (at shutdown)."""
+        if self._reloader is not None:
+            self._reloader.cancel()
+            await asyncio.gather(self._reloader, return_exceptions=True)
 
     async def revoke(self, session: AsyncSession, token: Token) -> None:
         """Refuse ``token`` from now on, in every process (it is checked in the database)."""

@@ -15,6 +15,11 @@ at most ``ATRIUM_CALLER_CACHE_TTL`` (300 s; at least three quarters of it, at ra
 see ``resolution.jittered``) while that channel is live, which only bounds a
 missed message, and 1 s otherwise, so without Redis a permission change reaches the other
 processes within a second, as a suspension does.
+
+While the channel is live, an expired caller still serves reads for one more TTL while it
+is reloaded beside them (``TokenAuth``), as an expired host does: callers loaded together
+expire together, and reloading each in its request cost a worker seconds of throughput
+over 1,000 tenants (bench/RESULTS.md, seventh pass).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ _CHANGED_KEY = "atrium_callers_changed"
 class CallerCache:
     def __init__(self, max_entries: int = MAX_CALLERS) -> None:
         self.max_entries = max_entries
-        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, Any]] = {}
+        # (tenant, user) -> (expires, usable until while reloaded, caller)
+        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, float, Any]] = {}
         # Bumped by every invalidation: a caller loaded before it is not stored after it.
         self._generation = 0
 
@@ -48,18 +54,38 @@ class CallerCache:
         return self._generation
 
     def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Any | None:
-        entry = self._entries.get((tenant_id, user_id))
-        if entry is None or entry[0] <= time.monotonic():
-            return None
-        return entry[1]
+        """The caller while fresh, else ``None``."""
+        caller, stale = self.lookup(tenant_id, user_id)
+        return None if stale else caller
 
-    def put(self, tenant_id: uuid.UUID, user_id: uuid.UUID, caller: Any, ttl: float, generation: int) -> None:
-        """Remember ``caller``, loaded when the generation was ``generation``."""
+    def lookup(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Any | None, bool]:
+        """``(caller, stale)``: a stale caller may still be used while it is reloaded."""
+        entry = self._entries.get((tenant_id, user_id))
+        if entry is None:
+            return None, False
+        expires, usable_until, caller = entry
+        now = time.monotonic()
+        if now < expires:
+            return caller, False
+        return (caller, True) if now < usable_until else (None, False)
+
+    def put(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        caller: Any,
+        ttl: float,
+        generation: int,
+        stale_for: float = 0.0,
+    ) -> None:
+        """Remember ``caller``, loaded when the generation was ``generation``; once
+        expired, it may be used ``stale_for`` seconds longer while it is reloaded."""
         if generation != self._generation or ttl <= 0:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[(tenant_id, user_id)] = (time.monotonic() + jittered(ttl), caller)
+        expires = time.monotonic() + jittered(ttl)
+        self._entries[(tenant_id, user_id)] = (expires, expires + stale_for, caller)
 
     def forget(self, tenant_id: str) -> None:
         """Drop a tenant's callers (``ALL_TENANTS``: everyone's)."""

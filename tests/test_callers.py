@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from litestar import Litestar
+from sqlalchemy import Engine
 
 from atrium.platform.callers import CallerCache
 from atrium.platform.resolution import ALL_TENANTS
@@ -142,3 +143,51 @@ def test_the_cache_is_bounded_and_entries_expire() -> None:
     cache.put(tenant, users[0], "short", ttl=0.01, generation=cache.generation)
     time.sleep(0.02)
     assert cache.get(tenant, users[0]) is None
+
+
+@pytest.mark.parametrize("channel", ["redis", "none"])
+async def test_an_expired_caller_answers_while_reloaded_only_while_the_channel_is_live(
+    channel: str,
+    settings: Settings,
+    real_redis_url: str,
+    make_tenant: Callable[..., MadeTenant],
+    operator_engine: Engine,
+) -> None:
+    redis_url = real_redis_url if channel == "redis" else None
+    # Expires within 1.5-2 s; then usable for 1.5-2 s more, unless reloaded.
+    ttl = 2.0
+    made = make_tenant()
+    async with serve(settings.with_overrides(redis_url=redis_url, caller_cache_ttl=ttl)) as (app, client):
+        if redis_url:
+            await _subscribed(app)
+        owner = await login_owner(client, made)
+        member = await add_user(client, owner, role="Member")
+        assert (await client.get("/users", headers=member.headers)).status_code == 200
+        assert remembered(app, made, member)
+        # A change whose message went missing (plain SQL: nothing is published).
+        with operator_engine.begin() as conn:
+            conn.exec_driver_sql(
+                f'DELETE FROM "{made.tenant.schema}".user_meta WHERE owner_id = %(u)s', {"u": member.id}
+            )
+        await asyncio.sleep(ttl + 0.1)
+        response = await client.get("/users", headers=member.headers)
+        if redis_url:
+            # Expired, so reloaded beside the request; the request itself did not wait for it.
+            assert response.status_code == 200
+            await wait_for_status(client, member.headers, 403, within=0.8)
+        else:
+            # Without the channel an expired caller is never used: loaded in the request.
+            assert response.status_code == 403
+        assert not app.state.token_auth._stale
+
+
+def test_an_expired_caller_is_usable_only_within_its_stale_window() -> None:
+    cache = CallerCache()
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    cache.put(tenant, user, "kept", ttl=0.01, generation=cache.generation, stale_for=30)
+    time.sleep(0.02)
+    assert cache.lookup(tenant, user) == ("kept", True)
+    assert cache.get(tenant, user) is None
+    cache.put(tenant, user, "gone", ttl=0.01, generation=cache.generation)
+    time.sleep(0.02)
+    assert cache.lookup(tenant, user) == (None, False)
