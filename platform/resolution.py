@@ -27,12 +27,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from atrium.platform.registry import Tenant, TenantDomain
 
@@ -41,7 +41,8 @@ FALLBACK_TTL = 1.0
 ALL_TENANTS = "*"
 # Hosts remembered per process, known and unknown (~0.3 KB each).
 MAX_HOSTS = 100_000
-# Stale hosts are looked up again together: after this delay, at most this many per query.
+# Stale hosts are looked up again together after this delay; hosts looked up together
+# (stale, or missed while requests wait) are at most this many per query.
 REFRESH_BATCH_DELAY = 0.05
 REFRESH_BATCH_MAX = 500
 logger = logging.getLogger("atrium.resolution")
@@ -56,6 +57,19 @@ def jittered(ttl: float) -> float:
     (bench/RESULTS.md, seventh pass). Random lifetimes dissolve a wave within a few TTLs.
     """
     return ttl * random.uniform(0.75, 1.0)  # noqa: S311 (spreading load, not a secret)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Hosts looked up together for the requests waiting on them."""
+
+    generation: int  # the resolver's when the first host was asked
+    found: asyncio.Future[dict[str, ResolvedTenant]]
+    hosts: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+
+    def __post_init__(self) -> None:
+        # Retrieved even when every request waiting on it was cancelled.
+        self.found.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +120,9 @@ class TenantResolver:
         # Hosts served stale, waiting to be looked up again together (``_refresh_stale``).
         self._stale: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
+        # Hosts missed by requests, gathering for one query (``_look_up_for_request``).
+        self._next_batch: _Batch | None = None
+        self._batches: set[asyncio.Task[None]] = set()
         self._subscribed = False
         self._listener: asyncio.Task[None] | None = None
         self._publisher: aioredis.Redis | None = None
@@ -144,10 +161,50 @@ class TenantResolver:
             if self._subscribed and now < expires + self.ttl:
                 self._refresh_beside(host)
                 return tenant
-        generation = self._generation
-        tenant = (await self._lookup([host])).get(host)
-        self._store({host: tenant}, [host], generation)
-        return tenant
+        return await self._look_up_for_request(host)
+
+    async def _look_up_for_request(self, host: str) -> ResolvedTenant | None:
+        """Look ``host`` up while its request waits, in one query with the other hosts
+        missed meanwhile.
+
+        Hosts are missed in waves (a restart, load spreading over many tenants), and one
+        query per host cost a pool checkout and a round trip each: the batch takes every
+        host missed until its connection is free. A request that is cancelled leaves the
+        lookup to the others (``shield``).
+        """
+        batch = self._next_batch
+        if batch is None or len(batch.hosts) >= REFRESH_BATCH_MAX:
+            batch = self._next_batch = _Batch(self._generation, asyncio.get_running_loop().create_future())
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        batch.hosts[host] = None
+        return (await asyncio.shield(batch.found)).get(host)
+
+    async def _run(self, batch: _Batch) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                # The connection is ours: the hosts missed until now are this query's.
+                if self._next_batch is batch:
+                    self._next_batch = None
+                hosts = list(batch.hosts)
+                found = await self._lookup(hosts, conn)
+        except Exception as exc:
+            # The database is down, or no connection came in time: each waiting request
+            # reports it, as it would have from a lookup of its own.
+            if self._next_batch is batch:
+                self._next_batch = None
+            batch.found.set_exception(exc)
+            return
+        except BaseException:
+            if self._next_batch is batch:
+                self._next_batch = None
+            batch.found.cancel()
+            raise
+        # A lookup that an invalidation overtook (since its first host was asked) is
+        # answered, not stored.
+        self._store(found, hosts, batch.generation)
+        batch.found.set_result(found)
 
     def _store(self, found: dict[str, ResolvedTenant], hosts: list[str], generation: int) -> None:
         """Cache the lookup of ``hosts`` (absent from ``found``: no such tenant), begun at
@@ -195,8 +252,13 @@ class TenantResolver:
         finally:
             self._refresher = None
 
-    async def _lookup(self, hosts: list[str]) -> dict[str, ResolvedTenant]:
+    async def _lookup(
+        self, hosts: list[str], conn: AsyncConnection | None = None
+    ) -> dict[str, ResolvedTenant]:
         """The tenants of ``hosts`` that have one: subdomains by slug, others by domain."""
+        if conn is None:
+            async with self.engine.connect() as conn:
+                return await self._lookup(hosts, conn)
         by_slug: dict[str, str] = {}
         domains: list[str] = []
         for host in hosts:
@@ -207,15 +269,14 @@ class TenantResolver:
                 domains.append(host)
         columns = (Tenant.id, Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.owner_id)
         found: dict[str, ResolvedTenant] = {}
-        async with self.engine.connect() as conn:
-            if by_slug:
-                result = await conn.execute(select(*columns).where(Tenant.slug.in_(list(by_slug))))
-                for row in result:
-                    found[by_slug[row.slug]] = ResolvedTenant(*row)
-            if domains:
-                query = select(*columns, TenantDomain.domain).join(TenantDomain)
-                for *row, domain in await conn.execute(query.where(TenantDomain.domain.in_(domains))):
-                    found[domain] = ResolvedTenant(*row)
+        if by_slug:
+            result = await conn.execute(select(*columns).where(Tenant.slug.in_(list(by_slug))))
+            for row in result:
+                found[by_slug[row.slug]] = ResolvedTenant(*row)
+        if domains:
+            query = select(*columns, TenantDomain.domain).join(TenantDomain)
+            for *row, domain in await conn.execute(query.where(TenantDomain.domain.in_(domains))):
+                found[domain] = ResolvedTenant(*row)
         return found
 
     def invalidate(self, tenant_id: str = ALL_TENANTS) -> None:
@@ -236,9 +297,13 @@ class TenantResolver:
             self._listener = asyncio.create_task(self._listen(), name="atrium-tenant-invalidation")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+        if self._next_batch is not None:  # its task may be cancelled before it ever ran
+            self._next_batch.found.cancel()
+            self._next_batch = None
+        pending = [*self._batches, *([self._refresher] if self._refresher is not None else [])]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

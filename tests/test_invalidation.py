@@ -170,3 +170,38 @@ async def test_the_host_cache_is_bounded(settings: Settings, make_tenant: Callab
         assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
         assert made.host in resolver._cache
     assert resolution.MAX_HOSTS >= 10_000
+
+
+async def test_hosts_missed_together_are_looked_up_in_one_query(
+    settings: Settings, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    made = [make_tenant() for _ in range(8)]
+    domain = f"app.{made[0].slug}.example.net"
+    add_domain(operator_engine, made[0].slug, domain, "localhost")
+    hosts = [m.host for m in made] + [domain, "nobody-here.localhost"]
+    async with serve(settings, PROBES) as (app, _):
+        resolver = app.state.resolver
+        lookups: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if "platform.tenants" in statement:
+                lookups.append(statement)
+
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+        resolved = await asyncio.gather(*(resolver.resolve(h) for h in hosts))
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        assert [t.id if t else None for t in resolved] == [m.tenant.id for m in made] + [
+            made[0].tenant.id,
+            None,
+        ]
+        assert len(lookups) == 2, lookups  # the slugs, then the custom domain
+        assert all(h in resolver._cache for h in hosts)
+        # A lookup that fails reaches every request that waited on it.
+        await app.state.engine.dispose()
+        broken = settings.with_overrides(database_url="postgresql://root@127.0.0.1:1/nowhere")
+        async with serve(broken, PROBES) as (down, _):
+            results = await asyncio.gather(
+                *(down.state.resolver.resolve(h) for h in hosts[:3]), return_exceptions=True
+            )
+            assert all(isinstance(r, Exception) for r in results), results
+            assert down.state.resolver._next_batch is None
