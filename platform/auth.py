@@ -118,15 +118,22 @@ CALLER_TABLES = ("users", "user_meta", "user_roles")
 _CALLER_STILL_VALID = "EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s AND NOT ({revoked}))"
 
 
-def _bound(query: str, schema: str) -> str:
-    """The binding statement and ``query`` (``{s}``: the tenant's schema) as one round trip.
+def _qualified(template: str, schema: str, old_table: bool = False) -> str:
+    """``template`` with its revocation check (``old_table``: see ``bind_and_load_user_sql``)
+    and every table qualified with the tenant's schema (from the registry, quoted).
 
-    Names inside the statement are resolved before its ``set_config`` runs, so the
-    tables are qualified with the schema (from the registry, quoted). Always one row.
     Built per request (~3 µs): a cache of one ~1 KB string per tenant grew the app by
     10 MB per process at 10,000 tenants, which the memory figure of bench/run.py showed.
     """
-    query = query.format(s=quote_ident(schema) + ".")
+    return _revocation_checked(template, old_table).format(s=quote_ident(schema) + ".")
+
+
+def _bound(query: str) -> str:
+    """The binding statement and ``query`` as one round trip; always one row.
+
+    Names inside the statement are resolved before its ``set_config`` runs, so ``query``
+    must be ``_qualified``.
+    """
     return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
 
 
@@ -136,7 +143,7 @@ def bind_and_load_user_sql(schema: str, old_table: bool = False) -> str:
     ``old_table``: also look the token up in ``revoked_tokens``
     (``issued_before_revocations_moved``), as in the functions below.
     """
-    return _bound(_revocation_checked(_USER_WITH_PERMISSIONS, old_table), schema)
+    return _bound(_qualified(_USER_WITH_PERMISSIONS, schema, old_table))
 
 
 def bind_and_check_caller_sql(schema: str, old_table: bool = False) -> str:
@@ -147,7 +154,7 @@ def bind_and_check_caller_sql(schema: str, old_table: bool = False) -> str:
     over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
     before any later statement of the transaction; the tables are qualified.
     """
-    return f"SELECT {_valid(schema, old_table)} AS valid, {BIND_COLUMNS}"
+    return f"SELECT {_qualified(_CALLER_STILL_VALID, schema, old_table)} AS valid, {BIND_COLUMNS}"
 
 
 def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> str:
@@ -161,17 +168,13 @@ def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> s
     own (bench/RESULTS.md, sixth pass). Their statement timeout would not have bounded
     this statement anyway: PostgreSQL arms the timeout when a statement starts.
     """
-    return row.joined_to(f"{_valid(schema, old_table)} AS valid", schema)
+    return row.joined_to(f"{_qualified(_CALLER_STILL_VALID, schema, old_table)} AS valid", schema)
 
 
 def load_user_sql(schema: str) -> str:
     """The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
     token (``jti`` NULL): for reloading a caller whose every request is checked anyway."""
-    return _revocation_checked(_USER_WITH_PERMISSIONS, False).format(s=quote_ident(schema) + ".")
-
-
-def _valid(schema: str, old_table: bool) -> str:
-    return _revocation_checked(_CALLER_STILL_VALID, old_table).format(s=quote_ident(schema) + ".")
+    return _qualified(_USER_WITH_PERMISSIONS, schema)
 
 
 # A logout records the token id with its expiry (Unix seconds) on its user's row, and
