@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import time
@@ -65,6 +64,7 @@ class _Batch:
 
     generation: int  # the resolver's when the first host was asked
     found: asyncio.Future[dict[str, ResolvedTenant]]
+    refresh: bool  # stale hosts refreshed beside their requests, which do not wait
     hosts: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
 
     def __post_init__(self) -> None:
@@ -117,11 +117,9 @@ class TenantResolver:
         # Bumped by every invalidation: a lookup that began before it is not stored after it.
         self._generation = 0
         self.max_hosts = max_hosts
-        # Hosts served stale, waiting to be looked up again together (``_refresh_stale``).
-        self._stale: set[str] = set()
-        self._refresher: asyncio.Task[None] | None = None
-        # Hosts missed by requests, gathering for one query (``_look_up_for_request``).
-        self._next_batch: _Batch | None = None
+        # Hosts gathering for one query (``_join``): missed by requests (False), or served
+        # stale and refreshed beside them (True); and the batches' tasks.
+        self._open_batches: dict[bool, _Batch] = {}
         self._batches: set[asyncio.Task[None]] = set()
         self._subscribed = False
         self._listener: asyncio.Task[None] | None = None
@@ -164,41 +162,59 @@ class TenantResolver:
         return await self._look_up_for_request(host)
 
     async def _look_up_for_request(self, host: str) -> ResolvedTenant | None:
-        """Look ``host`` up while its request waits, in one query with the other hosts
-        missed meanwhile.
+        """Look ``host`` up while its request waits. A request that is cancelled leaves
+        the lookup to the others waiting on it (``shield``)."""
+        return (await asyncio.shield(self._join(host, refresh=False).found)).get(host)
 
-        Hosts are missed in waves (a restart, load spreading over many tenants), and one
-        query per host cost a pool checkout and a round trip each: the batch takes every
-        host missed until its connection is free. A request that is cancelled leaves the
-        lookup to the others (``shield``).
+    def _refresh_beside(self, host: str) -> None:
+        """Look ``host`` up again after ``REFRESH_BATCH_DELAY``; nobody waits for it."""
+        self._join(host, refresh=True)
+
+    def _join(self, host: str, refresh: bool) -> _Batch:
+        """The batch that looks ``host`` up: the open one of its kind, or a new one.
+
+        Hosts are missed and expire in waves (a restart, load spreading over many
+        tenants), and one query per host cost a pool checkout and a round trip each, more
+        than the requests served meanwhile (bench/RESULTS.md, seventh pass). A batch takes
+        every host of its kind until its connection is free: a refresh waits
+        ``REFRESH_BATCH_DELAY`` first, so that the requests of that moment add theirs.
         """
-        batch = self._next_batch
+        batch = self._open_batches.get(refresh)
         if batch is None or len(batch.hosts) >= REFRESH_BATCH_MAX:
-            batch = self._next_batch = _Batch(self._generation, asyncio.get_running_loop().create_future())
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            loop = asyncio.get_running_loop()
+            batch = self._open_batches[refresh] = _Batch(self._generation, loop.create_future(), refresh)
+            task = loop.create_task(self._run(batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
         batch.hosts[host] = None
-        return (await asyncio.shield(batch.found)).get(host)
+        return batch
+
+    def _close(self, batch: _Batch) -> None:
+        if self._open_batches.get(batch.refresh) is batch:
+            del self._open_batches[batch.refresh]
 
     async def _run(self, batch: _Batch) -> None:
         try:
+            if batch.refresh:
+                await asyncio.sleep(REFRESH_BATCH_DELAY)
+                # Its hosts are already stale: what counts is what the query sees.
+                batch.generation = self._generation
             async with self.engine.connect() as conn:
-                # The connection is ours: the hosts missed until now are this query's.
-                if self._next_batch is batch:
-                    self._next_batch = None
+                # The connection is ours: the hosts added until now are this query's.
+                self._close(batch)
                 hosts = list(batch.hosts)
                 found = await self._lookup(hosts, conn)
         except Exception as exc:
             # The database is down, or no connection came in time: each waiting request
-            # reports it, as it would have from a lookup of its own.
-            if self._next_batch is batch:
-                self._next_batch = None
+            # reports it, as from a lookup of its own. A refresh has nobody to tell; its
+            # hosts stay stale and are queued again by their next request.
+            self._close(batch)
             batch.found.set_exception(exc)
+            if batch.refresh:
+                logger.debug("refreshing %d hosts failed: %s", len(batch.hosts), exc)
             return
         except BaseException:
-            if self._next_batch is batch:
-                self._next_batch = None
+            self._close(batch)
             batch.found.cancel()
             raise
         # A lookup that an invalidation overtook (since its first host was asked) is
@@ -223,42 +239,8 @@ class TenantResolver:
         for host in hosts:
             self._cache[host] = (now + jittered(self.current_ttl), found.get(host))
 
-    def _refresh_beside(self, host: str) -> None:
-        self._stale.add(host)
-        if self._refresher is None:
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_stale())
-
-    async def _refresh_stale(self) -> None:
-        """Look the stale hosts up again, many per query.
-
-        Over many tenants hosts expire in waves, and one lookup per host (a pool
-        checkout and a query each) cost a worker more than the requests it served
-        meanwhile (bench/RESULTS.md, seventh pass). Waiting ``REFRESH_BATCH_DELAY``
-        lets the requests of that moment add their hosts to the same query.
-        """
-        try:
-            await asyncio.sleep(REFRESH_BATCH_DELAY)
-            while self._stale:
-                hosts = list(itertools.islice(self._stale, REFRESH_BATCH_MAX))
-                self._stale.difference_update(hosts)
-                generation = self._generation
-                self._store(await self._lookup(hosts), hosts, generation)
-        except Exception as exc:
-            # Whatever went wrong (the database is down), the next request that needs the
-            # database reports it; a background task has nobody to tell. Entries still
-            # stale are queued again by their next request.
-            logger.debug("refreshing %d hosts failed: %s", len(self._stale), exc)
-            self._stale.clear()
-        finally:
-            self._refresher = None
-
-    async def _lookup(
-        self, hosts: list[str], conn: AsyncConnection | None = None
-    ) -> dict[str, ResolvedTenant]:
+    async def _lookup(self, hosts: list[str], conn: AsyncConnection) -> dict[str, ResolvedTenant]:
         """The tenants of ``hosts`` that have one: subdomains by slug, others by domain."""
-        if conn is None:
-            async with self.engine.connect() as conn:
-                return await self._lookup(hosts, conn)
         by_slug: dict[str, str] = {}
         domains: list[str] = []
         for host in hosts:
@@ -297,10 +279,10 @@ class TenantResolver:
             self._listener = asyncio.create_task(self._listen(), name="atrium-tenant-invalidation")
 
     async def stop(self) -> None:
-        if self._next_batch is not None:  # its task may be cancelled before it ever ran
-            self._next_batch.found.cancel()
-            self._next_batch = None
-        pending = [*self._batches, *([self._refresher] if self._refresher is not None else [])]
+        for batch in self._open_batches.values():  # its task may be cancelled before it ran
+            batch.found.cancel()
+        self._open_batches.clear()
+        pending = list(self._batches)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
