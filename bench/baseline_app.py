@@ -33,17 +33,13 @@ from psycopg_pool import AsyncConnectionPool
 from atrium.platform.database import BIND_SQL
 from atrium.platform.naming import quote_ident
 
-SELECT_USER = (
-    "SELECT users.id, users.name, users.email, users.phone, users.created_at, users.updated_at "
-    "FROM users WHERE users.id = %(id)s"
-)
+USER_COLUMNS = ("id", "name", "email", "phone", "created_at", "updated_at")
+_SELECT_USER = f"SELECT {', '.join(USER_COLUMNS)} FROM {{table}} WHERE id = %(id)s"
+SELECT_USER = _SELECT_USER.format(table="users")
 
 
 def select_user_alone(schema: str) -> str:
-    return (
-        "SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at "
-        f"FROM {quote_ident(schema)}.users AS u WHERE u.id = %(id)s"
-    )
+    return _SELECT_USER.format(table=f"{quote_ident(schema)}.users")
 
 
 def _host(raw: str) -> str:
@@ -88,7 +84,7 @@ def create_app() -> Litestar:
     def found(row: Any) -> dict[str, Any]:
         if row is None:
             raise NotFoundException("no such user")
-        return dict(zip(("id", "name", "email", "phone", "created_at", "updated_at"), row, strict=True))
+        return dict(zip(USER_COLUMNS, row, strict=True))
 
     @get("/health")
     async def health() -> dict[str, str]:
