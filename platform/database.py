@@ -96,7 +96,7 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
     that died is detected by the failing statement, SQLAlchemy then invalidates the
     whole pool, and the request gets a 503 (see ``errors.py``).
     """
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -105,6 +105,16 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
         poolclass=TenantAffinePool,
         connect_args=_connect_args(settings),
     )
+    prepared_max = settings.db_prepared_max
+
+    # Not a connect argument of psycopg: set on each new connection. Its default (100)
+    # is below the tenants a pooled connection serves in a large deployment, and a
+    # statement evicted from psycopg's cache is planned again on every run.
+    def keep_prepared(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.prepared_max = prepared_max
+
+    event.listen(engine.sync_engine, "connect", keep_prepared)
+    return engine
 
 
 def create_operator_engine(settings: Settings, pool_size: int = 5) -> Engine:

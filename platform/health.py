@@ -26,6 +26,7 @@ async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT), db_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            await conn.commit()  # not a rollback: see TenantResolver._run
     except Exception:  # any failure to answer means "not healthy", never a 500
         raise database_unavailable() from None
     return {"status": "ok"}

@@ -204,6 +204,11 @@ class TenantResolver:
                 self._close(batch)
                 hosts = list(batch.hosts)
                 found = await self._lookup(hosts, conn)
+                # Commit, not the rollback that closing would issue: a rollback makes psycopg
+                # drop every statement prepared on the connection (DEALLOCATE ALL). Over 1,000
+                # tenants these refreshes wiped each pooled connection about twice a second,
+                # and every GET was planned anew (bench/RESULTS.md, eighth pass).
+                await conn.commit()
         except Exception as exc:
             # The database is down, or no connection came in time: each waiting request
             # reports it, as from a lookup of its own. A refresh has nobody to tell; its

@@ -1,0 +1,88 @@
+"""Pooled connections keep their prepared statements: enough of them, and through the
+platform's own read-only lookups (which must not roll back: psycopg then drops them all)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.util import greenlet_spawn
+
+from atrium.platform.app import create_app_from_env
+from atrium.platform.database import create_app_engine
+from atrium.platform.settings import Settings, SettingsError, load_settings
+from tests.conftest import MadeTenant, serve
+
+PROBE = "SELECT 1 AS kept_prepared"
+
+
+async def _server_prepared(driver_connection: Any) -> list[str]:
+    cursor = await driver_connection.execute("SELECT statement FROM pg_prepared_statements")
+    statements = [row[0] for row in await cursor.fetchall()]
+    await driver_connection.commit()  # the pool's reset would roll back, dropping them
+    return statements
+
+
+async def test_pooled_connections_keep_the_configured_number_of_statements(settings: Settings) -> None:
+    engine = create_app_engine(settings.with_overrides(db_prepared_max=7))
+    try:
+        fairy = await engine.raw_connection()
+        try:
+            assert fairy.driver_connection.prepared_max == 7
+        finally:
+            await greenlet_spawn(fairy.close)
+    finally:
+        await engine.dispose()
+
+
+def test_the_prepared_statement_budget_is_read_from_the_environment() -> None:
+    env = {"DATABASE_URL": "postgresql://root@127.0.0.1:5432/x", "ATRIUM_SECRET_KEY": "k" * 40}
+    assert load_settings(env).db_prepared_max == 256
+    assert load_settings({**env, "ATRIUM_DB_PREPARED_MAX": "1000"}).db_prepared_max == 1000
+    with pytest.raises(SettingsError, match="ATRIUM_DB_PREPARED_MAX"):
+        load_settings({**env, "ATRIUM_DB_PREPARED_MAX": "0"})
+
+
+async def test_host_lookups_and_health_checks_keep_the_prepared_statements(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    # One pooled connection: the lookup and the health check must use the very one that
+    # holds the prepared statement.
+    one_connection = settings.with_overrides(db_pool_size=1, db_max_overflow=0)
+    async with serve(one_connection) as (app, client):
+        engine = app.state.engine
+        fairy = await engine.raw_connection()
+        try:
+            await fairy.driver_connection.execute(PROBE, prepare=True)
+            await fairy.driver_connection.commit()
+            assert PROBE in await _server_prepared(fairy.driver_connection)
+        finally:
+            await greenlet_spawn(fairy.close)
+
+        resolved = await app.state.resolver.resolve(made.host)  # not cached: one lookup
+        assert resolved is not None and resolved.id == made.tenant.id
+        assert (await client.get("/health")).status_code == 200
+
+        fairy = await engine.raw_connection()
+        try:
+            assert PROBE in await _server_prepared(fairy.driver_connection)
+        finally:
+            await greenlet_spawn(fairy.close)
+
+
+def test_the_server_entry_point_freezes_what_it_built(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ATRIUM_SECRET_KEY", settings.secret_key)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    gc.unfreeze()
+    try:
+        create_app_from_env()
+        # The app's long-lived objects are out of the collector's walks.
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
