@@ -39,7 +39,7 @@ async def test_pooled_connections_keep_the_configured_number_of_statements(setti
 
 def test_the_prepared_statement_budget_is_read_from_the_environment() -> None:
     env = {"DATABASE_URL": "postgresql://root@127.0.0.1:5432/x", "ATRIUM_SECRET_KEY": "k" * 40}
-    assert load_settings(env).db_prepared_max == 256
+    assert load_settings(env).db_prepared_max == 512
     assert load_settings({**env, "ATRIUM_DB_PREPARED_MAX": "1000"}).db_prepared_max == 1000
     with pytest.raises(SettingsError, match="ATRIUM_DB_PREPARED_MAX"):
         load_settings({**env, "ATRIUM_DB_PREPARED_MAX": "0"})
