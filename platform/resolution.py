@@ -27,10 +27,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from atrium.platform.registry import Tenant, TenantDomain
@@ -97,6 +99,16 @@ def publish_tenant_change(redis_url: str | None, tenant_id: uuid.UUID | str = AL
         logger.warning("could not publish tenant change (%s); caches expire within their TTL", exc)
     finally:
         client.close()
+
+
+def _any_of(column: Any, values: list[str]) -> ColumnElement[bool]:
+    """``column = ANY(array)``: one statement whatever the number of values.
+
+    ``IN`` expands to one placeholder per value, so every batch size was a statement of
+    its own, and psycopg prepared those that recurred, in the slots (``prepared_max``)
+    the tenants' statements need.
+    """
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 
 class TenantResolver:
@@ -257,12 +269,12 @@ class TenantResolver:
         columns = (Tenant.id, Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.owner_id)
         found: dict[str, ResolvedTenant] = {}
         if by_slug:
-            result = await conn.execute(select(*columns).where(Tenant.slug.in_(list(by_slug))))
+            result = await conn.execute(select(*columns).where(_any_of(Tenant.slug, list(by_slug))))
             for row in result:
                 found[by_slug[row.slug]] = ResolvedTenant(*row)
         if domains:
             query = select(*columns, TenantDomain.domain).join(TenantDomain)
-            for *row, domain in await conn.execute(query.where(TenantDomain.domain.in_(domains))):
+            for *row, domain in await conn.execute(query.where(_any_of(TenantDomain.domain, domains))):
                 found[domain] = ResolvedTenant(*row)
         return found
 

@@ -3,11 +3,13 @@ platform's own read-only lookups (which must not roll back: psycopg then drops t
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.app import create_app_from_env
@@ -86,3 +88,26 @@ def test_the_server_entry_point_freezes_what_it_built(
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+async def test_host_lookups_are_one_statement_whatever_their_size(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = [make_tenant() for _ in range(4)]
+    async with serve(settings) as (app, _):
+        resolver = app.state.resolver
+        statements: list[str] = []
+
+        def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if "platform.tenants" in statement:
+                statements.append(statement)
+
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            first = await resolver.resolve(made[0].host)
+            rest = await asyncio.gather(*(resolver.resolve(m.host) for m in made[1:]))
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", capture)
+        assert [t.id if t else None for t in [first, *rest]] == [m.tenant.id for m in made]
+        # One host, then three in one batch: the same text, so one prepared statement.
+        assert len(statements) == 2 and statements[0] == statements[1], statements
