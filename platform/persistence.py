@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
+    async_autocommit_handler_maker,
 )
+from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
+from litestar.constants import HTTP_RESPONSE_START
 from litestar.datastructures import State
-from litestar.types import Scope
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.callers import CallerInvalidation
@@ -21,6 +25,11 @@ from atrium.platform.database import (
     attach_tenant_binding,
 )
 from atrium.platform.middleware import scope_tenant
+
+logger = logging.getLogger("atrium.persistence")
+
+# PostgreSQL assigns a transaction id at its first write: none, nothing was written.
+_WROTE_SQL = "SELECT txid_current_if_assigned() IS NOT NULL"
 
 
 @dataclass
@@ -34,6 +43,11 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
 
     statement_timeout_ms: int = 30_000
     caller_invalidation: CallerInvalidation | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Set here: the base class has just made the scope key unique in this process.
+        self.before_send_handler = _before_send(self.session_scope_key)
 
     def create_session_maker(self) -> Callable[[], AsyncSession]:
         maker = super().create_session_maker()
@@ -55,13 +69,47 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         return session
 
 
+async def _commit_if_read_only(session: AsyncSession) -> None:
+    """Commit ``session``'s transaction if it wrote nothing, so that it is not rolled back.
+
+    A rollback makes psycopg drop every statement prepared on the connection (and the
+    server DEALLOCATE ALL): each tenant's statements are planned anew until prepared
+    again (bench/RESULTS.md, eighth pass). Read-only, a commit and a rollback are the same.
+    A transaction that wrote, has unflushed changes, or failed is left to the rollback.
+    """
+    if not session.in_transaction() or session.new or session.dirty or session.deleted:
+        return
+    try:
+        connection = await session.connection()
+        wrote = (await connection.exec_driver_sql(_WROTE_SQL)).scalar()
+        if not wrote:
+            await session.commit()
+    except Exception as exc:  # a failed transaction: the rollback that follows ends it
+        logger.debug("a read-only session could not be committed: %s", exc)
+
+
+def _before_send(session_scope_key: str) -> BeforeMessageSendHookHandler:
+    """advanced-alchemy's ``autocommit`` handler (commit on 2xx, else roll back, then
+    close), except that a session answered with an error and that wrote nothing commits."""
+    autocommit = async_autocommit_handler_maker(session_scope_key=session_scope_key)
+
+    async def handler(message: Message, scope: Scope) -> None:
+        if message["type"] == HTTP_RESPONSE_START and not 200 <= message["status"] < 300:
+            # The plugin's own accessor of the request's session (None: it opened none).
+            session = get_aa_scope_state(scope, session_scope_key)
+            if session is not None:
+                await _commit_if_read_only(session)
+        await autocommit(message, scope)
+
+    return handler
+
+
 def sqlalchemy_config(
     engine: AsyncEngine, statement_timeout_ms: int, caller_invalidation: CallerInvalidation | None = None
 ) -> TenantSQLAlchemyConfig:
     return TenantSQLAlchemyConfig(
         engine_instance=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler="autocommit",
         # Its handler answers plain JSON; errors.py maps repository errors to problems.
         set_default_exception_handler=False,
         statement_timeout_ms=statement_timeout_ms,

@@ -9,11 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from litestar import get, post
+from litestar.di import NamedDependency
+from sqlalchemy import Engine, event, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.app import create_app_from_env
 from atrium.platform.database import create_app_engine
+from atrium.platform.errors import problem
+from atrium.platform.naming import quote_ident
+from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings, SettingsError, load_settings
 from tests.conftest import MadeTenant, serve
 
@@ -111,3 +117,63 @@ async def test_host_lookups_are_one_statement_whatever_their_size(
         assert [t.id if t else None for t in [first, *rest]] == [m.tenant.id for m in made]
         # One host, then three in one batch: the same text, so one prepared statement.
         assert len(statements) == 2 and statements[0] == statements[1], statements
+
+
+@get("/probe/read-then-fail", exclude_from_auth=True)
+async def read_then_fail(db_session: NamedDependency[AsyncSession]) -> None:
+    await db_session.execute(text("SELECT count(*) FROM users"))
+    raise problem(404, "Nothing here.")
+
+
+@post("/probe/write-then-fail", exclude_from_auth=True)
+async def write_then_fail(
+    db_session: NamedDependency[AsyncSession], tenant: NamedDependency[ResolvedTenant]
+) -> None:
+    # A raw write: no flush, nothing the session itself would know about.
+    await db_session.execute(
+        text("INSERT INTO customize (tenant_id, data) VALUES (:tid, '{\"left\": true}')"), {"tid": tenant.id}
+    )
+    raise problem(409, "Changed my mind.")
+
+
+async def _prepare_probe(engine: Any) -> Any:
+    fairy = await engine.raw_connection()
+    try:
+        await fairy.driver_connection.execute(PROBE, prepare=True)
+        await fairy.driver_connection.commit()
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+async def _probe_still_prepared(engine: Any) -> bool:
+    fairy = await engine.raw_connection()
+    try:
+        return PROBE in await _server_prepared(fairy.driver_connection)
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+async def test_an_error_answer_commits_a_session_that_wrote_nothing(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    one_connection = settings.with_overrides(db_pool_size=1, db_max_overflow=0)
+    async with serve(one_connection, [read_then_fail], host=made.host) as (app, client):
+        await client.get("/probe/read-then-fail")  # the host is resolved and cached
+        await _prepare_probe(app.state.engine)
+        response = await client.get("/probe/read-then-fail")
+        assert response.status_code == 404
+        assert await _probe_still_prepared(app.state.engine)
+
+
+async def test_an_error_answer_still_rolls_back_what_the_session_wrote(
+    settings: Settings, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    made = make_tenant()
+    async with serve(settings, [write_then_fail], host=made.host) as (_, client):
+        response = await client.post("/probe/write-then-fail")
+        assert response.status_code == 409
+    with operator_engine.connect() as conn:
+        schema = quote_ident(made.tenant.schema)
+        left = conn.execute(text(f"SELECT count(*) FROM {schema}.customize WHERE data ? 'left'")).scalar_one()
+    assert left == 0
