@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
@@ -16,6 +17,7 @@ from litestar.constants import HTTP_RESPONSE_START
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from atrium.platform.callers import CallerInvalidation
 from atrium.platform.database import (
@@ -23,11 +25,14 @@ from atrium.platform.database import (
     STATEMENT_TIMEOUT_KEY,
     TENANT_ID_INFO_KEY,
     attach_tenant_binding,
+    listen_once,
 )
 from atrium.platform.middleware import scope_tenant
 
 logger = logging.getLogger("atrium.persistence")
 
+# Set in ``session.info`` while the session's transaction holds a connection.
+_HOLDS_CONNECTION_KEY = "atrium_holds_connection"
 # PostgreSQL assigns a transaction id at its first write: none, nothing was written.
 _WROTE_SQL = "SELECT txid_current_if_assigned() IS NOT NULL"
 
@@ -55,6 +60,8 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         # (to hang its listeners on); the binding goes on that same sessionmaker.
         sync_maker = maker.kw["sync_session_class"]  # type: ignore[attr-defined]
         attach_tenant_binding(sync_maker)
+        listen_once(sync_maker, "after_begin", _holds_connection)
+        listen_once(sync_maker, "after_transaction_end", _released_connection)
         if self.caller_invalidation is not None:
             self.caller_invalidation.attach(sync_maker)
         return maker
@@ -69,6 +76,15 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         return session
 
 
+def _holds_connection(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info[_HOLDS_CONNECTION_KEY] = True
+
+
+def _released_connection(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_HOLDS_CONNECTION_KEY, None)
+
+
 async def _commit_if_read_only(session: AsyncSession) -> None:
     """Commit ``session``'s transaction if it wrote nothing, so that it is not rolled back.
 
@@ -77,7 +93,9 @@ async def _commit_if_read_only(session: AsyncSession) -> None:
     again (bench/RESULTS.md, eighth pass). Read-only, a commit and a rollback are the same.
     A transaction that wrote, has unflushed changes, or failed is left to the rollback.
     """
-    if not session.in_transaction() or session.new or session.dirty or session.deleted:
+    # Without a connection (none came in time: a 503), there is nothing to keep, and
+    # asking for one would wait for the pool again.
+    if not session.info.get(_HOLDS_CONNECTION_KEY) or session.new or session.dirty or session.deleted:
         return
     try:
         connection = await session.connection()
