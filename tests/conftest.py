@@ -3,13 +3,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from litestar import Litestar
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.platform.alembic_runner import upgrade_platform
 from atrium.platform.app import create_app
@@ -131,3 +132,19 @@ async def login(client: httpx.AsyncClient, host: str, email: str, password: str)
 
 async def login_owner(client: httpx.AsyncClient, made: MadeTenant) -> dict[str, str]:
     return await login(client, made.host, made.owner_email, made.owner_password)
+
+
+@contextmanager
+def statements_run(engine: AsyncEngine, containing: str) -> Iterator[list[str]]:
+    """The statements ``engine`` sends while inside, those whose text has ``containing``."""
+    statements: list[str] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if containing in statement:
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)

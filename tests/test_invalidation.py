@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from atrium.platform import resolution
 from atrium.platform.provisioning import delete_tenant
@@ -15,7 +15,7 @@ from atrium.platform.registry import TenantStatus
 from atrium.platform.resolution import publish_tenant_change
 from atrium.platform.settings import Settings
 from atrium.platform.tenant_admin import add_domain, set_status
-from tests.conftest import MadeTenant, serve
+from tests.conftest import MadeTenant, serve, statements_run
 from tests.probes import PROBES
 
 
@@ -131,25 +131,18 @@ async def test_hosts_that_expire_together_are_looked_up_again_together(
         await _subscribed(app)
         for host in hosts:
             await client.get("/probe/users", headers={"Host": host})
-        lookups: list[str] = []
-
-        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-            if "platform.tenants" in statement:
-                lookups.append(statement)
-
-        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
-        # Changes whose messages went missing: only the TTL can bring them.
-        for m in made[::2]:
-            set_status(operator_engine, m.slug, TenantStatus.SUSPENDED)
-        await asyncio.sleep(ttl + 0.1)
-        answers = await asyncio.gather(*(client.get("/probe/users", headers={"Host": h}) for h in hosts))
-        # Every stale entry answered at once, as before the change ...
-        assert [a.status_code for a in answers] == [200] * (len(hosts) - 1) + [404]
-        # ... and the changes arrive through lookups of many hosts at once (one per
-        # slug batch and one per domain batch; one per host before).
-        await _wait_for_status(client, made[0].host, 403, within=1.0)
-        await _wait_for_status(client, domain, 403, within=1.0)
-        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        with statements_run(app.state.engine, "platform.tenants") as lookups:
+            # Changes whose messages went missing: only the TTL can bring them.
+            for m in made[::2]:
+                set_status(operator_engine, m.slug, TenantStatus.SUSPENDED)
+            await asyncio.sleep(ttl + 0.1)
+            answers = await asyncio.gather(*(client.get("/probe/users", headers={"Host": h}) for h in hosts))
+            # Every stale entry answered at once, as before the change ...
+            assert [a.status_code for a in answers] == [200] * (len(hosts) - 1) + [404]
+            # ... and the changes arrive through lookups of many hosts at once (one per
+            # slug batch and one per domain batch; one per host before).
+            await _wait_for_status(client, made[0].host, 403, within=1.0)
+            await _wait_for_status(client, domain, 403, within=1.0)
         assert 1 <= len(lookups) <= len(hosts) // 3, lookups
         for m in made:
             expected = 403 if m in made[::2] else 200
@@ -181,15 +174,8 @@ async def test_hosts_missed_together_are_looked_up_in_one_query(
     hosts = [m.host for m in made] + [domain, "nobody-here.localhost"]
     async with serve(settings, PROBES) as (app, _):
         resolver = app.state.resolver
-        lookups: list[str] = []
-
-        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-            if "platform.tenants" in statement:
-                lookups.append(statement)
-
-        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
-        resolved = await asyncio.gather(*(resolver.resolve(h) for h in hosts))
-        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+        with statements_run(app.state.engine, "platform.tenants") as lookups:
+            resolved = await asyncio.gather(*(resolver.resolve(h) for h in hosts))
         assert [t.id if t else None for t in resolved] == [m.tenant.id for m in made] + [
             made[0].tenant.id,
             None,

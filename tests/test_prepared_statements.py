@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from litestar import get, post
 from litestar.di import NamedDependency
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
@@ -21,7 +21,7 @@ from atrium.platform.errors import problem
 from atrium.platform.naming import quote_ident
 from atrium.platform.resolution import ResolvedTenant
 from atrium.platform.settings import Settings, SettingsError, load_settings
-from tests.conftest import MadeTenant, serve
+from tests.conftest import MadeTenant, serve, statements_run
 
 PROBE = "SELECT 1 AS kept_prepared"
 
@@ -102,18 +102,9 @@ async def test_host_lookups_are_one_statement_whatever_their_size(
     made = [make_tenant() for _ in range(4)]
     async with serve(settings) as (app, _):
         resolver = app.state.resolver
-        statements: list[str] = []
-
-        def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-            if "platform.tenants" in statement:
-                statements.append(statement)
-
-        event.listen(app.state.engine.sync_engine, "before_cursor_execute", capture)
-        try:
+        with statements_run(app.state.engine, "platform.tenants") as statements:
             first = await resolver.resolve(made[0].host)
             rest = await asyncio.gather(*(resolver.resolve(m.host) for m in made[1:]))
-        finally:
-            event.remove(app.state.engine.sync_engine, "before_cursor_execute", capture)
         assert [t.id if t else None for t in [first, *rest]] == [m.tenant.id for m in made]
         # One host, then three in one batch: the same text, so one prepared statement.
         assert len(statements) == 2 and statements[0] == statements[1], statements
