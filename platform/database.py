@@ -12,11 +12,13 @@ bound parameters in ``SET``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
 
 from atrium.platform.connection_affinity import TenantAffinePool
@@ -115,6 +117,20 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
 
     event.listen(engine.sync_engine, "connect", keep_prepared)
     return engine
+
+
+@asynccontextmanager
+async def read_only_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A Core connection for reads, ended by a commit rather than the rollback of closing.
+
+    A rollback makes psycopg drop every statement prepared on the connection (DEALLOCATE
+    ALL): the host lookups rolled back, and over 1,000 tenants they wiped each pooled
+    connection about twice a second, so every GET was planned anew (bench/RESULTS.md,
+    eighth pass). Read-only, a commit and a rollback are the same.
+    """
+    async with engine.connect() as conn:
+        yield conn
+        await conn.commit()
 
 
 def create_operator_engine(settings: Settings, pool_size: int = 5) -> Engine:

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from atrium.platform.database import read_only_connection
 from atrium.platform.errors import database_unavailable, problem_responses
 
 HEALTH_TIMEOUT = 2.0
@@ -24,9 +25,8 @@ HEALTH_TIMEOUT = 2.0
 )
 async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     try:
-        async with asyncio.timeout(HEALTH_TIMEOUT), db_engine.connect() as conn:
+        async with asyncio.timeout(HEALTH_TIMEOUT), read_only_connection(db_engine) as conn:
             await conn.execute(text("SELECT 1"))
-            await conn.commit()  # not a rollback: see TenantResolver._run
     except Exception:  # any failure to answer means "not healthy", never a 500
         raise database_unavailable() from None
     return {"status": "ok"}

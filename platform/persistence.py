@@ -88,10 +88,9 @@ def _released_connection(session: Session, transaction: SessionTransaction) -> N
 async def _commit_if_read_only(session: AsyncSession) -> None:
     """Commit ``session``'s transaction if it wrote nothing, so that it is not rolled back.
 
-    A rollback makes psycopg drop every statement prepared on the connection (and the
-    server DEALLOCATE ALL): each tenant's statements are planned anew until prepared
-    again (bench/RESULTS.md, eighth pass). Read-only, a commit and a rollback are the same.
-    A transaction that wrote, has unflushed changes, or failed is left to the rollback.
+    For the reason of ``database.read_only_connection``: a rollback drops the connection's
+    prepared statements. A transaction that wrote, has unflushed changes, or failed is
+    left to the rollback.
     """
     # Without a connection (none came in time: a 503), there is nothing to keep, and
     # asking for one would wait for the pool again.

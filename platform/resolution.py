@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from atrium.platform.database import read_only_connection
 from atrium.platform.registry import Tenant, TenantDomain
 
 CHANNEL = "atrium:tenant-changes"
@@ -211,16 +212,11 @@ class TenantResolver:
                 await asyncio.sleep(REFRESH_BATCH_DELAY)
                 # Its hosts are already stale: what counts is what the query sees.
                 batch.generation = self._generation
-            async with self.engine.connect() as conn:
+            async with read_only_connection(self.engine) as conn:
                 # The connection is ours: the hosts added until now are this query's.
                 self._close(batch)
                 hosts = list(batch.hosts)
                 found = await self._lookup(hosts, conn)
-                # Commit, not the rollback that closing would issue: a rollback makes psycopg
-                # drop every statement prepared on the connection (DEALLOCATE ALL). Over 1,000
-                # tenants these refreshes wiped each pooled connection about twice a second,
-                # and every GET was planned anew (bench/RESULTS.md, eighth pass).
-                await conn.commit()
         except Exception as exc:
             # The database is down, or no connection came in time: each waiting request
             # reports it, as from a lookup of its own. A refresh has nobody to tell; its

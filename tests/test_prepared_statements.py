@@ -33,6 +33,25 @@ async def _server_prepared(driver_connection: Any) -> list[str]:
     return statements
 
 
+async def _prepare_probe(engine: Any) -> None:
+    """Prepare ``PROBE`` on a pooled connection (the only one, in these tests)."""
+    fairy = await engine.raw_connection()
+    try:
+        await fairy.driver_connection.execute(PROBE, prepare=True)
+        await fairy.driver_connection.commit()
+        assert PROBE in await _server_prepared(fairy.driver_connection)
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+async def _probe_still_prepared(engine: Any) -> bool:
+    fairy = await engine.raw_connection()
+    try:
+        return PROBE in await _server_prepared(fairy.driver_connection)
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
 async def test_pooled_connections_keep_the_configured_number_of_statements(settings: Settings) -> None:
     engine = create_app_engine(settings.with_overrides(db_prepared_max=7))
     try:
@@ -61,24 +80,11 @@ async def test_host_lookups_and_health_checks_keep_the_prepared_statements(
     # holds the prepared statement.
     one_connection = settings.with_overrides(db_pool_size=1, db_max_overflow=0)
     async with serve(one_connection) as (app, client):
-        engine = app.state.engine
-        fairy = await engine.raw_connection()
-        try:
-            await fairy.driver_connection.execute(PROBE, prepare=True)
-            await fairy.driver_connection.commit()
-            assert PROBE in await _server_prepared(fairy.driver_connection)
-        finally:
-            await greenlet_spawn(fairy.close)
-
+        await _prepare_probe(app.state.engine)
         resolved = await app.state.resolver.resolve(made.host)  # not cached: one lookup
         assert resolved is not None and resolved.id == made.tenant.id
         assert (await client.get("/health")).status_code == 200
-
-        fairy = await engine.raw_connection()
-        try:
-            assert PROBE in await _server_prepared(fairy.driver_connection)
-        finally:
-            await greenlet_spawn(fairy.close)
+        assert await _probe_still_prepared(app.state.engine)
 
 
 def test_the_server_entry_point_freezes_what_it_built(
@@ -125,23 +131,6 @@ async def write_then_fail(
         text("INSERT INTO customize (tenant_id, data) VALUES (:tid, '{\"left\": true}')"), {"tid": tenant.id}
     )
     raise problem(409, "Changed my mind.")
-
-
-async def _prepare_probe(engine: Any) -> Any:
-    fairy = await engine.raw_connection()
-    try:
-        await fairy.driver_connection.execute(PROBE, prepare=True)
-        await fairy.driver_connection.commit()
-    finally:
-        await greenlet_spawn(fairy.close)
-
-
-async def _probe_still_prepared(engine: Any) -> bool:
-    fairy = await engine.raw_connection()
-    try:
-        return PROBE in await _server_prepared(fairy.driver_connection)
-    finally:
-        await greenlet_spawn(fairy.close)
 
 
 async def test_an_error_answer_commits_a_session_that_wrote_nothing(
