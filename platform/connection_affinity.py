@@ -1,4 +1,4 @@
-"""A connection pool that keeps each tenant on two of its pooled connections.
+"""A connection pool that keeps each tenant on three of its pooled connections.
 
 Every PostgreSQL backend loads and keeps the catalog entries (relations, indexes,
 statistics) of each schema it touches, and plans its statements against them. A plain
@@ -7,14 +7,17 @@ of the benchmark held ~36 MB of caches, and a request cost PostgreSQL and the ap
 shares the machine's caches with those backends) markedly more than with one busy
 tenant. Keeping each tenant on two backends per app process halved the backends' memory
 and cut PostgreSQL's time per request by a fifth to a third (bench/RESULTS.md, fourth
-pass).
+pass). Three rather than two: under saturation a tenant's checkout queued at its homes
+for 7 ms on average against 2.5 ms in the one queue of a single busy tenant, and a third
+home took a tenth off the 99th percentile over 1,000 tenants at the same throughput
+(bench/RESULTS.md, ninth pass).
 
 SQLAlchemy's ``AsyncAdaptedQueuePool`` is kept whole (sizing, overflow, timeout,
-recycling, invalidation, events); only its queue is replaced. A tenant's two *homes* are
+recycling, invalidation, events); only its queue is replaced. A tenant's *homes* are
 the pool's connections that rank highest for it by rendezvous hashing (highest
 ``hash((key, connection))``): the tenants spread evenly, and each keeps its homes while
 the pool lives. A checkout by a tenant with nothing else in flight in this pool takes an
-idle home, or else queues at both homes and takes whichever is free first; after
+idle home, or else queues at all its homes and takes whichever is free first; after
 ``PATIENCE`` it takes any connection, as everyone else does: a tenant's further
 concurrent checkouts (so one busy tenant still gets every connection) and checkouts
 without a tenant (the resolver's registry lookups) take any idle connection or queue for
@@ -46,8 +49,9 @@ _T = TypeVar("_T")
 # The affinity key of the current request: its tenant's schema.
 affinity: ContextVar[str | None] = ContextVar("atrium_connection_affinity", default=None)
 
-# Connections a tenant calls home, per pool.
-HOMES = 2
+# Connections a tenant calls home, per pool (of the default 10: each backend then meets
+# 3/10 of the tenants).
+HOMES = 3
 # Seconds a checkout waits for a home before any connection will do. Far above a
 # transaction's usual hold (a few ms, even at saturation), so tenants keep to their homes;
 # 10 ms let a third of them wander and lost most of the gain (bench/RESULTS.md).

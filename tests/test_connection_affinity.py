@@ -86,13 +86,15 @@ async def test_a_tenant_whose_homes_are_busy_waits_at_most_patience(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(connection_affinity, "PATIENCE", 0.3)
-    async with pool_of(settings, 3) as engine:
-        await fill(engine, 3)
+    size = connection_affinity.HOMES + 1
+    async with pool_of(settings, size) as engine:
+        await fill(engine, size)
         queue = queue_of(engine)
         homes = queue._homes("tenant_waiting")
-        # Hold the two homes; leave the third connection idle.
+        assert len(homes) == connection_affinity.HOMES
+        # Hold the homes; leave the one other connection idle.
         held: list[Any] = []
-        while len(held) < 3:
+        while len(held) < size:
             held.append(await engine.raw_connection())
         for fairy in held:
             if id(fairy._connection_record) not in homes:  # type: ignore[attr-defined]
@@ -103,7 +105,7 @@ async def test_a_tenant_whose_homes_are_busy_waits_at_most_patience(
         assert 0.25 <= waited < 2.0, waited
         for fairy in held:
             await greenlet_spawn(fairy.close)
-        assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]
+        assert engine.pool.checkedin() == size  # type: ignore[attr-defined]
 
 
 async def test_timeouts_and_cancellations_lose_no_connection(settings: Settings) -> None:
