@@ -14,10 +14,10 @@ TTLs: over many tenants, hosts expire all the time, and each synchronous lookup 
 its request a second pool checkout (the bench's spread tail, bench/RESULTS.md). A window
 of one TTL was too short: after a lull of two TTLs (a minute by default) every host of a
 spread load was looked up while its request waited, and 1,000 tenants then cost the app
-a third more CPU per request for several seconds (ninth pass). The window does not widen
-what a missed message exposes (the first request after expiry is answered from the entry
-either way, and the refresh beside it brings the change); it only bounds how old the
-entry answering it may be.
+a third more CPU per request for several seconds (ninth pass). What a missed message
+exposes stays the first requests after an expiry, answered from the entry while the
+refresh beside them brings the change; the longer window lets that entry be older (up to
+``STALE_TTLS`` + 1 TTLs since its lookup instead of two).
 
 Written here rather than with ``litestar.channels``: the cache must know whether the
 subscription is live at this moment to choose its TTL, which channels does not expose.
