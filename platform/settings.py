@@ -42,8 +42,9 @@ class Settings:
     db_prepared_statements: bool = True
     # Statements each pooled connection keeps prepared (psycopg's default is 100). A tenant's
     # statements name its schema, so each tenant has its own, and the tenant-affine pool
-    # gives a connection about tenants x 2 / pool size tenants: over 1,000 tenants one held
-    # 170-360 statements. Each costs its backend ~50 KB: at most ~25 MB per connection.
+    # gives a connection about tenants x HOMES (3) / pool size tenants: over 1,000 tenants
+    # one held 170-360 statements with two homes. Each costs its backend ~50 KB: at most
+    # ~25 MB per connection.
     db_prepared_max: int = 512
     tenant_cache_ttl: float = 30.0
     # Callers are dropped through the same channel as hosts; the TTL only bounds a missed
