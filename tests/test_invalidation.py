@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -84,19 +85,28 @@ async def test_without_redis_the_cache_lives_at_most_a_second(
         await _wait_for_status(client, made.host, 403, within=1.5)
 
 
-async def test_while_the_channel_is_live_an_expired_host_answers_and_is_refreshed_beside_it(
-    settings: Settings, real_redis_url: str, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
-) -> None:
-    ttl = 0.4  # expires within 0.3-0.4 s, then answers while stale for STALE_TTLS TTLs more
-    made = make_tenant()
-    async with serve(settings.with_overrides(redis_url=real_redis_url, tenant_cache_ttl=ttl), PROBES) as (
+@asynccontextmanager
+async def _suspended_unannounced(
+    settings: Settings, redis_url: str, ttl: float, made: MadeTenant, operator_engine: Engine
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app (channel live, host TTL ``ttl``) that has cached ``made``'s host,
+    which is then suspended with its message missed: a change only the TTL can bring."""
+    async with serve(settings.with_overrides(redis_url=redis_url, tenant_cache_ttl=ttl), PROBES) as (
         app,
         client,
     ):
         await _subscribed(app)
         assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
-        # A change whose message went missing: only the TTL can bring it.
         set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        yield client
+
+
+async def test_while_the_channel_is_live_an_expired_host_answers_and_is_refreshed_beside_it(
+    settings: Settings, real_redis_url: str, make_tenant: Callable[..., MadeTenant], operator_engine: Engine
+) -> None:
+    ttl = 0.4  # expires within 0.3-0.4 s, then answers while stale for STALE_TTLS TTLs more
+    made = make_tenant()
+    async with _suspended_unannounced(settings, real_redis_url, ttl, made, operator_engine) as client:
         # A lull of several TTLs (within the stale window), as between bursts of traffic.
         assert STALE_TTLS >= 4
         await asyncio.sleep(3 * ttl)
@@ -116,13 +126,7 @@ async def test_an_entry_expired_beyond_the_stale_window_is_looked_up_while_its_r
     ttl = 0.2
     monkeypatch.setattr(resolution, "STALE_TTLS", 2)  # stale for up to 0.4 s after expiry
     made = make_tenant()
-    async with serve(settings.with_overrides(redis_url=real_redis_url, tenant_cache_ttl=ttl), PROBES) as (
-        app,
-        client,
-    ):
-        await _subscribed(app)
-        assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 200
-        set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)  # its message missed
+    async with _suspended_unannounced(settings, real_redis_url, ttl, made, operator_engine) as client:
         await asyncio.sleep(ttl + 2 * ttl + 0.2)
         assert (await client.get("/probe/users", headers={"Host": made.host})).status_code == 403
 
