@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import math
 import uuid
@@ -35,7 +36,6 @@ from atrium.platform.connection_affinity import affinity
 from atrium.platform.database import BIND_COLUMNS, BIND_SQL, bind_parameters
 from atrium.platform.errors import problem
 from atrium.platform.middleware import scope_tenant
-from atrium.platform.naming import quote_ident
 from atrium.platform.permissions import grants
 from atrium.platform.read_transaction import (
     READS_ON_DRIVER,
@@ -46,6 +46,7 @@ from atrium.platform.read_transaction import (
     remember,
 )
 from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.tenant_statements import TenantStatement
 
 logger = logging.getLogger("atrium.auth")
 
@@ -91,7 +92,7 @@ def _revocation_checked(template: str, old_table: bool) -> str:
 # The caller, their roles, their effective permissions and whether this token was
 # revoked, in one statement, in the driver's paramstyle. ``{s}`` is empty on the session
 # path (the transaction is already bound) and the quoted tenant schema where the
-# statement itself opens the transaction (``bind_and_load_user_sql``).
+# statement itself opens the transaction (``BIND_AND_LOAD_USER``).
 _USER_WITH_PERMISSIONS = """
     SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
            coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles,
@@ -118,48 +119,40 @@ CALLER_TABLES = ("users", "user_meta", "user_roles")
 _CALLER_STILL_VALID = "EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s AND NOT ({revoked}))"
 
 
-def _qualified(template: str, schema: str, old_table: bool = False) -> str:
-    """``template`` with its revocation check (``old_table``: see ``bind_and_load_user_sql``)
-    and every table qualified with the tenant's schema (from the registry, quoted).
-
-    Built per request (~3 µs): a cache of one ~1 KB string per tenant grew the app by
-    10 MB per process at 10,000 tenants, which the memory figure of bench/run.py showed.
-    """
-    return _revocation_checked(template, old_table).format(s=quote_ident(schema) + ".")
+def _per_token_kind(template: str) -> dict[bool, TenantStatement]:
+    """``template`` with its revocation check, for tokens issued before migration 0004
+    (``True``: also looked up in ``revoked_tokens``) and since (``False``)."""
+    return {old: TenantStatement(_revocation_checked(template, old)) for old in (False, True)}
 
 
 def _bound(query: str) -> str:
     """The binding statement and ``query`` as one round trip; always one row.
 
-    Names inside the statement are resolved before its ``set_config`` runs, so ``query``
-    must be ``_qualified``.
+    Names inside the statement are resolved before its ``set_config`` runs, so every
+    table of ``query`` must be qualified (``{s}``).
     """
     return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
 
 
-def bind_and_load_user_sql(schema: str, old_table: bool = False) -> str:
-    """Bind, and load the caller (columns NULL when there is no such user).
+# Bind, and load the caller (columns NULL when there is no such user).
+BIND_AND_LOAD_USER = _per_token_kind(_bound(_USER_WITH_PERMISSIONS))
 
-    ``old_table``: also look the token up in ``revoked_tokens``
-    (``issued_before_revocations_moved``), as in the functions below.
-    """
-    return _bound(_qualified(_USER_WITH_PERMISSIONS, schema, old_table))
+# Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
+# One flat select rather than ``_bound``'s lateral join: this statement is planned on
+# most requests, and the flat form costs PostgreSQL 15-20 % less per read transaction
+# over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
+# before any later statement of the transaction; the tables are qualified.
+BIND_AND_CHECK_CALLER = _per_token_kind(f"SELECT {_CALLER_STILL_VALID} AS valid, {BIND_COLUMNS}")
 
-
-def bind_and_check_caller_sql(schema: str, old_table: bool = False) -> str:
-    """Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
-
-    One flat select rather than ``_bound``'s lateral join: this statement is planned on
-    most requests, and the flat form costs PostgreSQL 15-20 % less per read transaction
-    over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
-    before any later statement of the transaction; the tables are qualified.
-    """
-    return f"SELECT {_qualified(_CALLER_STILL_VALID, schema, old_table)} AS valid, {BIND_COLUMNS}"
+# The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
+# token (``jti`` NULL): for reloading a caller whose every request is checked anyway.
+LOAD_USER = TenantStatement(_revocation_checked(_USER_WITH_PERMISSIONS, old_table=False))
 
 
-def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> str:
+@functools.cache
+def check_and_fetch(row: RowById, old_table: bool = False) -> TenantStatement:
     """The remembered-caller check and the handler's row, with no binding: ``valid``,
-    ``found``, the row.
+    ``found``, the row. One statement per route that declares ``ROW_BY_ID``.
 
     Run alone in autocommit (``ReadTransaction.fetch_alone``): every table is qualified,
     so it needs no ``search_path``. Leaving the binding's ``set_config`` calls out is
@@ -168,13 +161,7 @@ def check_and_fetch_sql(schema: str, row: RowById, old_table: bool = False) -> s
     own (bench/RESULTS.md, sixth pass). Their statement timeout would not have bounded
     this statement anyway: PostgreSQL arms the timeout when a statement starts.
     """
-    return row.joined_to(f"{_qualified(_CALLER_STILL_VALID, schema, old_table)} AS valid", schema)
-
-
-def load_user_sql(schema: str) -> str:
-    """The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
-    token (``jti`` NULL): for reloading a caller whose every request is checked anyway."""
-    return _qualified(_USER_WITH_PERMISSIONS, schema)
+    return TenantStatement(row.joined_to(f"{_revocation_checked(_CALLER_STILL_VALID, old_table)} AS valid"))
 
 
 # A logout records the token id with its expiry (Unix seconds) on its user's row, and
@@ -201,7 +188,7 @@ async def load_auth_user(
     """The user with their permissions, in the session's tenant-bound transaction.
 
     With ``jti``, ``None`` also when that token was revoked (``old_table``: see
-    ``bind_and_load_user_sql``).
+    ``_per_token_kind``).
     """
     connection = await session.connection()
     result = await connection.exec_driver_sql(_LOAD_USER[old_table], {"user_id": user_id, "jti": jti})
@@ -364,8 +351,10 @@ class TokenAuth:
         if remembered is not None and wanted is not None:
             row = await ReadTransaction.fetch_alone(
                 self.engine,
-                check_and_fetch_sql(tenant.schema, wanted, old_table),
-                {"user_id": user_id, "jti": jti, "row_id": connection.path_params[wanted.param]},
+                check_and_fetch(wanted, old_table).for_tenant(
+                    tenant.schema,
+                    {"user_id": user_id, "jti": jti, "row_id": connection.path_params[wanted.param]},
+                ),
             )
             if row is None or not row[0]:
                 return None
@@ -373,8 +362,9 @@ class TokenAuth:
             keep_row(connection.scope, values if found else None)
             return remembered
         params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
-        sql = bind_and_check_caller_sql if remembered is not None else bind_and_load_user_sql
-        transaction, row = await ReadTransaction.begin(self.engine, sql(tenant.schema, old_table), params)
+        statements = BIND_AND_CHECK_CALLER if remembered is not None else BIND_AND_LOAD_USER
+        query = statements[old_table].for_tenant(tenant.schema, params)
+        transaction, row = await ReadTransaction.begin(self.engine, query)
         remember(connection.scope, transaction)
         if remembered is not None:
             return remembered if row is not None and row[0] else None
@@ -404,7 +394,7 @@ class TokenAuth:
                 affinity.set(tenant.schema)  # this task's own context: the tenant's connections
                 try:
                     row = await ReadTransaction.fetch_alone(
-                        self.engine, load_user_sql(tenant.schema), {"user_id": user_id, "jti": None}
+                        self.engine, LOAD_USER.for_tenant(tenant.schema, {"user_id": user_id, "jti": None})
                     )
                 except Exception as exc:
                     # The database is down, or the tenant just went: the requests that need

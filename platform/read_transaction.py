@@ -39,6 +39,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.database import BIND_SQL, bind_parameters
 from atrium.platform.naming import quote_ident
+from atrium.platform.tenant_statements import RawQuery
 
 # Route option: the handler reads through the request's ``ReadTransaction``.
 READS_ON_DRIVER = "reads_on_driver"
@@ -61,16 +62,30 @@ class RowById:
     _table_sql: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_columns_sql", ", ".join(f"r.{quote_ident(c)}" for c in self.columns))
-        object.__setattr__(self, "_table_sql", quote_ident(self.table))
+        # Braces doubled: the statement is a ``str.format`` template.
+        columns = ", ".join(f"r.{quote_ident(c)}" for c in self.columns)
+        object.__setattr__(self, "_columns_sql", _braces_escaped(columns))
+        object.__setattr__(self, "_table_sql", _braces_escaped(quote_ident(self.table)))
 
-    def joined_to(self, select_list: str, schema: str) -> str:
-        """``select_list``, then whether the row exists, then its columns (NULL if not)."""
+    def joined_to(self, select_list: str) -> str:
+        """``select_list``, then whether the row exists, then its columns (NULL if not).
+
+        A ``tenant_statements.TenantStatement`` template: ``{s}`` stands for the schema.
+        """
         return (
             f"SELECT {select_list}, r.id IS NOT NULL AS found, {self._columns_sql}"
-            f" FROM (SELECT 1) AS one LEFT JOIN {quote_ident(schema)}.{self._table_sql} AS r"
+            f" FROM (SELECT 1) AS one LEFT JOIN {{s}}{self._table_sql} AS r"
             " ON r.id = %(row_id)s"
         )
+
+
+def _braces_escaped(sql: str) -> str:
+    return sql.replace("{", "{{").replace("}", "}}")
+
+
+# A statement: shared text with psycopg's placeholders and its parameters apart, or a
+# tenant's own text with its values (tenant_statements.py).
+Query = str | RawQuery
 
 
 class ReadTransaction:
@@ -84,13 +99,13 @@ class ReadTransaction:
 
     @classmethod
     async def begin(
-        cls, engine: AsyncEngine, statement: str, params: Mapping[str, Any]
+        cls, engine: AsyncEngine, statement: Query, params: Mapping[str, Any] | None = None
     ) -> tuple[ReadTransaction, Sequence[Any] | None]:
         """Borrow a connection and open the transaction with ``statement``.
 
         ``statement`` must be the binding, ``database.BIND_SQL``, or a statement that
-        includes it (``auth.bind_and_load_user_sql``, ``auth.bind_and_check_caller_sql``);
-        its first row is returned.
+        includes it (``auth.BIND_AND_LOAD_USER``, ``auth.BIND_AND_CHECK_CALLER``); its
+        first row is returned.
         """
         transaction = cls(await engine.raw_connection())
         # psycopg sends BEGIN ahead of the first statement.
@@ -104,7 +119,7 @@ class ReadTransaction:
 
     @classmethod
     async def fetch_alone(
-        cls, engine: AsyncEngine, statement: str, params: Mapping[str, Any]
+        cls, engine: AsyncEngine, statement: Query, params: Mapping[str, Any] | None = None
     ) -> Sequence[Any] | None:
         """Run one self-contained statement in autocommit and return its first row.
 
@@ -120,7 +135,7 @@ class ReadTransaction:
         transaction = cls(await engine.raw_connection())
         try:
             await transaction._conn.set_autocommit(True)
-            row = await (await transaction._conn.execute(statement, params)).fetchone()
+            row = await (await transaction._run(statement, params)).fetchone()
         except psycopg.Error as exc:
             # The statement failed but the connection may be fine: ``close`` decides.
             await transaction.close(failed=exc)
@@ -132,18 +147,24 @@ class ReadTransaction:
         await transaction.close()
         return row
 
-    async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
+    async def execute(self, sql: Query, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
-            return await self._conn.execute(sql, params)
+            return await self._run(sql, params)
         except psycopg.Error as exc:
             await self.close(failed=exc)
             raise
 
-    async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Any] | None:
+    async def fetch_one(self, sql: Query, params: Mapping[str, Any] | None = None) -> Sequence[Any] | None:
         return await (await self.execute(sql, params)).fetchone()
 
-    async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
+    async def fetch_all(self, sql: Query, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
         return await (await self.execute(sql, params)).fetchall()
+
+    async def _run(self, sql: Query, params: Mapping[str, Any] | None) -> Any:
+        if isinstance(sql, RawQuery):
+            # Sent as it is: its placeholders are already PostgreSQL's ``$n``.
+            return await psycopg.AsyncRawCursor(self._conn).execute(sql.sql, sql.values)
+        return await self._conn.execute(sql, params)
 
     async def close(self, failed: BaseException | None = None) -> None:
         """End the transaction and give the connection back (idempotent)."""
