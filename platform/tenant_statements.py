@@ -3,8 +3,8 @@
 The hot reads name the tenant's schema in their text (read_transaction.py says why), so
 every tenant has statement texts of its own. psycopg turns ``%(name)s`` placeholders into
 ``$n`` with a regular expression and keeps the result for the last 128 texts only: over
-more tenants than that, every request paid the conversion again (~40 µs of the app's
-~700 µs per request over 1,000 tenants, bench/RESULTS.md, tenth pass). A
+more tenants than that, every request paid the conversion again (~30 µs of the app's
+~680 µs per request over 1,000 tenants, bench/RESULTS.md, tenth pass). A
 ``TenantStatement`` is converted once, where it is defined; a request only puts its
 schema in, and psycopg's raw cursor sends the text as it is (``RawQuery``).
 """
