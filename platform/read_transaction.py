@@ -160,7 +160,7 @@ class ReadTransaction:
     async def fetch_all(self, sql: Query, params: Mapping[str, Any] | None = None) -> list[Sequence[Any]]:
         return await (await self.execute(sql, params)).fetchall()
 
-    async def _run(self, sql: Query, params: Mapping[str, Any] | None) -> Any:
+    async def _run(self, sql: Query, params: Mapping[str, Any] | None) -> psycopg.AsyncCursor[Any]:
         if isinstance(sql, RawQuery):
             # Sent as it is: its placeholders are already PostgreSQL's ``$n``.
             return await psycopg.AsyncRawCursor(self._conn).execute(sql.sql, sql.values)
