@@ -195,8 +195,10 @@ async def load_auth_user(
     return _auth_user(result.one_or_none())
 
 
-# Verified tokens remembered per process; cleared whole when full (cheaper than an LRU,
-# and the next request simply verifies again). ~1.5 KB each: 1,024 cost ~1.5 MB.
+# Verified tokens remembered per process; when full, the one remembered longest goes
+# (a dict keeps insertion order: no LRU bookkeeping on hits). Clearing it whole, as
+# before, kept on average half as many of a larger set of active tokens. ~1.2 KB each
+# (tracemalloc): 1,024 cost ~1.2 MB.
 VERIFIED_TOKENS_MAX = 1024
 
 
@@ -250,8 +252,8 @@ class VerifiedToken(Token):
             strict_audience,
         )
         if "nbf" not in token.extras:
-            if len(_verified) >= VERIFIED_TOKENS_MAX:
-                _verified.clear()
+            while len(_verified) >= VERIFIED_TOKENS_MAX:
+                del _verified[next(iter(_verified))]
             _verified[key] = token
         return token
 

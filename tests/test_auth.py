@@ -11,9 +11,13 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 from litestar import Litestar
+from litestar.security.jwt import Token
 from sqlalchemy import Engine
 
+from atrium.platform import auth
+from atrium.platform.auth import TokenAuth, VerifiedToken
 from atrium.platform.settings import Settings
 from tests.api import (
     UPDATES,
@@ -260,6 +264,34 @@ async def test_a_token_that_verified_before_is_refused_once_it_expires(
     await asyncio.sleep(max(0.0, soon["exp"] - time.time()) + 0.2)
     assert_problem(await client.get("/auth/me", headers=headers), 401)
     assert_problem(await client.get("/users", headers=headers), 401)
+
+
+def test_a_full_verified_token_cache_forgets_its_oldest_token_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 48
+    issuer = TokenAuth(secret, 3600, None, None, 0)  # type: ignore[arg-type]  # issues tokens only
+    tokens = [issuer.issue(uuid.uuid4(), uuid.uuid4()) for _ in range(5)]
+    verified: list[str] = []
+    original = Token.decode.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Token], encoded_token: str, *args: Any, **kwargs: Any) -> Token:
+        verified.append(encoded_token)
+        return original(cls, encoded_token, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Token, "decode", classmethod(counting))
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS_MAX", 4)
+    monkeypatch.setattr(auth, "_verified", {})
+
+    def decode(token: str) -> None:
+        VerifiedToken.decode(token, secret, "HS256", require_claims=["exp", "sub", "jti"])
+
+    for token in tokens:  # the fifth pushes the first out
+        decode(token)
+    assert verified == tokens
+    for token in tokens[1:]:
+        decode(token)
+    assert verified == tokens  # the four newest were remembered
+    decode(tokens[0])
+    assert verified == [*tokens, tokens[0]]
 
 
 async def test_a_logged_out_token_is_refused_on_every_route(
