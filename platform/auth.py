@@ -119,10 +119,10 @@ CALLER_TABLES = ("users", "user_meta", "user_roles")
 _CALLER_STILL_VALID = "EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s AND NOT ({revoked}))"
 
 
-def _per_token_kind(template: str) -> dict[bool, TenantStatement]:
+def _per_token_kind(template: str, recurring: bool = True) -> dict[bool, TenantStatement]:
     """``template`` with its revocation check, for tokens issued before migration 0004
     (``True``: also looked up in ``revoked_tokens``) and since (``False``)."""
-    return {old: TenantStatement(_revocation_checked(template, old)) for old in (False, True)}
+    return {old: TenantStatement(_revocation_checked(template, old), recurring) for old in (False, True)}
 
 
 def _bound(query: str) -> str:
@@ -134,8 +134,9 @@ def _bound(query: str) -> str:
     return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
 
 
-# Bind, and load the caller (columns NULL when there is no such user).
-BIND_AND_LOAD_USER = _per_token_kind(_bound(_USER_WITH_PERMISSIONS))
+# Bind, and load the caller (columns NULL when there is no such user). Run about once per
+# caller and TTL: the callers are remembered (callers.py).
+BIND_AND_LOAD_USER = _per_token_kind(_bound(_USER_WITH_PERMISSIONS), recurring=False)
 
 # Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
 # One flat select rather than ``_bound``'s lateral join: this statement is planned on
@@ -146,7 +147,7 @@ BIND_AND_CHECK_CALLER = _per_token_kind(f"SELECT {_CALLER_STILL_VALID} AS valid,
 
 # The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
 # token (``jti`` NULL): for reloading a caller whose every request is checked anyway.
-LOAD_USER = TenantStatement(_revocation_checked(_USER_WITH_PERMISSIONS, old_table=False))
+LOAD_USER = TenantStatement(_revocation_checked(_USER_WITH_PERMISSIONS, old_table=False), recurring=False)
 
 
 @functools.cache

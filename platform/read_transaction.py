@@ -161,10 +161,19 @@ class ReadTransaction:
         return await (await self.execute(sql, params)).fetchall()
 
     async def _run(self, sql: Query, params: Mapping[str, Any] | None) -> psycopg.AsyncCursor[Any]:
-        if isinstance(sql, RawQuery):
-            # Sent as it is: its placeholders are already PostgreSQL's ``$n``.
-            return await psycopg.AsyncRawCursor(self._conn).execute(sql.sql, sql.values)
-        return await self._conn.execute(sql, params)
+        if not isinstance(sql, RawQuery):
+            return await self._conn.execute(sql, params)
+        # Sent as it is: its placeholders are already PostgreSQL's ``$n``.
+        cursor = psycopg.AsyncRawCursor(self._conn)
+        if sql.recurring:
+            return await cursor.execute(sql.sql, sql.values)
+        # Neither counted nor prepared (tenant_statements.py says why); the connection is
+        # this transaction's alone until it is given back.
+        threshold, self._conn.prepare_threshold = self._conn.prepare_threshold, None
+        try:
+            return await cursor.execute(sql.sql, sql.values)
+        finally:
+            self._conn.prepare_threshold = threshold
 
     async def close(self, failed: BaseException | None = None) -> None:
         """End the transaction and give the connection back (idempotent)."""

@@ -27,15 +27,27 @@ class RawQuery(NamedTuple):
 
     sql: str
     values: list[Any]
+    # Whether psycopg may count and prepare it (see ``TenantStatement``).
+    recurring: bool = True
 
 
 class TenantStatement:
     """A statement written with psycopg's ``%(name)s`` placeholders and ``{s}`` where the
-    quoted schema and a dot go (``str.format`` syntax, so ``{{`` and ``}}`` are braces)."""
+    quoted schema and a dot go (``str.format`` syntax, so ``{{`` and ``}}`` are braces).
 
-    __slots__ = ("_parts", "names")
+    ``recurring=False`` is for a statement a tenant runs about once per caller and cache
+    TTL (loading a caller). psycopg counts every statement it runs, ``prepare=False``
+    included, in a table of up to ``prepared_max`` texts per connection until its fifth
+    run: over 10,000 tenants each connection's table filled with 512 such texts of ~900
+    bytes that were never prepared, ~5 MB per worker, and they pushed out the counts of
+    the statements that recur (bench/RESULTS.md, tenth pass). Such a statement runs with
+    psycopg's preparing off (``ReadTransaction``).
+    """
 
-    def __init__(self, template: str) -> None:
+    __slots__ = ("_parts", "names", "recurring")
+
+    def __init__(self, template: str, recurring: bool = True) -> None:
+        self.recurring = recurring
         names: list[str] = []
 
         def numbered(match: re.Match[str]) -> str:
@@ -54,4 +66,5 @@ class TenantStatement:
 
     def for_tenant(self, schema: str, params: Mapping[str, Any]) -> RawQuery:
         """This statement on ``schema`` (from the registry; quoted here) with ``params``."""
-        return RawQuery((quote_ident(schema) + ".").join(self._parts), [params[name] for name in self.names])
+        sql = (quote_ident(schema) + ".").join(self._parts)
+        return RawQuery(sql, [params[name] for name in self.names], self.recurring)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.platform.auth import BIND_AND_LOAD_USER, check_and_fetch
+from atrium.platform.auth import BIND_AND_LOAD_USER, LOAD_USER, check_and_fetch
 from atrium.platform.database import bind_parameters, create_app_engine
 from atrium.platform.naming import quote_ident
 from atrium.platform.read_transaction import ReadTransaction, RowById
@@ -66,5 +66,30 @@ async def test_the_caller_statements_run_on_their_own_tenant_only(
             await transaction.close()
             assert loaded is not None and loaded[0] == made.owner_id and "Owner" in loaded[6]
             assert path == (quote_ident(made.schema),)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_run_about_once_per_caller_is_never_counted_nor_prepared(
+    settings: Settings, operator_engine: Engine
+) -> None:
+    made = new_tenant(operator_engine, "ts-once").tenant
+    engine: AsyncEngine = create_app_engine(settings.with_overrides(db_pool_size=1, db_max_overflow=0))
+    params = {"user_id": made.owner_id, "jti": None, "row_id": made.owner_id}
+    wanted = RowById("users", ("id",), "item_id")
+    try:
+        for _ in range(7):  # psycopg prepares a statement on its fifth run (or sixth)
+            loaded = await ReadTransaction.fetch_alone(engine, LOAD_USER.for_tenant(made.schema, params))
+            assert loaded is not None and loaded[0] == made.owner_id
+            recurring = check_and_fetch(wanted).for_tenant(made.schema, {**params, "jti": "never-revoked"})
+            assert await ReadTransaction.fetch_alone(engine, recurring) == (True, True, made.owner_id)
+        transaction = await ReadTransaction.bound(engine, made.schema, 1000)
+        prepared = await transaction.fetch_all("SELECT statement FROM pg_prepared_statements")
+        threshold = transaction._conn.prepare_threshold
+        await transaction.close()
+        texts = [text for (text,) in prepared]
+        assert any(text == recurring.sql for text in texts)
+        assert not any("array_agg" in text for text in texts)  # LOAD_USER's own
+        assert threshold == 5  # psycopg's default, put back after each one-off statement
     finally:
         await engine.dispose()
