@@ -95,8 +95,8 @@ def _revocation_checked(template: str, old_table: bool) -> str:
 # statement itself opens the transaction (``BIND_AND_LOAD_USER``).
 _USER_WITH_PERMISSIONS = """
     SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
-           coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles,
-           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{{}}') AS permissions,
+           coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles,
+           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{}') AS permissions,
            ({revoked}) AS revoked
     FROM {s}users u
     LEFT JOIN {s}user_meta m ON m.owner_id = u.id
@@ -106,7 +106,7 @@ _USER_WITH_PERMISSIONS = """
     GROUP BY u.id
 """
 _LOAD_USER = {
-    old_table: _revocation_checked(_USER_WITH_PERMISSIONS, old_table).format(s="")
+    old_table: _revocation_checked(_USER_WITH_PERMISSIONS, old_table).replace("{s}", "")
     for old_table in (False, True)
 }
 # The tables that query reads: a committed change to any of them drops the tenant's

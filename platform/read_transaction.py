@@ -62,10 +62,8 @@ class RowById:
     _table_sql: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Braces doubled: the statement is a ``str.format`` template.
-        columns = ", ".join(f"r.{quote_ident(c)}" for c in self.columns)
-        object.__setattr__(self, "_columns_sql", _braces_escaped(columns))
-        object.__setattr__(self, "_table_sql", _braces_escaped(quote_ident(self.table)))
+        object.__setattr__(self, "_columns_sql", ", ".join(f"r.{quote_ident(c)}" for c in self.columns))
+        object.__setattr__(self, "_table_sql", quote_ident(self.table))
 
     def joined_to(self, select_list: str) -> str:
         """``select_list``, then whether the row exists, then its columns (NULL if not).
@@ -77,10 +75,6 @@ class RowById:
             f" FROM (SELECT 1) AS one LEFT JOIN {{s}}{self._table_sql} AS r"
             " ON r.id = %(row_id)s"
         )
-
-
-def _braces_escaped(sql: str) -> str:
-    return sql.replace("{", "{{").replace("}", "}}")
 
 
 # A statement: shared text with psycopg's placeholders and its parameters apart, or a

@@ -19,7 +19,7 @@ from atrium.platform.naming import quote_ident
 
 # psycopg's named placeholder, its escaped percent sign, and any other percent sign.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
-_SCHEMA_MARK = "\x00"  # never in SQL text: where the schema goes
+_SCHEMA = "{s}"
 
 
 class RawQuery(NamedTuple):
@@ -33,7 +33,7 @@ class RawQuery(NamedTuple):
 
 class TenantStatement:
     """A statement written with psycopg's ``%(name)s`` placeholders and ``{s}`` where the
-    quoted schema and a dot go (``str.format`` syntax, so ``{{`` and ``}}`` are braces).
+    quoted schema and a dot go (every other brace is literal).
 
     ``recurring=False`` is for a statement a tenant runs about once per caller and cache
     TTL (loading a caller). psycopg counts every statement it runs, ``prepare=False``
@@ -60,8 +60,7 @@ class TenantStatement:
                 names.append(name)
             return f"${names.index(name) + 1}"
 
-        text = _PLACEHOLDER.sub(numbered, template).format(s=_SCHEMA_MARK)
-        self._parts = text.split(_SCHEMA_MARK)
+        self._parts = _PLACEHOLDER.sub(numbered, template).split(_SCHEMA)
         self.names = tuple(names)
 
     def for_tenant(self, schema: str, params: Mapping[str, Any]) -> RawQuery:

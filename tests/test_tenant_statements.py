@@ -17,7 +17,7 @@ from tests.api import new_tenant
 
 def test_placeholders_are_numbered_by_first_use_and_the_schema_is_quoted() -> None:
     statement = TenantStatement(
-        "SELECT %(b)s, %(a)s, %(b)s, '{{}}', 100 %% 7 FROM {s}users WHERE x = %(a)s AND {s}users.id = %(c)s"
+        "SELECT %(b)s, %(a)s, %(b)s, '{}', 100 %% 7 FROM {s}users WHERE x = %(a)s AND {s}users.id = %(c)s"
     )
     query = statement.for_tenant('tenant_a"b', {"a": 1, "b": "two", "c": None, "unused": 4})
     assert query == RawQuery(
