@@ -30,8 +30,8 @@ from litestar.params import FromPath
 from psycopg_pool import AsyncConnectionPool
 
 # Imported, not copied, so that the floor always runs exactly Atrium's binding statement.
-from atrium.platform.database import BIND_SQL
-from atrium.platform.naming import quote_ident
+from atrium.platform.db.binding import BIND_SQL
+from atrium.platform.tenancy.naming import quote_ident
 
 USER_COLUMNS = ("id", "name", "email", "phone", "created_at", "updated_at")
 _SELECT_USER = f"SELECT {', '.join(USER_COLUMNS)} FROM {{table}} WHERE id = %(id)s"

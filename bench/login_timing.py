@@ -32,12 +32,12 @@ from litestar.stores.memory import MemoryStore
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from atrium.platform.alembic_runner import upgrade_platform
 from atrium.platform.app import create_app
-from atrium.platform.database import create_operator_engine
-from atrium.platform.login_throttle import LoginThrottle, ThrottleLimits
-from atrium.platform.provisioning import OwnerSpec, provision_tenant
+from atrium.platform.db.alembic_runner import upgrade_platform
+from atrium.platform.db.engines import create_operator_engine
+from atrium.platform.security.login_throttle import LoginThrottle, ThrottleLimits
 from atrium.platform.settings import Settings, to_sqlalchemy_url
+from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 
 UNLIMITED = ThrottleLimits(per_email=10**9, per_client=10**9)
 

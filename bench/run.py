@@ -78,14 +78,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from atrium.platform.alembic_runner import MIGRATIONS_DIR, VERSION_TABLE, head_revision, upgrade_platform
-from atrium.platform.auth import TokenAuth
-from atrium.platform.database import create_operator_engine
-from atrium.platform.naming import quote_ident
-from atrium.platform.passwords import hash_password
-from atrium.platform.provisioning import OwnerSpec, provision_tenant, tenant_tables_ddl
+from atrium.platform.db.alembic_runner import MIGRATIONS_DIR, VERSION_TABLE, head_revision, upgrade_platform
+from atrium.platform.db.engines import create_operator_engine
+from atrium.platform.security.passwords import hash_password
+from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings, to_sqlalchemy_url
-from atrium.platform.tenant_migrations import DEFAULT_CONCURRENCY, migrate_tenants
+from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant, tenant_tables_ddl
+from atrium.platform.tenancy.schema_migrations import DEFAULT_CONCURRENCY, migrate_tenants
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent

@@ -16,19 +16,20 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ControllerRouterHandler
 
-from atrium.platform.auth import CALLER_TABLES, TokenAuth
-from atrium.platform.callers import CallerCache, CallerInvalidation
-from atrium.platform.crud import JSON_BODY_LIMIT, Schema
-from atrium.platform.database import create_app_engine
-from atrium.platform.errors import handle_unexpected, problem, problem_details_config
-from atrium.platform.health import health
-from atrium.platform.login_throttle import LoginThrottle
-from atrium.platform.middleware import TenancyPlugin, current_tenant
-from atrium.platform.persistence import sqlalchemy_config
-from atrium.platform.read_transaction import release_on_response
-from atrium.platform.resolution import TenantResolver
+from atrium.platform.db.engines import create_app_engine
+from atrium.platform.db.read_transaction import release_on_response
+from atrium.platform.db.sessions import sqlalchemy_config
+from atrium.platform.security.caller_cache import CallerCache, CallerInvalidation
+from atrium.platform.security.callers import CALLER_TABLES
+from atrium.platform.security.login_throttle import LoginThrottle
+from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores, close_stores
+from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
+from atrium.platform.tenancy.resolution import TenantResolver
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, Schema
+from atrium.platform.web.errors import handle_unexpected, problem, problem_details_config
+from atrium.platform.web.health import health
 from atrium.tenants.routes import tenant_routers
 
 API_VERSION = "0.1.0"

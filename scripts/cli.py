@@ -18,12 +18,12 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from atrium.platform import embedded
-from atrium.platform.database import create_operator_engine
-from atrium.platform.naming import InvalidName
-from atrium.platform.passwords import PasswordRejected, generate_password
-from atrium.platform.provisioning import InvalidInput, OwnerSpec, ProvisioningError
+from atrium.platform.db import embedded
+from atrium.platform.db.engines import create_operator_engine
+from atrium.platform.security.passwords import PasswordRejected, generate_password
 from atrium.platform.settings import Settings, SettingsError, load_settings
+from atrium.platform.tenancy.naming import InvalidName
+from atrium.platform.tenancy.provisioning import InvalidInput, OwnerSpec, ProvisioningError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -97,7 +97,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Bring the platform schema to head."""
-    from atrium.platform.alembic_runner import head_revision, upgrade_platform
+    from atrium.platform.db.alembic_runner import head_revision, upgrade_platform
 
     settings = operator_settings()
     with operator_engine(settings) as engine, engine.begin() as conn:
@@ -128,7 +128,7 @@ def _tenant_json(view: Any, settings: Settings) -> dict[str, Any]:
 
 
 def _publish(settings: Settings, tenant_id: Any) -> None:
-    from atrium.platform.resolution import publish_tenant_change
+    from atrium.platform.tenancy.resolution import publish_tenant_change
 
     publish_tenant_change(settings.redis_url, tenant_id)
 
@@ -151,8 +151,8 @@ def tenants_create(
     as_json: bool,
 ) -> None:
     """Provision a tenant: schema at head, owner user, built-in roles and group."""
-    from atrium.platform.naming import validate_slug
-    from atrium.platform.provisioning import provision_tenant
+    from atrium.platform.tenancy.naming import validate_slug
+    from atrium.platform.tenancy.provisioning import provision_tenant
 
     validate_slug(slug)  # bad input is refused before touching the database
     generated = not owner_password_stdin
@@ -199,7 +199,7 @@ def tenants_create(
 @click.option("--json", "as_json", is_flag=True)
 def tenants_list(as_json: bool) -> None:
     """Every tenant with its status and migration version."""
-    from atrium.platform.tenant_admin import list_tenants
+    from atrium.platform.tenancy.admin import list_tenants
 
     settings = operator_settings()
     with operator_engine(settings) as engine:
@@ -222,7 +222,7 @@ def tenants_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def tenants_show(slug: str, as_json: bool) -> None:
     """One tenant, its domains and its version."""
-    from atrium.platform.tenant_admin import get_tenant
+    from atrium.platform.tenancy.admin import get_tenant
 
     settings = operator_settings()
     with operator_engine(settings) as engine:
@@ -236,7 +236,7 @@ def tenants_show(slug: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def tenants_migrate(slugs: tuple[str, ...], concurrency: int, as_json: bool) -> None:
     """Upgrade the named tenants (or all) to head; continues past failures."""
-    from atrium.platform.tenant_migrations import migrate_tenants
+    from atrium.platform.tenancy.schema_migrations import migrate_tenants
 
     settings = operator_settings()
     with (
@@ -315,8 +315,8 @@ def _progress(enabled: bool) -> Iterator[_Progress]:
 
 
 def _status_command(slug: str, suspend: bool) -> None:
-    from atrium.platform.registry import TenantStatus
-    from atrium.platform.tenant_admin import set_status
+    from atrium.platform.tenancy.admin import set_status
+    from atrium.platform.tenancy.registry import TenantStatus
 
     settings = operator_settings()
     status = TenantStatus.SUSPENDED if suspend else TenantStatus.ACTIVE
@@ -345,7 +345,7 @@ def tenants_resume(slug: str) -> None:
 @click.option("--yes", is_flag=True, help="Confirm: the tenant's schema and all its data are dropped.")
 def tenants_delete(slug: str, yes: bool) -> None:
     """Remove a tenant and its schema (irreversible)."""
-    from atrium.platform.provisioning import delete_tenant
+    from atrium.platform.tenancy.provisioning import delete_tenant
 
     if not yes:
         raise OperatorError(f"refusing to delete tenant {slug!r} and all its data without --yes", EXIT_USAGE)
@@ -366,7 +366,7 @@ def domains() -> None:
 @click.argument("domain")
 def domains_add(slug: str, domain: str) -> None:
     """Serve a tenant at a custom domain too."""
-    from atrium.platform.tenant_admin import add_domain
+    from atrium.platform.tenancy.admin import add_domain
 
     settings = operator_settings()
     with operator_engine(settings) as engine:
@@ -380,7 +380,7 @@ def domains_add(slug: str, domain: str) -> None:
 @click.argument("domain")
 def domains_remove(slug: str, domain: str) -> None:
     """Stop serving a tenant at a custom domain."""
-    from atrium.platform.tenant_admin import remove_domain
+    from atrium.platform.tenancy.admin import remove_domain
 
     settings = operator_settings()
     with operator_engine(settings) as engine:
@@ -399,7 +399,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; every error becomes one line on stderr and an exit code."""
-    from atrium.platform.tenant_admin import TenantNotFound
+    from atrium.platform.tenancy.admin import TenantNotFound
 
     try:
         code = cli.main(args=argv, prog_name="atrium", standalone_mode=False)

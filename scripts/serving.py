@@ -6,7 +6,7 @@ import os
 
 import click
 
-from atrium.platform import embedded
+from atrium.platform.db import embedded
 from atrium.platform.settings import load_settings
 
 DEMO_SLUG = "demo"
@@ -19,12 +19,12 @@ def prepare_embedded(port: int) -> None:
     The URL and secret are put into the environment so that every server worker,
     which imports the app afresh, finds them.
     """
-    from atrium.platform.alembic_runner import upgrade_platform
-    from atrium.platform.database import create_operator_engine
-    from atrium.platform.passwords import generate_password
-    from atrium.platform.provisioning import OwnerSpec, provision_tenant
-    from atrium.platform.tenant_admin import TenantNotFound, get_tenant
-    from atrium.platform.tenant_migrations import migrate_tenants
+    from atrium.platform.db.alembic_runner import upgrade_platform
+    from atrium.platform.db.engines import create_operator_engine
+    from atrium.platform.security.passwords import generate_password
+    from atrium.platform.tenancy.admin import TenantNotFound, get_tenant
+    from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
+    from atrium.platform.tenancy.schema_migrations import migrate_tenants
 
     click.echo("starting the embedded PostgreSQL under ./.atrium/ ...", err=True)
     os.environ["DATABASE_URL"] = embedded.start_embedded_postgres()
@@ -59,7 +59,7 @@ def prepare_embedded(port: int) -> None:
 def run_server(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from atrium.platform.http_server import GuardedHttpToolsProtocol
+    from atrium.platform.web.server import GuardedHttpToolsProtocol
 
     uvicorn.run(
         "atrium.platform.app:create_app_from_env",

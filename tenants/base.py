@@ -1,7 +1,7 @@
 """The declarative base of every table that lives inside a tenant schema.
 
 Tenant tables carry no schema in their metadata: the transaction's ``search_path``
-(bound from the registry, see ``atrium.platform.database``) decides which tenant's
+(bound from the registry, see ``atrium.platform.db.binding``) decides which tenant's
 tables a statement touches.
 """
 
@@ -26,7 +26,7 @@ def utcnow() -> datetime.datetime:
 class TenantTable(CommonTableAttributes, DeclarativeBase):
     """Every table inside a tenant schema, with no columns of its own.
 
-    For the few internal tables that are not API resources (the old ``revoked_tokens``) and keep
+    For internal tables that are not API resources and keep
     to the columns they need: every relation and index of a tenant table is loaded by
     each PostgreSQL backend that plans against it (bench/RESULTS.md, fourth pass).
     """

@@ -2,13 +2,12 @@
 
 from atrium.tenants.base import TenantBase, TenantTable, tenant_metadata
 from atrium.tenants.customize.models import Customize
-from atrium.tenants.identity.models import RevokedToken, User, UserGroup, UserMeta, UserRole
+from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.media.models import Media
 
 __all__ = [
     "Customize",
     "Media",
-    "RevokedToken",
     "TenantBase",
     "TenantTable",
     "User",

@@ -31,8 +31,8 @@ from litestar import Litestar
 from sqlalchemy import Engine
 
 from atrium.platform.app import create_app
-from atrium.platform.provisioning import OwnerSpec, provision_tenant
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 from tests.conftest import MadeTenant, login, serve, unique_slug
 
 Headers = dict[str, str]

@@ -12,11 +12,11 @@ from litestar import Litestar
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.platform.alembic_runner import upgrade_platform
 from atrium.platform.app import create_app
-from atrium.platform.database import create_operator_engine
-from atrium.platform.provisioning import OwnerSpec, ProvisionedTenant, provision_tenant
+from atrium.platform.db.alembic_runner import upgrade_platform
+from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.provisioning import OwnerSpec, ProvisionedTenant, provision_tenant
 from tests import servers
 
 # Test modules import helpers from tests.api before pytest loads it as their plugin; without

@@ -12,10 +12,10 @@ from litestar.params import FromPath, FromQuery
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform import read_transaction
-from atrium.platform.connection_affinity import affinity
-from atrium.platform.read_transaction import READS_ON_DRIVER, ROW_BY_ID, RowById
-from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.db import read_transaction
+from atrium.platform.db.affinity import affinity
+from atrium.platform.db.read_transaction import READS_ON_DRIVER, ROW_BY_ID, RowById
+from atrium.platform.tenancy.resolution import ResolvedTenant
 
 
 async def _emails(session: AsyncSession) -> list[str]:

@@ -6,8 +6,8 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.security.jwt.middleware import JWTAuthenticationMiddleware
 
 from atrium.platform.app import create_app
-from atrium.platform.middleware import TenantMiddleware
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.middleware import TenantMiddleware
 
 
 def test_tenant_middleware_runs_first_then_authentication(settings: Settings) -> None:

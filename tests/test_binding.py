@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
-from atrium.platform.database import SCHEMA_INFO_KEY, attach_tenant_binding
+from atrium.platform.db.binding import SCHEMA_INFO_KEY, attach_tenant_binding
 from atrium.platform.settings import Settings
 from tests import servers
 from tests.conftest import MadeTenant, login_owner, serve

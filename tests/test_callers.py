@@ -12,9 +12,9 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import Engine
 
-from atrium.platform.callers import CallerCache
-from atrium.platform.resolution import ALL_TENANTS
+from atrium.platform.security.caller_cache import CallerCache
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ALL_TENANTS
 from tests.api import Headers, TenantUser, add_user
 from tests.conftest import MadeTenant, login_owner, serve
 from tests.test_invalidation import _subscribed

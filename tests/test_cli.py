@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Engine, select, text, update
 
-from atrium.platform.naming import quote_ident
-from atrium.platform.registry import Tenant
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.tenancy.registry import Tenant
 from tests.conftest import MadeTenant, unique_slug
 
 OWNER_ARGS = ["--owner-name", "Ann", "--owner-email", "ann@example.com", "--owner-phone", "+1 555 0100"]

@@ -13,8 +13,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from atrium.platform import connection_affinity
-from atrium.platform.connection_affinity import AffinityQueue, TenantAffinePool, affinity
+from atrium.platform.db import affinity as connection_affinity
+from atrium.platform.db.affinity import AffinityQueue, TenantAffinePool, affinity
 from atrium.platform.settings import Settings
 from tests.conftest import MadeTenant, serve
 from tests.probes import PROBES

@@ -10,9 +10,9 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine
 
 from atrium.platform.app import create_app
-from atrium.platform.registry import TenantStatus
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_admin import add_domain, set_status
+from atrium.platform.tenancy.admin import add_domain, set_status
+from atrium.platform.tenancy.registry import TenantStatus
 from tests.conftest import MadeTenant, serve
 from tests.probes import PROBES
 

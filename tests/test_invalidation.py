@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from atrium.platform import resolution
-from atrium.platform.provisioning import delete_tenant
-from atrium.platform.registry import TenantStatus
-from atrium.platform.resolution import STALE_TTLS, publish_tenant_change
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_admin import add_domain, set_status
+from atrium.platform.tenancy import resolution
+from atrium.platform.tenancy.admin import add_domain, set_status
+from atrium.platform.tenancy.provisioning import delete_tenant
+from atrium.platform.tenancy.registry import TenantStatus
+from atrium.platform.tenancy.resolution import STALE_TTLS, publish_tenant_change
 from tests.conftest import MadeTenant, serve, statements_run
 from tests.probes import PROBES
 

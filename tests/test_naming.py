@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from atrium.platform.naming import (
+from atrium.platform.tenancy.naming import (
     InvalidName,
     normalize_host,
     quote_ident,

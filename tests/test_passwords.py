@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from atrium.platform.database import set_transaction_search_path
+from atrium.platform.db.binding import set_transaction_search_path
 from atrium.platform.settings import Settings
 from tests.api import (
     BCRYPT_MARKER,

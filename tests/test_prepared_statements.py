@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.app import create_app_from_env
-from atrium.platform.database import create_app_engine
-from atrium.platform.errors import problem
-from atrium.platform.naming import quote_ident
-from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.db.engines import create_app_engine
 from atrium.platform.settings import Settings, SettingsError, load_settings
+from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.errors import problem
 from tests.conftest import MadeTenant, serve, statements_run
 
 PROBE = "SELECT 1 AS kept_prepared"

@@ -11,8 +11,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, select, text
 
-from atrium.platform import provisioning
-from atrium.platform.alembic_runner import (
+from atrium.platform.db.alembic_runner import (
     alembic_config,
     configure_and_run,
     current_revision,
@@ -20,10 +19,11 @@ from atrium.platform.alembic_runner import (
     run_upgrade,
     script_directory,
 )
-from atrium.platform.database import set_transaction_search_path
-from atrium.platform.naming import quote_ident, schema_for_slug
-from atrium.platform.provisioning import OwnerSpec, TenantExists, provision_tenant
-from atrium.platform.registry import Tenant
+from atrium.platform.db.binding import set_transaction_search_path
+from atrium.platform.tenancy import provisioning
+from atrium.platform.tenancy.naming import quote_ident, schema_for_slug
+from atrium.platform.tenancy.provisioning import OwnerSpec, TenantExists, provision_tenant
+from atrium.platform.tenancy.registry import Tenant
 from atrium.tenants.models import tenant_metadata
 from tests.conftest import MadeTenant, unique_slug
 
@@ -179,7 +179,7 @@ def test_revocations_survive_rekeying_by_jti_up_and_down(operator_engine: Engine
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%(j)s, %(e)s)", {"j": jti, "e": expires}
             )
     with operator_engine.begin() as conn:
-        run_upgrade(conn, "tenant", schema)
+        run_upgrade(conn, "tenant", schema, "0003")
         set_transaction_search_path(conn, schema)
         assert revocations(conn) == rows
         key = conn.exec_driver_sql(

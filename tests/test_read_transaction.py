@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from atrium.platform.database import create_app_engine
-from atrium.platform.read_transaction import ReadTransaction
-from atrium.platform.resolution import ALL_TENANTS
+from atrium.platform.db.engines import create_app_engine
+from atrium.platform.db.read_transaction import ReadTransaction
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ALL_TENANTS
 from tests.api import add_user, assert_problem, new_tenant, serve_api
 from tests.conftest import MadeTenant, login, login_owner, serve
 from tests.probes import PROBES

@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.platform.auth import BIND_AND_LOAD_USER, LOAD_USER, check_and_fetch
-from atrium.platform.database import bind_parameters, create_app_engine
-from atrium.platform.naming import quote_ident
-from atrium.platform.read_transaction import ReadTransaction, RowById
+from atrium.platform.db.binding import RawQuery, TenantStatement
+from atrium.platform.db.engines import create_app_engine
+from atrium.platform.db.read_transaction import ReadTransaction, RowById
+from atrium.platform.security.callers import LOAD_USER, check_and_fetch
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_statements import RawQuery, TenantStatement
+from atrium.platform.tenancy.naming import quote_ident
 from tests.api import new_tenant
 
 
@@ -51,17 +51,15 @@ async def test_the_caller_statements_run_on_their_own_tenant_only(
             email = first.owner_email if made is first.tenant else second.owner_email
             params = {"user_id": made.owner_id, "jti": "never-revoked", "row_id": made.owner_id}
             row = await ReadTransaction.fetch_alone(
-                engine, check_and_fetch(wanted, old_table=True).for_tenant(made.schema, params)
+                engine, check_and_fetch(wanted).for_tenant(made.schema, params)
             )
             assert row == (True, True, made.owner_id, email)
             # The same ids on the other tenant's schema: no such caller, no such row.
             elsewhere = check_and_fetch(wanted).for_tenant(other.schema, params)
             row = await ReadTransaction.fetch_alone(engine, elsewhere)
             assert row == (False, False, None, None)
-            bind = {**bind_parameters(made.schema, 1000), "user_id": made.owner_id, "jti": None}
-            transaction, loaded = await ReadTransaction.begin(
-                engine, BIND_AND_LOAD_USER[False].for_tenant(made.schema, bind)
-            )
+            load = LOAD_USER.for_tenant(made.schema, {"user_id": made.owner_id, "jti": None})
+            transaction, loaded = await ReadTransaction.begin(engine, made.schema, 1000, load)
             path = await transaction.fetch_one("SELECT current_setting('search_path')")
             await transaction.close()
             assert loaded is not None and loaded[0] == made.owner_id and "Owner" in loaded[6]
@@ -83,7 +81,7 @@ async def test_a_statement_run_about_once_per_caller_is_never_counted_nor_prepar
             assert loaded is not None and loaded[0] == made.owner_id
             recurring = check_and_fetch(wanted).for_tenant(made.schema, {**params, "jti": "never-revoked"})
             assert await ReadTransaction.fetch_alone(engine, recurring) == (True, True, made.owner_id)
-        transaction = await ReadTransaction.bound(engine, made.schema, 1000)
+        transaction, _ = await ReadTransaction.begin(engine, made.schema, 1000)
         prepared = await transaction.fetch_all("SELECT statement FROM pg_prepared_statements")
         threshold = transaction._conn.prepare_threshold
         await transaction.close()

@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar import Router
 
-from atrium.platform.crud import CrudService, ResourceSpec, crud_router
+from atrium.platform.web.resources import ResourceSpec, crud_router
+from atrium.platform.web.services import CrudService
 from atrium.tenants.customize.models import Customize
 from atrium.tenants.customize.schemas import CustomizeCreate, CustomizeRead, CustomizeUpdate
 

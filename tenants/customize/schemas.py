@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from atrium.platform.crud import Schema
+from atrium.platform.web.bodies import Schema
 
 
 class CustomizeRead(msgspec.Struct):

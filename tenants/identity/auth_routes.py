@@ -13,12 +13,12 @@ from litestar.security.jwt import Token
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.auth import AuthUser
-from atrium.platform.crud import JSON_BODY_LIMIT
-from atrium.platform.errors import problem, problem_responses
-from atrium.platform.passwords import verify_password
-from atrium.platform.read_transaction import READS_ON_DRIVER
-from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.db.read_transaction import READS_ON_DRIVER
+from atrium.platform.security.callers import AuthUser
+from atrium.platform.security.passwords import verify_password
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.errors import problem, problem_responses
 from atrium.tenants.identity.models import User
 from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
 

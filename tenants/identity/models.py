@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from typing import Any
 
-from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import ARRAY, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from atrium.tenants.base import TenantBase, TenantTable
+from atrium.tenants.base import TenantBase
 
 
 class User(TenantBase):
@@ -24,7 +22,7 @@ class User(TenantBase):
     # The bcrypt hash; the seed calls the column `password`. Never serialised.
     password: Mapped[str] = mapped_column(String(100))
     # Token id -> expiry (Unix seconds) of this user's logged-out tokens, until they would
-    # have expired anyway (atrium.platform.auth). On the user's row because every request
+    # have expired anyway (atrium.platform.security.callers). On the user's row because every request
     # checks it and the user's row is read anyway: one relation per tenant fewer for each
     # PostgreSQL backend to keep (migration 0004). Deferred: the ORM never loads it, and
     # it is in no response body. Last, where migration 0004 added it.
@@ -64,16 +62,3 @@ class UserMeta(TenantBase):
         ForeignKey("user_roles.id", ondelete="RESTRICT"), index=True
     )
     uniq_customize: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-
-
-class RevokedToken(TenantTable):
-    """A bearer token ended by logout before migration 0004, kept until it would have
-    expired anyway. Only tokens issued before that migration (no ``rev`` claim) are
-    checked against it; revocations now live on the user's row. A later revision drops it.
-    Keyed by the token id with no other index (migration 0003).
-    """
-
-    __tablename__ = "revoked_tokens"
-
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))

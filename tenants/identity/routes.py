@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Router
 
-from atrium.platform.crud import ResourceSpec, crud_router
+from atrium.platform.web.resources import ResourceSpec, crud_router
 from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from atrium.platform.crud import Schema
+from atrium.platform.web.bodies import Schema
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from atrium.platform.auth import load_auth_user
-from atrium.platform.crud import CrudService
-from atrium.platform.errors import problem
-from atrium.platform.passwords import MAX_PASSWORD_BYTES, hash_password
-from atrium.platform.permissions import grants, is_valid_permission
+from atrium.platform.security.callers import load_auth_user
+from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
+from atrium.platform.security.permissions import grants, is_valid_permission
+from atrium.platform.web.errors import problem
+from atrium.platform.web.services import CrudService
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 
 

@@ -4,7 +4,7 @@
 answers the exact bytes as a download that never runs on the API's origin. Listing and
 reading metadata never load the bytes (``Media.data`` is deferred).
 
-Like ``atrium.platform.crud``, this module does not use ``from __future__ import
+Like ``atrium.platform.web.resources``, this module does not use ``from __future__ import
 annotations``: the handlers are built at runtime and Litestar reads their annotations.
 """
 
@@ -21,11 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from atrium.platform.auth import RELEASE_BEFORE_BODY, requires
-from atrium.platform.crud import CrudService, ResourceSpec, crud_router
-from atrium.platform.errors import problem, problem_responses
-from atrium.platform.permissions import read, write
-from atrium.platform.resolution import ResolvedTenant
+from atrium.platform.security.guards import requires
+from atrium.platform.security.permissions import read, write
+from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.resources import ResourceSpec, crud_router
+from atrium.platform.web.services import CrudService
 from atrium.tenants.media.models import Media
 from atrium.tenants.media.schemas import (
     MediaRead,

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import msgspec
 from litestar.datastructures import UploadFile
 
-from atrium.platform.crud import Schema
+from atrium.platform.web.bodies import Schema
 
 MAX_NAME_LENGTH = 255  # Media.name and Media.type are VARCHAR(255)
 DEFAULT_NAME = "upload"

@@ -41,9 +41,9 @@ from schemathesis.python import asgi
 from sqlalchemy import Engine
 
 from atrium.platform.app import create_app
-from atrium.platform.registry import TenantStatus
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_admin import set_status
+from atrium.platform.tenancy.admin import set_status
+from atrium.platform.tenancy.registry import TenantStatus
 from tests.api import (
     _LEAKS,
     BCRYPT_MARKER,

@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from atrium.platform.alembic_runner import upgrade_platform
-from atrium.platform.database import create_operator_engine
-from atrium.platform.provisioning import OwnerSpec, provision_tenant
-from atrium.platform.registry import TenantStatus
-from atrium.platform.resolution import publish_tenant_change
+from atrium.platform.db.alembic_runner import upgrade_platform
+from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_admin import set_status
+from atrium.platform.tenancy.admin import set_status
+from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
+from atrium.platform.tenancy.registry import TenantStatus
+from atrium.platform.tenancy.resolution import publish_tenant_change
 from tests import servers
 from tests.conftest import TEST_SECRET, login, serve
 from tests.probes import PROBES

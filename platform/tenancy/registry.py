@@ -16,7 +16,7 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import CheckConstraint, ForeignKey, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from atrium.platform.naming import PLATFORM_SCHEMA
+from atrium.platform.tenancy.naming import PLATFORM_SCHEMA
 
 platform_registry = create_registry()
 platform_registry.metadata.schema = PLATFORM_SCHEMA

@@ -17,10 +17,10 @@ from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from atrium.platform.connection_affinity import affinity
-from atrium.platform.errors import problem
-from atrium.platform.naming import normalize_host
-from atrium.platform.resolution import ResolvedTenant, TenantResolver
+from atrium.platform.db.affinity import affinity
+from atrium.platform.tenancy.naming import normalize_host
+from atrium.platform.tenancy.resolution import ResolvedTenant, TenantResolver
+from atrium.platform.web.errors import problem
 
 TENANT_STATE_KEY = "atrium_tenant"
 # Served on every host, the apex included, without resolving a tenant.

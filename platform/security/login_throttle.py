@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from litestar.stores.base import Store
 
-from atrium.platform.errors import problem
+from atrium.platform.web.errors import problem
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,43 +1,29 @@
-"""Bearer tokens (``litestar.security.jwt``), revocation, and permission guards.
+"""Bearer tokens (``litestar.security.jwt``): issuing, verifying, logging out.
 
 A token carries the user id (``sub``), the id of the tenant that issued it (``tid``), a
-unique id (``jti``), an expiry, and where its logout is recorded (``rev``, see
-``REVOCATION_CLAIM``). It is refused (401) on any other tenant, after
+unique id (``jti``) and an expiry. It is refused (401) on any other tenant, after
 logout (its ``jti`` is kept on its user's row until it would expire anyway), once its
-user is deleted, and when expired or malformed.
-
-The user, their effective permissions (the union of the roles linked through their
-``user_meta`` rows) and the revocation check are one query per request, inside the
-request's own tenant-bound transaction: no Redis round trip, and a logout holds in
-every process at once, Redis or not. Reads may take a caller seen before from
-``callers.py`` instead; they still check in the database that the user exists and that
-the token was not revoked.
+user is deleted, and when expired or malformed. The caller is loaded by
+``callers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from atrium.platform.callers import CallerCache
-from atrium.platform.connection_affinity import affinity
-from atrium.platform.database import BIND_COLUMNS, BIND_SQL, bind_parameters
-from atrium.platform.errors import problem
-from atrium.platform.middleware import scope_tenant
-from atrium.platform.permissions import grants
-from atrium.platform.read_transaction import (
+from atrium.platform.db.affinity import affinity
+from atrium.platform.db.read_transaction import (
     READS_ON_DRIVER,
     ROW_BY_ID,
     ReadTransaction,
@@ -45,124 +31,23 @@ from atrium.platform.read_transaction import (
     keep_row,
     remember,
 )
-from atrium.platform.resolution import ResolvedTenant
-from atrium.platform.tenant_statements import TenantStatement
+from atrium.platform.security.caller_cache import CallerCache
+from atrium.platform.security.callers import (
+    CHECK_CALLER,
+    LOAD_USER,
+    AuthUser,
+    auth_user,
+    check_and_fetch,
+    load_auth_user,
+)
+from atrium.platform.tenancy.middleware import scope_tenant
+from atrium.platform.tenancy.resolution import ResolvedTenant
 
 logger = logging.getLogger("atrium.auth")
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
 # Route option of handlers whose request body may stream in slowly (uploads).
 RELEASE_BEFORE_BODY = "release_db_before_body"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthUser:
-    id: uuid.UUID
-    name: str
-    email: str
-    phone: str
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    roles: list[str] = field(default_factory=list)
-    permissions: frozenset[str] = frozenset()
-
-    def can(self, permission: str) -> bool:
-        return grants(self.permissions, permission)
-
-
-# Tokens issued since tenant migration 0004 carry ``"rev": "user"``: their revocation is
-# on their user's row (``users.revoked_token_ids``) alone. Older tokens are also looked up
-# in the ``revoked_tokens`` table, until they have all expired (one token lifetime).
-REVOCATION_CLAIM = "rev"
-REVOKED_ON_USER = "user"
-# Whether this token was revoked (``u``: the caller's ``users`` row, ``{s}``: see below).
-_REVOKED = "u.revoked_token_ids ? %(jti)s"
-_REVOKED_OR_IN_OLD_TABLE = f"{_REVOKED} OR EXISTS (SELECT 1 FROM {{s}}revoked_tokens t WHERE t.jti = %(jti)s)"
-
-
-def issued_before_revocations_moved(token: Token) -> bool:
-    """Whether a logout of ``token`` may be in the old ``revoked_tokens`` table."""
-    return token.extras.get(REVOCATION_CLAIM) != REVOKED_ON_USER
-
-
-def _revocation_checked(template: str, old_table: bool) -> str:
-    return template.replace("{revoked}", _REVOKED_OR_IN_OLD_TABLE if old_table else _REVOKED)
-
-
-# The caller, their roles, their effective permissions and whether this token was
-# revoked, in one statement, in the driver's paramstyle. ``{s}`` is empty on the session
-# path (the transaction is already bound) and the quoted tenant schema where the
-# statement itself opens the transaction (``BIND_AND_LOAD_USER``).
-_USER_WITH_PERMISSIONS = """
-    SELECT u.id, u.name, u.email, u.phone, u.created_at, u.updated_at,
-           coalesce(array_agg(DISTINCT r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles,
-           coalesce(array_agg(DISTINCT p.perm) FILTER (WHERE p.perm IS NOT NULL), '{}') AS permissions,
-           ({revoked}) AS revoked
-    FROM {s}users u
-    LEFT JOIN {s}user_meta m ON m.owner_id = u.id
-    LEFT JOIN {s}user_roles r ON r.id = m.user_roles
-    LEFT JOIN LATERAL unnest(r.permissions) AS p(perm) ON true
-    WHERE u.id = %(user_id)s
-    GROUP BY u.id
-"""
-_LOAD_USER = {
-    old_table: _revocation_checked(_USER_WITH_PERMISSIONS, old_table).replace("{s}", "")
-    for old_table in (False, True)
-}
-# The tables that query reads: a committed change to any of them drops the tenant's
-# remembered callers (callers.py).
-CALLER_TABLES = ("users", "user_meta", "user_roles")
-
-
-# Whether a remembered caller still holds: the user exists and this token was not revoked.
-# One relation (``users``) for tokens issued since migration 0004.
-_CALLER_STILL_VALID = "EXISTS (SELECT 1 FROM {s}users u WHERE u.id = %(user_id)s AND NOT ({revoked}))"
-
-
-def _per_token_kind(template: str, recurring: bool = True) -> dict[bool, TenantStatement]:
-    """``template`` with its revocation check, for tokens issued before migration 0004
-    (``True``: also looked up in ``revoked_tokens``) and since (``False``)."""
-    return {old: TenantStatement(_revocation_checked(template, old), recurring) for old in (False, True)}
-
-
-def _bound(query: str) -> str:
-    """The binding statement and ``query`` as one round trip; always one row.
-
-    Names inside the statement are resolved before its ``set_config`` runs, so every
-    table of ``query`` must be qualified (``{s}``).
-    """
-    return f"SELECT caller.* FROM ({BIND_SQL}) AS bound LEFT JOIN LATERAL ({query}) AS caller ON true"
-
-
-# Bind, and load the caller (columns NULL when there is no such user). Run about once per
-# caller and TTL: the callers are remembered (callers.py).
-BIND_AND_LOAD_USER = _per_token_kind(_bound(_USER_WITH_PERMISSIONS), recurring=False)
-
-# Bind, and check that a remembered caller still holds (see callers.py); ``valid`` first.
-# One flat select rather than ``_bound``'s lateral join: this statement is planned on
-# most requests, and the flat form costs PostgreSQL 15-20 % less per read transaction
-# over many tenants (bench/RESULTS.md, fourth pass). The set_config calls still run
-# before any later statement of the transaction; the tables are qualified.
-BIND_AND_CHECK_CALLER = _per_token_kind(f"SELECT {_CALLER_STILL_VALID} AS valid, {BIND_COLUMNS}")
-
-# The caller, every table qualified, with no binding: for ``fetch_alone``. Checks no
-# token (``jti`` NULL): for reloading a caller whose every request is checked anyway.
-LOAD_USER = TenantStatement(_revocation_checked(_USER_WITH_PERMISSIONS, old_table=False), recurring=False)
-
-
-@functools.cache
-def check_and_fetch(row: RowById, old_table: bool = False) -> TenantStatement:
-    """The remembered-caller check and the handler's row, with no binding: ``valid``,
-    ``found``, the row. One statement per route that declares ``ROW_BY_ID``.
-
-    Run alone in autocommit (``ReadTransaction.fetch_alone``): every table is qualified,
-    so it needs no ``search_path``. Leaving the binding's ``set_config`` calls out is
-    most of the gain: over 1,000 tenants PostgreSQL spent ~230 against ~300 µs per
-    request with them (one round trip either way) and ~370 µs in a transaction of its
-    own (bench/RESULTS.md, sixth pass). Their statement timeout would not have bounded
-    this statement anyway: PostgreSQL arms the timeout when a statement starts.
-    """
-    return TenantStatement(row.joined_to(f"{_revocation_checked(_CALLER_STILL_VALID, old_table)} AS valid"))
 
 
 # A logout records the token id with its expiry (Unix seconds) on its user's row, and
@@ -175,25 +60,6 @@ _REVOKE = """
     ) || jsonb_build_object(%(jti)s::text, %(expires_at)s::bigint)
     WHERE id = %(user_id)s
 """
-
-
-def _auth_user(row: Any) -> AuthUser | None:
-    if row is None or row[0] is None or row[8]:
-        return None
-    return AuthUser(*row[:6], sorted(row[6]), frozenset(row[7]))  # type: ignore[arg-type]
-
-
-async def load_auth_user(
-    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None, old_table: bool = False
-) -> AuthUser | None:
-    """The user with their permissions, in the session's tenant-bound transaction.
-
-    With ``jti``, ``None`` also when that token was revoked (``old_table``: see
-    ``_per_token_kind``).
-    """
-    connection = await session.connection()
-    result = await connection.exec_driver_sql(_LOAD_USER[old_table], {"user_id": user_id, "jti": jti})
-    return _auth_user(result.one_or_none())
 
 
 # Verified tokens remembered per process; when full, the one remembered longest goes
@@ -309,7 +175,7 @@ class TokenAuth:
             identifier=str(user_id),
             token_expiration=self.ttl,
             token_unique_jwt_id=uuid.uuid4().hex,
-            token_extras={"tid": str(tenant_id), REVOCATION_CLAIM: REVOKED_ON_USER},
+            token_extras={"tid": str(tenant_id)},
         )
 
     async def retrieve_user(
@@ -324,11 +190,10 @@ class TokenAuth:
         except ValueError:
             return None
         opt = connection.route_handler.opt
-        old_table = issued_before_revocations_moved(token)
         if opt.get(READS_ON_DRIVER):
-            return await self._reader(tenant, user_id, token.jti, old_table, connection)
+            return await self._reader(tenant, user_id, token.jti, connection)
         session = self.session_provider(connection.app.state, connection.scope)
-        user = await load_auth_user(session, user_id, token.jti, old_table)
+        user = await load_auth_user(session, user_id, token.jti)
         if opt.get(RELEASE_BEFORE_BODY):
             # The body (an upload) is read after authentication and may arrive slowly:
             # give the connection back meanwhile; the handler's transaction binds anew.
@@ -340,7 +205,6 @@ class TokenAuth:
         tenant: ResolvedTenant,
         user_id: uuid.UUID,
         jti: str,
-        old_table: bool,
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
@@ -354,7 +218,7 @@ class TokenAuth:
         if remembered is not None and wanted is not None:
             row = await ReadTransaction.fetch_alone(
                 self.engine,
-                check_and_fetch(wanted, old_table).for_tenant(
+                check_and_fetch(wanted).for_tenant(
                     tenant.schema,
                     {"user_id": user_id, "jti": jti, "row_id": connection.path_params[wanted.param]},
                 ),
@@ -364,14 +228,15 @@ class TokenAuth:
             found, values = row[-len(wanted.columns) - 1], row[-len(wanted.columns) :]
             keep_row(connection.scope, values if found else None)
             return remembered
-        params = {**bind_parameters(tenant.schema, self.statement_timeout_ms), "user_id": user_id, "jti": jti}
-        statements = BIND_AND_CHECK_CALLER if remembered is not None else BIND_AND_LOAD_USER
-        query = statements[old_table].for_tenant(tenant.schema, params)
-        transaction, row = await ReadTransaction.begin(self.engine, query)
+        statement = CHECK_CALLER if remembered is not None else LOAD_USER
+        query = statement.for_tenant(tenant.schema, {"user_id": user_id, "jti": jti})
+        transaction, row = await ReadTransaction.begin(
+            self.engine, tenant.schema, self.statement_timeout_ms, query
+        )
         remember(connection.scope, transaction)
         if remembered is not None:
             return remembered if row is not None and row[0] else None
-        user = _auth_user(row)
+        user = auth_user(row)
         if user is not None:
             self._remember(tenant.id, user_id, user, generation)
         return user
@@ -406,7 +271,7 @@ class TokenAuth:
                     row = None
                 finally:
                     del self._stale[(tenant_id, user_id)]
-                user = _auth_user(row)
+                user = auth_user(row)
                 if user is not None:
                     self._remember(tenant_id, user_id, user, generation)
         finally:
@@ -430,16 +295,3 @@ class TokenAuth:
             },
         )
         await session.commit()
-
-
-def requires(permission: str) -> Any:
-    """A guard: the caller must hold ``permission`` (or ``*``); otherwise 403."""
-
-    # async: a sync guard would be run in a worker thread on every request.
-    async def guard(connection: ASGIConnection[Any, AuthUser, Any, Any], _: BaseRouteHandler) -> None:
-        user = connection.user
-        if not isinstance(user, AuthUser) or not user.can(permission):
-            raise problem(403, f"This requires the permission {permission!r}.")
-
-    guard.__name__ = f"requires_{permission.replace(':', '_').replace('-', '_')}"
-    return guard

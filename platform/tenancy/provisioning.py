@@ -25,12 +25,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from atrium.platform import permissions
-from atrium.platform.alembic_runner import VERSION_TABLE, head_revision
-from atrium.platform.database import set_transaction_search_path
-from atrium.platform.naming import quote_ident, schema_for_slug, validate_slug
-from atrium.platform.passwords import hash_password
-from atrium.platform.registry import Tenant, TenantStatus
+from atrium.platform.db.alembic_runner import VERSION_TABLE, head_revision
+from atrium.platform.db.binding import set_transaction_search_path
+from atrium.platform.security import permissions
+from atrium.platform.security.passwords import hash_password
+from atrium.platform.tenancy.naming import quote_ident, schema_for_slug, validate_slug
+from atrium.platform.tenancy.registry import Tenant, TenantStatus
 from atrium.tenants.models import User, UserGroup, UserMeta, UserRole, tenant_metadata
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")

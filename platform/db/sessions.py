@@ -19,15 +19,15 @@ from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from atrium.platform.callers import CallerInvalidation
-from atrium.platform.database import (
+from atrium.platform.db.binding import (
     SCHEMA_INFO_KEY,
     STATEMENT_TIMEOUT_KEY,
     TENANT_ID_INFO_KEY,
     attach_tenant_binding,
-    listen_once,
 )
-from atrium.platform.middleware import scope_tenant
+from atrium.platform.db.listeners import listen_once
+from atrium.platform.security.caller_cache import CallerInvalidation
+from atrium.platform.tenancy.middleware import scope_tenant
 
 logger = logging.getLogger("atrium.persistence")
 
@@ -42,7 +42,7 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
     """Binds each new request session to the tenant the middleware resolved.
 
     The binding itself (``set_config('search_path', …, true)`` at the start of every
-    transaction) happens in ``atrium.platform.database``; here the session only learns
+    transaction) happens in ``atrium.platform.db.binding``; here the session only learns
     which schema, from the registry entry in the connection scope, never from input.
     """
 

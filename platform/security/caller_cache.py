@@ -32,8 +32,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from atrium.platform.database import TENANT_ID_INFO_KEY, listen_once
-from atrium.platform.resolution import ALL_TENANTS, TenantResolver, jittered
+from atrium.platform.db.binding import TENANT_ID_INFO_KEY
+from atrium.platform.db.listeners import listen_once
+from atrium.platform.tenancy.resolution import ALL_TENANTS, TenantResolver, jittered
 
 # Cleared whole when full, like the verified tokens (cheaper than an LRU; the next read
 # simply loads its caller again). About 1.5 KB each.

@@ -10,9 +10,9 @@ session and repositories, where the ORM earns its cost.
 
 The connection comes from the engine's pool (``engine.raw_connection()``), so pool size,
 overflow, recycling and invalidation stay those of the one engine, and the transaction
-starts with the very statement the session path issues (``database.bind_parameters``).
+starts with the very binding statement the session path issues (``binding.py``).
 
-A transaction is opened by authentication (``auth.TokenAuth``) for routes marked
+A transaction is opened by authentication (``security.tokens.TokenAuth``) for routes marked
 ``READS_ON_DRIVER``, so the caller and the resource are read in one transaction; the
 handler ends it as soon as it has its rows, and ``release_on_response`` ends any still
 open when the response starts (a guard refused, a parameter was invalid).
@@ -37,9 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from atrium.platform.database import BIND_SQL, bind_parameters
-from atrium.platform.naming import quote_ident
-from atrium.platform.tenant_statements import RawQuery
+from atrium.platform.db.binding import BIND_SQL, RawQuery, bind_parameters
+from atrium.platform.tenancy.naming import quote_ident
 
 # Route option: the handler reads through the request's ``ReadTransaction``.
 READS_ON_DRIVER = "reads_on_driver"
@@ -68,7 +67,7 @@ class RowById:
     def joined_to(self, select_list: str) -> str:
         """``select_list``, then whether the row exists, then its columns (NULL if not).
 
-        A ``tenant_statements.TenantStatement`` template: ``{s}`` stands for the schema.
+        A ``binding.TenantStatement`` template: ``{s}`` stands for the schema.
         """
         return (
             f"SELECT {select_list}, r.id IS NOT NULL AS found, {self._columns_sql}"
@@ -78,7 +77,7 @@ class RowById:
 
 
 # A statement: shared text with psycopg's placeholders and its parameters apart, or a
-# tenant's own text with its values (tenant_statements.py).
+# tenant's own text with its values (binding.py).
 Query = str | RawQuery
 
 
@@ -93,23 +92,29 @@ class ReadTransaction:
 
     @classmethod
     async def begin(
-        cls, engine: AsyncEngine, statement: Query, params: Mapping[str, Any] | None = None
+        cls, engine: AsyncEngine, schema: str, timeout_ms: int, first: Query | None = None
     ) -> tuple[ReadTransaction, Sequence[Any] | None]:
-        """Borrow a connection and open the transaction with ``statement``.
+        """Borrow a connection, open a transaction bound to ``schema`` and run ``first``.
 
-        ``statement`` must be the binding, ``database.BIND_SQL``, or a statement that
-        includes it (``auth.BIND_AND_LOAD_USER``, ``auth.BIND_AND_CHECK_CALLER``); its
-        first row is returned.
+        The binding is a statement of its own (``binding.py`` says why), sent in one
+        pipeline with ``BEGIN`` and ``first``: one round trip for all three. Returns
+        ``first``'s first row (``None`` without ``first``).
         """
         transaction = cls(await engine.raw_connection())
-        # psycopg sends BEGIN ahead of the first statement.
-        return transaction, await transaction.fetch_one(statement, params)
-
-    @classmethod
-    async def bound(cls, engine: AsyncEngine, schema: str, timeout_ms: int) -> ReadTransaction:
-        """A transaction bound to ``schema`` by the plain binding statement."""
-        transaction, _ = await cls.begin(engine, BIND_SQL, bind_parameters(schema, timeout_ms))
-        return transaction
+        conn = transaction._conn
+        try:
+            async with conn.pipeline():
+                await conn.execute(BIND_SQL, bind_parameters(schema, timeout_ms))
+                cursor = None if first is None else await transaction._run(first, None)
+            row = None if cursor is None else await cursor.fetchone()
+        except psycopg.Error as exc:
+            await transaction.close(failed=exc)
+            raise
+        except BaseException:
+            # Cancelled mid-pipeline: the connection's state is unknown; never reuse it.
+            await transaction.discard()
+            raise
+        return transaction, row
 
     @classmethod
     async def fetch_alone(
@@ -161,7 +166,7 @@ class ReadTransaction:
         cursor = psycopg.AsyncRawCursor(self._conn)
         if sql.recurring:
             return await cursor.execute(sql.sql, sql.values)
-        # Neither counted nor prepared (tenant_statements.py says why); the connection is
+        # Neither counted nor prepared (``binding.TenantStatement`` says why); the connection is
         # this transaction's alone until it is given back.
         threshold, self._conn.prepare_threshold = self._conn.prepare_threshold, None
         try:

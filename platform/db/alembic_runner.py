@@ -20,11 +20,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 
-from atrium.platform.database import set_transaction_search_path
-from atrium.platform.naming import PLATFORM_SCHEMA, quote_ident
+from atrium.platform.db.binding import set_transaction_search_path
+from atrium.platform.tenancy.naming import PLATFORM_SCHEMA, quote_ident
 
 Env = Literal["platform", "tenant"]
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
 
 
@@ -51,7 +51,7 @@ def head_revision(env: Env, version_locations: tuple[str, ...] = ()) -> str:
 
 def target_metadata(env: Env) -> MetaData:
     if env == "platform":
-        from atrium.platform.registry import platform_metadata
+        from atrium.platform.tenancy.registry import platform_metadata
 
         return platform_metadata
     from atrium.tenants.models import tenant_metadata

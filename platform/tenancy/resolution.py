@@ -41,8 +41,8 @@ from sqlalchemy import ColumnElement, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from atrium.platform.database import read_only_connection
-from atrium.platform.registry import Tenant, TenantDomain
+from atrium.platform.db.engines import read_only_connection
+from atrium.platform.tenancy.registry import Tenant, TenantDomain
 
 CHANNEL = "atrium:tenant-changes"
 FALLBACK_TTL = 1.0

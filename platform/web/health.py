@@ -9,8 +9,8 @@ from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.platform.database import read_only_connection
-from atrium.platform.errors import database_unavailable, problem_responses
+from atrium.platform.db.engines import read_only_connection
+from atrium.platform.web.errors import database_unavailable, problem_responses
 
 HEALTH_TIMEOUT = 2.0
 

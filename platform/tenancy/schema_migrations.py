@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, text, update
 
-from atrium.platform.alembic_runner import current_revision, head_revision, run_upgrade
-from atrium.platform.database import create_operator_engine
-from atrium.platform.registry import Tenant
+from atrium.platform.db.alembic_runner import current_revision, head_revision, run_upgrade
+from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.settings import Settings
-from atrium.platform.tenant_admin import TenantNotFound
+from atrium.platform.tenancy.admin import TenantNotFound
+from atrium.platform.tenancy.registry import Tenant
 
 DEFAULT_CONCURRENCY = 4
 LOCK_TIMEOUT = "5s"

@@ -13,9 +13,9 @@ import psycopg.errors
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from atrium.platform.naming import validate_domain
-from atrium.platform.provisioning import InvalidInput, ProvisioningError
-from atrium.platform.registry import Tenant, TenantDomain, TenantStatus
+from atrium.platform.tenancy.naming import validate_domain
+from atrium.platform.tenancy.provisioning import InvalidInput, ProvisioningError
+from atrium.platform.tenancy.registry import Tenant, TenantDomain, TenantStatus
 
 
 class TenantNotFound(ProvisioningError):

@@ -1,0 +1,125 @@
+"""The tenant binding: the one place that binds a tenant or writes its schema into SQL.
+
+Every transaction of a session that belongs to a tenant starts with one statement,
+``set_config('search_path', <quoted schema>, true)``, issued from SQLAlchemy's
+``after_begin`` event. ``true`` makes it transaction-local: when the transaction ends
+the pooled connection is back at the server default, so a connection never carries
+one tenant's path into the next request, and the binding works behind PgBouncer in
+transaction mode. ``SET LOCAL search_path = %s`` would not do: PostgreSQL refuses
+bound parameters in ``SET``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, SessionTransaction
+
+from atrium.platform.db.listeners import listen_once
+from atrium.platform.tenancy.naming import quote_ident
+
+SCHEMA_INFO_KEY = "atrium_tenant_schema"
+TENANT_ID_INFO_KEY = "atrium_tenant_id"
+STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
+# A session with no tenant sees no tenant table at all: an empty search_path leaves
+# only pg_catalog, and shared tables are always schema-qualified.
+NO_TENANT_PATH = ""
+
+# One round trip binds the schema and bounds the transaction: no statement runs longer
+# than the timeout, and a transaction left idle (a stalled client) is ended by the server.
+BIND_COLUMNS = (
+    "set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('idle_in_transaction_session_timeout', %(timeout)s, true)"
+)
+BIND_SQL = f"SELECT {BIND_COLUMNS}"
+
+
+def search_path_for(schema: str | None) -> str:
+    return quote_ident(schema) if schema else NO_TENANT_PATH
+
+
+def bind_parameters(schema: str | None, timeout_ms: int) -> dict[str, str]:
+    """The parameters of ``BIND_SQL`` for ``schema``, shared by the session and driver paths."""
+    return {"path": search_path_for(schema), "timeout": f"{int(timeout_ms)}ms"}
+
+
+def attach_tenant_binding(target: Any) -> None:
+    """Bind every transaction of sessions made by ``target`` (a session class or maker)."""
+    listen_once(target, "after_begin", bind_search_path)
+
+
+def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    schema = session.info.get(SCHEMA_INFO_KEY)
+    timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
+    connection.exec_driver_sql(BIND_SQL, bind_parameters(schema, timeout))
+
+
+def set_transaction_search_path(connection: Connection, schema: str | None) -> None:
+    """The same binding for code that works on a Core connection (operator paths)."""
+    connection.exec_driver_sql(
+        "SELECT set_config('search_path', %(path)s, true)", {"path": search_path_for(schema)}
+    )
+
+
+# Statements whose text names a tenant's schema, with PostgreSQL's own ``$n`` placeholders.
+#
+# The hot reads name the tenant's schema in their text (read_transaction.py says why), so
+# every tenant has statement texts of its own. psycopg turns ``%(name)s`` placeholders into
+# ``$n`` with a regular expression and keeps the result for the last 128 texts only: over
+# more tenants than that, every request paid the conversion again (~30 µs of the app's
+# ~680 µs per request over 1,000 tenants, bench/RESULTS.md, tenth pass). A
+# ``TenantStatement`` is converted once, where it is defined; a request only puts its
+# schema in, and psycopg's raw cursor sends the text as it is (``RawQuery``).
+# psycopg's named placeholder, its escaped percent sign, and any other percent sign.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
+_SCHEMA = "{s}"
+
+
+class RawQuery(NamedTuple):
+    """A statement in PostgreSQL's ``$n`` style and its values, in order."""
+
+    sql: str
+    values: list[Any]
+    # Whether psycopg may count and prepare it (see ``TenantStatement``).
+    recurring: bool = True
+
+
+class TenantStatement:
+    """A statement written with psycopg's ``%(name)s`` placeholders and ``{s}`` where the
+    quoted schema and a dot go (every other brace is literal).
+
+    ``recurring=False`` is for a statement a tenant runs about once per caller and cache
+    TTL (loading a caller). psycopg counts every statement it runs, ``prepare=False``
+    included, in a table of up to ``prepared_max`` texts per connection until its fifth
+    run: over 10,000 tenants each connection's table filled with 512 such texts of ~900
+    bytes that were never prepared, ~5 MB per worker, and they pushed out the counts of
+    the statements that recur (bench/RESULTS.md, tenth pass). Such a statement runs with
+    psycopg's preparing off (``ReadTransaction``).
+    """
+
+    __slots__ = ("_parts", "names", "recurring")
+
+    def __init__(self, template: str, recurring: bool = True) -> None:
+        self.recurring = recurring
+        names: list[str] = []
+
+        def numbered(match: re.Match[str]) -> str:
+            if match.group(0) == "%%":
+                return "%"
+            name = match.group(1)
+            if name is None:
+                raise ValueError(f"a lone % in a statement template: {template!r}")
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self._parts = _PLACEHOLDER.sub(numbered, template).split(_SCHEMA)
+        self.names = tuple(names)
+
+    def for_tenant(self, schema: str, params: Mapping[str, Any]) -> RawQuery:
+        """This statement on ``schema`` (from the registry; quoted here) with ``params``."""
+        sql = (quote_ident(schema) + ".").join(self._parts)
+        return RawQuery(sql, [params[name] for name in self.names], self.recurring)
