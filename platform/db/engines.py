@@ -25,7 +25,7 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
 
     No ``pool_pre_ping``: it would cost a round trip on every checkout. A connection
     that died is detected by the failing statement, SQLAlchemy then invalidates the
-    whole pool, and the request gets a 503 (see ``errors.py``).
+    whole pool, and the request gets a 503 (see ``web/errors.py``).
     """
     engine = create_async_engine(
         settings.sqlalchemy_url,

@@ -127,7 +127,7 @@ def sqlalchemy_config(
     return TenantSQLAlchemyConfig(
         engine_instance=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        # Its handler answers plain JSON; errors.py maps repository errors to problems.
+        # Its handler answers plain JSON; web/errors.py maps repository errors to problems.
         set_default_exception_handler=False,
         statement_timeout_ms=statement_timeout_ms,
         caller_invalidation=caller_invalidation,

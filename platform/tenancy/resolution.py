@@ -146,7 +146,7 @@ class TenantResolver:
         self._subscribed = False
         self._listener: asyncio.Task[None] | None = None
         self._publisher: aioredis.Redis | None = None
-        # Other per-tenant caches (callers.py) dropped together with the hosts.
+        # Other per-tenant caches (security/caller_cache.py) dropped together with the hosts.
         self._listeners: list[Callable[[str], None]] = []
 
     def add_listener(self, listener: Callable[[str], None]) -> None:
