@@ -28,13 +28,14 @@ STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # only pg_catalog, and shared tables are always schema-qualified.
 NO_TENANT_PATH = ""
 
-# One round trip binds the schema and bounds the transaction: no statement runs longer
-# than the timeout, and a transaction left idle (a stalled client) is ended by the server.
-BIND_COLUMNS = (
-    "set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
+# The binding also bounds the transaction: no statement runs longer than the timeout, and
+# a transaction left idle (a stalled client) is ended by the server. It is always a
+# statement of its own: Citus routes a statement that also reads a tenant table whole to
+# the worker holding the schema, where the coordinator's path and timeout never change.
+BIND_SQL = (
+    "SELECT set_config('search_path', %(path)s, true), set_config('statement_timeout', %(timeout)s, true),"
     " set_config('idle_in_transaction_session_timeout', %(timeout)s, true)"
 )
-BIND_SQL = f"SELECT {BIND_COLUMNS}"
 
 
 def search_path_for(schema: str | None) -> str:
@@ -73,6 +74,7 @@ def set_transaction_search_path(connection: Connection, schema: str | None) -> N
 # ~680 µs per request over 1,000 tenants, bench/RESULTS.md, tenth pass). A
 # ``TenantStatement`` is converted once, where it is defined; a request only puts its
 # schema in, and psycopg's raw cursor sends the text as it is (``RawQuery``).
+
 # psycopg's named placeholder, its escaped percent sign, and any other percent sign.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
 _SCHEMA = "{s}"

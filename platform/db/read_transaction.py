@@ -27,7 +27,7 @@ holds one for a single round trip and binds no ``search_path`` (sixth pass).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,20 +101,7 @@ class ReadTransaction:
         ``first``'s first row (``None`` without ``first``).
         """
         transaction = cls(await engine.raw_connection())
-        conn = transaction._conn
-        try:
-            async with conn.pipeline():
-                await conn.execute(BIND_SQL, bind_parameters(schema, timeout_ms))
-                cursor = None if first is None else await transaction._run(first, None)
-            row = None if cursor is None else await cursor.fetchone()
-        except psycopg.Error as exc:
-            await transaction.close(failed=exc)
-            raise
-        except BaseException:
-            # Cancelled mid-pipeline: the connection's state is unknown; never reuse it.
-            await transaction.discard()
-            raise
-        return transaction, row
+        return transaction, await transaction._guarded(transaction._bind_and_run(schema, timeout_ms, first))
 
     @classmethod
     async def fetch_alone(
@@ -132,19 +119,34 @@ class ReadTransaction:
         cancelled request) is closed rather than pooled.
         """
         transaction = cls(await engine.raw_connection())
+        row = await transaction._guarded(transaction._run_in_autocommit(statement, params))
+        await transaction.close()
+        return row
+
+    async def _bind_and_run(self, schema: str, timeout_ms: int, first: Query | None) -> Sequence[Any] | None:
+        async with self._conn.pipeline():
+            await self._conn.execute(BIND_SQL, bind_parameters(schema, timeout_ms))
+            cursor = None if first is None else await self._run(first, None)
+        return None if cursor is None else await cursor.fetchone()
+
+    async def _run_in_autocommit(
+        self, statement: Query, params: Mapping[str, Any] | None
+    ) -> Sequence[Any] | None:
+        await self._conn.set_autocommit(True)
+        return await (await self._run(statement, params)).fetchone()
+
+    async def _guarded(self, work: Awaitable[Sequence[Any] | None]) -> Sequence[Any] | None:
+        """``work``'s row; on failure the connection is given back or dropped, then re-raised."""
         try:
-            await transaction._conn.set_autocommit(True)
-            row = await (await transaction._run(statement, params)).fetchone()
+            return await work
         except psycopg.Error as exc:
             # The statement failed but the connection may be fine: ``close`` decides.
-            await transaction.close(failed=exc)
+            await self.close(failed=exc)
             raise
         except BaseException:
             # Cancelled mid-statement: the connection's state is unknown; never reuse it.
-            await transaction.discard()
+            await self.discard()
             raise
-        await transaction.close()
-        return row
 
     async def execute(self, sql: Query, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
