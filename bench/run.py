@@ -514,8 +514,8 @@ class Bench:
         with self.engine.begin() as conn:
             upgrade_platform(conn)
         head = head_revision("tenant")
-        ddl = tenant_tables_ddl()
-        statements = ddl.split(";\n")
+        statements = list(tenant_tables_ddl())
+        batch = ";\n".join(statements)
         every = max(1, n // args.raw_samples)
         times: list[float] = []
         raw_batch: list[float] = []
@@ -539,8 +539,8 @@ class Bench:
                 self.tenants.append(BenchTenant(made.slug, made.schema, made.id, made.owner_id))
                 if i % every == 0 and len(raw_batch) < args.raw_samples:
                     r0 = time.perf_counter()
-                    raw_batch.append(self._raw_ddl(f"bench_raw_{i}", head, [ddl], fresh))
                     raw_statements.append(self._raw_ddl(f"bench_raws_{i}", head, statements, fresh))
+                    raw_batch.append(self._raw_ddl(f"bench_raw_{i}", head, [batch], fresh))
                     raw_seconds += time.perf_counter() - r0
                 bar.advance(task)
                 if not console.is_terminal and (i + 1) % max(1, n // 10) == 0:
@@ -552,16 +552,18 @@ class Bench:
         hash_password("correct horse battery", PRODUCTION_BCRYPT_ROUNDS)
         bcrypt_s = time.perf_counter() - bcrypt_started
         p50 = ms(statistics.median(times))
-        raw_p50 = ms(statistics.median(raw_batch))
+        raw_p50 = ms(statistics.median(raw_statements))
         self.results["provision"] = {
             "tenants": n,
             "p50_ms": round(p50, 2),
             "p95_ms": round(ms(percentile(times, 95)), 2),
             "tenants_per_s": round(n / wall, 1),
             "raw_ddl_p50_ms": round(raw_p50, 2),
-            "raw_ddl_mode": "one batch (the same multi-statement string provision_tenant sends)",
-            "raw_ddl_statements_p50_ms": round(ms(statistics.median(raw_statements)), 2),
-            "raw_samples": len(raw_batch),
+            # The floor sends the statements as provision_tenant does, one per message (Citus
+            # refuses several in one); the one-batch figure shows what that costs.
+            "raw_ddl_mode": "statement by statement, as provision_tenant sends them",
+            "raw_ddl_batch_p50_ms": round(ms(statistics.median(raw_batch)), 2),
+            "raw_samples": len(raw_statements),
             "connection": "reused" if args.reuse_connection else "fresh per tenant (as the CLI)",
             "p50_first_tenth_ms": round(ms(statistics.median(times[: max(1, n // 10)])), 2),
             "p50_last_tenth_ms": round(ms(statistics.median(times[-max(1, n // 10) :])), 2),
@@ -573,8 +575,8 @@ class Bench:
         r = self.results["provision"]
         step(
             f"  provision p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, {r['tenants_per_s']} tenants/s; "
-            f"raw DDL p50 {r['raw_ddl_p50_ms']} ms (batch), {r['raw_ddl_statements_p50_ms']} ms "
-            f"(statement by statement); bcrypt cost 12: {r['bcrypt_ms']} ms"
+            f"raw DDL p50 {r['raw_ddl_p50_ms']} ms (statement by statement), {r['raw_ddl_batch_p50_ms']} ms "
+            f"(one batch); bcrypt cost 12: {r['bcrypt_ms']} ms"
         )
 
     def _raw_ddl(self, schema: str, head: str, statements: list[str], fresh: bool) -> float:
@@ -1122,8 +1124,8 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             f"provision ({p['tenants']} tenants)",
             f"p50 {p['p50_ms']:.1f} ms, p95 {p['p95_ms']:.1f} ms, {p['tenants_per_s']:.1f} tenants/s",
-            f"raw DDL p50 {p['raw_ddl_p50_ms']:.1f} ms (one batch; {p['raw_ddl_statements_p50_ms']:.1f} ms "
-            f"statement by statement); ratio {p['ratio_p50']:.2f}",
+            f"raw DDL p50 {p['raw_ddl_p50_ms']:.1f} ms (statement by statement; "
+            f"{p['raw_ddl_batch_p50_ms']:.1f} ms in one batch); ratio {p['ratio_p50']:.2f}",
         ),
         (
             "  bcrypt",

@@ -27,12 +27,34 @@ TEST_SECRET = "test-secret-" + "x" * 40
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.WireLog]:
     with (
         servers.postgres_server(tmp_path_factory.mktemp("pg")) as server_url,
         servers.fresh_database(server_url) as url,
+        servers.wire_log(url) as log,
     ):
-        yield url
+        yield log
+
+
+@pytest.fixture(scope="session")
+def database_url(wire: servers.WireLog) -> str:
+    """The test database, reached through the wire log (tests/wire_log.py)."""
+    return wire.url
+
+
+@pytest.fixture(autouse=True)
+def _statements_keep_the_citus_rules(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that talks to the database fails if a statement it caused breaks a rule
+    of tests/wire_log.py (set_config beside a tenant table; several statements in one
+    message)."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    log: servers.WireLog = request.getfixturevalue("wire")
+    yield
+    # Everything since the last check: the statements of module and session fixtures too.
+    breaks = log.rule_breaks()
+    assert not breaks, "statements that Citus refuses:\n" + "\n".join(breaks)
 
 
 @pytest.fixture(scope="session")

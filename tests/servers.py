@@ -12,18 +12,22 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from tests import wire_log as wire_rules
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -151,3 +155,51 @@ def pgbouncer(database_url: str) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class WireLog:
+    """The wire log's proxied URL and where the checks have read up to."""
+
+    url: str
+    path: Path
+    offset: int = 0
+
+    def messages(self) -> list[wire_rules.Message]:
+        messages, self.offset = wire_rules.read_log(self.path, self.offset)
+        return messages
+
+    def rule_breaks(self) -> list[str]:
+        from atrium.tenants.models import tenant_metadata
+
+        return wire_rules.rule_breaks(self.messages(), [t.name for t in tenant_metadata.sorted_tables])
+
+
+@contextmanager
+def wire_log(database_url: str) -> Iterator[WireLog]:
+    """``database_url`` behind the logging proxy of tests/wire_log.py."""
+    url = make_url(database_url)
+    socket_dir = url.query.get("host")
+    if socket_dir:
+        upstream = f"{socket_dir}/.s.PGSQL.{url.port or 5432}"
+    else:
+        upstream = f"{url.host or '127.0.0.1'}:{url.port or 5432}"
+    port = free_port()
+    path = Path(tempfile.mkdtemp(prefix="atrium-wire-")) / "messages.jsonl"
+    path.touch()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.wire_log", str(port), upstream, str(path)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        proxied = url.set(
+            host="127.0.0.1", port=port, query={k: v for k, v in url.query.items() if k != "host"}
+        )
+        yield WireLog(proxied.render_as_string(hide_password=False), path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(path.parent, ignore_errors=True)

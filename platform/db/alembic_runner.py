@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 
-from atrium.platform.db.binding import set_transaction_search_path
+from atrium.platform.db.binding import create_shared_schema, set_transaction_search_path
 from atrium.platform.tenancy.naming import PLATFORM_SCHEMA, quote_ident
 
 Env = Literal["platform", "tenant"]
@@ -84,7 +84,7 @@ def configure_and_run(connection: Connection, env: Env, schema: str) -> None:
     if env == "tenant":
         set_transaction_search_path(connection, schema)
     else:
-        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        create_shared_schema(connection, schema)
     alembic_context.configure(
         connection=connection,
         target_metadata=target_metadata(env),

@@ -12,7 +12,7 @@ bound parameters in ``SET``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
@@ -58,11 +58,49 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
     connection.exec_driver_sql(BIND_SQL, bind_parameters(schema, timeout))
 
 
-def set_transaction_search_path(connection: Connection, schema: str | None) -> None:
+# Operators (provisioning, migrations) run without a statement time limit: migrating a
+# large table takes as long as it takes. Their ``lock_timeout`` bounds the waiting instead.
+OPERATOR_TIMEOUT_MS = 0
+
+
+def set_transaction_search_path(
+    connection: Connection, schema: str | None, timeout_ms: int = OPERATOR_TIMEOUT_MS
+) -> None:
     """The same binding for code that works on a Core connection (operator paths)."""
-    connection.exec_driver_sql(
-        "SELECT set_config('search_path', %(path)s, true)", {"path": search_path_for(schema)}
-    )
+    connection.exec_driver_sql(BIND_SQL, bind_parameters(schema, timeout_ms))
+
+
+# Schemas themselves. Each statement goes alone in its own message: Citus relays DDL on a
+# distributed schema to its workers over the extended protocol, which refuses a message
+# holding several commands.
+
+# A schema made with schema-based sharding on becomes a distributed schema: right for a
+# tenant, whose tables then live together on one worker and move with
+# ``citus_schema_move``; wrong for the registry, which every request's host lookup reads
+# on the coordinator. The setting exists only where Citus is loaded.
+_LOCAL_SCHEMA_SQL = (
+    "SELECT set_config('citus.enable_schema_based_sharding', 'off', true)"
+    " WHERE current_setting('citus.enable_schema_based_sharding', true) IS NOT NULL"
+)
+
+
+def create_shared_schema(connection: Connection, schema: str) -> None:
+    """Create the platform's own schema (if missing), never distributed."""
+    connection.exec_driver_sql(_LOCAL_SCHEMA_SQL)
+    connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+
+
+def create_tenant_schema(connection: Connection, schema: str, ddl: Sequence[str] = ()) -> None:
+    """Create ``schema``, bind the transaction to it and run ``ddl`` in it, one statement
+    per message; the caller holds the transaction."""
+    connection.exec_driver_sql(f"CREATE SCHEMA {quote_ident(schema)}")
+    set_transaction_search_path(connection, schema)
+    for statement in ddl:
+        connection.exec_driver_sql(statement)
+
+
+def drop_tenant_schema(connection: Connection, schema: str) -> None:
+    connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
 
 
 # Statements whose text names a tenant's schema, with PostgreSQL's own ``$n`` placeholders.

@@ -5,9 +5,10 @@ revision, the built-in roles and group, and the owner user. A failure anywhere l
 nothing behind. The registry row is inserted first, so a concurrent creation of the
 same slug waits on the unique index and then fails cleanly.
 
-Tables are created from the models in one round trip and the Alembic head is stamped
-(the fast path); tests/test_schema_equivalence.py proves this yields exactly the
-schema that running every migration yields.
+Tables are created from the models and the Alembic head is stamped (the fast path);
+``test_fast_path_equals_running_every_migration`` in tests/test_provisioning.py proves
+this yields exactly the schema that running every migration yields. The schema and its
+DDL go through ``atrium.platform.db.binding``, one statement per message.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from atrium.platform.db.alembic_runner import VERSION_TABLE, head_revision
-from atrium.platform.db.binding import set_transaction_search_path
+from atrium.platform.db.binding import create_tenant_schema, drop_tenant_schema
 from atrium.platform.security import permissions
 from atrium.platform.security.passwords import hash_password
-from atrium.platform.tenancy.naming import quote_ident, schema_for_slug, validate_slug
+from atrium.platform.tenancy.naming import schema_for_slug, validate_slug
 from atrium.platform.tenancy.registry import Tenant, TenantStatus
 from atrium.tenants.models import User, UserGroup, UserMeta, UserRole, tenant_metadata
 
@@ -78,7 +79,7 @@ def validate_owner(owner: OwnerSpec) -> None:
 
 
 @cache
-def tenant_tables_ddl() -> str:
+def tenant_tables_ddl() -> tuple[str, ...]:
     """CREATE statements for every tenant table and the Alembic version table.
 
     Names are unqualified: they land in the schema that the transaction's
@@ -94,13 +95,12 @@ def tenant_tables_ddl() -> str:
         f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
         f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
     )
-    return ";\n".join(statements)
+    return tuple(statements)
 
 
 def create_tenant_tables(connection: Connection, schema: str, head: str) -> None:
-    """Create the tables of ``schema`` at ``head``; the caller holds the transaction."""
-    set_transaction_search_path(connection, schema)
-    connection.exec_driver_sql(tenant_tables_ddl())
+    """Create ``schema`` with its tables at ``head``; the caller holds the transaction."""
+    create_tenant_schema(connection, schema, tenant_tables_ddl())
     connection.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (%(head)s)", {"head": head})
 
 
@@ -177,7 +177,6 @@ def provision_tenant(
                     version=head,
                 )
             )
-            conn.exec_driver_sql(f"CREATE SCHEMA {quote_ident(schema)}")
             create_tenant_tables(conn, schema, head)
             owner_id = seed_tenant(conn, owner, password_hash)
             conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(owner_id=owner_id))
@@ -206,7 +205,7 @@ def delete_tenant(engine: Engine, slug: str) -> uuid.UUID:
             ).one_or_none()
             if row is None:
                 raise ProvisioningError(f"tenant {slug!r} not found")
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote_ident(row.schema_name)} CASCADE")
+            drop_tenant_schema(conn, row.schema_name)
             conn.execute(delete(Tenant).where(Tenant.id == row.id))
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
