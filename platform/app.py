@@ -11,6 +11,8 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, route
 from litestar.di import Provide
 from litestar.enums import HttpMethod
+from litestar.exceptions import ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
@@ -27,8 +29,14 @@ from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores, close_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
-from atrium.platform.web.bodies import JSON_BODY_LIMIT, Schema
-from atrium.platform.web.errors import handle_unexpected, problem, problem_details_config
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, Schema, content_type_guard
+from atrium.platform.web.errors import (
+    handle_unexpected,
+    problem,
+    problem_details_config,
+    too_large_problem,
+    validation_problem,
+)
 from atrium.platform.web.health import health
 from atrium.tenants.routes import tenant_routers
 
@@ -98,7 +106,12 @@ def create_app(
             TenancyPlugin(resolver),  # last: its middleware must end up first
         ],
         dependencies={"tenant": Provide(current_tenant, sync_to_thread=False)},
-        exception_handlers={Exception: handle_unexpected},
+        guards=[content_type_guard],
+        exception_handlers={
+            Exception: handle_unexpected,
+            ValidationException: validation_problem,
+            RequestEntityTooLarge: too_large_problem,
+        },
         before_send=[release_on_response],
         lifespan=[tenant_invalidation],
         openapi_config=OpenAPIConfig(

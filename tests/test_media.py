@@ -223,9 +223,6 @@ async def test_malformed_uploads_are_client_errors(
             (multipart_body(b"data", None), MULTIPART),
             # no parts at all
             (CLOSING.lstrip(b"\r\n"), MULTIPART),
-            # not multipart/form-data
-            (b'{"file": "data"}', "application/json"),
-            (b"file=data", "application/x-www-form-urlencoded"),
             # multipart without a boundary, and a broken multipart body
             (multipart_body(b"data"), "multipart/form-data"),
             (b"--nonsense\r\n\r\nbroken", MULTIPART),
@@ -236,6 +233,13 @@ async def test_malformed_uploads_are_client_errors(
         for body, content_type in cases:
             response = await upload_raw(client, headers, body, content_type)
             assert_problem(response, 400, 422)
+        # not multipart/form-data: the type itself is refused
+        for body, content_type in [
+            (b'{"file": "data"}', "application/json"),
+            (b"file=data", "application/x-www-form-urlencoded"),
+            (multipart_body(b"data", "a.txt"), "text/plain"),
+        ]:
+            assert_problem(await upload_raw(client, headers, body, content_type), 415)
         assert (await client.get("/media", headers=headers)).json()["total"] == 0
 
 

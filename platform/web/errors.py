@@ -18,11 +18,14 @@ import psycopg
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from atrium.platform.web.validation import body_problems
 
 logger = logging.getLogger("atrium.errors")
 
@@ -33,6 +36,7 @@ _TYPES = {
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
+    412: "precondition-failed",
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
@@ -64,7 +68,9 @@ _DESCRIPTIONS = {
     403: "Permission missing, or tenant suspended",
     404: "No such row in this tenant, or unknown tenant",
     409: "Conflict with existing data",
-    413: "Request body too large",
+    412: "If-Match no longer matches the row; it is unchanged",
+    413: "Request body too large; `detail` states the limit",
+    415: "The body is not of the type the route reads",
     422: "Validation failed; `errors` names each bad field",
     429: "Too many requests; see Retry-After",
     503: "Database unavailable",
@@ -134,10 +140,7 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         return exc
     status = exc.status_code
     if isinstance(exc, ValidationException):
-        errors = _validation_errors(exc.extra)
-        if errors:
-            return problem(422, "The request is not valid.", errors=errors, headers=exc.headers)
-        return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
+        return _validation_problem(exc, _validation_errors(exc.extra))
     if status >= 500:
         return problem(status, HTTPStatus(status).description, headers=exc.headers)
     if status == 401:
@@ -153,6 +156,36 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         else HTTPStatus(status).description
     )
     return problem(status, detail, headers=exc.headers)
+
+
+def _validation_problem(exc: ValidationException, errors: list[dict[str, str]]) -> ProblemDetailsException:
+    if errors:
+        return problem(422, "The request is not valid.", errors=errors, headers=exc.headers)
+    return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
+
+
+def validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A failed validation, with every bad field of a JSON body named (``validation.py``)."""
+    errors = _validation_errors(exc.extra)
+    if any(e.get("source") == "body" for e in errors):
+        more = body_problems(request)
+        if more is None:
+            return problem(400, "The request body must be a JSON object.").to_response(request)
+        if more:
+            others = [e for e in errors if e.get("source") != "body"]
+            errors = others + [{**e, "source": "body"} for e in more]
+    return _validation_problem(exc, errors).to_response(request)
+
+
+def too_large_problem(request: Request[Any, Any, Any], exc: RequestEntityTooLarge) -> Response[Any]:
+    """413 with the limit the client went over (the route's, else the application's)."""
+    limit = request.route_handler.resolve_request_max_body_size()
+    detail = (
+        f"The request body is larger than the limit of {limit} bytes ({limit / 1048576:g} MiB)."
+        if limit
+        else "The request body is too large."
+    )
+    return problem(413, detail, headers=exc.headers).to_response(request)
 
 
 def _is_database_unavailable(exc: BaseException | None) -> bool:

@@ -193,7 +193,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
             opt={RELEASE_BEFORE_BODY: True},
-            responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+            responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         )(create_item),
         "get": get(
             "/{item_id:uuid}",
@@ -210,7 +210,7 @@ def crud_router(spec: ResourceSpec) -> Router:
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
             opt={RELEASE_BEFORE_BODY: True},
-            responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+            responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
         )(update_item),
         "delete": delete(
             "/{item_id:uuid}",

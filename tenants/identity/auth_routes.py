@@ -37,7 +37,7 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
     status_code=200,
     summary="Exchange email and password for a bearer token",
     request_max_body_size=JSON_BODY_LIMIT,
-    responses=problem_responses(400, 401, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 413, 415, 422, 429, 503),
     security=[{}],  # public; an empty list would be dropped and the global bearer scheme apply
 )
 async def login(

@@ -121,7 +121,7 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         ),
         status_code=201,
         opt={RELEASE_BEFORE_BODY: True},
-        responses=problem_responses(400, 401, 403, 413, 422, 503),
+        responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
         ],
