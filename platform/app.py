@@ -13,8 +13,6 @@ from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.exceptions import ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ControllerRouterHandler
 
@@ -29,7 +27,7 @@ from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores, close_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
-from atrium.platform.web.bodies import JSON_BODY_LIMIT, Schema, content_type_guard
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, content_type_guard
 from atrium.platform.web.errors import (
     handle_unexpected,
     problem,
@@ -38,9 +36,8 @@ from atrium.platform.web.errors import (
     validation_problem,
 )
 from atrium.platform.web.health import health
+from atrium.platform.web.openapi import finish_openapi, openapi_config
 from atrium.tenants.routes import tenant_routers
-
-API_VERSION = "0.1.0"
 
 
 @route(
@@ -96,8 +93,9 @@ def create_app(
             await close_stores(stores)
             await engine.dispose()
 
+    routers = tenant_routers(settings)
     app = Litestar(
-        route_handlers=[health, *tenant_routers(settings), *(route_handlers or ()), not_found],
+        route_handlers=[health, *routers, *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
         stores=stores,
         plugins=[
@@ -114,37 +112,17 @@ def create_app(
         },
         before_send=[release_on_response],
         lifespan=[tenant_invalidation],
-        openapi_config=OpenAPIConfig(
-            title="Atrium",
-            version=API_VERSION,
-            description="Schema-per-tenant SaaS API. Every tenant is served at its own host.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=openapi_config(settings),
         request_max_body_size=JSON_BODY_LIMIT,
         debug=False,
     )
-    _document_closed_bodies(app)
+    finish_openapi(app, routers)
     app.state.settings = settings
     app.state.resolver = resolver
     app.state.engine = engine
     app.state.token_auth = token_auth
     app.state.login_throttle = LoginThrottle(stores["login_failures"])
     return app
-
-
-def _document_closed_bodies(app: Litestar) -> None:
-    """Request bodies refuse unknown fields (msgspec ``forbid_unknown_fields``); Litestar's
-    schema generation does not carry that over, so say it in the document."""
-    closed: set[str] = set()
-    pending = list(Schema.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        closed.add(cls.__name__)
-        pending.extend(cls.__subclasses__())
-    for name, schema in (app.openapi_schema.components.schemas or {}).items():
-        if name.rsplit(".", 1)[-1] in closed:
-            schema.additional_properties = False
 
 
 def create_app_from_env() -> Any:

@@ -51,7 +51,17 @@ class Settings:
     # message. Each expiry reloads the caller with the four-relation query, and at 30 s
     # those reloads were up to a fifth of PostgreSQL's work over 1,000 tenants (bench/RESULTS.md).
     caller_cache_ttl: float = 300.0
+    # The port clients reach tenants on, for the URLs Atrium prints and documents (8000 on
+    # localhost, none elsewhere: a proxy on 443 in front).
+    public_port: int | None = None
     debug: bool = False
+
+    def tenant_url(self, slug: str, port: int | None = None) -> str:
+        """The address a tenant is served at, as a client reaches it."""
+        local = self.base_domain == "localhost"
+        port = port or self.public_port or (8000 if local else None)
+        scheme = "http" if local else "https"
+        return f"{scheme}://{slug}.{self.base_domain}" + (f":{port}" if port else "")
 
     @property
     def sqlalchemy_url(self) -> URL:
@@ -70,6 +80,13 @@ def to_sqlalchemy_url(database_url: str, driver: str = "psycopg") -> URL:
     if url.get_backend_name() not in {"postgresql", "postgres"}:
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
     return url.set(drivername=f"postgresql+{driver}")
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    port = _int(env, name, 0)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a port number (1-65535), got {port}")
+    return port or None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -151,5 +168,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         db_prepared_max=_int(env, "ATRIUM_DB_PREPARED_MAX", 512, minimum=1),
         tenant_cache_ttl=_float(env, "ATRIUM_TENANT_CACHE_TTL", 30.0),
         caller_cache_ttl=_float(env, "ATRIUM_CALLER_CACHE_TTL", 300.0),
+        public_port=_port(env, "ATRIUM_PUBLIC_PORT"),
         debug=_bool(env, "ATRIUM_DEBUG", False),
     )

@@ -58,10 +58,7 @@ def emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
 
 
 def public_url(settings: Settings, slug: str, port: int | None = None) -> str:
-    local = settings.base_domain == "localhost"
-    port = port or int(os.environ.get("ATRIUM_PUBLIC_PORT", "0") or 0) or (8000 if local else None)
-    scheme = "http" if local else "https"
-    return f"{scheme}://{slug}.{settings.base_domain}" + (f":{port}" if port else "")
+    return settings.tenant_url(slug, port)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

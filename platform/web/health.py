@@ -17,6 +17,7 @@ HEALTH_TIMEOUT = 2.0
 
 @get(
     "/health",
+    operation_id="health",
     tags=["platform"],
     summary="Liveness and database check",
     exclude_from_auth=True,

@@ -30,6 +30,7 @@ from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
 
@@ -100,6 +101,16 @@ class ResourceSpec:
     # A resource whose create or update is not plain JSON (media) leaves those out
     # and brings its own handlers in ``extra_handlers``.
     operations: frozenset[str] = frozenset({"list", "create", "get", "update", "delete"})
+    # What the resource is, for the OpenAPI document's tag.
+    description: str = ""
+    # One row's name in operation ids (``get_user``); default: the resource less its plural s.
+    item_name: str = ""
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """The snake_case names of the collection and of one row, for operation ids."""
+        plural = self.resource.replace("-", "_")
+        return plural, self.item_name or (plural[:-1] if plural.endswith("s") else plural)
 
     def render(self, item: Any) -> msgspec.Struct:
         return msgspec.convert(item, self.read_schema, from_attributes=True)
@@ -111,7 +122,7 @@ def crud_router(spec: ResourceSpec) -> Router:
     Page = msgspec.defstruct(
         f"{Read.__name__}Page", [("items", list[Read]), ("total", int), ("limit", int), ("offset", int)]
     )
-    name = spec.resource.replace("-", "_")
+    plural, one = spec.names
     tags = [spec.resource]
 
     def service(session: AsyncSession, tenant: ResolvedTenant, request: Request) -> CrudService[Any]:
@@ -180,7 +191,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         "list": get(
             "/",
             guards=reading,
-            operation_id=f"list_{name}",
+            operation_id=f"list_{plural}",
             summary=f"List {spec.resource}",
             dependencies={**PAGE_DEPENDENCY, **_READS},
             opt={READS_ON_DRIVER: True},
@@ -189,7 +200,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         "create": post(
             "/",
             guards=writing,
-            operation_id=f"create_{name}",
+            operation_id=f"create_{one}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
             opt={RELEASE_BEFORE_BODY: True},
@@ -198,7 +209,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         "get": get(
             "/{item_id:uuid}",
             guards=reading,
-            operation_id=f"get_{name}",
+            operation_id=f"get_{one}",
             summary=f"Get a {spec.resource} row",
             opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id},
             responses=problem_responses(401, 403, 404, 503),
@@ -206,7 +217,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         "update": patch(
             "/{item_id:uuid}",
             guards=writing,
-            operation_id=f"update_{name}",
+            operation_id=f"update_{one}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
             opt={RELEASE_BEFORE_BODY: True},
@@ -215,7 +226,7 @@ def crud_router(spec: ResourceSpec) -> Router:
         "delete": delete(
             "/{item_id:uuid}",
             guards=writing,
-            operation_id=f"delete_{name}",
+            operation_id=f"delete_{one}",
             summary=f"Delete a {spec.resource} row",
             status_code=204,
             responses=problem_responses(401, 403, 404, 409, 503),
@@ -227,4 +238,5 @@ def crud_router(spec: ResourceSpec) -> Router:
         route_handlers=[*handlers, *spec.extra_handlers],
         tags=tags,
         security=[{"BearerToken": []}],
+        opt={TAG_DESCRIPTION: spec.description} if spec.description else None,
     )

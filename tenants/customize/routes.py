@@ -21,5 +21,12 @@ class CustomizeService(CrudService[Customize]):
 
 def customize_router() -> Router:
     return crud_router(
-        ResourceSpec("customize", CustomizeService, CustomizeRead, CustomizeCreate, CustomizeUpdate)
+        ResourceSpec(
+            "customize",
+            CustomizeService,
+            CustomizeRead,
+            CustomizeCreate,
+            CustomizeUpdate,
+            description="The tenant's customization documents (free JSON).",
+        )
     )

@@ -19,6 +19,7 @@ from atrium.platform.security.passwords import verify_password
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.tenants.identity.models import User
 from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
 
@@ -33,6 +34,7 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
 
 @post(
     "/login",
+    operation_id="login",
     exclude_from_auth=True,
     status_code=200,
     summary="Exchange email and password for a bearer token",
@@ -73,6 +75,7 @@ async def login(
 
 @post(
     "/logout",
+    operation_id="logout",
     status_code=204,
     summary="Revoke the token used for this request",
     responses=problem_responses(401, 503),
@@ -83,6 +86,7 @@ async def logout(request: Request[AuthUser, Token, Any], db_session: NamedDepend
 
 @get(
     "/me",
+    operation_id="get_me",
     summary="The caller, their roles and effective permissions",
     responses=problem_responses(401, 503),
     opt={READS_ON_DRIVER: True},
@@ -96,4 +100,9 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     )
 
 
-auth_router = Router(path="/auth", route_handlers=[login, logout, me], tags=["auth"])
+auth_router = Router(
+    path="/auth",
+    route_handlers=[login, logout, me],
+    tags=["auth"],
+    opt={TAG_DESCRIPTION: "Log in and out on a tenant's host; the caller's own profile."},
+)

@@ -9,10 +9,38 @@ from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
 
 SPECS = [
-    ResourceSpec("users", UserService, s.UserRead, s.UserCreate, s.UserUpdate),
-    ResourceSpec("user-groups", UserGroupService, s.UserGroupRead, s.UserGroupCreate, s.UserGroupUpdate),
-    ResourceSpec("user-roles", UserRoleService, s.UserRoleRead, s.UserRoleCreate, s.UserRoleUpdate),
-    ResourceSpec("user-meta", UserMetaService, s.UserMetaRead, s.UserMetaCreate, s.UserMetaUpdate),
+    ResourceSpec(
+        "users",
+        UserService,
+        s.UserRead,
+        s.UserCreate,
+        s.UserUpdate,
+        description="The tenant's users; emails are unique per tenant in any case, passwords write-only.",
+    ),
+    ResourceSpec(
+        "user-groups",
+        UserGroupService,
+        s.UserGroupRead,
+        s.UserGroupCreate,
+        s.UserGroupUpdate,
+        description="Groups of users; a user joins one through a user-meta row.",
+    ),
+    ResourceSpec(
+        "user-roles",
+        UserRoleService,
+        s.UserRoleRead,
+        s.UserRoleCreate,
+        s.UserRoleUpdate,
+        description="Roles and their permissions; a user holds one through a user-meta row.",
+    ),
+    ResourceSpec(
+        "user-meta",
+        UserMetaService,
+        s.UserMetaRead,
+        s.UserMetaCreate,
+        s.UserMetaUpdate,
+        description="Links a user to a group and a role; a user holds the permissions of their linked roles.",
+    ),
 ]
 
 

@@ -151,7 +151,8 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
         operation_id="get_media_content",
         summary="Download a file's bytes",
         description="The exact bytes as uploaded, with their stored content type, as an attachment.",
-        media_type="*/*",  # the stored type of each file
+        # Documented as bytes for client generators; each answer carries the file's stored type.
+        media_type="application/octet-stream",
         responses=problem_responses(401, 403, 404, 503),
         response_headers=[
             ResponseHeader(
@@ -194,5 +195,6 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
             MediaUpdate,
             operations=frozenset({"list", "get", "update", "delete"}),
             extra_handlers=[upload_media, get_media_content],
+            description="Uploaded files: metadata as JSON, bytes uploaded as multipart and sent back as is.",
         )
     )

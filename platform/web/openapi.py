@@ -1,0 +1,171 @@
+"""The OpenAPI document: Litestar's, finished so that it validates and makes clean clients.
+
+Litestar generates the document from the handlers. What it leaves out or spells in a way
+client generators trip over is put right here, once, on the generated objects
+(``finish_openapi``), so that handlers keep declaring only what is special about them:
+
+- response headers get a schema (OpenAPI 3.1 requires one; Litestar writes none);
+- every 201 documents ``Location``, every 429 and 503 ``Retry-After``;
+- public operations say ``security: []`` and every other one names the bearer scheme,
+  which loses the ``name`` field OpenAPI forbids on an ``http`` scheme;
+- downloads are ``application/octet-stream`` bytes (``format: binary``);
+- a one-member ``oneOf`` (Litestar's spelling of ``T | UNSET`` in update bodies) becomes
+  the member itself, so generators make plain fields instead of wrapper classes;
+- request bodies that refuse unknown fields say so (``additionalProperties: false``);
+- every tag in use is declared, with its router's description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+    Server,
+    ServerVariable,
+    Tag,
+)
+
+from atrium.platform.settings import Settings
+from atrium.platform.web.bodies import Schema as BodySchema
+
+API_VERSION = "0.1.0"
+BEARER = "BearerToken"
+# Router option: the description of the router's tag in the document.
+TAG_DESCRIPTION = "tag_description"
+PLATFORM_TAGS = {"platform": "Served on every host: liveness and the database check."}
+
+_DESCRIPTION = """\
+Schema-per-tenant SaaS API. Each tenant (organisation) is served at its own host,
+`<slug>.<base domain>` (for example `acme.example.com`), or at a custom domain its operator
+added; the host alone decides the tenant. Point a client at the tenant's host: the
+`servers` entry below takes the tenant's slug as a variable.
+
+Every route but `POST /auth/login` and `GET /health` needs `Authorization: Bearer <token>`,
+from `POST /auth/login` on the same host; a token works only on the tenant that issued it.
+Errors are `application/problem+json` (RFC 9457); validation errors list every bad field.
+"""
+
+
+def openapi_config(settings: Settings) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Atrium",
+        version=API_VERSION,
+        description=_DESCRIPTION,
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        servers=[
+            Server(
+                url=settings.tenant_url("{tenant}"),
+                description="A tenant's host",
+                variables={"tenant": ServerVariable(default="demo", description="The tenant's slug")},
+            )
+        ],
+    )
+
+
+def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
+    """Put the generated document right (see the module's docstring); call once."""
+    document = app.openapi_schema
+    components = document.components
+    for scheme in (components.security_schemes or {}).values():
+        if not isinstance(scheme, Reference):
+            scheme.name = None
+    for operation in _operations(document.paths or {}):
+        public = operation.security == [{}]
+        operation.security = [] if public else [{BEARER: []}]
+        for status, response in (operation.responses or {}).items():
+            if isinstance(response, OpenAPIResponse):
+                _document_headers(int(status), response)
+                _document_binary(response)
+    closed = _closed_body_names()
+    for name, schema in (components.schemas or {}).items():
+        if name.rsplit(".", 1)[-1] in closed:
+            schema.additional_properties = False
+    for schema in list((components.schemas or {}).values()):
+        _flatten_single_one_of(schema)
+    document.tags = _declared_tags(document.paths or {}, routers)
+
+
+def _operations(paths: dict[str, Any]) -> Iterator[Operation]:
+    for item in paths.values():
+        for name in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
+            operation = getattr(item, name, None)
+            if isinstance(operation, Operation):
+                yield operation
+
+
+_STRING = Schema(type=OpenAPIType.STRING)
+_HEADER_SCHEMAS = {"Retry-After": Schema(type=OpenAPIType.INTEGER, description="Seconds to wait")}
+
+
+def _document_headers(status: int, response: OpenAPIResponse) -> None:
+    headers = dict(response.headers or {})
+    if status == 201:
+        headers.setdefault("Location", OpenAPIHeader(description="The created row's URL"))
+    if status in (429, 503):
+        headers.setdefault("Retry-After", OpenAPIHeader(description="Seconds to wait before trying again"))
+    for name, header in headers.items():
+        if isinstance(header, OpenAPIHeader) and header.schema is None and header.content is None:
+            header.schema = _HEADER_SCHEMAS.get(name, _STRING)
+    response.headers = headers or None
+
+
+def _document_binary(response: OpenAPIResponse) -> None:
+    """Bytes as ``format: binary``, which generators turn into a file, not a string."""
+    media = (response.content or {}).get("application/octet-stream")
+    if media is not None and isinstance(media.schema, Schema) and media.schema.type == OpenAPIType.STRING:
+        media.schema.format = OpenAPIFormat.BINARY
+
+
+def _closed_body_names() -> set[str]:
+    """Request bodies refuse unknown fields (msgspec ``forbid_unknown_fields``); Litestar's
+    schema generation does not carry that over."""
+    closed: set[str] = set()
+    pending = list(BodySchema.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        closed.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return closed
+
+
+def _flatten_single_one_of(node: Any) -> None:
+    """Replace every ``oneOf: [X]`` under ``node`` by X's own keywords, recursively."""
+    if isinstance(node, Schema):
+        if node.one_of is not None and len(node.one_of) == 1 and isinstance(node.one_of[0], Schema):
+            (member,) = node.one_of
+            node.one_of = None
+            for field in fields(member):
+                value = getattr(member, field.name)
+                if value is not None and getattr(node, field.name) is None:
+                    setattr(node, field.name, value)
+        for field in fields(node):
+            _flatten_single_one_of(getattr(node, field.name))
+    elif isinstance(node, dict):
+        for value in node.values():
+            _flatten_single_one_of(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _flatten_single_one_of(value)
+
+
+def _declared_tags(paths: dict[str, Any], routers: Iterable[Router]) -> list[Tag]:
+    descriptions = dict(PLATFORM_TAGS)
+    for router in routers:
+        for tag in router.tags or ():
+            if description := router.opt.get(TAG_DESCRIPTION):
+                descriptions[tag] = description
+    used = sorted({tag for operation in _operations(paths) for tag in operation.tags or ()})
+    return [Tag(name=tag, description=descriptions.get(tag)) for tag in used]
