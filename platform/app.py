@@ -24,7 +24,7 @@ from atrium.platform.security.callers import CALLER_TABLES
 from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings, load_settings
-from atrium.platform.stores import app_stores, close_stores
+from atrium.platform.stores import app_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, Schema
@@ -85,13 +85,13 @@ def create_app(
         finally:
             await token_auth.stop()
             await resolver.stop()
-            await close_stores(stores)
+            await stores.close()
             await engine.dispose()
 
     app = Litestar(
         route_handlers=[health, *tenant_routers(settings), *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
-        stores=stores,
+        stores=stores.stores,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             ProblemDetailsPlugin(problem_details_config()),
@@ -116,7 +116,7 @@ def create_app(
     app.state.resolver = resolver
     app.state.engine = engine
     app.state.token_auth = token_auth
-    app.state.login_throttle = LoginThrottle(stores["login_failures"])
+    app.state.login_throttle = LoginThrottle(stores.stores["login_failures"])
     return app
 
 

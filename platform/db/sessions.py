@@ -12,7 +12,6 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
     async_autocommit_handler_maker,
 )
-from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
 from litestar.constants import HTTP_RESPONSE_START
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
@@ -25,6 +24,7 @@ from atrium.platform.db.binding import (
     TENANT_ID_INFO_KEY,
     attach_tenant_binding,
 )
+from atrium.platform.db.library_seams import listener_sessionmaker, request_session
 from atrium.platform.db.listeners import listen_once
 from atrium.platform.security.caller_cache import CallerInvalidation
 from atrium.platform.tenancy.middleware import scope_tenant
@@ -56,9 +56,9 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
 
     def create_session_maker(self) -> Callable[[], AsyncSession]:
         maker = super().create_session_maker()
-        # advanced-alchemy replaces ``sync_session_class`` with a sessionmaker of its own
-        # (to hang its listeners on); the binding goes on that same sessionmaker.
-        sync_maker = maker.kw["sync_session_class"]  # type: ignore[attr-defined]
+        # Session events fire only from a sync sessionmaker: the one advanced-alchemy
+        # hangs its own listeners on.
+        sync_maker = listener_sessionmaker(maker)
         attach_tenant_binding(sync_maker)
         listen_once(sync_maker, "after_begin", _holds_connection)
         listen_once(sync_maker, "after_transaction_end", _released_connection)
@@ -112,8 +112,7 @@ def _before_send(session_scope_key: str) -> BeforeMessageSendHookHandler:
 
     async def handler(message: Message, scope: Scope) -> None:
         if message["type"] == HTTP_RESPONSE_START and not 200 <= message["status"] < 300:
-            # The plugin's own accessor of the request's session (None: it opened none).
-            session = get_aa_scope_state(scope, session_scope_key)
+            session = request_session(scope, session_scope_key)
             if session is not None:
                 await _commit_if_read_only(session)
         await autocommit(message, scope)
