@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
@@ -65,6 +66,18 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         if self.caller_invalidation is not None:
             self.caller_invalidation.attach(sync_maker)
         return maker
+
+    def scope_session_provider(self) -> Callable[[Scope], AsyncSession]:
+        """The request's session for code that runs outside dependency injection
+        (authentication): the very session the ``db_session`` dependency then hands the
+        handler, since both are kept in the connection scope.
+
+        ``provide_session`` only needs the session maker from the state it is given; that
+        maker is made once, so it is handed over here rather than read from ``app.state``
+        on every request.
+        """
+        state = State({self.session_maker_app_state_key: self.create_session_maker()})
+        return partial(self.provide_session, state)
 
     def provide_session(self, state: State, scope: Scope) -> AsyncSession:
         session = super().provide_session(state, scope)
