@@ -66,8 +66,7 @@ def summary(samples: list[float]) -> tuple[float, float]:
 async def measure(
     settings: Settings, host: str, email: str, attempts: int, warmup: int
 ) -> dict[str, list[float]]:
-    app = create_app(settings)
-    app.state.login_throttle = LoginThrottle(MemoryStore(), UNLIMITED)
+    app = create_app(settings, login_throttle=LoginThrottle(MemoryStore(), UNLIMITED))
     transport = httpx.ASGITransport(app=app)
     samples: dict[str, list[float]] = {"unknown email": [], "wrong password": []}
     async with (

@@ -24,7 +24,7 @@ from atrium.platform.security.callers import CALLER_TABLES
 from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings, load_settings
-from atrium.platform.stores import app_stores, close_stores
+from atrium.platform.stores import app_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, content_type_guard
@@ -37,6 +37,7 @@ from atrium.platform.web.errors import (
 )
 from atrium.platform.web.health import health
 from atrium.platform.web.openapi import finish_openapi, openapi_config
+from atrium.platform.web.resources import read_transaction_provider
 from atrium.tenants.routes import tenant_routers
 
 
@@ -56,10 +57,21 @@ async def not_found() -> None:
     raise problem(404, "Nothing is served at this path.")
 
 
+def _value(value: Any) -> Provide:
+    """A dependency that is always ``value``: made once per app, handed to handlers."""
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
 def create_app(
     settings: Settings | None = None,
     route_handlers: Sequence[ControllerRouterHandler] | None = None,
+    login_throttle: LoginThrottle | None = None,
 ) -> Litestar:
+    """The app, with everything its handlers use made here and injected.
+
+    ``login_throttle`` replaces the throttle over the app's store (the login timing
+    benchmark runs without limits).
+    """
     settings = settings or load_settings()
     engine = create_app_engine(settings)
     resolver = TenantResolver(engine, settings.base_domain, settings.redis_url, settings.tenant_cache_ttl)
@@ -74,7 +86,7 @@ def create_app(
         settings.secret_key,
         settings.token_ttl_seconds,
         engine,
-        db_config.provide_session,
+        db_config.scope_session_provider(),
         settings.db_statement_timeout_ms,
         callers,
         lambda: resolver.ttl_while_live(settings.caller_cache_ttl),
@@ -90,20 +102,26 @@ def create_app(
         finally:
             await token_auth.stop()
             await resolver.stop()
-            await close_stores(stores)
+            await stores.close()
             await engine.dispose()
 
     routers = tenant_routers(settings)
     app = Litestar(
         route_handlers=[health, *routers, *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
-        stores=stores,
+        stores=stores.stores,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             ProblemDetailsPlugin(problem_details_config()),
             TenancyPlugin(resolver),  # last: its middleware must end up first
         ],
-        dependencies={"tenant": Provide(current_tenant, sync_to_thread=False)},
+        dependencies={
+            "tenant": Provide(current_tenant, sync_to_thread=False),
+            "reads": Provide(read_transaction_provider(engine, settings.db_statement_timeout_ms)),
+            "settings": _value(settings),
+            "token_auth": _value(token_auth),
+            "login_throttle": _value(login_throttle or LoginThrottle(stores.stores["login_failures"])),
+        },
         guards=[content_type_guard],
         exception_handlers={
             Exception: handle_unexpected,
@@ -117,11 +135,12 @@ def create_app(
         debug=False,
     )
     finish_openapi(app, routers)
+    # Never read by the app (its parts are injected): tests, probes and benchmarks
+    # inspect a running app's parts through these.
     app.state.settings = settings
     app.state.resolver = resolver
     app.state.engine = engine
     app.state.token_auth = token_auth
-    app.state.login_throttle = LoginThrottle(stores["login_failures"])
     return app
 
 

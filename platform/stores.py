@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from litestar.stores.base import Store
@@ -91,19 +92,26 @@ class FallbackStore(Store):
         return await self.local.expires_in(key)
 
 
-async def close_stores(stores: dict[str, Store]) -> None:
-    for store in stores.values():
-        if isinstance(store, FallbackStore) and isinstance(store.primary, RedisStore):
-            await store.primary._redis.aclose()
-            return  # one client behind every namespace
+@dataclass
+class AppStores:
+    """The app's stores, and the one Redis client behind all of them (if any).
+
+    The client is kept here because it is ours to close: ``RedisStore`` exposes no
+    public way to reach the client it was given.
+    """
+
+    stores: dict[str, Store]
+    redis: Redis | None = None
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
-def app_stores(redis_url: str | None) -> dict[str, Store]:
+def app_stores(redis_url: str | None) -> AppStores:
     """Login failure counters: shared through Redis when there is one."""
     if not redis_url:
-        return {"login_failures": MemoryStore()}
+        return AppStores({"login_failures": MemoryStore()})
     client = Redis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     root = RedisStore(client, namespace="atrium")
-    return {
-        "login_failures": FallbackStore(root.with_namespace("login")),
-    }
+    return AppStores({"login_failures": FallbackStore(root.with_namespace("login"))}, client)

@@ -40,9 +40,10 @@ from collections import Counter, deque
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.util.concurrency import await_
 from sqlalchemy.util.queue import Empty, Full, QueueCommon
+
+from atrium.platform.db.library_seams import asyncio_pool_with_queue
 
 _T = TypeVar("_T")
 
@@ -241,12 +242,5 @@ class AffinityQueue(QueueCommon[_T], Generic[_T]):
         waiter.queues = []
 
 
-class TenantAffinePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio queue pool with the tenant-affine queue above.
-
-    ``_queue_class`` is the seam SQLAlchemy itself uses to give its asyncio pool an
-    asyncio queue; the queue keeps ``QueueCommon``'s interface, and pyproject pins
-    SQLAlchemy 2.1, whose ``await_`` bridges it to the event loop.
-    """
-
-    _queue_class = AffinityQueue  # type: ignore[assignment]
+# SQLAlchemy's asyncio queue pool, whole, with the queue above (library_seams.py).
+TenantAffinePool = asyncio_pool_with_queue(AffinityQueue, "TenantAffinePool")

@@ -16,7 +16,7 @@ from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import context as alembic_context
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationStep
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 
@@ -100,6 +100,16 @@ def configure_and_run(connection: Connection, env: Env, schema: str) -> None:
         alembic_context.run_migrations()
 
 
+def upgrade_steps(script: ScriptDirectory, destination: str, heads: Any) -> list[MigrationStep]:
+    """The steps ``alembic upgrade`` runs from ``heads`` to ``destination``, oldest first.
+
+    Built from the public revision walk rather than the private ``_upgrade_revs`` that
+    ``alembic.command.upgrade`` calls; tests/test_library_seams.py holds the two equal.
+    """
+    scripts = script.iterate_revisions(destination, heads, implicit_base=True)
+    return [MigrationStep.upgrade_from_script(script.revision_map, s) for s in reversed(list(scripts))]
+
+
 def run_upgrade(
     connection: Connection,
     env: Env,
@@ -111,8 +121,8 @@ def run_upgrade(
     script = script_directory(env, version_locations)
     cfg = alembic_config(env, list(version_locations) or None)
 
-    def do_upgrade(revision: Any, _context: MigrationContext) -> Any:
-        return script._upgrade_revs(destination, revision)
+    def do_upgrade(heads: Any, _context: MigrationContext) -> list[MigrationStep]:
+        return upgrade_steps(script, destination, heads)
 
     with EnvironmentContext(cfg, script, fn=do_upgrade, destination_rev=destination):
         configure_and_run(connection, env, schema)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
@@ -12,7 +13,6 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
     async_autocommit_handler_maker,
 )
-from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
 from litestar.constants import HTTP_RESPONSE_START
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
@@ -25,6 +25,7 @@ from atrium.platform.db.binding import (
     TENANT_ID_INFO_KEY,
     attach_tenant_binding,
 )
+from atrium.platform.db.library_seams import listener_sessionmaker, request_session
 from atrium.platform.db.listeners import listen_once
 from atrium.platform.security.caller_cache import CallerInvalidation
 from atrium.platform.tenancy.middleware import scope_tenant
@@ -56,15 +57,27 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
 
     def create_session_maker(self) -> Callable[[], AsyncSession]:
         maker = super().create_session_maker()
-        # advanced-alchemy replaces ``sync_session_class`` with a sessionmaker of its own
-        # (to hang its listeners on); the binding goes on that same sessionmaker.
-        sync_maker = maker.kw["sync_session_class"]  # type: ignore[attr-defined]
+        # Session events fire only from a sync sessionmaker: the one advanced-alchemy
+        # hangs its own listeners on.
+        sync_maker = listener_sessionmaker(maker)
         attach_tenant_binding(sync_maker)
         listen_once(sync_maker, "after_begin", _holds_connection)
         listen_once(sync_maker, "after_transaction_end", _released_connection)
         if self.caller_invalidation is not None:
             self.caller_invalidation.attach(sync_maker)
         return maker
+
+    def scope_session_provider(self) -> Callable[[Scope], AsyncSession]:
+        """The request's session for code that runs outside dependency injection
+        (authentication): the very session the ``db_session`` dependency then hands the
+        handler, since both are kept in the connection scope.
+
+        ``provide_session`` only needs the session maker from the state it is given; that
+        maker is made once, so it is handed over here rather than read from ``app.state``
+        on every request.
+        """
+        state = State({self.session_maker_app_state_key: self.create_session_maker()})
+        return partial(self.provide_session, state)
 
     def provide_session(self, state: State, scope: Scope) -> AsyncSession:
         session = super().provide_session(state, scope)
@@ -112,8 +125,7 @@ def _before_send(session_scope_key: str) -> BeforeMessageSendHookHandler:
 
     async def handler(message: Message, scope: Scope) -> None:
         if message["type"] == HTTP_RESPONSE_START and not 200 <= message["status"] < 300:
-            # The plugin's own accessor of the request's session (None: it opened none).
-            session = get_aa_scope_state(scope, session_scope_key)
+            session = request_session(scope, session_scope_key)
             if session is not None:
                 await _commit_if_read_only(session)
         await autocommit(message, scope)

@@ -20,6 +20,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.security.jwt import JWTAuth, Token
+from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.db.affinity import affinity
@@ -144,7 +145,7 @@ class TokenAuth:
         secret: str,
         ttl_seconds: int,
         engine: AsyncEngine,
-        session_provider: Any,
+        session_provider: Callable[[Scope], AsyncSession],
         statement_timeout_ms: int,
         callers: CallerCache | None = None,
         caller_ttl: Callable[[], float] = lambda: 0.0,  # 0: nothing is remembered
@@ -192,7 +193,7 @@ class TokenAuth:
         opt = connection.route_handler.opt
         if opt.get(READS_ON_DRIVER):
             return await self._reader(tenant, user_id, token.jti, connection)
-        session = self.session_provider(connection.app.state, connection.scope)
+        session = self.session_provider(connection.scope)
         user = await load_auth_user(session, user_id, token.jti)
         if opt.get(RELEASE_BEFORE_BODY):
             # The body (an upload) is read after authentication and may arrive slowly:

@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.db.read_transaction import READS_ON_DRIVER
 from atrium.platform.security.callers import AuthUser
+from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.passwords import verify_password
+from atrium.platform.security.tokens import TokenAuth
+from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem, problem_responses
@@ -46,11 +49,13 @@ async def login(
     data: JSONBody[LoginRequest],
     db_session: NamedDependency[AsyncSession],
     tenant: NamedDependency[ResolvedTenant],
+    settings: NamedDependency[Settings],
+    token_auth: NamedDependency[TokenAuth],
+    login_throttle: NamedDependency[LoginThrottle],
     request: Request[Any, Any, Any],
 ) -> LoginResponse:
-    state = request.app.state
     client = _client_address(request)
-    await state.login_throttle.check(tenant.id, data.email, client)
+    await login_throttle.check(tenant.id, data.email, client)
     email = data.email.strip().lower()
     # PostgreSQL refuses NUL in text; no stored email contains one anyway.
     user = (
@@ -58,17 +63,17 @@ async def login(
         if "\x00" in email
         else await db_session.scalar(select(User).where(func.lower(User.email) == email))
     )
-    rounds = state.settings.bcrypt_rounds
+    rounds = settings.bcrypt_rounds
     # An unknown email still spends one bcrypt check, so timing does not tell them apart.
     ok = await asyncio.to_thread(verify_password, data.password, user.password if user else None, rounds)
     if user is None or not ok:
-        await state.login_throttle.record_failure(tenant.id, data.email, client)
+        await login_throttle.record_failure(tenant.id, data.email, client)
         raise problem(401, "The email or password is not correct.", type_="invalid-credentials")
-    await state.login_throttle.record_success(tenant.id, data.email)
+    await login_throttle.record_success(tenant.id, data.email)
     return LoginResponse(
-        access_token=state.token_auth.issue(user.id, tenant.id),
+        access_token=token_auth.issue(user.id, tenant.id),
         token_type="bearer",  # noqa: S106 (the OAuth token type, not a secret)
-        expires_in=state.settings.token_ttl_seconds,
+        expires_in=settings.token_ttl_seconds,
         user=_profile(user),
     )
 
@@ -80,8 +85,12 @@ async def login(
     summary="Revoke the token used for this request",
     responses=problem_responses(401, 503),
 )
-async def logout(request: Request[AuthUser, Token, Any], db_session: NamedDependency[AsyncSession]) -> None:
-    await request.app.state.token_auth.revoke(db_session, request.auth)
+async def logout(
+    request: Request[AuthUser, Token, Any],
+    db_session: NamedDependency[AsyncSession],
+    token_auth: NamedDependency[TokenAuth],
+) -> None:
+    await token_auth.revoke(db_session, request.auth)
 
 
 @get(

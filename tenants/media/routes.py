@@ -24,6 +24,7 @@ from sqlalchemy.orm import undefer
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
+from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.resources import ResourceSpec, crud_router
@@ -82,8 +83,10 @@ class MediaService(CrudService[Media]):
         return changes
 
 
-def _service(session: AsyncSession, tenant: ResolvedTenant, request: Request) -> MediaService:
-    return MediaService(session, tenant, request.user, request.app.state.settings)
+def _service(
+    session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
+) -> MediaService:
+    return MediaService(session, tenant, request.user, settings)
 
 
 async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
@@ -130,11 +133,12 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
     async def upload_media(
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
         request: Request,
         data: Annotated[MediaUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[MediaRead]:
-        content = await _read_at_most(data, request.app.state.settings.max_upload_bytes)
-        item = await _service(db_session, tenant, request).upload(
+        content = await _read_at_most(data, settings.max_upload_bytes)
+        item = await _service(db_session, tenant, request, settings).upload(
             clean_filename(data.file.filename),
             clean_media_type(data.file.headers.get("Content-Type")),
             content,
@@ -171,10 +175,11 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
     async def get_media_content(
         db_session: NamedDependency[AsyncSession],
         tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
         request: Request,
         item_id: FromPath[uuid.UUID],
     ) -> Response[bytes]:
-        item = await _service(db_session, tenant, request).with_content(item_id)
+        item = await _service(db_session, tenant, request, settings).with_content(item_id)
         return Response(
             item.data,
             media_type=item.type,
