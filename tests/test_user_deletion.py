@@ -49,7 +49,12 @@ async def _snapshot(client: httpx.AsyncClient, headers: Headers) -> dict[str, li
 
 def test_every_reference_to_users_is_covered() -> None:
     found = {(t.name, c.name, theirs) for t, c, theirs in owner_references()}
-    assert found == {
+    # A later area's owner_id is found too; it must be NOT NULL and never SET NULL, so a
+    # deleted user's rows are always handed over rather than orphaned.
+    for table, column, _ in owner_references():
+        assert not column.nullable, f"{table.name}.{column.name}"
+        assert all((fk.ondelete or "").upper() != "SET NULL" for fk in column.foreign_keys)
+    assert found >= {
         ("user_meta", "owner_id", True),
         ("user_groups", "owner_id", False),
         ("user_roles", "owner_id", False),

@@ -47,13 +47,14 @@ def _fk(table: str) -> str:
 def _tenant_owner(bind: sa.Connection) -> object:
     if bind.scalar(sa.text("SELECT to_regclass('platform.tenants')")) is not None:
         # current_schema() is the tenant's: the runner bound the search_path to it alone.
+        # Two statements, not a join: the registry and the tenant's tables may live on
+        # different servers (Citus schema-based sharding).
         registered = bind.scalar(
-            sa.text(
-                "SELECT u.id FROM platform.tenants t JOIN users u ON u.id = t.owner_id"
-                " WHERE t.schema_name = current_schema()"
-            )
+            sa.text("SELECT owner_id FROM platform.tenants WHERE schema_name = current_schema()")
         )
-        if registered is not None:
+        if registered is not None and bind.scalar(
+            sa.text("SELECT EXISTS (SELECT FROM users WHERE id = :u)"), {"u": registered}
+        ):
             return registered
     return bind.scalar(
         sa.text(
