@@ -270,6 +270,76 @@ def tenants_migrate(slugs: tuple[str, ...], concurrency: int, as_json: bool) -> 
         raise OperatorError(f"{len(report.failures)} tenant(s) failed to migrate: {names}")
 
 
+@tenants.command("verify")
+@click.option("--repair", is_flag=True, help="Record each schema's real version in the registry.")
+@click.option("--json", "as_json", is_flag=True)
+def tenants_verify(repair: bool, as_json: bool) -> None:
+    """Compare every tenant schema's applied migration with the registry; exit 1 if any differ."""
+    from atrium.platform.tenancy.verification import verify_tenants
+
+    settings = operator_settings()
+    with operator_engine(settings) as engine:
+        report = verify_tenants(engine, repair=repair)
+    repaired = set(report.repaired)
+    differing = [
+        {
+            "slug": t.slug,
+            "schema": t.schema,
+            "registry_version": t.recorded,
+            "schema_version": t.applied,
+            "version_table": t.has_version_table,
+            "problem": t.problem,
+            "repaired": t.slug in repaired,
+        }
+        for t in report.differing
+    ]
+    data = {"head": report.head, "checked": len(report.tenants), "differing": differing}
+
+    def text() -> str:
+        summary = f"{len(report.tenants)} tenant(s) checked, {len(differing)} differ from the registry"
+        if repair:
+            summary += f", {len(repaired)} repaired"
+        return summary if not differing else "\n".join([_verify_table(differing), summary])
+
+    emit(data, as_json, text)
+    unresolved = report.unresolved
+    if unresolved:
+        names = ", ".join(t.slug for t in unresolved[:10])
+        more = f" and {len(unresolved) - 10} more" if len(unresolved) > 10 else ""
+        action = "" if repair else " (--repair records the schemas' versions)"
+        raise OperatorError(f"{len(unresolved)} tenant(s) differ from the registry: {names}{more}{action}")
+
+
+def _verify_table(rows: list[dict[str, Any]]) -> str:
+    """A rich table on a terminal, plain columns otherwise (pipes, logs)."""
+    headers = ("slug", "registry", "schema", "problem")
+    cells = [
+        (
+            r["slug"],
+            r["registry_version"] or "-",
+            r["schema_version"] or "-",
+            r["problem"] + (" (repaired)" if r["repaired"] else ""),
+        )
+        for r in rows
+    ]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in cells:
+            table.add_row(*row)
+        console = Console()
+        with console.capture() as captured:
+            console.print(table)
+        return captured.get().rstrip("\n")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *cells]
+    )
+
+
 class _Progress:
     """A rich progress bar on a terminal; silent otherwise."""
 

@@ -245,10 +245,23 @@ async def _role_request(client: httpx.AsyncClient, headers: Headers, context: Co
 
 
 async def _meta_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
-    """A link of a new user to a new group (no role: a role would change what the user may do)."""
+    """A link of a new user to a new group and a new role without permissions (so that the
+    link changes nothing the user may do)."""
     user = await FACTORIES["users"](client, headers, context)
     group = await FACTORIES["user-groups"](client, headers, context)
-    return {"json": {"owner_id": user, "user_groups": group, "uniq_customize": {"tag": _tag()}}}
+    role_body = {"json": {"name": f"Role {_tag()}", "permissions": []}}
+    response = await client.post("/user-roles", headers=headers, **role_body)
+    assert response.status_code == 201, response.text
+    role = str(response.json()["id"])
+    context[role] = role_body  # recorded like every row a factory makes
+    return {
+        "json": {
+            "owner_id": user,
+            "user_groups": group,
+            "user_roles": role,
+            "uniq_customize": {"tag": _tag()},
+        }
+    }
 
 
 async def _customize_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
@@ -382,10 +395,16 @@ def new_tenant(operator_engine: Engine, prefix: str = "t") -> MadeTenant:
 
 
 async def role_id(client: httpx.AsyncClient, owner: Headers, name: str) -> str:
-    response = await client.get("/user-roles", params={"limit": 200}, headers=owner)
-    assert response.status_code == 200, response.text
-    ids = [r["id"] for r in response.json()["items"] if r["name"] == name]
-    assert len(ids) == 1, f"role {name!r}: {ids}"
+    return await _builtin_id(client, owner, "user-roles", name)
+
+
+async def everyone_group_id(client: httpx.AsyncClient, owner: Headers) -> str:
+    return await _builtin_id(client, owner, "user-groups", "Everyone")
+
+
+async def _builtin_id(client: httpx.AsyncClient, owner: Headers, resource: str, name: str) -> str:
+    ids = [r["id"] for r in await list_all(client, owner, resource) if r["name"] == name]
+    assert len(ids) == 1, f"{resource} {name!r}: {ids}"
     return ids[0]
 
 
@@ -410,7 +429,11 @@ async def add_user(
     assert response.status_code == 201, response.text
     user_id = response.json()["id"]
     if role is not None:
-        link = {"owner_id": user_id, "user_roles": await role_id(client, owner, role)}
+        link = {
+            "owner_id": user_id,
+            "user_groups": await everyone_group_id(client, owner),
+            "user_roles": await role_id(client, owner, role),
+        }
         response = await client.post("/user-meta", json=link, headers=owner)
         assert response.status_code == 201, response.text
     headers = await login(client, owner["Host"], body["email"], body["password"])

@@ -390,8 +390,12 @@ async def test_authentication_and_permissions(
         assert user.status_code == 201, user.text
         roles = (await client.get("/user-roles?limit=200", headers=owner)).json()["items"]
         member_role = next(r["id"] for r in roles if r["name"] == "Member")
+        groups = (await client.get("/user-groups?limit=200", headers=owner)).json()["items"]
+        everyone = next(g["id"] for g in groups if g["name"] == "Everyone")
         link = await client.post(
-            "/user-meta", json={"owner_id": user.json()["id"], "user_roles": member_role}, headers=owner
+            "/user-meta",
+            json={"owner_id": user.json()["id"], "user_groups": everyone, "user_roles": member_role},
+            headers=owner,
         )
         assert link.status_code == 201, link.text
         member = await login(client, made.host, email, password)

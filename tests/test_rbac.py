@@ -21,6 +21,7 @@ from tests.api import (
     create,
     create_request,
     error_fields,
+    everyone_group_id,
     new_tenant,
     remember_password,
     resources,
@@ -152,8 +153,11 @@ async def test_permissions_are_the_union_of_linked_roles_and_follow_changes(
         "/user-roles", json={"name": "Designer", "permissions": ["customize:write"]}, headers=owner_a
     )
     assert role.status_code == 201, role.text
+    everyone = await everyone_group_id(client, owner_a)
     link = await client.post(
-        "/user-meta", json={"owner_id": user.id, "user_roles": role.json()["id"]}, headers=owner_a
+        "/user-meta",
+        json={"owner_id": user.id, "user_groups": everyone, "user_roles": role.json()["id"]},
+        headers=owner_a,
     )
     assert link.status_code == 201, link.text
     me = (await client.get("/auth/me", headers=user.headers)).json()
@@ -207,11 +211,16 @@ async def test_admin_cannot_link_themself_to_the_owner_role(
     _, client = api
     admin = staff["Admin"]
     owner_role = await role_id(client, owner_a, "Owner")
+    everyone = await everyone_group_id(client, owner_a)
     refused = await client.post(
-        "/user-meta", json={"owner_id": admin.id, "user_roles": owner_role}, headers=admin.headers
+        "/user-meta",
+        json={"owner_id": admin.id, "user_groups": everyone, "user_roles": owner_role},
+        headers=admin.headers,
     )
     assert_problem(refused, 403)
-    default_owner = await client.post("/user-meta", json={"user_roles": owner_role}, headers=admin.headers)
+    default_owner = await client.post(
+        "/user-meta", json={"user_groups": everyone, "user_roles": owner_role}, headers=admin.headers
+    )
     assert_problem(default_owner, 403)
     # Nor by re-pointing an existing link, theirs or a fresh one.
     links = (await client.get("/user-meta", params={"limit": 200}, headers=admin.headers)).json()["items"]

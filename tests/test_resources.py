@@ -428,8 +428,8 @@ async def test_a_linked_group_or_role_cannot_be_deleted(
 ) -> None:
     _, client = api
     target = await create(client, owner_a, resource)
-    user = await create(client, owner_a, "users")
-    link = await client.post("/user-meta", json={"owner_id": user, field: target}, headers=owner_a)
+    link_body = (await create_request("user-meta", client, owner_a))["json"]
+    link = await client.post("/user-meta", json={**link_body, field: target}, headers=owner_a)
     assert link.status_code == 201, link.text
     assert_problem(await client.delete(f"/{resource}/{target}", headers=owner_a), 409)
     assert (await client.get(f"/{resource}/{target}", headers=owner_a)).status_code == 200
@@ -437,7 +437,9 @@ async def test_a_linked_group_or_role_cannot_be_deleted(
     assert (await client.delete(f"/{resource}/{target}", headers=owner_a)).status_code == 204
 
 
-async def test_deleting_a_user_removes_their_links_and_keeps_their_rows(api: Api, owner_a: Headers) -> None:
+async def test_deleting_a_user_removes_their_links_and_keeps_their_rows(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
     _, client = api
     meta = await create(client, owner_a, "user-meta")
     user = (await client.get(f"/user-meta/{meta}", headers=owner_a)).json()["owner_id"]
@@ -447,7 +449,7 @@ async def test_deleting_a_user_removes_their_links_and_keeps_their_rows(api: Api
     assert_problem(await client.get(f"/user-meta/{meta}", headers=owner_a), 404)
     assert all(m["owner_id"] != user for m in await list_all(client, owner_a, "user-meta"))
     kept = await client.get(f"/user-groups/{group.json()['id']}", headers=owner_a)
-    assert kept.status_code == 200 and kept.json()["owner_id"] is None
+    assert kept.status_code == 200 and kept.json()["owner_id"] == str(tenant_a.tenant.owner_id)
 
 
 async def test_nobody_deletes_themself_or_the_owner(api: Api, tenant_a: MadeTenant, owner_a: Headers) -> None:

@@ -163,3 +163,24 @@ class TenantStatement:
         """This statement on ``schema`` (from the registry; quoted here) with ``params``."""
         sql = (quote_ident(schema) + ".").join(self._parts)
         return RawQuery(sql, [params[name] for name in self.names], self.recurring)
+
+
+# Applied tenant versions, read for many schemas in one statement (``atrium tenants verify``
+# and ``migrate``): one round trip per batch instead of one per schema, and schema names
+# written into SQL here only, quoted.
+
+
+def applied_versions_sql(schemas: list[str] | tuple[str, ...], version_table: str = "alembic_version") -> str:
+    """One statement whose rows are ``(position in schemas, version_num)`` for each schema.
+
+    Every schema must hold ``version_table`` (a missing one fails the whole statement):
+    the caller filters them through the catalog first. Keep batches to a few hundred
+    schemas: the statement locks each table it reads until its transaction ends.
+    """
+    if not schemas:
+        raise ValueError("no schemas to read")
+    table = quote_ident(version_table)
+    return " UNION ALL ".join(
+        f"SELECT {position} AS position, version_num FROM {quote_ident(schema)}.{table}"
+        for position, schema in enumerate(schemas)
+    )

@@ -1,7 +1,10 @@
 """Migrating many tenant schemas: bounded concurrency, one transaction per tenant.
 
-Which tenants are behind is one query on the registry, whose ``version`` column is
-updated in the same transaction that migrates the schema. Each tenant runs under a
+Which tenants are behind is decided by the versions their schemas really have, read
+for all of them in one catalog query and one statement per few hundred schemas
+(verification.py), never by the registry's ``version`` column alone: a schema moved by
+hand must not be called current. The registry is updated in the same transaction that
+migrates the schema, and set to the real version of the tenants already at head. Each tenant runs under a
 lock timeout and a per-schema advisory lock, so two runs never migrate one schema at
 once (the second waits, then finds nothing to do). A failing tenant is recorded and
 the others go on.
@@ -17,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine, select, text, update
 
@@ -26,6 +29,7 @@ from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.admin import TenantNotFound
 from atrium.platform.tenancy.registry import Tenant
+from atrium.platform.tenancy.verification import applied_versions, record_versions
 
 DEFAULT_CONCURRENCY = 4
 LOCK_TIMEOUT = "5s"
@@ -155,9 +159,17 @@ def migrate_tenants(
     """Upgrade the named tenants (or all) to head; never raises for one tenant's failure."""
     started = time.perf_counter()
     head = head_revision("tenant", version_locations)
-    tenants = select_tenants(engine, slugs)
+    registered = select_tenants(engine, slugs)
+    with engine.connect() as conn:
+        applied = applied_versions(conn, [t.schema for t in registered])
+    tenants = [replace(t, version=applied.get(t.schema)) for t in registered]
     pending = [t for t in tenants if t.version != head]
     report = MigrationReport(head=head, current=[t.slug for t in tenants if t.version == head])
+    # Already at head while its registry row says otherwise: the registry learns the truth.
+    record_versions(
+        engine,
+        {r.slug: head for r, t in zip(registered, tenants, strict=True) if t.version == head != r.version},
+    )
     if pending:
         refresh_catalog_statistics(engine)
     if on_start is not None:

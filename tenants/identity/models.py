@@ -31,34 +31,35 @@ class User(TenantBase):
     )
 
 
+# Every ``owner_id`` but user-meta's is RESTRICT: a user's rows are handed to another
+# user before the user is deleted (UserService.delete), never left without an owner.
+
+
 class UserGroup(TenantBase):
     __tablename__ = "user_groups"
 
     name: Mapped[str] = mapped_column(String(200))
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
 
 
 class UserRole(TenantBase):
     __tablename__ = "user_roles"
 
     name: Mapped[str] = mapped_column(String(200))
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     permissions: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}", default=list)
 
 
 class UserMeta(TenantBase):
     __tablename__ = "user_meta"
 
+    # CASCADE: a user's links are theirs alone and go with them.
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # A group or role still linked here cannot be deleted (RESTRICT, answered 409).
-    user_groups: Mapped[uuid.UUID | None] = mapped_column(
+    user_groups: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("user_groups.id", ondelete="RESTRICT"), index=True
     )
-    user_roles: Mapped[uuid.UUID | None] = mapped_column(
+    user_roles: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("user_roles.id", ondelete="RESTRICT"), index=True
     )
     uniq_customize: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -1,12 +1,55 @@
-"""/users, /user-groups, /user-roles and /user-meta: the shared CRUD conventions, specialised."""
+"""/users, /user-groups, /user-roles and /user-meta: the shared CRUD conventions, specialised.
 
-from __future__ import annotations
+No ``from __future__ import annotations``: Litestar reads the handlers' annotations at runtime.
+"""
 
-from litestar import Router
+import uuid
+from typing import Annotated
 
+from litestar import Request, Router, delete
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.security.guards import requires
+from atrium.platform.security.permissions import write
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.resources import ResourceSpec, crud_router
 from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
+
+
+@delete(
+    "/{item_id:uuid}",
+    guards=[requires(write("users"))],
+    operation_id="delete_user",
+    summary="Delete a user, handing the rows they own to another user",
+    description=(
+        "Deletes the user and their user-meta links, and hands every other row they own to "
+        "`transfer_to`, or to the tenant's owner without it, in one transaction. The tenant's "
+        "owner and the caller cannot be deleted (409)."
+    ),
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+async def delete_user(
+    db_session: NamedDependency[AsyncSession],
+    tenant: NamedDependency[ResolvedTenant],
+    settings: NamedDependency[Settings],
+    request: Request,
+    item_id: FromPath[uuid.UUID],
+    transfer_to: Annotated[
+        uuid.UUID | None,
+        QueryParameter(
+            description="The user who receives the deleted user's rows; the tenant's owner if absent."
+        ),
+    ] = None,
+) -> None:
+    service = UserService(db_session, tenant, request.user, settings)
+    await service.delete_user(item_id, transfer_to)
+
 
 SPECS = [
     ResourceSpec(
@@ -15,6 +58,8 @@ SPECS = [
         s.UserRead,
         s.UserCreate,
         s.UserUpdate,
+        extra_handlers=[delete_user],
+        operations=frozenset({"list", "create", "get", "update"}),
         description="The tenant's users; emails are unique per tenant in any case, passwords write-only.",
     ),
     ResourceSpec(

@@ -47,7 +47,7 @@ class UserUpdate(Schema):
 class UserGroupRead(msgspec.Struct):
     id: uuid.UUID
     name: str
-    owner_id: uuid.UUID | None
+    owner_id: uuid.UUID
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
@@ -59,13 +59,13 @@ class UserGroupCreate(Schema):
 
 class UserGroupUpdate(Schema):
     name: Name | Unset = UNSET
-    owner_id: uuid.UUID | Unset | None = UNSET
+    owner_id: uuid.UUID | Unset = UNSET
 
 
 class UserRoleRead(msgspec.Struct):
     id: uuid.UUID
     name: str
-    owner_id: uuid.UUID | None
+    owner_id: uuid.UUID
     permissions: list[str]
     created_at: datetime.datetime
     updated_at: datetime.datetime
@@ -81,31 +81,33 @@ class UserRoleCreate(Schema):
 
 class UserRoleUpdate(Schema):
     name: Name | Unset = UNSET
-    owner_id: uuid.UUID | Unset | None = UNSET
+    owner_id: uuid.UUID | Unset = UNSET
     permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] | Unset = UNSET
 
 
 class UserMetaRead(msgspec.Struct):
     id: uuid.UUID
     owner_id: uuid.UUID
-    user_groups: uuid.UUID | None
-    user_roles: uuid.UUID | None
+    user_groups: uuid.UUID
+    user_roles: uuid.UUID
     uniq_customize: dict[str, Any] | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
 
-class UserMetaCreate(Schema):
+class UserMetaCreate(Schema, kw_only=True):
+    # ``null`` or absent: the caller, like every ``owner_id``.
     owner_id: uuid.UUID | None = None
-    user_groups: uuid.UUID | None = None
-    user_roles: uuid.UUID | None = None
+    # Required and never null, as the seed outlines them (API.md §6).
+    user_groups: uuid.UUID
+    user_roles: uuid.UUID
     uniq_customize: dict[str, Any] | None = None
 
 
 class UserMetaUpdate(Schema):
     owner_id: uuid.UUID | Unset = UNSET
-    user_groups: uuid.UUID | Unset | None = UNSET
-    user_roles: uuid.UUID | Unset | None = UNSET
+    user_groups: uuid.UUID | Unset = UNSET
+    user_roles: uuid.UUID | Unset = UNSET
     uniq_customize: dict[str, Any] | Unset | None = UNSET
 
 

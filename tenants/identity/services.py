@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Column, Table, delete, exists, func, select, update
 
 from atrium.platform.security.callers import load_auth_user
 from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
@@ -13,6 +15,7 @@ from atrium.platform.security.permissions import grants, is_valid_permission
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
+from atrium.tenants.models import tenant_metadata
 
 
 def field_problem(field: str, message: str, status: int = 422) -> Exception:
@@ -85,6 +88,62 @@ class UserService(CrudService[User], PrivilegeGuard):
         if item.id == self.tenant.owner_id:
             raise problem(409, "The tenant's owner cannot be deleted.")
         self.require_covered(await self.user_permissions(item.id), "delete this user")
+
+    async def delete_user(self, item_id: uuid.UUID, transfer_to: uuid.UUID | None) -> None:
+        """Delete a user, their user-meta links, and hand every other row they own to
+        ``transfer_to`` (or the tenant's owner), all in one transaction."""
+        item = await self.get(item_id)
+        await self.before_delete(item)
+        heir = await self._heir(item.id, transfer_to)
+
+        async def hand_over_and_delete() -> None:
+            for table, column, theirs in owner_references():
+                if theirs:
+                    await self.session.execute(delete(table).where(column == item.id))
+                    continue
+                values: dict[str, Any] = {column.name: heir}
+                if "updated_at" in table.c:
+                    values["updated_at"] = func.now()
+                await self.session.execute(update(table).where(column == item.id).values(values))
+            await self._repository.delete(item.id)
+
+        await self._write(hand_over_and_delete, deleting=True)
+
+    async def _heir(self, deleted: uuid.UUID, transfer_to: uuid.UUID | None) -> uuid.UUID:
+        if transfer_to is None:
+            if self.tenant.owner_id is None:
+                raise problem(409, "This tenant has no owner to hand the user's rows to; pass transfer_to.")
+            return self.tenant.owner_id
+        if transfer_to == deleted:
+            raise query_problem("transfer_to", "must be another user than the one deleted")
+        if not await self.session.scalar(select(exists().where(User.id == transfer_to))):
+            raise query_problem("transfer_to", "no such user in this tenant")
+        return transfer_to
+
+
+def query_problem(parameter: str, message: str) -> Exception:
+    return problem(
+        422,
+        f"The query parameter {parameter!r} is not valid: {message}.",
+        errors=[{"field": parameter, "message": message, "source": "query"}],
+    )
+
+
+@cache
+def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
+    """Every column of a tenant table that references ``users.id``, from the tenant metadata,
+    so that a new area's owned rows are handed over without a list kept by hand.
+
+    The flag is true where the rows are the user's alone (``ON DELETE CASCADE``: their
+    user-meta links), deleted with them; every other row is handed over.
+    """
+    users = tenant_metadata.tables["users"]
+    found = []
+    for table in tenant_metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column is users.c.id:
+                found.append((table, fk.parent, (fk.ondelete or "").upper() == "CASCADE"))
+    return tuple(found)
 
 
 class UserGroupService(OwnedService):

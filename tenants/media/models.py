@@ -13,9 +13,8 @@ from atrium.tenants.base import TenantBase
 class Media(TenantBase):
     __tablename__ = "media"
 
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    # RESTRICT: a deleted user's media are handed to another user first (UserService.delete).
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)

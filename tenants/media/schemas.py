@@ -24,7 +24,7 @@ class MediaRead(msgspec.Struct):
     """Metadata only: the bytes are served by ``GET /media/{id}/content``."""
 
     id: uuid.UUID
-    owner_id: uuid.UUID | None
+    owner_id: uuid.UUID
     name: str
     type: str
     size: int

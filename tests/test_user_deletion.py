@@ -1,0 +1,151 @@
+"""Deleting a user (API.md §6): their user-meta links go with them, every other row they own
+is handed to the tenant's owner or to ``?transfer_to``, in one transaction; the seed's NOT
+NULL links are required on create."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from atrium.tenants.identity.services import owner_references
+from tests.api import (
+    Api,
+    Headers,
+    TenantUser,
+    add_user,
+    assert_problem,
+    create_request,
+    error_fields,
+    list_all,
+)
+from tests.conftest import MadeTenant
+
+OWNED = ("user-groups", "user-roles", "media")
+
+
+async def _rows_owned_by(client: httpx.AsyncClient, user: TenantUser) -> dict[str, str]:
+    """One row of each owned resource, created by ``user`` (an Admin), so owned by them."""
+    rows = {}
+    for resource in OWNED:
+        body = await create_request(resource, client, user.headers)
+        response = await client.post(f"/{resource}", headers=user.headers, **body)
+        assert response.status_code == 201, response.text
+        assert response.json()["owner_id"] == user.id
+        rows[resource] = response.json()["id"]
+    return rows
+
+
+async def _row(client: httpx.AsyncClient, headers: Headers, resource: str, row: str) -> dict[str, Any]:
+    response = await client.get(f"/{resource}/{row}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _snapshot(client: httpx.AsyncClient, headers: Headers) -> dict[str, list[dict[str, Any]]]:
+    return {r: await list_all(client, headers, r) for r in ("users", "user-meta", *OWNED)}
+
+
+def test_every_reference_to_users_is_covered() -> None:
+    found = {(t.name, c.name, theirs) for t, c, theirs in owner_references()}
+    # A later area's owner_id is found too; it must be NOT NULL and never SET NULL, so a
+    # deleted user's rows are always handed over rather than orphaned.
+    for table, column, _ in owner_references():
+        assert not column.nullable, f"{table.name}.{column.name}"
+        assert all((fk.ondelete or "").upper() != "SET NULL" for fk in column.foreign_keys)
+    assert found >= {
+        ("user_meta", "owner_id", True),
+        ("user_groups", "owner_id", False),
+        ("user_roles", "owner_id", False),
+        ("media", "owner_id", False),
+    }
+
+
+async def test_rows_go_to_the_owner_and_links_go_with_the_user(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers, owner_b: Headers
+) -> None:
+    _, client = api
+    owner_id = str(tenant_a.tenant.owner_id)
+    leaving = await add_user(client, owner_a, role="Admin")
+    staying = await add_user(client, owner_a, role="Member")
+    rows = await _rows_owned_by(client, leaving)
+    before = {r: await _row(client, owner_a, r, rows[r]) for r in OWNED}
+    links = [m["id"] for m in await list_all(client, owner_a, "user-meta") if m["owner_id"] == leaving.id]
+    assert links
+    others = [m for m in await list_all(client, owner_a, "user-meta") if m["owner_id"] != leaving.id]
+    other_tenant = await _snapshot(client, owner_b)
+
+    assert (await client.delete(f"/users/{leaving.id}", headers=owner_a)).status_code == 204
+
+    for resource in OWNED:
+        after = await _row(client, owner_a, resource, rows[resource])
+        assert after["owner_id"] == owner_id
+        assert after["updated_at"] > before[resource]["updated_at"]
+        assert {k: v for k, v in after.items() if k not in ("owner_id", "updated_at")} == {
+            k: v for k, v in before[resource].items() if k not in ("owner_id", "updated_at")
+        }
+    for link in links:
+        assert_problem(await client.get(f"/user-meta/{link}", headers=owner_a), 404)
+    assert [m for m in await list_all(client, owner_a, "user-meta") if m["owner_id"] != leaving.id] == others
+    assert_problem(await client.get(f"/users/{leaving.id}", headers=owner_a), 404)
+    assert (await client.get("/auth/me", headers=staying.headers)).status_code == 200
+    assert await _snapshot(client, owner_b) == other_tenant
+
+
+async def test_rows_go_to_transfer_to(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Admin")
+    heir = await add_user(client, owner_a, role="Member")
+    rows = await _rows_owned_by(client, leaving)
+    response = await client.delete(f"/users/{leaving.id}", params={"transfer_to": heir.id}, headers=owner_a)
+    assert response.status_code == 204, response.text
+    for resource in OWNED:
+        assert (await _row(client, owner_a, resource, rows[resource]))["owner_id"] == heir.id
+
+
+async def test_a_bad_transfer_to_is_422_and_changes_nothing(
+    api: Api, owner_a: Headers, owner_b: Headers
+) -> None:
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Admin")
+    rows = await _rows_owned_by(client, leaving)
+    other_tenant_user = (await client.get("/users", headers=owner_b)).json()["items"][0]["id"]
+    for bad in (str(uuid.uuid4()), "not-a-uuid", "", leaving.id, other_tenant_user):
+        response = await client.delete(f"/users/{leaving.id}", params={"transfer_to": bad}, headers=owner_a)
+        assert "transfer_to" in error_fields(assert_problem(response, 422)), bad
+    assert (await _row(client, owner_a, "users", leaving.id))["id"] == leaving.id
+    for resource in OWNED:
+        assert (await _row(client, owner_a, resource, rows[resource]))["owner_id"] == leaving.id
+    assert (await client.get("/auth/me", headers=leaving.headers)).status_code == 200
+
+
+async def test_the_owner_cannot_be_deleted_even_with_transfer_to(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers
+) -> None:
+    _, client = api
+    owner_id = str(tenant_a.tenant.owner_id)
+    admin = await add_user(client, owner_a, role="Admin")
+    for params in ({}, {"transfer_to": admin.id}):
+        response = await client.delete(f"/users/{owner_id}", params=params, headers=admin.headers)
+        assert_problem(response, 409)
+    assert (await _row(client, owner_a, "users", owner_id))["id"] == owner_id
+
+
+async def test_user_meta_needs_a_group_and_a_role(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    valid = (await create_request("user-meta", client, owner_a))["json"]
+    for missing in ({"user_groups"}, {"user_roles"}, {"user_groups", "user_roles"}):
+        body = {k: v for k, v in valid.items() if k not in missing}
+        response = await client.post("/user-meta", json=body, headers=owner_a)
+        assert set(error_fields(assert_problem(response, 422))) & missing, response.text
+        nulls = await client.post("/user-meta", json={**valid, **dict.fromkeys(missing)}, headers=owner_a)
+        assert set(error_fields(assert_problem(nulls, 422))) & missing
+    created = await client.post("/user-meta", json={**valid, "owner_id": None}, headers=owner_a)
+    assert created.status_code == 201, created.text
+    me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    assert created.json()["owner_id"] == me
+    row = created.json()["id"]
+    for field in ("user_groups", "user_roles", "owner_id"):
+        patched = await client.patch(f"/user-meta/{row}", json={field: None}, headers=owner_a)
+        assert field in error_fields(assert_problem(patched, 422))
