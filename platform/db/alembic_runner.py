@@ -20,8 +20,8 @@ from alembic.runtime.migration import MigrationContext, MigrationStep
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 
-from atrium.platform.db.binding import create_shared_schema, set_transaction_search_path
-from atrium.platform.tenancy.naming import PLATFORM_SCHEMA, quote_ident
+from atrium.platform.db.binding import create_shared_schema, qualified_table, set_transaction_search_path
+from atrium.platform.tenancy.naming import PLATFORM_SCHEMA
 
 Env = Literal["platform", "tenant"]
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -135,7 +135,7 @@ def current_revision(connection: Connection, schema: str) -> str | None:
     ``pg_class`` in a way that gets slower with every tenant schema on the server;
     ``to_regclass`` is a name lookup through the catalog cache.
     """
-    table = f"{quote_ident(schema)}.{VERSION_TABLE}"
+    table = qualified_table(schema, VERSION_TABLE)
     if connection.scalar(text("SELECT to_regclass(:table)"), {"table": table}) is None:
         return None
     return connection.scalar(text(f"SELECT version_num FROM {table}"))

@@ -99,6 +99,11 @@ def create_tenant_schema(connection: Connection, schema: str, ddl: Sequence[str]
         connection.exec_driver_sql(statement)
 
 
+def qualified_table(schema: str, table: str) -> str:
+    """``schema.table``, both quoted, for operator statements that name one schema's table."""
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
 def drop_tenant_schema(connection: Connection, schema: str) -> None:
     connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
 
