@@ -25,7 +25,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The folders are mapped to `atrium.*` by setuptools' package-dir (see pyproject.toml).
 # At run time everything (migrations included) is imported from site-packages; the
 # copies in /app only serve developers running `alembic` with alembic.ini.
-COPY README.md alembic.ini ./
+COPY README.md alembic.ini setup.py ./
 COPY platform/ platform/
 COPY tenants/ tenants/
 COPY migrations/ migrations/

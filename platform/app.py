@@ -38,7 +38,7 @@ from atrium.platform.web.errors import (
 from atrium.platform.web.health import health
 from atrium.platform.web.openapi import finish_openapi, openapi_config
 from atrium.platform.web.resources import read_transaction_provider
-from atrium.tenants.routes import tenant_routers
+from atrium.tenants.areas import tenant_routers
 
 
 @route(

@@ -1,18 +1,8 @@
-"""Every tenant table, imported so that ``tenant_metadata`` is complete."""
+"""Every tenant table: importing the areas imports each one's models."""
 
+from atrium.tenants.areas import areas
 from atrium.tenants.base import TenantBase, TenantTable, tenant_metadata
-from atrium.tenants.customize.models import Customize
-from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
-from atrium.tenants.media.models import Media
 
-__all__ = [
-    "Customize",
-    "Media",
-    "TenantBase",
-    "TenantTable",
-    "User",
-    "UserGroup",
-    "UserMeta",
-    "UserRole",
-    "tenant_metadata",
-]
+areas()
+
+__all__ = ["TenantBase", "TenantTable", "tenant_metadata"]

@@ -32,7 +32,8 @@ from atrium.platform.security import permissions
 from atrium.platform.security.passwords import hash_password
 from atrium.platform.tenancy.naming import schema_for_slug, validate_slug
 from atrium.platform.tenancy.registry import Tenant, TenantStatus
-from atrium.tenants.models import User, UserGroup, UserMeta, UserRole, tenant_metadata
+from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
+from atrium.tenants.models import tenant_metadata
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 LOCK_TIMEOUT = "5s"
@@ -112,12 +113,12 @@ def seed_tenant(connection: Connection, owner: OwnerSpec, password_hash: str) ->
             id=owner_id, name=owner.name, email=owner.email, phone=owner.phone, password=password_hash
         )
     )
-    role_ids = {name: uuid.uuid4() for name in permissions.BUILTIN_ROLES}
+    role_ids = {name: uuid.uuid4() for name in permissions.builtin_roles()}
     connection.execute(
         insert(UserRole),
         [
             {"id": role_ids[name], "name": name, "owner_id": owner_id, "permissions": perms}
-            for name, perms in permissions.BUILTIN_ROLES.items()
+            for name, perms in permissions.builtin_roles().items()
         ],
     )
     group_id = uuid.uuid4()

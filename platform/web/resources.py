@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from atrium.platform.db import read_transaction
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ROW_BY_ID, ReadTransaction, RowById
 from atrium.platform.security.guards import requires
-from atrium.platform.security.permissions import read, write
+from atrium.platform.security.permissions import MemberAccess, read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.middleware import current_tenant
@@ -103,7 +103,8 @@ class ResourceSpec:
     read_schema: type[msgspec.Struct]
     create_schema: type[msgspec.Struct]
     update_schema: type[msgspec.Struct]
-    extra_handlers: Sequence[Any] = ()
+    # Handlers beyond the conventional ones; a function of the settings where they need them.
+    extra_handlers: Sequence[Any] | Callable[[Settings], Sequence[Any]] = ()
     # A resource whose create or update is not plain JSON (media) leaves those out
     # and brings its own handlers in ``extra_handlers``.
     operations: frozenset[str] = frozenset({"list", "create", "get", "update", "delete"})
@@ -111,6 +112,8 @@ class ResourceSpec:
     description: str = ""
     # One row's name in operation ids (``get_user``); default: the resource less its plural s.
     item_name: str = ""
+    # What the built-in Member role may do here (API.md §4); Admin may do everything.
+    member: MemberAccess = "read"
 
     @property
     def names(self) -> tuple[str, str]:
@@ -122,7 +125,15 @@ class ResourceSpec:
         return msgspec.convert(item, self.read_schema, from_attributes=True)
 
 
-def crud_router(spec: ResourceSpec) -> Router:
+def _extra_handlers(spec: ResourceSpec, settings: Settings | None) -> Sequence[Any]:
+    if not callable(spec.extra_handlers):
+        return spec.extra_handlers
+    if settings is None:
+        raise TypeError(f"the {spec.resource} routes need the settings")
+    return spec.extra_handlers(settings)
+
+
+def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     """List, create, get, update and delete handlers for ``spec``, guarded and documented."""
     Read, Create, Update = spec.read_schema, spec.create_schema, spec.update_schema
     Page = msgspec.defstruct(
@@ -251,7 +262,7 @@ def crud_router(spec: ResourceSpec) -> Router:
     handlers = [handler for op, handler in standard.items() if op in spec.operations]
     return Router(
         path=f"/{spec.resource}",
-        route_handlers=[*handlers, *spec.extra_handlers],
+        route_handlers=[*handlers, *_extra_handlers(spec, settings)],
         tags=tags,
         security=[{"BearerToken": []}],
         opt={TAG_DESCRIPTION: spec.description} if spec.description else None,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Router
-
-from atrium.platform.web.resources import ResourceSpec, crud_router
+from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
 from atrium.tenants.customize.models import Customize
 from atrium.tenants.customize.schemas import CustomizeCreate, CustomizeRead, CustomizeUpdate
@@ -19,14 +17,11 @@ class CustomizeService(CrudService[Customize]):
         return {**values, "tenant_id": self.tenant.id}
 
 
-def customize_router() -> Router:
-    return crud_router(
-        ResourceSpec(
-            "customize",
-            CustomizeService,
-            CustomizeRead,
-            CustomizeCreate,
-            CustomizeUpdate,
-            description="The tenant's customization documents (free JSON).",
-        )
-    )
+CUSTOMIZE = ResourceSpec(
+    "customize",
+    CustomizeService,
+    CustomizeRead,
+    CustomizeCreate,
+    CustomizeUpdate,
+    description="The tenant's customization documents (free JSON).",
+)

@@ -6,7 +6,7 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 import uuid
 from typing import Annotated
 
-from litestar import Request, Router, delete
+from litestar import Request, delete
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,7 @@ from atrium.platform.security.permissions import write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem_responses
-from atrium.platform.web.resources import ResourceSpec, crud_router
+from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
 
@@ -87,7 +87,3 @@ SPECS = [
         description="Links a user to a group and a role; a user holds the permissions of their linked roles.",
     ),
 ]
-
-
-def identity_routers() -> list[Router]:
-    return [crud_router(spec) for spec in SPECS]

@@ -14,8 +14,8 @@ from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
 from atrium.platform.security.permissions import grants, is_valid_permission
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
+from atrium.tenants.base import tenant_metadata
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
-from atrium.tenants.models import tenant_metadata
 
 
 def field_problem(field: str, message: str, status: int = 422) -> Exception:
@@ -131,8 +131,9 @@ def query_problem(parameter: str, message: str) -> Exception:
 
 @cache
 def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
-    """Every column of a tenant table that references ``users.id``, from the tenant metadata,
-    so that a new area's owned rows are handed over without a list kept by hand.
+    """Every column of a tenant table that references ``users.id``, from the tenant metadata
+    (complete once the areas are loaded, as they are in a running app), so that a new
+    area's owned rows are handed over without a list kept by hand.
 
     The flag is true where the rows are the user's alone (``ON DELETE CASCADE``: their
     user-meta links), deleted with them; every other row is handed over.

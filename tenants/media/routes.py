@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -27,7 +27,7 @@ from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
-from atrium.platform.web.resources import ResourceSpec, crud_router
+from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
 from atrium.tenants.media.models import Media
 from atrium.tenants.media.schemas import (
@@ -100,17 +100,14 @@ async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
     return content
 
 
-def media_router(max_upload_bytes: int | None = None) -> Router:
-    """The /media routes.
+def media_handlers(settings: Settings) -> list[Any]:
+    """The upload and download handlers.
 
-    ``max_upload_bytes`` caps the upload's request body before it is read. Without it the
-    upload inherits the application's ``request_max_body_size``, which ``create_app``
-    derives from ``settings.max_upload_bytes``. Either way the handler checks the file
-    against ``settings.max_upload_bytes`` exactly.
+    The upload's request body is capped before it is read at the configured limit plus
+    room for the multipart framing; the handler then checks the file against the limit
+    exactly.
     """
-    body_limit: dict[str, Any] = {}
-    if max_upload_bytes is not None:
-        body_limit["request_max_body_size"] = max_upload_bytes + MULTIPART_OVERHEAD
+    body_limit = {"request_max_body_size": settings.max_upload_bytes + MULTIPART_OVERHEAD}
 
     @post(
         "/",
@@ -191,15 +188,16 @@ def media_router(max_upload_bytes: int | None = None) -> Router:
             },
         )
 
-    return crud_router(
-        ResourceSpec(
-            "media",
-            MediaService,
-            MediaRead,
-            MediaUpdate,  # unused: creating is the multipart upload above
-            MediaUpdate,
-            operations=frozenset({"list", "get", "update", "delete"}),
-            extra_handlers=[upload_media, get_media_content],
-            description="Uploaded files: metadata as JSON, bytes uploaded as multipart and sent back as is.",
-        )
-    )
+    return [upload_media, get_media_content]
+
+
+MEDIA = ResourceSpec(
+    "media",
+    MediaService,
+    MediaRead,
+    MediaUpdate,  # unused: creating is the multipart upload of media_handlers
+    MediaUpdate,
+    operations=frozenset({"list", "get", "update", "delete"}),
+    extra_handlers=media_handlers,
+    description="Uploaded files: metadata as JSON, bytes uploaded as multipart and sent back as is.",
+)

@@ -1,0 +1,6 @@
+"""Media: uploaded files."""
+
+from atrium.platform.areas import Area
+from atrium.tenants.media.routes import MEDIA
+
+AREA = Area("media", resources=[MEDIA])

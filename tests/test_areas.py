@@ -1,0 +1,76 @@
+"""Areas are declared once (platform/areas.py); the app, permissions and roles follow."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from atrium.platform.areas import discover
+from atrium.platform.security.permissions import (
+    ADMIN_ROLE,
+    MEMBER_ROLE,
+    builtin_roles,
+    is_valid_permission,
+    read,
+    resources,
+    write,
+)
+from atrium.tenants.areas import areas, resource_specs
+from tests.api import route_resources
+
+
+def test_every_routed_resource_is_declared_by_one_area_and_has_permissions() -> None:
+    declared = [spec.resource for spec in resource_specs()]
+    assert sorted(declared) == sorted(set(declared))
+    assert set(route_resources()) == set(declared)
+    assert set(resources()) == set(declared)
+    assert {area.name for area in areas()} >= {"identity", "customize", "media"}
+    for resource in declared:
+        assert is_valid_permission(read(resource)) and is_valid_permission(write(resource))
+    assert not is_valid_permission("no-such-resource:read")
+
+
+def test_the_built_in_roles_follow_the_declarations() -> None:
+    roles = builtin_roles()
+    for spec in resource_specs():
+        assert {read(spec.resource), write(spec.resource)} <= set(roles[ADMIN_ROLE])
+        member = set(roles[MEMBER_ROLE])
+        assert (read(spec.resource) in member) == (spec.member is not None)
+        assert (write(spec.resource) in member) == (spec.member == "write")
+
+
+@pytest.fixture
+def fake_tenants(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "fake_tenants"
+    root.mkdir()
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [n for n in sys.modules if n.startswith("fake_tenants")]:
+            del sys.modules[name]
+
+
+def test_a_package_without_a_declaration_is_refused(fake_tenants: Path) -> None:
+    (fake_tenants / "forgotten").mkdir()
+    (fake_tenants / "forgotten" / "__init__.py").write_text("")
+    with pytest.raises(TypeError, match=r"fake_tenants\.forgotten has no area\.py"):
+        discover("fake_tenants")
+
+
+def test_a_resource_declared_twice_is_refused(fake_tenants: Path) -> None:
+    declaration = (
+        "from atrium.platform.areas import Area\n"
+        "from atrium.tenants.media.routes import MEDIA\n"
+        "AREA = Area('{name}', resources=[MEDIA])\n"
+    )
+    for name in ("one", "two"):
+        (fake_tenants / name).mkdir()
+        (fake_tenants / name / "__init__.py").write_text("")
+        (fake_tenants / name / "area.py").write_text(declaration.format(name=name))
+    with pytest.raises(TypeError, match=r"declared by two areas: \['media'\]"):
+        discover("fake_tenants")
