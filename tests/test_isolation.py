@@ -171,3 +171,25 @@ async def test_emails_are_unique_per_tenant_only(api: Api, tenant_a: MadeTenant,
     assert response.status_code == 201, response.text
     twice = await client.post("/users", json={**body, "email": tenant_a.owner_email.upper()}, headers=owner_b)
     assert_problem(twice, 409)
+
+
+async def test_list_filters_with_the_other_tenants_ids_find_nothing(
+    api: Api, owner_a: Headers, owner_b: Headers, rows_b: dict[str, str]
+) -> None:
+    """Every reference filter of every list, given B's ids (rows and B's owner), on A."""
+    app, client = api
+    document = app.openapi_schema.to_schema()
+    b_owner = (await client.get("/auth/me", headers=owner_b)).json()["user"]["id"]
+    b_ids = [*rows_b.values(), b_owner]
+    checked = 0
+    for endpoint in endpoints_of(app, "list"):
+        for parameter in document["paths"][endpoint.path]["get"]["parameters"]:
+            schema = parameter["schema"]
+            if schema.get("type") == "array" and schema["items"].get("format") == "uuid":
+                response = await client.get(
+                    endpoint.url(), params={parameter["name"]: b_ids}, headers=owner_a
+                )
+                assert response.status_code == 200, response.text
+                assert response.json()["total"] == 0, (str(endpoint), parameter["name"])
+                checked += 1
+    assert checked >= 5  # owner_id of groups, roles, media; user-meta's three references

@@ -39,6 +39,7 @@ from litestar.openapi.spec import (
 
 from atrium.platform.settings import Settings
 from atrium.platform.web.bodies import Schema as BodySchema
+from atrium.platform.web.listing import LIST_PARAMETERS
 
 API_VERSION = "0.1.0"
 BEARER = "BearerToken"
@@ -96,6 +97,18 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     for schema in list((components.schemas or {}).values()):
         _flatten_single_one_of(schema)
     document.tags = _declared_tags(document.paths or {}, routers)
+    _add_list_parameters(app, document.paths or {})
+
+
+def _add_list_parameters(app: Litestar, paths: dict[str, Any]) -> None:
+    """Lists read their filters from the query string themselves (listing.py), so Litestar
+    cannot see them: the route carries them for the document."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            extra = handler.opt.get(LIST_PARAMETERS)
+            item = paths.get(route.path)
+            if extra and item is not None and item.get is not None:
+                item.get.parameters = [*(item.get.parameters or []), *extra]
 
 
 def _operations(paths: dict[str, Any]) -> Iterator[Operation]:

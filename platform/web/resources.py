@@ -32,6 +32,7 @@ from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -48,8 +49,6 @@ class ReadQueries:
 
     fields: tuple[str, ...]
     by_id: str
-    page: str
-    count: str
     # The same row as ``by_id``, for the caller check to fetch (read_transaction.py).
     row_by_id: RowById
 
@@ -64,12 +63,6 @@ class ReadQueries:
         return cls(
             fields,
             by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s",
-            # The same order and window count as advanced-alchemy's get_many_and_count.
-            page=(
-                f"SELECT {columns}, count(*) OVER () FROM {table}"
-                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
-            ),
-            count=f"SELECT count(*) FROM {table}",
             row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
 
@@ -114,6 +107,13 @@ class ResourceSpec:
     item_name: str = ""
     # What the built-in Member role may do here (API.md §4); Admin may do everything.
     member: MemberAccess = "read"
+    # List parameters (listing.py): equality filters, the fields ``q`` searches (the
+    # model then declares their ``search_index``), sortable fields, the time span of
+    # ``from``/``to``.
+    filters: Sequence[Filter] = ()
+    search: Sequence[str] = ()
+    sort: Sequence[str] = ()
+    window: tuple[str, str] | None = ("created_at", "created_at")
 
     @property
     def names(self) -> tuple[str, str]:
@@ -148,18 +148,28 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         return spec.service(session, tenant, request.user, settings)
 
     queries = ReadQueries.build(spec.service.model, Read)
+    listing = Listing(
+        spec.service.model.__table__, queries.fields, spec.filters, spec.search, spec.sort, spec.window
+    )
 
     def render(row: Sequence[Any]) -> Any:
         return Read(**dict(zip(queries.fields, row, strict=False)))
 
-    async def list_items(reads: NamedDependency[ReadTransaction], page: NamedDependency[PageParams]) -> Page:  # type: ignore[valid-type]
-        rows = await reads.fetch_all(queries.page, {"limit": page.limit, "offset": page.offset})
+    async def list_items(
+        request: Request,
+        reads: NamedDependency[ReadTransaction],
+        page: NamedDependency[PageParams],
+    ) -> Page:  # type: ignore[valid-type]
+        wanted = listing.parse(request.query_params)
+        statement = listing.statement(wanted)
+        values = wanted.values()
+        rows = await reads.fetch_all(statement, {**values, "limit": page.limit, "offset": page.offset})
         if rows:
             total = rows[0][-1]
         elif page.offset:
-            # The count comes from a window over the page's rows; past the last page
-            # there are none to carry it.
-            total = (await reads.fetch_one(queries.count))[0]  # type: ignore[index]
+            # Past the last page no row carries the window's count: ask for the first row.
+            first = await reads.fetch_all(statement, {**values, "limit": 1, "offset": 0})
+            total = first[0][-1] if first else 0
         else:
             total = 0
         await reads.close()
@@ -221,7 +231,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"list_{plural}",
             summary=f"List {spec.resource}",
             dependencies=PAGE_DEPENDENCY,
-            opt={READS_ON_DRIVER: True},
+            opt={READS_ON_DRIVER: True, LIST_PARAMETERS: listing.openapi_parameters()},
             responses=problem_responses(400, 401, 403, 422, 503),
         )(list_items),
         "create": post(

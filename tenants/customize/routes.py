@@ -23,5 +23,6 @@ CUSTOMIZE = ResourceSpec(
     CustomizeRead,
     CustomizeCreate,
     CustomizeUpdate,
+    sort=["updated_at"],
     description="The tenant's customization documents (free JSON).",
 )

@@ -9,12 +9,17 @@ from sqlalchemy import ARRAY, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from atrium.platform.web.listing import search_index
 from atrium.tenants.base import TenantBase
 
 
 class User(TenantBase):
     __tablename__ = "users"
-    __table_args__ = (Index("uq_users_email_lower", text("lower(email)"), unique=True),)
+    __table_args__ = (
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        # ``q`` on /users searches names and emails (platform/web/listing.py).
+        search_index("ix_users_search", "name", "email"),
+    )
 
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))

@@ -16,6 +16,7 @@ from atrium.platform.security.permissions import write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
@@ -60,6 +61,9 @@ SPECS = [
         s.UserUpdate,
         extra_handlers=[delete_user],
         operations=frozenset({"list", "create", "get", "update"}),
+        filters=[Filter("email", casefold=True)],
+        search=["name", "email"],
+        sort=["name", "email", "updated_at"],
         description="The tenant's users; emails are unique per tenant in any case, passwords write-only.",
     ),
     ResourceSpec(
@@ -68,6 +72,8 @@ SPECS = [
         s.UserGroupRead,
         s.UserGroupCreate,
         s.UserGroupUpdate,
+        filters=[Filter("owner_id")],
+        sort=["name", "updated_at"],
         description="Groups of users; a user joins one through a user-meta row.",
     ),
     ResourceSpec(
@@ -76,6 +82,8 @@ SPECS = [
         s.UserRoleRead,
         s.UserRoleCreate,
         s.UserRoleUpdate,
+        filters=[Filter("owner_id")],
+        sort=["name", "updated_at"],
         description="Roles and their permissions; a user holds one through a user-meta row.",
     ),
     ResourceSpec(
@@ -84,6 +92,8 @@ SPECS = [
         s.UserMetaRead,
         s.UserMetaCreate,
         s.UserMetaUpdate,
+        filters=[Filter("owner_id"), Filter("user_groups"), Filter("user_roles")],
+        sort=["updated_at"],
         description="Links a user to a group and a role; a user holds the permissions of their linked roles.",
     ),
 ]

@@ -27,6 +27,7 @@ from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
 from atrium.tenants.media.models import Media
@@ -199,5 +200,7 @@ MEDIA = ResourceSpec(
     MediaUpdate,
     operations=frozenset({"list", "get", "update", "delete"}),
     extra_handlers=media_handlers,
+    filters=[Filter("owner_id"), Filter("type")],
+    sort=["name", "size", "updated_at"],
     description="Uploaded files: metadata as JSON, bytes uploaded as multipart and sent back as is.",
 )

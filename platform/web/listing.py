@@ -1,0 +1,334 @@
+"""Lists: filters, full-text search, time windows and sort, declared per resource (API.md §5).
+
+A resource declares which fields filter by equality, which feed ``q`` and which sort; a
+list request is then one statement, as a plain page is: the rows of the page and the
+total, counted by a window over the same filtered rows. Statements are built with
+SQLAlchemy Core and compiled once per shape (which parameters are present, the sort),
+never assembled from strings per request. Repeated values of one parameter match any of
+them through ``= ANY(array)``, so the number of values does not change the shape.
+
+Text search uses PostgreSQL's own (``websearch_to_tsquery``: any input is a valid query,
+words are matched by stem) over an expression that the resource's GIN index holds
+verbatim (``search_index``), in the tenant's schema like every other row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar.datastructures import MultiDict
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Schema
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    Index,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+
+from atrium.platform.web.errors import problem
+
+# Stems English words; a tenant-chosen language would replace this constant per tenant.
+TEXT_SEARCH_CONFIG = "english"
+# Route option: the list's declared parameters, for the OpenAPI document (openapi.py).
+LIST_PARAMETERS = "list_parameters"
+# Parameters every list has besides its declared ones (pagination.py reads them).
+PAGE_PARAMETERS = frozenset({"limit", "offset"})
+MAX_VALUES = 100
+MAX_QUERY_LENGTH = 500
+
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Equality on a column: ``?name=value``, repeatable to match any of the values."""
+
+    name: str
+    # Compared in lower case (emails are unique in any case).
+    casefold: bool = False
+
+
+def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
+    """The text-search document of ``columns``: the same expression in queries and index."""
+    # ``||`` over coalesced text, not ``concat_ws``: an index expression must be immutable,
+    # and constants are written out so that queries repeat the index's expression exactly.
+    document: ColumnElement[Any] = func.coalesce(columns[0], literal_column("''"))
+    for column in columns[1:]:
+        blank = literal_column("' '")
+        document = document.op("||")(blank).op("||")(func.coalesce(column, literal_column("''")))
+    return func.to_tsvector(literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), document)
+
+
+def search_index(name: str, *columns: str) -> Index:
+    """The GIN index a resource with ``q`` declares in its model's ``__table_args__``: the
+    expression of ``search_vector``, written out (an index declared with column objects
+    before the table exists would not attach to it)."""
+    text_sql = f"coalesce({columns[0]}, '')"
+    for column in columns[1:]:
+        text_sql = f"({text_sql} || ' ') || coalesce({column}, '')"
+    return Index(
+        name, text(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, {text_sql})"), postgresql_using="gin"
+    )
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """A list request's parsed parameters (page apart)."""
+
+    filters: tuple[tuple[str, list[Any]], ...] = ()
+    q: str | None = None
+    window: tuple[datetime.datetime | None, datetime.datetime | None] = (None, None)
+    sort: str | None = None
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        return (
+            tuple(name for name, _ in self.filters),
+            self.q is not None,
+            self.window[0] is not None,
+            self.window[1] is not None,
+            self.sort,
+        )
+
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {f"f_{name}": list(v) for name, v in self.filters}
+        if self.q is not None:
+            values["q"] = self.q
+        if self.window[0] is not None:
+            values["from"] = self.window[0]
+        if self.window[1] is not None:
+            values["to"] = self.window[1]
+        return values
+
+
+@dataclass
+class Listing:
+    """The list statements of one table: what may filter, search and sort it."""
+
+    table: Any
+    fields: tuple[str, ...]
+    filters: Sequence[Filter] = ()
+    search: Sequence[str] = ()
+    sort: Sequence[str] = ()
+    # A row's time span for ``from``/``to`` (start and end columns; one column twice for
+    # an instant); a row matches when it overlaps the window.
+    window: tuple[str, str] | None = ("created_at", "created_at")
+    _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        columns = self.table.c
+        named = [f.name for f in self.filters] + list(self.search) + list(self.sort)
+        named += list(self.window or ())
+        if missing := [n for n in named if n not in columns]:
+            raise TypeError(f"{self.table.name} has no columns {missing}")
+        self._filters = {f.name: f for f in self.filters}
+        self.sortable = frozenset({*self.sort, "created_at"})
+
+    # -- parameters ------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        names = set(self._filters) | {"sort"}
+        if self.search:
+            names.add("q")
+        if self.window:
+            names |= {"from", "to"}
+        return frozenset(names)
+
+    def parse(self, query: MultiDict[str]) -> ListRequest:
+        """The request's list parameters; every unknown or bad one named in one 422."""
+        errors: list[dict[str, str]] = []
+        allowed = self.parameters | PAGE_PARAMETERS
+        for name in dict.fromkeys(query.keys()):
+            if name not in allowed:
+                errors.append(
+                    _error(name, f"unknown query parameter; this list takes {', '.join(sorted(allowed))}")
+                )
+        filters = []
+        for name, spec in self._filters.items():
+            raw = query.getall(name, [])
+            if not raw:
+                continue
+            if len(raw) > MAX_VALUES:
+                errors.append(_error(name, f"at most {MAX_VALUES} values"))
+                continue
+            converted = [self._convert(name, value, spec, errors) for value in raw]
+            filters.append((name, converted))
+        q = self._single(query, "q", errors) if self.search else None
+        if q is not None and not (0 < len(q.strip()) <= MAX_QUERY_LENGTH):
+            errors.append(_error("q", f"1-{MAX_QUERY_LENGTH} characters of search text"))
+        window = (None, None)
+        if self.window:
+            window = (self._instant(query, "from", errors), self._instant(query, "to", errors))
+            if window[0] and window[1] and window[0] >= window[1]:
+                errors.append(_error("to", "must be later than from"))
+        sort = self._single(query, "sort", errors)
+        if sort is not None and sort.removeprefix("-") not in self.sortable:
+            errors.append(_error("sort", f"one of {', '.join(sorted(self.sortable))}, or - before one"))
+        if errors:
+            raise problem(422, "The list parameters are not valid.", errors=errors)
+        return ListRequest(tuple(filters), q, window, sort)
+
+    def _convert(self, name: str, value: str, spec: Filter, errors: list[dict[str, str]]) -> Any:
+        python_type = _python_type(self.table.c[name])
+        if "\x00" in value:
+            errors.append(_error(name, "contains a NUL character"))
+            return None
+        try:
+            if python_type is uuid.UUID:
+                return uuid.UUID(value)
+            if python_type is int:
+                return int(value)
+            if python_type is bool:
+                return {"true": True, "false": False}[value]
+        except (ValueError, KeyError):
+            errors.append(_error(name, f"not a valid {python_type.__name__.lower()}"))
+            return None
+        return value.lower() if spec.casefold else value
+
+    @staticmethod
+    def _single(query: MultiDict[str], name: str, errors: list[dict[str, str]]) -> str | None:
+        values = query.getall(name, [])
+        if len(values) > 1:
+            errors.append(_error(name, "give it once"))
+        if not values:
+            return None
+        if "\x00" in values[0]:
+            errors.append(_error(name, "contains a NUL character"))
+            return None
+        return values[0]
+
+    def _instant(
+        self, query: MultiDict[str], name: str, errors: list[dict[str, str]]
+    ) -> datetime.datetime | None:
+        raw = self._single(query, name, errors)
+        if raw is None:
+            return None
+        try:
+            value = datetime.datetime.fromisoformat(raw)
+        except ValueError:
+            value = None
+        if value is None or value.tzinfo is None:
+            errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
+            return None
+        return value
+
+    # -- the statement ---------------------------------------------------------------
+
+    def statement(self, request: ListRequest) -> str:
+        """The page statement for ``request``'s shape, with psycopg's named placeholders:
+        the read fields, then the total; ``limit`` and ``offset`` besides the request's values."""
+        shape = request.shape
+        sql = self._statements.get(shape)
+        if sql is None:
+            sql = self._statements[shape] = self._compile(request)
+        return sql
+
+    def _compile(self, request: ListRequest) -> str:
+        c = self.table.c
+        query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
+        for name, _ in request.filters:
+            column = func.lower(c[name]) if self._filters[name].casefold else c[name]
+            query = query.where(column == any_(bindparam(f"f_{name}", type_=ARRAY(c[name].type))))
+        order: list[Any] = []
+        if request.q is not None:
+            vector = search_vector([c[n] for n in self.search])
+            tsquery = func.websearch_to_tsquery(
+                literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), bindparam("q", type_=String)
+            )
+            query = query.where(vector.op("@@")(tsquery))
+            if request.sort is None:
+                order.append(func.ts_rank(vector, tsquery).desc())
+        if self.window is not None:
+            start, end = c[self.window[0]], c[self.window[1]]
+            if request.window[0] is not None:
+                query = query.where(end >= bindparam("from", type_=end.type))
+            if request.window[1] is not None:
+                query = query.where(start < bindparam("to", type_=start.type))
+        if request.sort is not None:
+            column = c[request.sort.removeprefix("-")]
+            descending = request.sort.startswith("-")
+            order += [
+                column.desc() if descending else column.asc(),
+                c.id.desc() if descending else c.id.asc(),
+            ]
+        else:
+            order += [c.created_at.desc(), c.id.desc()]
+        query = query.order_by(*order).limit(bindparam("limit")).offset(bindparam("offset"))
+        return str(query.compile(dialect=_DIALECT))
+
+    def openapi_parameters(self) -> list[Parameter]:
+        """The declared parameters as OpenAPI parameters (openapi.py adds them to the list)."""
+        described = []
+        for name, spec in self._filters.items():
+            described.append(
+                _parameter(
+                    name,
+                    Schema(type=OpenAPIType.ARRAY, items=_schema_of(self.table.c[name])),
+                    f"Rows whose `{name}` is one of the values (repeat it to give several)"
+                    + (", in any case." if spec.casefold else "."),
+                )
+            )
+        if self.search:
+            described.append(
+                _parameter(
+                    "q",
+                    Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_QUERY_LENGTH),
+                    f"Full-text search over {', '.join(self.search)}, ranked; words match by their stem.",
+                )
+            )
+        if self.window:
+            instant = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME)
+            described.append(_parameter("from", instant, "Rows that end at or after this time (RFC 3339)."))
+            described.append(_parameter("to", instant, "Rows that start before this time (RFC 3339)."))
+        choices = sorted(self.sortable)
+        described.append(
+            _parameter(
+                "sort",
+                Schema(type=OpenAPIType.STRING, enum=[*choices, *(f"-{c}" for c in choices)]),
+                "Sort by a field, ascending; `-field` descending. Default: newest first"
+                + (", or by relevance with `q`." if self.search else "."),
+            )
+        )
+        return described
+
+
+def _error(name: str, message: str) -> dict[str, str]:
+    return {"field": name, "message": message, "source": "query"}
+
+
+def _python_type(column: Column[Any]) -> type:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return str
+
+
+def _schema_of(column: Column[Any]) -> Schema:
+    python_type = _python_type(column)
+    if python_type is uuid.UUID:
+        return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
+    if python_type is int:
+        return Schema(type=OpenAPIType.INTEGER)
+    if python_type is bool:
+        return Schema(type=OpenAPIType.BOOLEAN)
+    return Schema(type=OpenAPIType.STRING)
+
+
+def _parameter(name: str, schema: Schema, description: str) -> Parameter:
+    return Parameter(
+        name=name, param_in=ParamType.QUERY, required=False, description=description, schema=schema
+    )

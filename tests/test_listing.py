@@ -1,0 +1,176 @@
+"""Lists: filters, full-text search, time windows and sort (API.md §5, platform/web/listing.py)."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api import (
+    Api,
+    Headers,
+    assert_problem,
+    create,
+    endpoints_of,
+    error_fields,
+    secret_password,
+)
+
+pytest_plugins = ["tests.api"]
+
+
+async def make_user(client: httpx.AsyncClient, owner: Headers, name: str, email: str) -> dict[str, Any]:
+    body = {"name": name, "email": email, "phone": "+1 555 0199", "password": secret_password()}
+    response = await client.post("/users", json=body, headers=owner)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def listed(client: httpx.AsyncClient, headers: Headers, path: str, **params: Any) -> dict[str, Any]:
+    response = await client.get(path, params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def names(page: dict[str, Any]) -> list[str]:
+    return [row["name"] for row in page["items"]]
+
+
+async def test_equality_filters_match_any_value_and_emails_in_any_case(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    one = await make_user(client, owner_a, "Filter One", f"one-{tag}@example.test")
+    two = await make_user(client, owner_a, "Filter Two", f"two-{tag}@example.test")
+    await make_user(client, owner_a, "Filter Three", f"three-{tag}@example.test")
+
+    page = await listed(client, owner_a, "/users", email=f"ONE-{tag}@Example.test")
+    assert [row["id"] for row in page["items"]] == [one["id"]] and page["total"] == 1
+    both = await listed(client, owner_a, "/users", email=[one["email"], two["email"]])
+    assert {row["id"] for row in both["items"]} == {one["id"], two["id"]} and both["total"] == 2
+
+
+async def test_search_matches_word_stems_ranked_and_combines_with_filters(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    walker = await make_user(client, owner_a, f"Walking Walker {tag}", f"walker-{tag}@example.test")
+    await make_user(client, owner_a, f"Sitting Sitter {tag}", f"sitter-{tag}@example.test")
+    page = await listed(client, owner_a, "/users", q=f"walks {tag}")
+    assert [row["id"] for row in page["items"]] == [walker["id"]]
+    # Ranked: the row naming both words comes before the row naming one.
+    ranked = await listed(client, owner_a, "/users", q=f"{tag} or walks")
+    assert ranked["items"][0]["id"] == walker["id"] and ranked["total"] == 2
+    # Filters combine with AND.
+    none = await listed(client, owner_a, "/users", q=f"walks {tag}", email=f"sitter-{tag}@example.test")
+    assert none["total"] == 0 and none["items"] == []
+    # Any text is a valid query: quotes, operators, punctuation.
+    for text in ['"unclosed', "a & | ! (", "-", "'; DROP TABLE users; --"]:
+        await listed(client, owner_a, "/users", q=text)
+
+
+async def test_search_never_finds_another_tenants_rows(api: Api, owner_a: Headers, owner_b: Headers) -> None:
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    await make_user(client, owner_b, f"Zebra {tag}", f"zebra-{tag}@example.test")
+    assert (await listed(client, owner_a, "/users", q=f"zebra {tag}"))["total"] == 0
+    assert (await listed(client, owner_b, "/users", q=f"zebra {tag}"))["total"] == 1
+    assert (await listed(client, owner_a, "/users", email=f"zebra-{tag}@example.test"))["total"] == 0
+
+
+async def test_sort_by_a_declared_field_either_way(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    for name in ("Bravo", "Alpha", "Charlie"):
+        await make_user(client, owner_a, f"{name} {tag}", f"{name.lower()}-{tag}@example.test")
+    up = await listed(client, owner_a, "/users", q=tag, sort="name")
+    down = await listed(client, owner_a, "/users", q=tag, sort="-name")
+    assert names(up) == [f"{n} {tag}" for n in ("Alpha", "Bravo", "Charlie")]
+    assert names(down) == list(reversed(names(up)))
+
+
+async def test_time_windows_select_rows_created_inside(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    group_id = await create(client, owner_a, "user-groups")
+    after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
+    inside = await listed(
+        client, owner_a, "/user-groups", **{"from": before.isoformat(), "to": after.isoformat()}
+    )
+    assert group_id in {row["id"] for row in inside["items"]}
+    later = await listed(client, owner_a, "/user-groups", **{"from": after.isoformat()})
+    assert group_id not in {row["id"] for row in later["items"]}
+    earlier = await listed(client, owner_a, "/user-groups", to=before.isoformat())
+    assert group_id not in {row["id"] for row in earlier["items"]}
+
+
+async def test_reference_filters_on_user_meta_and_media(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    meta_id = await create(client, owner_a, "user-meta")
+    meta = (await client.get(f"/user-meta/{meta_id}", headers=owner_a)).json()
+    for field in ("owner_id", "user_groups", "user_roles"):
+        page = await listed(client, owner_a, "/user-meta", **{field: meta[field]})
+        assert meta_id in {row["id"] for row in page["items"]}
+        assert all(row[field] == meta[field] for row in page["items"])
+    media_id = await create(client, owner_a, "media")
+    media = (await client.get(f"/media/{media_id}", headers=owner_a)).json()
+    page = await listed(client, owner_a, "/media", type=media["type"], owner_id=media["owner_id"])
+    assert media_id in {row["id"] for row in page["items"]}
+    assert (await listed(client, owner_a, "/media", type="no/such-type"))["total"] == 0
+
+
+async def test_totals_past_the_last_page_count_the_filtered_rows(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    for i in range(3):
+        await make_user(client, owner_a, f"Paged {tag} {i}", f"paged{i}-{tag}@example.test")
+    beyond = await listed(client, owner_a, "/users", q=tag, offset=10)
+    assert beyond["items"] == [] and beyond["total"] == 3
+    second = await listed(client, owner_a, "/users", q=tag, limit=2, offset=2)
+    assert len(second["items"]) == 1 and second["total"] == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "fields"),
+    [
+        ({"emial": "x@example.test"}, {"emial"}),
+        ({"owner_id": "not-a-uuid"}, {"owner_id"}),
+        ({"sort": "password"}, {"sort"}),
+        ({"sort": ["name", "email"]}, {"sort"}),
+        ({"q": ""}, {"q"}),
+        ({"q": "x" * 501}, {"q"}),
+        ({"from": "yesterday"}, {"from"}),
+        ({"from": "2026-01-01T00:00:00"}, {"from"}),  # no offset: ambiguous
+        ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, {"to"}),
+        ({"email": "a\x00b"}, {"email"}),
+        ({"nope": "1", "sort": "nope", "to": "x"}, {"nope", "sort", "to"}),
+    ],
+)
+async def test_bad_list_parameters_are_named_in_one_422(
+    api: Api, owner_a: Headers, params: dict[str, Any], fields: set[str]
+) -> None:
+    _, client = api
+    path = "/user-groups" if "owner_id" in params else "/users"
+    response = await client.get(path, params=params, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == fields
+
+
+async def test_every_list_refuses_unknown_parameters_and_documents_its_own(
+    api: Api, owner_a: Headers
+) -> None:
+    app, client = api
+    document = app.openapi_schema.to_schema()
+    for endpoint in endpoints_of(app, "list"):
+        response = await client.get(endpoint.url(), params={"no_such_parameter": "1"}, headers=owner_a)
+        assert error_fields(assert_problem(response, 422)) == {"no_such_parameter"}, endpoint
+        declared = {p["name"] for p in document["paths"][endpoint.path]["get"]["parameters"]}
+        assert {"limit", "offset", "sort", "from", "to"} <= declared, endpoint
+        for name in declared - {"limit", "offset"}:
+            # Every documented parameter is accepted (an empty sort/filter value aside).
+            value = {"sort": "created_at", "from": "2026-01-01T00:00:00Z", "to": "2030-01-01T00:00:00Z"}
+            given = value.get(name, "x" if name == "q" else None)
+            if given is None:
+                continue
+            ok = await client.get(endpoint.url(), params={name: given}, headers=owner_a)
+            assert ok.status_code == 200, (endpoint, name, ok.text)
