@@ -27,6 +27,10 @@ def write(resource: str) -> str:
     return f"{resource}:write"
 
 
+def manage(resource: str) -> str:
+    return f"{resource}:manage"
+
+
 OWNER_ROLE = "Owner"
 ADMIN_ROLE = "Admin"
 MEMBER_ROLE = "Member"

@@ -24,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from atrium.platform.db import read_transaction
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ROW_BY_ID, ReadTransaction, RowById
 from atrium.platform.security.guards import requires
-from atrium.platform.security.permissions import MemberAccess, read, write
+from atrium.platform.security.permissions import MemberAccess, manage, read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.middleware import current_tenant
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing
@@ -114,6 +115,8 @@ class ResourceSpec:
     search: Sequence[str] = ()
     sort: Sequence[str] = ()
     window: tuple[str, str] | None = ("created_at", "created_at")
+    # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
+    actions: Sequence[Action] = ()
 
     @property
     def names(self) -> tuple[str, str]:
@@ -123,6 +126,57 @@ class ResourceSpec:
 
     def render(self, item: Any) -> msgspec.Struct:
         return msgspec.convert(item, self.read_schema, from_attributes=True)
+
+
+def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., Any], one: str) -> Any:
+    """``POST /{id}/<action>``: the service's ``act`` on the row, then the row."""
+    Read, Body = spec.read_schema, action.body
+
+    async def run(
+        db_session: AsyncSession,
+        tenant: ResolvedTenant,
+        settings: Settings,
+        request: Request,
+        item_id: uuid.UUID,
+        data: Any,
+    ) -> Any:
+        item = await service(db_session, tenant, request, settings).act(item_id, action, data)
+        return spec.render(item)
+
+    if Body is None:
+
+        async def act(
+            db_session: NamedDependency[AsyncSession],
+            tenant: NamedDependency[ResolvedTenant],
+            settings: NamedDependency[Settings],
+            request: Request,
+            item_id: FromPath[uuid.UUID],
+        ) -> Read:  # type: ignore[valid-type]
+            return await run(db_session, tenant, settings, request, item_id, None)
+
+    else:
+
+        async def act(  # type: ignore[misc]
+            db_session: NamedDependency[AsyncSession],
+            tenant: NamedDependency[ResolvedTenant],
+            settings: NamedDependency[Settings],
+            request: Request,
+            item_id: FromPath[uuid.UUID],
+            data: JSONBody[Body],  # type: ignore[valid-type]
+        ) -> Read:  # type: ignore[valid-type]
+            return await run(db_session, tenant, settings, request, item_id, data)
+
+    permission = write(spec.resource) if action.permission == "write" else manage(spec.resource)
+    return post(
+        f"/{{item_id:uuid}}/{action.name}",
+        guards=[requires(permission)],
+        operation_id=f"{action.name.replace('-', '_')}_{one}",
+        summary=action.summary or f"{action.name.capitalize()} a {spec.resource} row",
+        status_code=200,
+        request_max_body_size=JSON_BODY_LIMIT,
+        opt={RELEASE_BEFORE_BODY: True},
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    )(act)
 
 
 def _extra_handlers(spec: ResourceSpec, settings: Settings | None) -> Sequence[Any]:
@@ -270,9 +324,10 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         )(delete_item),
     }
     handlers = [handler for op, handler in standard.items() if op in spec.operations]
+    actions = [_action_handler(spec, action, service, one) for action in spec.actions]
     return Router(
         path=f"/{spec.resource}",
-        route_handlers=[*handlers, *_extra_handlers(spec, settings)],
+        route_handlers=[*handlers, *actions, *_extra_handlers(spec, settings)],
         tags=tags,
         security=[{"BearerToken": []}],
         opt={TAG_DESCRIPTION: spec.description} if spec.description else None,

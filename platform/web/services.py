@@ -4,7 +4,7 @@ Not ``from __future__ import annotations``: Litestar reads ``NamedDependency`` a
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atrium.platform.security.callers import AuthUser
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.db_errors import integrity_problem
 from atrium.platform.web.errors import problem
@@ -50,16 +51,25 @@ class CrudService(Generic[M]):
     user: AuthUser
     settings: Settings
     model: ClassVar[type[Any]]
+    # A resource with states: the column, and for each state the states it may move to.
+    # A change of that column by PATCH or an action (``act``) outside them is 409.
+    state_field: ClassVar[str] = "status"
+    transitions: ClassVar[Mapping[str, Collection[str]] | None] = None
     _repository: Any = field(init=False)
+
+    @classmethod
+    def sources_of(cls, target: str) -> set[str]:
+        """The states a row may move to ``target`` from."""
+        return {source for source, targets in (cls.transitions or {}).items() if target in targets}
 
     def __post_init__(self) -> None:
         self._repository = repository_for(self.model)(
             session=self.session, auto_expunge=False, auto_commit=False
         )
 
-    async def get(self, item_id: uuid.UUID) -> M:
+    async def get(self, item_id: uuid.UUID, for_update: bool = False) -> M:
         try:
-            return await self._repository.get(item_id)
+            return await self._repository.get(item_id, with_for_update=True if for_update else None)
         except NotFoundError:
             raise not_found(self.model) from None
 
@@ -81,8 +91,14 @@ class CrudService(Generic[M]):
         return item
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct) -> M:
-        item = await self.get(item_id)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        moving = self.transitions is not None and self.state_field in changes
+        item = await self.get(item_id, for_update=moving)
+        if moving:
+            target = changes[self.state_field]
+            current = getattr(item, self.state_field)
+            if target != current:
+                self.check_state(item, self.sources_of(target), f"becoming {target}")
         refuse_nul_characters(changes)
         for key, value in (await self.prepare_update(item, changes)).items():
             setattr(item, key, value)
@@ -90,6 +106,28 @@ class CrudService(Generic[M]):
         # reads every column, deferred ones too (media bytes), which fails under asyncio.
         await self._write(self.session.flush)
         return item
+
+    async def act(self, item_id: uuid.UUID, action: Action, data: msgspec.Struct | None) -> M:
+        """Run ``action`` on the row, locked so that its state cannot change meanwhile."""
+        item = await self.get(item_id, for_update=True)
+        if action.allowed is not None:
+            self.check_state(item, action.allowed, action.name)
+        await getattr(self, action.run)(item, data)
+        await self._write(self.session.flush)
+        return item
+
+    def check_state(self, item: M, allowed: Collection[str], doing: str) -> None:
+        """409 with the row's current state when ``doing`` needs another one."""
+        state = getattr(item, self.state_field)
+        if state not in allowed:
+            needed = " or ".join(sorted(allowed))
+            row = self.model.__tablename__.replace("_", " ")
+            raise problem(
+                409,
+                f"This {row} row is {state}: {doing} needs it {needed}.",
+                type_="invalid-state",
+                state=state,
+            )
 
     async def delete(self, item_id: uuid.UUID) -> None:
         item = await self.get(item_id)
