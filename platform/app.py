@@ -27,7 +27,7 @@ from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
-from atrium.platform.web.bodies import JSON_BODY_LIMIT, content_type_guard
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, body_guard
 from atrium.platform.web.errors import (
     handle_unexpected,
     problem,
@@ -122,7 +122,7 @@ def create_app(
             "token_auth": _value(token_auth),
             "login_throttle": _value(login_throttle or LoginThrottle(stores.stores["login_failures"])),
         },
-        guards=[content_type_guard],
+        guards=[body_guard],
         exception_handlers={
             Exception: handle_unexpected,
             ValidationException: validation_problem,

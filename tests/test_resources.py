@@ -12,6 +12,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from atrium.platform.web.bodies import MAX_JSON_DEPTH
 from tests.api import (
     UPDATES,
     Api,
@@ -311,6 +312,25 @@ async def test_bad_json_bodies(api: Api, owner_a: Headers, resource: str) -> Non
             method, url, content=json.dumps(untyped_body).encode(), headers=owner_a
         )
         assert untyped.status_code in {200, 201}, untyped.text
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+async def test_deeply_nested_json_is_refused_before_it_is_decoded(
+    api: Api, owner_a: Headers, resource: str
+) -> None:
+    app, client = api
+    raw = {**owner_a, "content-type": "application/json"}
+    for method, path, _ in json_writes(app, resource):
+        url = await target_url(client, owner_a, resource, path)
+        for opening, closing in ((b"[", b"]"), (b'{"a":', b"}")):
+            for depth in (MAX_JSON_DEPTH + 1, 400, 3000, 100_000):
+                body = b'{"x":' + opening * (depth - 1) + b"1" + closing * (depth - 1) + b"}"
+                response = await client.request(method, url, content=body, headers=raw)
+                assert f"nested {depth} levels" in assert_problem(response, 400)["detail"], (method, url)
+        # At the limit the body is read (and refused for its content, not its depth).
+        at_limit = b'{"x":' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}"
+        response = await client.request(method, url, content=at_limit, headers=raw)
+        assert response.status_code == 422, response.text
 
 
 @pytest.mark.parametrize("resource", RESOURCES)

@@ -3,16 +3,19 @@ PostgreSQL cannot store."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
-from litestar.connection import ASGIConnection
+from litestar.connection import ASGIConnection, Request
 from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
 
 JSON_BODY_LIMIT = 1024 * 1024
+# How deeply a JSON body's arrays and objects may nest (the body itself is level 1).
+MAX_JSON_DEPTH = 64
 
 
 class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -20,12 +23,19 @@ class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+    # An explicit stack, not recursion: bodies are at most MAX_JSON_DEPTH deep when they
+    # get here, but no client input may ever reach Python's recursion limit.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -63,15 +73,42 @@ def _accepts(expected: str, declared: str | None) -> bool:
     return media_type == expected
 
 
-def content_type_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """415 for a body of another type than the one the route reads (an app-wide guard).
+async def body_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """An app-wide guard: 415 for a body of another type than the route reads, and 400 for
+    JSON nested deeper than ``MAX_JSON_DEPTH``, before anything decodes it.
 
-    Without it a JSON body sent to the upload route was answered 400 as broken
-    multipart, and a form sent to a JSON route 400 as broken JSON.
+    Without the first, a JSON body sent to the upload route was answered 400 as broken
+    multipart, and a form sent to a JSON route 400 as broken JSON. Without the second,
+    msgspec's decoder recursed until Python's limit (a 500 at about 1,000 levels).
     """
     try:
         expected = _EXPECTED[handler]
     except KeyError:
         expected = _EXPECTED[handler] = _body_media_type(handler)
-    if expected is not None and not _accepts(expected, connection.headers.get("content-type")):
+    if expected is None:
+        return
+    if not _accepts(expected, connection.headers.get("content-type")):
         raise problem(415, f"This route reads a body of type {expected}.")
+    if expected == _JSON and isinstance(connection, Request):
+        depth = json_depth(await connection.body())
+        if depth > MAX_JSON_DEPTH:
+            raise problem(400, f"The JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}.")
+
+
+# JSON strings (their brackets are text), and every byte that is not a bracket.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_OPENING = frozenset(b"[{")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest, without decoding it."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest

@@ -210,6 +210,10 @@ def database_unavailable() -> ProblemDetailsException:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, RecursionError):
+        # A backstop: bodies nested deeper than bodies.MAX_JSON_DEPTH are refused before
+        # anything decodes them, and no code walks client input recursively.
+        return problem(400, "The request is nested too deeply.").to_response(request)
     if isinstance(exc, NotFoundError):
         return problem(404, "No such row in this tenant.").to_response(request)
     if isinstance(exc, RedisError):
