@@ -123,75 +123,58 @@ async def test_an_action_answers_the_row_and_refuses_a_state_that_does_not_allow
     settings: Settings, ticket_tenant: MadeTenant
 ) -> None:
     async with ticket_api(settings, ticket_tenant) as (client, owner):
-        await _test_an_action_answers_the_row_and_refuses_a_state_that_does_not_allow_it(client, owner)
-
-
-async def _test_an_action_answers_the_row_and_refuses_a_state_that_does_not_allow_it(
-    client: httpx.AsyncClient, owner: Headers
-) -> None:
-    ticket = await new_ticket(client, owner)
-    solved = await client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner)
-    assert solved.status_code == 200, solved.text
-    assert solved.json()["status"] == "solved"
-    again = await client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner)
-    assert again.status_code == 409
-    problem = again.json()
-    assert problem["type"] == "invalid-state" and problem["state"] == "solved"
-    assert "solved" in problem["detail"] and "open or pending" in problem["detail"]
-    closed = await client.post(f"/action-tickets/{ticket['id']}/close", headers=owner)
-    assert closed.json()["status"] == "closed"
-    missing = await client.post(f"/action-tickets/{uuid.uuid4()}/solve", headers=owner)
-    assert missing.status_code == 404
+        ticket = await new_ticket(client, owner)
+        solved = await client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner)
+        assert solved.status_code == 200, solved.text
+        assert solved.json()["status"] == "solved"
+        again = await client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner)
+        assert again.status_code == 409
+        problem = again.json()
+        assert problem["type"] == "invalid-state" and problem["state"] == "solved"
+        assert "solved" in problem["detail"] and "open or pending" in problem["detail"]
+        closed = await client.post(f"/action-tickets/{ticket['id']}/close", headers=owner)
+        assert closed.json()["status"] == "closed"
+        missing = await client.post(f"/action-tickets/{uuid.uuid4()}/solve", headers=owner)
+        assert missing.status_code == 404
 
 
 async def test_an_action_with_a_body_validates_it(settings: Settings, ticket_tenant: MadeTenant) -> None:
     async with ticket_api(settings, ticket_tenant) as (client, owner):
-        await _test_an_action_with_a_body_validates_it(client, owner)
-
-
-async def _test_an_action_with_a_body_validates_it(client: httpx.AsyncClient, owner: Headers) -> None:
-    ticket = await new_ticket(client, owner)
-    noted = await client.post(f"/action-tickets/{ticket['id']}/annotate", json={"note": "hi"}, headers=owner)
-    assert noted.status_code == 200 and noted.json()["note"] == "hi"
-    bad = await client.post(f"/action-tickets/{ticket['id']}/annotate", json={"nope": 1}, headers=owner)
-    assert bad.status_code == 422
-    assert {e["field"] for e in bad.json()["errors"]} == {"note", "nope"}
+        ticket = await new_ticket(client, owner)
+        noted = await client.post(
+            f"/action-tickets/{ticket['id']}/annotate", json={"note": "hi"}, headers=owner
+        )
+        assert noted.status_code == 200 and noted.json()["note"] == "hi"
+        bad = await client.post(f"/action-tickets/{ticket['id']}/annotate", json={"nope": 1}, headers=owner)
+        assert bad.status_code == 422
+        assert {e["field"] for e in bad.json()["errors"]} == {"note", "nope"}
 
 
 async def test_patching_the_state_follows_the_transitions(
     settings: Settings, ticket_tenant: MadeTenant
 ) -> None:
     async with ticket_api(settings, ticket_tenant) as (client, owner):
-        await _test_patching_the_state_follows_the_transitions(client, owner)
-
-
-async def _test_patching_the_state_follows_the_transitions(client: httpx.AsyncClient, owner: Headers) -> None:
-    ticket = await new_ticket(client, owner)
-    url = f"/action-tickets/{ticket['id']}"
-    assert (await client.patch(url, json={"status": "pending"}, headers=owner)).json()["status"] == "pending"
-    refused = await client.patch(url, json={"status": "closed"}, headers=owner)
-    assert refused.status_code == 409 and refused.json()["state"] == "pending"
-    assert (await client.get(url, headers=owner)).json()["status"] == "pending"
-    # The same state again is no transition; other fields change freely.
-    same = await client.patch(url, json={"status": "pending", "note": "n"}, headers=owner)
-    assert same.status_code == 200 and same.json()["note"] == "n"
+        ticket = await new_ticket(client, owner)
+        url = f"/action-tickets/{ticket['id']}"
+        pending = await client.patch(url, json={"status": "pending"}, headers=owner)
+        assert pending.json()["status"] == "pending"
+        refused = await client.patch(url, json={"status": "closed"}, headers=owner)
+        assert refused.status_code == 409 and refused.json()["state"] == "pending"
+        assert (await client.get(url, headers=owner)).json()["status"] == "pending"
+        # The same state again is no transition; other fields change freely.
+        same = await client.patch(url, json={"status": "pending", "note": "n"}, headers=owner)
+        assert same.status_code == 200 and same.json()["note"] == "n"
 
 
 async def test_concurrent_actions_pass_the_state_check_once(
     settings: Settings, ticket_tenant: MadeTenant
 ) -> None:
     async with ticket_api(settings, ticket_tenant) as (client, owner):
-        await _test_concurrent_actions_pass_the_state_check_once(client, owner)
-
-
-async def _test_concurrent_actions_pass_the_state_check_once(
-    client: httpx.AsyncClient, owner: Headers
-) -> None:
-    ticket = await new_ticket(client, owner)
-    answers = await asyncio.gather(
-        *(client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner) for _ in range(6))
-    )
-    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409, 409]
+        ticket = await new_ticket(client, owner)
+        answers = await asyncio.gather(
+            *(client.post(f"/action-tickets/{ticket['id']}/solve", headers=owner) for _ in range(6))
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409, 409]
 
 
 def test_actions_are_documented() -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
-from atrium.platform.db.alembic_runner import script_directory, upgrade_steps
+from atrium.platform.db.alembic_runner import downgrade_steps, script_directory, upgrade_steps
 from atrium.platform.db.library_seams import asyncio_pool_with_queue, listener_sessionmaker, request_session
 from atrium.platform.settings import Settings
 from atrium.platform.stores import FallbackStore, app_stores
@@ -133,6 +133,19 @@ def test_upgrade_steps_are_alembic_upgrade_steps(env: Any) -> None:
                     upgrade_steps(script, destination, heads)
                 continue
             assert described(upgrade_steps(script, destination, heads)) == expected, (start, destination)
+
+
+@pytest.mark.parametrize("env", ["tenant", "platform"])
+def test_downgrade_steps_are_alembic_downgrade_steps(env: Any) -> None:
+    script = script_directory(env)
+    revisions = [s.revision for s in reversed(list(script.walk_revisions()))]
+    for position, start in enumerate(revisions):
+        for destination in ("base", *revisions[:position]):
+            expected = script._downgrade_revs(destination, (start,))  # type: ignore[arg-type]
+            steps = downgrade_steps(script, destination, (start,))
+            assert [(s.revision.revision, s.is_upgrade) for s in steps] == [
+                (s.revision.revision, s.is_upgrade) for s in expected
+            ], (start, destination)
 
 
 async def test_app_stores_close_the_redis_client_they_share(real_redis_url: str) -> None:

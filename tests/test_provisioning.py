@@ -7,17 +7,14 @@ from collections.abc import Callable
 
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, select, text
 
 from atrium.platform.db.alembic_runner import (
-    alembic_config,
-    configure_and_run,
     current_revision,
     head_revision,
+    run_downgrade,
     run_upgrade,
-    script_directory,
 )
 from atrium.platform.db.binding import set_transaction_search_path
 from atrium.platform.tenancy import provisioning
@@ -151,16 +148,6 @@ def test_fast_path_equals_running_every_migration(
     assert _catalog(operator_engine, fast) == _catalog(operator_engine, migrated)
 
 
-def _downgrade(conn: Connection, schema: str, destination: str) -> None:
-    script = script_directory("tenant")
-
-    def do_downgrade(revision: object, _context: MigrationContext) -> object:
-        return script._downgrade_revs(destination, revision)
-
-    with EnvironmentContext(alembic_config("tenant"), script, fn=do_downgrade, destination_rev=destination):
-        configure_and_run(conn, "tenant", schema)
-
-
 def test_revocations_survive_rekeying_by_jti_up_and_down(operator_engine: Engine) -> None:
     """Migration 0003 rebuilds revoked_tokens keyed by jti; the revocations stay, both ways."""
     schema = "tenant_rekey_" + unique_slug("r").replace("-", "_")
@@ -189,7 +176,7 @@ def test_revocations_survive_rekeying_by_jti_up_and_down(operator_engine: Engine
         ).scalar()
         assert key == "PRIMARY KEY (jti)"
     with operator_engine.begin() as conn:
-        _downgrade(conn, schema, "0002")
+        run_downgrade(conn, "tenant", schema, "0002")
         set_transaction_search_path(conn, schema)
         assert revocations(conn) == rows
         assert conn.exec_driver_sql("SELECT count(DISTINCT id) FROM revoked_tokens").scalar() == len(rows)
@@ -213,7 +200,7 @@ def test_revocations_on_users_rows_move_back_to_the_table_on_downgrade(operator_
             "INSERT INTO revoked_tokens (jti, expires_at) VALUES ('from-before', '2031-01-01 00:00:00+00')"
         )
     with operator_engine.begin() as conn:
-        _downgrade(conn, schema, "0003")
+        run_downgrade(conn, "tenant", schema, "0003")
         set_transaction_search_path(conn, schema)
         result = conn.exec_driver_sql("SELECT jti, expires_at::text FROM revoked_tokens ORDER BY jti")
         assert dict(result.all()) == {

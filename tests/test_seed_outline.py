@@ -7,16 +7,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, delete, insert
 
 from atrium.platform.db.alembic_runner import (
-    alembic_config,
-    configure_and_run,
     current_revision,
+    run_downgrade,
     run_upgrade,
-    script_directory,
 )
 from atrium.platform.db.binding import set_transaction_search_path
 from atrium.platform.tenancy.naming import quote_ident
@@ -94,16 +90,6 @@ def test_provisioned_schema_is_the_seed_outline(
     for table, column, data_type, nullable in rows:
         actual.setdefault(table, {})[column] = (FAMILIES.get(data_type, data_type), nullable == "YES")
     assert actual == SEED_OUTLINE
-
-
-def _downgrade(conn: Connection, schema: str, destination: str) -> None:
-    script = script_directory("tenant")
-
-    def do_downgrade(revision: object, _context: MigrationContext) -> object:
-        return script._downgrade_revs(destination, revision)
-
-    with EnvironmentContext(alembic_config("tenant"), script, fn=do_downgrade, destination_rev=destination):
-        configure_and_run(conn, "tenant", schema)
 
 
 def _one(conn: Connection, sql: str, **params: object) -> object:
@@ -200,7 +186,7 @@ def test_0006_fills_nulls_then_downgrades(operator_engine: Engine, registered: b
             ).scalars()
             assert list(nullable) == []
         with operator_engine.begin() as conn:
-            _downgrade(conn, schema, "0005")
+            run_downgrade(conn, "tenant", schema, "0005")
             set_transaction_search_path(conn, schema)
             assert current_revision(conn, schema) == "0005"
             for table in ("user_groups", "user_roles", "media"):

@@ -110,6 +110,24 @@ def upgrade_steps(script: ScriptDirectory, destination: str, heads: Any) -> list
     return [MigrationStep.upgrade_from_script(script.revision_map, s) for s in reversed(list(scripts))]
 
 
+def downgrade_steps(script: ScriptDirectory, destination: str, heads: Any) -> list[MigrationStep]:
+    """The steps ``alembic downgrade`` runs from ``heads`` to ``destination``, newest first
+    (the public walk again, for the private ``_downgrade_revs``)."""
+    scripts = script.iterate_revisions(heads, destination, select_for_downgrade=True)
+    return [MigrationStep.downgrade_from_script(script.revision_map, s) for s in scripts]
+
+
+def run_downgrade(connection: Connection, env: Env, schema: str, destination: str) -> None:
+    """Downgrade ``schema`` to ``destination`` on ``connection`` (tests and repairs)."""
+    script = script_directory(env)
+
+    def do_downgrade(heads: Any, _context: MigrationContext) -> list[MigrationStep]:
+        return downgrade_steps(script, destination, heads)
+
+    with EnvironmentContext(alembic_config(env), script, fn=do_downgrade, destination_rev=destination):
+        configure_and_run(connection, env, schema)
+
+
 def run_upgrade(
     connection: Connection,
     env: Env,
