@@ -76,13 +76,6 @@ def if_match_allows(if_match: str | None, current: str) -> bool:
     return any(not weak and f'"{opaque}"' == current for weak, opaque in _ENTITY_TAG.findall(if_match))
 
 
-def if_none_match_hits(if_none_match: str, current: str) -> bool:
-    """Whether a ``GET`` may answer 304: ``*`` or a tag equal to ``current`` by weak comparison."""
-    if if_none_match.strip() == "*":
-        return True
-    return any(f'"{opaque}"' == current for _, opaque in _ENTITY_TAG.findall(if_none_match))
-
-
 def request_header(scope: Scope, name: bytes) -> str | None:
     """The request's header ``name`` (lower case), several lines joined by commas.
 

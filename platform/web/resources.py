@@ -3,7 +3,8 @@
 A resource is a ``ResourceSpec``: its path and permission name, its msgspec schemas
 and its service (a ``CrudService`` subclass holding whatever is special about it).
 ``crud_router`` turns a spec into list / create / get / update / delete handlers with
-pagination, permission guards, ``Location`` headers and problem responses.
+pagination, permission guards, ``Location`` headers, ``ETag`` and ``If-Match``
+(concurrency.py) and problem responses.
 
 This module deliberately does not use ``from __future__ import annotations``: the
 handlers are built at runtime and Litestar reads their real annotation objects.

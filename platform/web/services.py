@@ -31,6 +31,9 @@ def not_found(model: type[Any]) -> Exception:
     return problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
 
 
+_LOCKED: dict[str, Any] = {"with_for_update": True, "execution_options": {"populate_existing": True}}
+
+
 @cache
 def repository_for(model: type[Any]) -> type[SQLAlchemyAsyncRepository[Any]]:
     """advanced-alchemy's repository for ``model``, made once per model."""
@@ -61,9 +64,8 @@ class CrudService(Generic[M]):
     async def get(self, item_id: uuid.UUID, *, lock: bool = False) -> M:
         """The row, or 404. ``lock``: ``FOR UPDATE``, and read afresh even if the session
         holds it already, so what the caller compares is what it will write over."""
-        options: dict[str, Any] = {"with_for_update": True, "execution_options": {"populate_existing": True}}
         try:
-            return await self._repository.get(item_id, **(options if lock else {}))
+            return await self._repository.get(item_id, **(_LOCKED if lock else {}))
         except NotFoundError:
             raise not_found(self.model) from None
 
