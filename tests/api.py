@@ -5,8 +5,9 @@
   that no matrix knows how to exercise (no factory, or an unknown shape).
 - ``FACTORIES`` creates a valid row of each resource; ``UPDATES`` is a valid partial change.
 - ``serve_api`` is ``conftest.serve`` with ``check_response`` installed as an httpx event hook:
-  no response may contain a known test password or a bcrypt hash, and every error response
-  must be a clean problem document (never a 500, a schema name, SQL or a traceback).
+  no response may contain a known test password or a bcrypt hash, every error response
+  must be a clean problem document (never a 500, a schema name, SQL or a traceback), and
+  every successful single-row response (create, get, update of any resource) an ``ETag``.
 
 Test modules load this file as a plugin (``pytest_plugins = ["tests.api"]``) to get the
 module-scoped fixtures at the bottom.
@@ -50,6 +51,9 @@ BCRYPT_MARKER = "$2b$"
 # ``tenant_<slug>``; the field name ``tenant_id`` is fine).
 _LEAKS = re.compile(r"tenant_(?!id\b)|SELECT|Traceback|psycopg")
 PROBLEM_TYPE = "application/problem+json"
+# A resource row (``/<resource>/<id>``) or collection (``/<resource>``): not /auth, not
+# sub-resources such as /media/{id}/content.
+_ROW_PATH = re.compile(r"^/(?!auth/|health$|schema)[a-z][a-z-]*(/[0-9a-fA-F-]{36})?/?$")
 
 
 def secret_password(prefix: str = "pw") -> str:
@@ -77,6 +81,8 @@ async def check_response(response: httpx.Response) -> None:
             assert form.encode() not in body, f"a test password is in the response of {_describe(response)}"
     assert BCRYPT_MARKER.encode() not in body, f"a bcrypt hash is in the response of {_describe(response)}"
     if response.status_code < 400:
+        if _is_single_row(response):
+            assert "etag" in response.headers, f"no ETag on {_describe(response)}"
         return
     text = body.decode(errors="replace")
     where = f"{_describe(response)}: {text[:500]}"
@@ -88,6 +94,17 @@ async def check_response(response: httpx.Response) -> None:
     assert problem["status"] == response.status_code, f"problem status differs: {where}"
     leak = _LEAKS.search(text)
     assert leak is None, f"error body shows {leak.group(0)!r}: {where}"
+
+
+def _is_single_row(response: httpx.Response) -> bool:
+    """A create (201), or a get or update of one row (200): API.md §5 wants an ETag on it."""
+    matched = _ROW_PATH.match(response.request.url.path)
+    if matched is None:
+        return False
+    on_row, method = matched.group(1) is not None, response.request.method
+    if method == "POST":
+        return response.status_code == 201 and not on_row
+    return response.status_code == 200 and on_row and method in {"GET", "PATCH"}
 
 
 @asynccontextmanager

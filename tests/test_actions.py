@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from sqlalchemy import Engine, MetaData, String, Text
+from sqlalchemy import DateTime, Engine, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from atrium.platform.db.binding import set_transaction_search_path
@@ -43,8 +43,8 @@ class Ticket(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     status: Mapped[str] = mapped_column(String(20), default="open")
     note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime.datetime] = mapped_column(default=now)
-    updated_at: Mapped[datetime.datetime] = mapped_column(default=now, onupdate=now)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
 
 class TicketRead(msgspec.Struct):
@@ -181,3 +181,17 @@ def test_actions_are_documented() -> None:
     router = crud_router(SPEC)
     paths = {route.path: route for route in router.routes}
     assert {"/action-tickets/{item_id:uuid}/solve", "/action-tickets/{item_id:uuid}/annotate"} <= set(paths)
+
+
+async def test_actions_send_the_etag_and_honour_if_match(
+    settings: Settings, ticket_tenant: MadeTenant
+) -> None:
+    async with ticket_api(settings, ticket_tenant) as (client, owner):
+        ticket = await new_ticket(client, owner)
+        url = f"/action-tickets/{ticket['id']}"
+        tag = (await client.get(url, headers=owner)).headers["ETag"]
+        noted = await client.post(f"{url}/annotate", json={"note": "a"}, headers={**owner, "If-Match": tag})
+        assert noted.status_code == 200 and noted.headers["ETag"] != tag
+        stale = await client.post(f"{url}/solve", headers={**owner, "If-Match": tag})
+        assert stale.status_code == 412
+        assert (await client.get(url, headers=owner)).json()["status"] == "open"

@@ -23,7 +23,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from atrium.platform.settings import Settings
-from tests.api import unserved_app
+from tests.api import endpoints_of, resources, unserved_app
 from tests.conftest import MadeTenant, serve
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
@@ -89,6 +89,33 @@ def test_every_response_header_has_a_schema_and_the_usual_ones_are_there(documen
                 assert "Location" in headers, (method, path)
             if status in {"429", "503"}:
                 assert headers["Retry-After"]["schema"]["type"] == "integer", (method, path, status)
+
+
+def test_etag_and_if_match_are_documented_on_every_single_row_operation(document: dict[str, Any]) -> None:
+    """From the route table, so that a new resource is held to it too: the ETag header on the
+    success response of every create, get and update (tests/test_concurrency.py checks that
+    each is sent), and If-Match with its 412 on every update and delete."""
+    app = unserved_app()
+    single_row = endpoints_of(app, "create", "get", "update", "delete")
+    assert {e.resource for e in single_row} == set(resources(app))
+    for endpoint in single_row:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", endpoint.path)
+        operation = document["paths"][path][endpoint.method.lower()]
+        success = {s: r for s, r in operation["responses"].items() if s.startswith("2")}
+        assert success, endpoint
+        if endpoint.op in {"create", "get", "update"}:
+            for status, response in success.items():
+                header = response.get("headers", {}).get("ETag")
+                assert header is not None, f"{endpoint} {status}: no ETag documented"
+                assert header["schema"] == {"type": "string"}, endpoint
+        if endpoint.op in {"update", "delete"}:
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            assert [p["name"] for p in headers] == ["If-Match"], endpoint
+            assert headers[0]["required"] is False and headers[0]["schema"] == {"type": "string"}
+            assert "412" in operation["responses"], f"{endpoint}: no 412 documented"
+            assert operation["responses"]["412"]["content"].keys() == {"application/problem+json"}
+        else:
+            assert "412" not in operation["responses"], endpoint
 
 
 def test_no_single_member_one_of_and_binary_downloads(document: dict[str, Any]) -> None:

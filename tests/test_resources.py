@@ -81,6 +81,8 @@ async def test_lifecycle(api: Api, owner_a: Headers, resource: str) -> None:
 
     fetched = await client.get(created.url.join(location).path, headers=owner_a)
     assert fetched.status_code == 200 and fetched.json() == row
+    tag = created.headers["etag"]
+    assert fetched.headers["etag"] == tag, "the ETag of an unchanged row moved"
 
     if "content" in ops:
         content = await client.get(f"/{resource}/{row['id']}/content", headers=owner_a)
@@ -97,7 +99,9 @@ async def test_lifecycle(api: Api, owner_a: Headers, resource: str) -> None:
         unchanged = set(row) - set(change) - {"updated_at"}
         assert {k: updated[k] for k in unchanged} == {k: row[k] for k in unchanged}
         assert instant(updated["updated_at"]) > instant(row["updated_at"])
-        assert (await client.get(f"/{resource}/{row['id']}", headers=owner_a)).json() == updated
+        assert patched.headers["etag"] != tag, "a change kept the ETag"
+        again = await client.get(f"/{resource}/{row['id']}", headers=owner_a)
+        assert again.json() == updated and again.headers["etag"] == patched.headers["etag"]
 
     newer = await create(client, owner_a, resource)
     listed = await client.get(f"/{resource}", headers=owner_a)

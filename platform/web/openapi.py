@@ -6,6 +6,9 @@ client generators trip over is put right here, once, on the generated objects
 
 - response headers get a schema (OpenAPI 3.1 requires one; Litestar writes none);
 - every 201 documents ``Location``, every 429 and 503 ``Retry-After``;
+- handlers that send a row's ``ETag`` (route option ``SENDS_ETAG``) document it on their
+  success responses, and those that check ``If-Match`` (``CHECKS_IF_MATCH``) document the
+  header parameter (platform/web/concurrency.py);
 - public operations say ``security: []`` and every other one names the bearer scheme,
   which loses the ``name`` field OpenAPI forbids on an ``http`` scheme;
 - downloads are ``application/octet-stream`` bytes (``format: binary``);
@@ -22,6 +25,7 @@ from dataclasses import fields
 from typing import Any
 
 from litestar import Litestar, Router
+from litestar.enums import ParamType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import (
@@ -30,6 +34,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     Schema,
     Server,
@@ -39,6 +44,7 @@ from litestar.openapi.spec import (
 
 from atrium.platform.settings import Settings
 from atrium.platform.web.bodies import Schema as BodySchema
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG
 from atrium.platform.web.listing import LIST_PARAMETERS
 
 API_VERSION = "0.1.0"
@@ -80,6 +86,7 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     """Put the generated document right (see the module's docstring); call once."""
     document = app.openapi_schema
     components = document.components
+    _document_concurrency(app, document.paths or {})
     for scheme in (components.security_schemes or {}).values():
         if not isinstance(scheme, Reference):
             scheme.name = None
@@ -121,6 +128,46 @@ def _operations(paths: dict[str, Any]) -> Iterator[Operation]:
 
 _STRING = Schema(type=OpenAPIType.STRING)
 _HEADER_SCHEMAS = {"Retry-After": Schema(type=OpenAPIType.INTEGER, description="Seconds to wait")}
+_ETAG = (
+    "The row's current version, a strong entity tag; send it back in If-Match to write only over this version"
+)
+_IF_MATCH = (
+    "Write only if the row's current ETag is one of these (comma-separated, strong comparison: "
+    "weak `W/` tags never match), or `*` for any existing row; otherwise 412 and the row is "
+    "unchanged. Without it, the last write wins."
+)
+
+
+def _document_concurrency(app: Litestar, paths: dict[str, Any]) -> None:
+    """The ``ETag`` header and the ``If-Match`` parameter where the handlers' options say."""
+    for route in app.routes:
+        item = paths.get(route.path_format)
+        for handler in getattr(route, "route_handlers", ()):
+            if not handler.opt.get(SENDS_ETAG) and not handler.opt.get(CHECKS_IF_MATCH):
+                continue
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None)
+                if not isinstance(operation, Operation):
+                    continue
+                if handler.opt.get(SENDS_ETAG):
+                    for status, response in (operation.responses or {}).items():
+                        if str(status).startswith("2") and isinstance(response, OpenAPIResponse):
+                            headers = dict(response.headers or {})
+                            headers.setdefault("ETag", OpenAPIHeader(description=_ETAG))
+                            response.headers = headers
+                if handler.opt.get(CHECKS_IF_MATCH):
+                    parameters = list(operation.parameters or [])
+                    if not any(getattr(p, "name", "").lower() == "if-match" for p in parameters):
+                        parameters.append(
+                            Parameter(
+                                name="If-Match",
+                                param_in=ParamType.HEADER,
+                                required=False,
+                                schema=Schema(type=OpenAPIType.STRING),
+                                description=_IF_MATCH,
+                            )
+                        )
+                    operation.parameters = parameters
 
 
 def _document_headers(status: int, response: OpenAPIResponse) -> None:

@@ -3,7 +3,8 @@
 A resource is a ``ResourceSpec``: its path and permission name, its msgspec schemas
 and its service (a ``CrudService`` subclass holding whatever is special about it).
 ``crud_router`` turns a spec into list / create / get / update / delete handlers with
-pagination, permission guards, ``Location`` headers and problem responses.
+pagination, permission guards, ``Location`` headers, ``ETag`` and ``If-Match``
+(concurrency.py) and problem responses.
 
 This module deliberately does not use ``from __future__ import annotations``: the
 handlers are built at runtime and Litestar reads their real annotation objects.
@@ -32,6 +33,7 @@ from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing
 from atrium.platform.web.openapi import TAG_DESCRIPTION
@@ -49,6 +51,9 @@ class ReadQueries:
     """
 
     fields: tuple[str, ...]
+    # Where the row's id and version are, for its ETag (concurrency.py).
+    id_at: int
+    updated_at: int
     by_id: str
     # The same row as ``by_id``, for the caller check to fetch (read_transaction.py).
     row_by_id: RowById
@@ -59,10 +64,14 @@ class ReadQueries:
         missing = [f for f in fields if f not in model.__table__.c]
         if missing:
             raise TypeError(f"{read_schema.__name__} fields {missing} are not columns of {model.__name__}")
+        if not {"id", "updated_at"} <= set(fields):
+            raise TypeError(f"{read_schema.__name__} lacks id or updated_at, which its ETag is made of")
         table = quote_ident(model.__tablename__)
         columns = ", ".join(quote_ident(f) for f in fields)
         return cls(
             fields,
+            id_at=fields.index("id"),
+            updated_at=fields.index("updated_at"),
             by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s",
             row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
@@ -140,8 +149,9 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         item_id: uuid.UUID,
         data: Any,
     ) -> Any:
-        item = await service(db_session, tenant, request, settings).act(item_id, action, data)
-        return spec.render(item)
+        if_match = request_header(request.scope, b"if-match")
+        item = await service(db_session, tenant, request, settings).act(item_id, action, data, if_match)
+        return Response(spec.render(item), headers={"ETag": row_tag(item)})
 
     if Body is None:
 
@@ -151,7 +161,7 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
             settings: NamedDependency[Settings],
             request: Request,
             item_id: FromPath[uuid.UUID],
-        ) -> Read:  # type: ignore[valid-type]
+        ) -> Response[Read]:  # type: ignore[valid-type]
             return await run(db_session, tenant, settings, request, item_id, None)
 
     else:
@@ -163,7 +173,7 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
             request: Request,
             item_id: FromPath[uuid.UUID],
             data: JSONBody[Body],  # type: ignore[valid-type]
-        ) -> Read:  # type: ignore[valid-type]
+        ) -> Response[Read]:  # type: ignore[valid-type]
             return await run(db_session, tenant, settings, request, item_id, data)
 
     permission = write(spec.resource) if action.permission == "write" else manage(spec.resource)
@@ -174,8 +184,8 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         summary=action.summary or f"{action.name.capitalize()} a {spec.resource} row",
         status_code=200,
         request_max_body_size=JSON_BODY_LIMIT,
-        opt={RELEASE_BEFORE_BODY: True},
-        responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True, CHECKS_IF_MATCH: True},
+        responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     )(act)
 
 
@@ -238,10 +248,12 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     ) -> Response[Read]:  # type: ignore[valid-type]
         item = await service(db_session, tenant, request, settings).create(data)
         return Response(
-            spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
+            spec.render(item),
+            status_code=201,
+            headers={"Location": f"/{spec.resource}/{item.id}", "ETag": row_tag(item)},
         )
 
-    async def get_item(scope: Scope, item_id: FromPath[uuid.UUID]) -> Read:  # type: ignore[valid-type]
+    async def get_item(scope: Scope, item_id: FromPath[uuid.UUID]) -> Response[Read]:  # type: ignore[valid-type]
         # Authentication (``READS_ON_DRIVER``, ``ROW_BY_ID``) either fetched the row or
         # opened the read transaction. Not the ``reads`` dependency: resolving one costs
         # every request ~5 µs, and most take the kept row.
@@ -256,7 +268,9 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             await reads.close()
         if row is None:
             raise not_found(spec.service.model)
-        return render(row)
+        # From the row as fetched: no statement more for the version.
+        tag = entity_tag(row[queries.id_at], row[queries.updated_at])
+        return Response(render(row), headers={"ETag": tag})
 
     async def update_item(
         db_session: NamedDependency[AsyncSession],
@@ -265,8 +279,10 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         request: Request,
         item_id: FromPath[uuid.UUID],
         data: JSONBody[Update],
-    ) -> Read:  # type: ignore[valid-type]
-        return spec.render(await service(db_session, tenant, request, settings).update(item_id, data))
+    ) -> Response[Read]:  # type: ignore[valid-type]
+        if_match = request_header(request.scope, b"if-match")
+        item = await service(db_session, tenant, request, settings).update(item_id, data, if_match)
+        return Response(spec.render(item), headers={"ETag": row_tag(item)})
 
     async def delete_item(
         db_session: NamedDependency[AsyncSession],
@@ -275,7 +291,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         request: Request,
         item_id: FromPath[uuid.UUID],
     ) -> None:
-        await service(db_session, tenant, request, settings).delete(item_id)
+        if_match = request_header(request.scope, b"if-match")
+        await service(db_session, tenant, request, settings).delete(item_id, if_match)
 
     reading, writing = [requires(read(spec.resource))], [requires(write(spec.resource))]
     standard = {
@@ -294,7 +311,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"create_{one}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
-            opt={RELEASE_BEFORE_BODY: True},
+            opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
             responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         )(create_item),
         "get": get(
@@ -302,7 +319,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=reading,
             operation_id=f"get_{one}",
             summary=f"Get a {spec.resource} row",
-            opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id},
+            opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id, SENDS_ETAG: True},
             responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(
@@ -311,8 +328,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"update_{one}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
-            opt={RELEASE_BEFORE_BODY: True},
-            responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+            opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True, CHECKS_IF_MATCH: True},
+            responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
         )(update_item),
         "delete": delete(
             "/{item_id:uuid}",
@@ -320,7 +337,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"delete_{one}",
             summary=f"Delete a {spec.resource} row",
             status_code=204,
-            responses=problem_responses(401, 403, 404, 409, 503),
+            opt={CHECKS_IF_MATCH: True},
+            responses=problem_responses(401, 403, 404, 409, 412, 503),
         )(delete_item),
     }
     handlers = [handler for op, handler in standard.items() if op in spec.operations]

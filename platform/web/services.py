@@ -20,6 +20,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import refuse_nul_characters
+from atrium.platform.web.concurrency import if_match_allows, next_updated_at, precondition_failed, row_tag
 from atrium.platform.web.db_errors import integrity_problem
 from atrium.platform.web.errors import problem
 from atrium.tenants.base import TenantBase
@@ -29,6 +30,9 @@ M = TypeVar("M", bound=TenantBase)
 
 def not_found(model: type[Any]) -> Exception:
     return problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
+
+
+_LOCKED: dict[str, Any] = {"with_for_update": True, "execution_options": {"populate_existing": True}}
 
 
 @cache
@@ -67,11 +71,28 @@ class CrudService(Generic[M]):
             session=self.session, auto_expunge=False, auto_commit=False
         )
 
-    async def get(self, item_id: uuid.UUID, for_update: bool = False) -> M:
+    async def get(self, item_id: uuid.UUID, *, lock: bool = False) -> M:
+        """The row, or 404. ``lock``: ``FOR UPDATE``, and read afresh even if the session
+        holds it already, so what the caller compares is what it will write over."""
         try:
-            return await self._repository.get(item_id, with_for_update=True if for_update else None)
+            return await self._repository.get(item_id, **(_LOCKED if lock else {}))
         except NotFoundError:
             raise not_found(self.model) from None
+
+    async def get_to_write(self, item_id: uuid.UUID, if_match: str | None, *, lock: bool = False) -> M:
+        """The row a write is about to change, or 412 when ``if_match`` no longer matches it.
+
+        With ``If-Match`` the row is locked before it is compared: a concurrent write with
+        the same tag waits for this transaction, then finds the new version and gets 412,
+        so the check and the write cannot be separated by another write. Without it, no
+        lock (unless ``lock``, for a change of state): last write wins, at no extra cost.
+        """
+        if if_match is None:
+            return await self.get(item_id, lock=lock)
+        item = await self.get(item_id, lock=True)
+        if not if_match_allows(if_match, row_tag(item)):
+            raise precondition_failed()
+        return item
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         return values
@@ -90,10 +111,10 @@ class CrudService(Generic[M]):
         await self._write(lambda: self._repository.add(item))
         return item
 
-    async def update(self, item_id: uuid.UUID, data: msgspec.Struct) -> M:
+    async def update(self, item_id: uuid.UUID, data: msgspec.Struct, if_match: str | None = None) -> M:
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         moving = self.transitions is not None and self.state_field in changes
-        item = await self.get(item_id, for_update=moving)
+        item = await self.get_to_write(item_id, if_match, lock=moving)
         if moving:
             target = changes[self.state_field]
             current = getattr(item, self.state_field)
@@ -102,19 +123,28 @@ class CrudService(Generic[M]):
         refuse_nul_characters(changes)
         for key, value in (await self.prepare_update(item, changes)).items():
             setattr(item, key, value)
-        # A flush of the attached row, not advanced-alchemy's ``repository.update``: that
-        # reads every column, deferred ones too (media bytes), which fails under asyncio.
-        await self._write(self.session.flush)
+        await self._write_changed(item)
         return item
 
-    async def act(self, item_id: uuid.UUID, action: Action, data: msgspec.Struct | None) -> M:
+    async def act(
+        self, item_id: uuid.UUID, action: Action, data: msgspec.Struct | None, if_match: str | None = None
+    ) -> M:
         """Run ``action`` on the row, locked so that its state cannot change meanwhile."""
-        item = await self.get(item_id, for_update=True)
+        item = await self.get_to_write(item_id, if_match, lock=True)
         if action.allowed is not None:
             self.check_state(item, action.allowed, action.name)
         await getattr(self, action.run)(item, data)
-        await self._write(self.session.flush)
+        await self._write_changed(item)
         return item
+
+    async def _write_changed(self, item: M) -> None:
+        # The ETag is the version: it must move on every change, even when two app servers'
+        # clocks disagree or one steps back. An unchanged row keeps its version.
+        if self.session.is_modified(item):
+            item.updated_at = next_updated_at(item.updated_at)
+        # A flush of the attached row, not advanced-alchemy's ``repository.update``: that
+        # reads every column, deferred ones too (media bytes), which fails under asyncio.
+        await self._write(self.session.flush)
 
     def check_state(self, item: M, allowed: Collection[str], doing: str) -> None:
         """409 with the row's current state when ``doing`` needs another one."""
@@ -129,8 +159,8 @@ class CrudService(Generic[M]):
                 state=state,
             )
 
-    async def delete(self, item_id: uuid.UUID) -> None:
-        item = await self.get(item_id)
+    async def delete(self, item_id: uuid.UUID, if_match: str | None = None) -> None:
+        item = await self.get_to_write(item_id, if_match)
         await self.before_delete(item)
         await self._write(lambda: self._repository.delete(item.id), deleting=True)
 

@@ -15,6 +15,7 @@ from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, request_header
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
@@ -33,7 +34,8 @@ from atrium.tenants.identity.services import UserGroupService, UserMetaService, 
         "owner and the caller cannot be deleted (409)."
     ),
     status_code=204,
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    opt={CHECKS_IF_MATCH: True},
+    responses=problem_responses(401, 403, 404, 409, 412, 422, 503),
 )
 async def delete_user(
     db_session: NamedDependency[AsyncSession],
@@ -49,7 +51,7 @@ async def delete_user(
     ] = None,
 ) -> None:
     service = UserService(db_session, tenant, request.user, settings)
-    await service.delete_user(item_id, transfer_to)
+    await service.delete_user(item_id, transfer_to, request_header(request.scope, b"if-match"))
 
 
 SPECS = [

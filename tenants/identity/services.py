@@ -7,11 +7,12 @@ import uuid
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, Table, delete, exists, func, select, update
+from sqlalchemy import Column, Table, delete, exists, select, update
 
 from atrium.platform.security.callers import load_auth_user
 from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
 from atrium.platform.security.permissions import grants, is_valid_permission
+from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import tenant_metadata
@@ -89,10 +90,12 @@ class UserService(CrudService[User], PrivilegeGuard):
             raise problem(409, "The tenant's owner cannot be deleted.")
         self.require_covered(await self.user_permissions(item.id), "delete this user")
 
-    async def delete_user(self, item_id: uuid.UUID, transfer_to: uuid.UUID | None) -> None:
+    async def delete_user(
+        self, item_id: uuid.UUID, transfer_to: uuid.UUID | None, if_match: str | None = None
+    ) -> None:
         """Delete a user, their user-meta links, and hand every other row they own to
         ``transfer_to`` (or the tenant's owner), all in one transaction."""
-        item = await self.get(item_id)
+        item = await self.get_to_write(item_id, if_match)
         await self.before_delete(item)
         heir = await self._heir(item.id, transfer_to)
 
@@ -103,7 +106,7 @@ class UserService(CrudService[User], PrivilegeGuard):
                     continue
                 values: dict[str, Any] = {column.name: heir}
                 if "updated_at" in table.c:
-                    values["updated_at"] = func.now()
+                    values["updated_at"] = next_updated_at_sql(table.c.updated_at)
                 await self.session.execute(update(table).where(column == item.id).values(values))
             await self._repository.delete(item.id)
 

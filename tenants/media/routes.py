@@ -26,6 +26,7 @@ from atrium.platform.security.permissions import read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.concurrency import SENDS_ETAG, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
@@ -121,7 +122,7 @@ def media_handlers(settings: Settings) -> list[Any]:
             "configured limit: 413."
         ),
         status_code=201,
-        opt={RELEASE_BEFORE_BODY: True},
+        opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
         responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
@@ -144,7 +145,7 @@ def media_handlers(settings: Settings) -> list[Any]:
         return Response(
             msgspec.convert(item, MediaRead, from_attributes=True),
             status_code=201,
-            headers={"Location": f"/media/{item.id}"},
+            headers={"Location": f"/media/{item.id}", "ETag": row_tag(item)},
         )
 
     @get(
