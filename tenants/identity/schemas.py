@@ -15,8 +15,29 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=320)]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 # Length in bytes (at most 72) is checked by the service; msgspec counts characters.
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=72)]
-Permission = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=72,
+        description="Write-only: 8-72 characters, at most 72 bytes as UTF-8; never in a response.",
+    ),
+]
+Permission = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=100, description="`<resource>:read`, `<resource>:write` or `*`"),
+]
+# Fields whose meaning the name does not tell (API.md §5: described in the document).
+OwnerId = Annotated[uuid.UUID, msgspec.Meta(description="The user who owns the row; the caller by default.")]
+LinkedUser = Annotated[
+    uuid.UUID,
+    msgspec.Meta(description="The user this row links to a group and a role (the caller by default)."),
+]
+GroupId = Annotated[
+    uuid.UUID, msgspec.Meta(description="One user group's id: the group the linked user is in.")
+]
+RoleId = Annotated[uuid.UUID, msgspec.Meta(description="One user role's id: the role the linked user holds.")]
+Customization = Annotated[dict[str, Any], msgspec.Meta(description="Free JSON kept with this link.")]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -47,25 +68,25 @@ class UserUpdate(Schema):
 class UserGroupRead(msgspec.Struct):
     id: uuid.UUID
     name: str
-    owner_id: uuid.UUID
+    owner_id: OwnerId
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
 
 class UserGroupCreate(Schema):
     name: Name
-    owner_id: uuid.UUID | None = None
+    owner_id: OwnerId | None = None
 
 
 class UserGroupUpdate(Schema):
     name: Name | Unset = UNSET
-    owner_id: uuid.UUID | Unset = UNSET
+    owner_id: OwnerId | Unset = UNSET
 
 
 class UserRoleRead(msgspec.Struct):
     id: uuid.UUID
     name: str
-    owner_id: uuid.UUID
+    owner_id: OwnerId
     permissions: list[str]
     created_at: datetime.datetime
     updated_at: datetime.datetime
@@ -73,7 +94,7 @@ class UserRoleRead(msgspec.Struct):
 
 class UserRoleCreate(Schema):
     name: Name
-    owner_id: uuid.UUID | None = None
+    owner_id: OwnerId | None = None
     permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] = msgspec.field(
         default_factory=list
     )
@@ -81,34 +102,34 @@ class UserRoleCreate(Schema):
 
 class UserRoleUpdate(Schema):
     name: Name | Unset = UNSET
-    owner_id: uuid.UUID | Unset = UNSET
+    owner_id: OwnerId | Unset = UNSET
     permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] | Unset = UNSET
 
 
 class UserMetaRead(msgspec.Struct):
     id: uuid.UUID
-    owner_id: uuid.UUID
-    user_groups: uuid.UUID
-    user_roles: uuid.UUID
-    uniq_customize: dict[str, Any] | None
+    owner_id: LinkedUser
+    user_groups: GroupId
+    user_roles: RoleId
+    uniq_customize: Customization | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
 
 class UserMetaCreate(Schema, kw_only=True):
     # ``null`` or absent: the caller, like every ``owner_id``.
-    owner_id: uuid.UUID | None = None
+    owner_id: LinkedUser | None = None
     # Required and never null, as the seed outlines them (API.md §6).
-    user_groups: uuid.UUID
-    user_roles: uuid.UUID
-    uniq_customize: dict[str, Any] | None = None
+    user_groups: GroupId
+    user_roles: RoleId
+    uniq_customize: Customization | None = None
 
 
 class UserMetaUpdate(Schema):
-    owner_id: uuid.UUID | Unset = UNSET
-    user_groups: uuid.UUID | Unset = UNSET
-    user_roles: uuid.UUID | Unset = UNSET
-    uniq_customize: dict[str, Any] | Unset | None = UNSET
+    owner_id: LinkedUser | Unset = UNSET
+    user_groups: GroupId | Unset = UNSET
+    user_roles: RoleId | Unset = UNSET
+    uniq_customize: Customization | Unset | None = UNSET
 
 
 class LoginRequest(Schema):
