@@ -18,6 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from atrium.tenants.base import TenantTable
 
 KEY_MAX_LENGTH = 255
+# The primary key (user_id, key): a second insert of one key fails on it by this name.
+KEY_CONSTRAINT = "pk_idempotency_keys"
 
 
 class IdempotencyKey(TenantTable):

@@ -32,6 +32,7 @@ from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -161,9 +162,14 @@ def crud_router(spec: ResourceSpec) -> Router:
         request: Request,
         data: JSONBody[Create],
     ) -> Response[Read]:  # type: ignore[valid-type]
-        item = await service(db_session, tenant, request, settings).create(data)
-        return Response(
-            spec.render(item), status_code=201, headers={"Location": f"/{spec.resource}/{item.id}"}
+        crud = service(db_session, tenant, request, settings)
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: crud.create(data, before_commit),
+            spec.render,
+            lambda item: f"/{spec.resource}/{item.id}",
         )
 
     async def get_item(scope: Scope, item_id: FromPath[uuid.UUID]) -> Read:  # type: ignore[valid-type]

@@ -21,6 +21,7 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.db_errors import integrity_problem
 from atrium.platform.web.errors import problem
+from atrium.platform.web.idempotency import BeforeCommit
 from atrium.tenants.base import TenantBase
 
 M = TypeVar("M", bound=TenantBase)
@@ -72,13 +73,22 @@ class CrudService(Generic[M]):
     async def before_delete(self, item: M) -> None:
         return None
 
-    async def create(self, data: msgspec.Struct) -> M:
+    async def create(self, data: msgspec.Struct, before_commit: BeforeCommit[M] | None = None) -> M:
+        """Insert a row; ``before_commit(row)`` adds to the same transaction (idempotency.py)."""
         values = msgspec.structs.asdict(data)
         refuse_nul_characters(values)
         values = await self.prepare_create(values)
         item = self.model(**values)
-        await self._write(lambda: self._repository.add(item))
+        await self.add(item, before_commit)
         return item
+
+    async def add(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
+        async def adding() -> None:
+            await self._repository.add(item)
+            if before_commit is not None:
+                await before_commit(item)
+
+        await self._write(adding)
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct) -> M:
         item = await self.get(item_id)
