@@ -16,7 +16,7 @@ from atrium.platform.db.binding import qualified_table
 from atrium.platform.settings import Settings
 from atrium.platform.web.idempotency import HEADER, REPLAYED_HEADER, _lock_id
 from tests import servers
-from tests.api import Api, Headers, add_user, assert_problem, error_fields, serve_api
+from tests.api import Api, Headers, add_user, assert_problem, error_fields, serve_api, unserved_app
 from tests.conftest import MadeTenant, login_owner, statements_run
 
 pytest_plugins = ["tests.api"]
@@ -367,3 +367,19 @@ async def test_no_double_create_while_redis_is_down(
         retry = await post_group(other, keyed(owner, key), name)
         assert retry.headers.get(REPLAYED) == "true"
     assert groups_named(operator_engine, made, name) == 1
+
+
+def test_the_openapi_document_describes_the_header_on_every_post() -> None:
+    document = unserved_app().openapi_schema.to_schema()
+    posts = {path: item["post"] for path, item in document["paths"].items() if "post" in item}
+    assert {"/auth/login", "/auth/logout", "/users", "/media"} <= posts.keys()
+    for path, operation in posts.items():
+        (parameter,) = [p for p in operation.get("parameters", []) if p["name"] == HEADER]
+        assert parameter["in"] == "header" and not parameter.get("required"), path
+        assert parameter["schema"] == {"type": "string", "minLength": 1, "maxLength": 255}, path
+        assert "422" in operation["responses"], path
+        created = operation["responses"].get("201")
+        if created is None:
+            continue
+        assert created["headers"][REPLAYED_HEADER]["schema"] == {"type": "string", "enum": ["true"]}, path
+        assert "409" in operation["responses"], path
