@@ -120,7 +120,7 @@ def idempotency_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handl
 def fingerprint(method: str, path: str, parts: Sequence[bytes]) -> bytes:
     """SHA-256 of the request: each part length-prefixed, so no two splits hash alike."""
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), *parts):
+    for part in (method.encode(), path.encode("utf-8", "surrogatepass"), *parts):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.digest()
