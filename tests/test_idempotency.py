@@ -329,6 +329,8 @@ async def test_without_the_header_no_statement_is_added(api: Api, owner_a: Heade
     assert not any("idempotency" in s for s in plain)
     added = [s for s in with_key if "idempotency_keys" in s]
     assert len(added) == 2 and "pg_try_advisory_xact_lock" in added[0] and "INSERT" in added[1], added
+    # The host cache may look a tenant up beside either request: not the request's own work.
+    plain, with_key = ([s for s in run if "platform." not in s] for run in (plain, with_key))
     assert len(with_key) == len(plain) + 2, (plain, with_key)
 
 
