@@ -36,6 +36,7 @@ from atrium.platform.web.errors import (
     validation_problem,
 )
 from atrium.platform.web.health import health
+from atrium.platform.web.idempotency import idempotency_key_guard
 from atrium.platform.web.openapi import finish_openapi, openapi_config
 from atrium.platform.web.resources import read_transaction_provider
 from atrium.tenants.areas import tenant_routers
@@ -122,7 +123,7 @@ def create_app(
             "token_auth": _value(token_auth),
             "login_throttle": _value(login_throttle or LoginThrottle(stores.stores["login_failures"])),
         },
-        guards=[body_guard],
+        guards=[body_guard, idempotency_key_guard],
         exception_handlers={
             Exception: handle_unexpected,
             ValidationException: validation_problem,

@@ -60,6 +60,16 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "size": ("integer", NOT_NULL),
         "data": ("bytes", NOT_NULL),  # the file's bytes, served by /media/{id}/content
     },
+    # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
+    "idempotency_keys": {
+        "user_id": ("uuid", NOT_NULL),
+        "key": ("text", NOT_NULL),
+        "fingerprint": ("bytes", NOT_NULL),
+        "status": ("integer", NOT_NULL),
+        "body": ("bytes", NOT_NULL),
+        "location": ("text", NULL),
+        "created_at": ("timestamp", NOT_NULL),
+    },
 }
 
 FAMILIES = {

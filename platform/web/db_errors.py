@@ -8,6 +8,8 @@ from typing import Any
 import psycopg.errors
 
 from atrium.platform.web.errors import problem
+from atrium.platform.web.idempotency import key_in_use
+from atrium.tenants.idempotency_keys import KEY_CONSTRAINT
 
 # PostgreSQL names the offending column in the error detail: 'Key (owner_id)=(…) is not
 # present in table "users"', 'Key (lower(email::text))=(…) already exists'. Only the
@@ -29,6 +31,9 @@ def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
     diag = getattr(orig, "diag", None)
     field_name = _offending_field(diag)
     if isinstance(orig, psycopg.errors.UniqueViolation):
+        if getattr(diag, "constraint_name", None) == KEY_CONSTRAINT:
+            # Two requests with one key passed the lock between them (idempotency.py).
+            return key_in_use()
         return problem(409, f"A row with this {field_name or 'value'} already exists.", type_="conflict")
     if isinstance(orig, psycopg.errors.ForeignKeyViolation):
         if deleting or (diag and (diag.message_primary or "").startswith("update or delete")):

@@ -15,7 +15,9 @@ client generators trip over is put right here, once, on the generated objects
 - a one-member ``oneOf`` (Litestar's spelling of ``T | UNSET`` in update bodies) becomes
   the member itself, so generators make plain fields instead of wrapper classes;
 - request bodies that refuse unknown fields say so (``additionalProperties: false``);
-- every tag in use is declared, with its router's description.
+- every tag in use is declared, with its router's description;
+- every POST documents the ``Idempotency-Key`` header (idempotency.py), its 422, and on
+  creates the ``Idempotent-Replayed`` header of a replay and the 409 of a key in use.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ from litestar.openapi.spec import (
 from atrium.platform.settings import Settings
 from atrium.platform.web.bodies import Schema as BodySchema
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG
+from atrium.platform.web.idempotency import HEADER as IDEMPOTENCY_HEADER
+from atrium.platform.web.idempotency import KEPT_FOR, REPLAYED_HEADER
 from atrium.platform.web.listing import LIST_PARAMETERS
+from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH
 
 API_VERSION = "0.1.0"
 BEARER = "BearerToken"
@@ -90,7 +95,9 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     for scheme in (components.security_schemes or {}).values():
         if not isinstance(scheme, Reference):
             scheme.name = None
-    for operation in _operations(document.paths or {}):
+    for method, operation in _operations_by_method(document.paths or {}):
+        if method == "post":
+            _document_idempotency(operation)
         public = operation.security == [{}]
         operation.security = [] if public else [{BEARER: []}]
         for status, response in (operation.responses or {}).items():
@@ -119,11 +126,71 @@ def _add_list_parameters(app: Litestar, paths: dict[str, Any]) -> None:
 
 
 def _operations(paths: dict[str, Any]) -> Iterator[Operation]:
+    for _method, operation in _operations_by_method(paths):
+        yield operation
+
+
+def _operations_by_method(paths: dict[str, Any]) -> Iterator[tuple[str, Operation]]:
     for item in paths.values():
         for name in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
             operation = getattr(item, name, None)
             if isinstance(operation, Operation):
-                yield operation
+                yield name, operation
+
+
+_IDEMPOTENCY_DESCRIPTION = f"""\
+Makes a retry safe. The same key from the same user on this tenant within \
+{KEPT_FOR.total_seconds() / 3600:g} hours answers the first successful answer again (same status, \
+body and `Location`, plus `{REPLAYED_HEADER}: true`) and does nothing more; the same key \
+with another body is 422, and while the first request with the key is still running, 409. \
+A request that failed is not remembered. `POST /auth/login` and `POST /auth/logout` check \
+the key but remember nothing: a login answers a new token each time."""
+
+
+def _document_idempotency(operation: Operation) -> None:
+    parameters = list(operation.parameters or [])
+    parameters.append(
+        Parameter(
+            name=IDEMPOTENCY_HEADER,
+            param_in="header",
+            required=False,
+            description=_IDEMPOTENCY_DESCRIPTION,
+            schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=KEY_MAX_LENGTH),
+        )
+    )
+    operation.parameters = parameters
+    responses = operation.responses or {}
+    problem = next(
+        (r for status, r in responses.items() if status.startswith("4") and isinstance(r, OpenAPIResponse)),
+        None,
+    )
+    created = responses.get("201")
+    if isinstance(created, OpenAPIResponse):
+        created.headers = {
+            **(created.headers or {}),
+            REPLAYED_HEADER: OpenAPIHeader(
+                description=f"`true`: the first answer to an earlier request with this {IDEMPOTENCY_HEADER}",
+                schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
+            ),
+        }
+        _problem_response(responses, "409", _DESCRIPTION_409, problem)
+    _problem_response(responses, "422", _DESCRIPTION_422, problem)
+    operation.responses = dict(sorted(responses.items()))
+
+
+def _problem_response(
+    responses: dict[str, Any], status: str, description: str, like: OpenAPIResponse | None
+) -> None:
+    """``status`` documented with ``description``, as a problem like the operation's others."""
+    response = responses.get(status)
+    if isinstance(response, OpenAPIResponse):
+        response.description = description
+    elif like is not None:
+        responses[status] = OpenAPIResponse(description=description, content=like.content)
+
+
+_DESCRIPTION_409 = f"Conflict with existing data, or a request with this {IDEMPOTENCY_HEADER} still running"
+_DESCRIPTION_422 = f"Validation failed (the {IDEMPOTENCY_HEADER} header too); `errors` names each bad field"
 
 
 _STRING = Schema(type=OpenAPIType.STRING)

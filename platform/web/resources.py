@@ -35,6 +35,7 @@ from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
@@ -246,11 +247,14 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         request: Request,
         data: JSONBody[Create],
     ) -> Response[Read]:  # type: ignore[valid-type]
-        item = await service(db_session, tenant, request, settings).create(data)
-        return Response(
-            spec.render(item),
-            status_code=201,
-            headers={"Location": f"/{spec.resource}/{item.id}", "ETag": row_tag(item)},
+        crud = service(db_session, tenant, request, settings)
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: crud.create(data, before_commit),
+            spec.render,
+            lambda item: {"Location": f"/{spec.resource}/{item.id}", "ETag": row_tag(item)},
         )
 
     async def get_item(scope: Scope, item_id: FromPath[uuid.UUID]) -> Response[Read]:  # type: ignore[valid-type]

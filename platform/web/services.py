@@ -23,6 +23,7 @@ from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import if_match_allows, next_updated_at, precondition_failed, row_tag
 from atrium.platform.web.db_errors import integrity_problem
 from atrium.platform.web.errors import problem
+from atrium.platform.web.idempotency import BeforeCommit
 from atrium.tenants.base import TenantBase
 
 M = TypeVar("M", bound=TenantBase)
@@ -103,13 +104,22 @@ class CrudService(Generic[M]):
     async def before_delete(self, item: M) -> None:
         return None
 
-    async def create(self, data: msgspec.Struct) -> M:
+    async def create(self, data: msgspec.Struct, before_commit: BeforeCommit[M] | None = None) -> M:
+        """Insert a row; ``before_commit(row)`` adds to the same transaction (idempotency.py)."""
         values = msgspec.structs.asdict(data)
         refuse_nul_characters(values)
         values = await self.prepare_create(values)
         item = self.model(**values)
-        await self._write(lambda: self._repository.add(item))
+        await self.add(item, before_commit)
         return item
+
+    async def add(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
+        async def adding() -> None:
+            await self._repository.add(item)
+            if before_commit is not None:
+                await before_commit(item)
+
+        await self._write(adding)
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct, if_match: str | None = None) -> M:
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}

@@ -28,6 +28,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import SENDS_ETAG, row_tag
 from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
@@ -56,9 +57,11 @@ CONTENT_HEADERS = {
 class MediaService(CrudService[Media]):
     model = Media
 
-    async def upload(self, name: str, media_type: str, data: bytes) -> Media:
+    async def upload(
+        self, name: str, media_type: str, data: bytes, before_commit: BeforeCommit[Media] | None = None
+    ) -> Media:
         item = Media(owner_id=self.user.id, name=name, type=media_type, size=len(data), data=data)
-        await self._write(lambda: self._repository.add(item))
+        await self.add(item, before_commit)
         return item
 
     async def with_content(self, item_id: uuid.UUID) -> Media:
@@ -123,7 +126,7 @@ def media_handlers(settings: Settings) -> list[Any]:
         ),
         status_code=201,
         opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
-        responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
+        responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
         ],
@@ -137,15 +140,18 @@ def media_handlers(settings: Settings) -> list[Any]:
         data: Annotated[MediaUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[MediaRead]:
         content = await _read_at_most(data, settings.max_upload_bytes)
-        item = await _service(db_session, tenant, request, settings).upload(
-            clean_filename(data.file.filename),
-            clean_media_type(data.file.headers.get("Content-Type")),
-            content,
-        )
-        return Response(
-            msgspec.convert(item, MediaRead, from_attributes=True),
-            status_code=201,
-            headers={"Location": f"/media/{item.id}", "ETag": row_tag(item)},
+        name = clean_filename(data.file.filename)
+        media_type = clean_media_type(data.file.headers.get("Content-Type"))
+        service = _service(db_session, tenant, request, settings)
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: service.upload(name, media_type, content, before_commit),
+            lambda item: msgspec.convert(item, MediaRead, from_attributes=True),
+            lambda item: {"Location": f"/media/{item.id}", "ETag": row_tag(item)},
+            # The file, not the multipart body: its boundary differs from one retry to the next.
+            body=[name.encode(), media_type.encode(), content],
         )
 
     @get(

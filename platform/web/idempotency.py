@@ -1,0 +1,225 @@
+"""``Idempotency-Key`` on every POST (API.md §5, "Retries"), written once for every create.
+
+A POST sent with the header is answered once per (tenant, user, key) for 24 hours:
+
+1. One statement, in the request's transaction, takes a transaction-scoped advisory lock
+   on the key and reads the key's row (``_CLAIM``). A fresh row with the same fingerprint
+   is the first answer, sent again with ``Idempotent-Replayed: true``; with another
+   fingerprint, 422. No row and no lock: the first request with the key is still running,
+   409. No row and the lock: this request does the write.
+2. The write, then the key's row with the answer (``IdempotencyKey``) added to the same
+   transaction, flushed by its commit. A write that fails leaves no key behind, so its
+   retry runs again.
+
+The row lives in the tenant's schema and commits with the row it describes: a retry finds
+it from any app process, and no Redis outage can lose it between the write and the key.
+Where two requests slip between the lock and the read (the read's snapshot is taken when
+its statement starts), the key's primary key refuses the second insert and its whole
+transaction, write included, rolls back (409, ``db_errors.integrity_problem``).
+
+The lock is transaction-scoped: Citus routes the statement to the tenant's worker, and
+session state would outlive the transaction behind PgBouncer. A POST without the header
+costs nothing here but one header lookup in ``idempotency_key_guard``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.enums import MediaType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.serialization import encode_json
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.errors import problem
+from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH, IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEPT_FOR = datetime.timedelta(hours=24)
+# Expired keys each keyed POST purges at most, oldest first: more than the one key it adds,
+# so the table never holds much more than a day of keys, and few enough to stay cheap.
+PURGE_BATCH = 100
+
+_HEADER_LOWER = HEADER.lower()
+
+# Locks, purges and reads in one round trip. The purge skips rows another transaction is
+# purging (no waiting on each other) but always takes this key's own expired row, which
+# the insert that follows would otherwise collide with. ``(VALUES (1))`` makes exactly one
+# row, so the lock is tried whether or not the key has a row.
+_CLAIM = """
+    WITH purged AS (
+        DELETE FROM idempotency_keys
+        WHERE created_at < now() - %(kept)s AND (
+            (user_id = %(user_id)s AND key = %(key)s)
+            OR (user_id, key) IN (
+                SELECT user_id, key FROM idempotency_keys WHERE created_at < now() - %(kept)s
+                ORDER BY created_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+            )
+        )
+    )
+    SELECT pg_try_advisory_xact_lock(%(lock)s), k.fingerprint, k.status, k.body, k.headers
+    FROM (VALUES (1)) AS one (n)
+    LEFT JOIN idempotency_keys AS k
+        ON k.user_id = %(user_id)s AND k.key = %(key)s AND k.created_at >= now() - %(kept)s
+"""
+
+T = TypeVar("T")
+# Called with the new row after the write is flushed and before the commit.
+BeforeCommit = Callable[[T], Awaitable[None]]
+
+
+def _header_problem(message: str) -> Exception:
+    return problem(
+        422,
+        f"The {HEADER} header is not valid: {message}.",
+        errors=[{"field": HEADER, "message": message, "source": "header"}],
+    )
+
+
+def key_in_use() -> Exception:
+    """409: the first request with this key has not committed yet."""
+    return problem(
+        409,
+        f"A request with this {HEADER} is still being answered; retry to get its answer.",
+        type_="idempotency-key-in-use",
+    )
+
+
+def requested_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The request's ``Idempotency-Key``, or ``None`` without one; 422 when it is bad."""
+    headers = connection.headers
+    if _HEADER_LOWER not in headers:
+        return None
+    values = headers.getall(_HEADER_LOWER)
+    if len(values) > 1:
+        raise _header_problem("send it once")
+    key = values[0]
+    if not 1 <= len(key) <= KEY_MAX_LENGTH:
+        raise _header_problem(f"must be 1 to {KEY_MAX_LENGTH} characters")
+    if "\x00" in key:  # PostgreSQL stores no NUL in text
+        raise _header_problem("contains a NUL character")
+    return key
+
+
+def idempotency_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Every POST accepts the header (an app-wide guard): a bad one is 422 before anything
+    else is read, on the routes that remember answers and on those that do not (login)."""
+    if connection.scope.get("method") == "POST":
+        requested_key(connection)
+
+
+def fingerprint(method: str, path: str, parts: Sequence[bytes]) -> bytes:
+    """SHA-256 of the request: each part length-prefixed, so no two splits hash alike."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode("utf-8", "surrogatepass"), *parts):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def _lock_id(schema: str, user_id: uuid.UUID, key: str) -> int:
+    """The advisory lock's 64-bit id: tenants share the database's lock space."""
+    digest = hashlib.blake2b(f"idempotency\0{schema}\0{user_id}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    user_id: uuid.UUID
+    key: str
+    fingerprint: bytes
+    lock_id: int
+
+    async def take(self, session: AsyncSession) -> Response[bytes] | None:
+        """The first answer to send again, or ``None`` when this request is to do the write."""
+        connection = await session.connection()
+        result = await connection.exec_driver_sql(
+            _CLAIM,
+            {
+                "kept": KEPT_FOR,
+                "batch": PURGE_BATCH,
+                "user_id": self.user_id,
+                "key": self.key,
+                "lock": self.lock_id,
+            },
+        )
+        locked, stored_fingerprint, status, body, headers = result.one()
+        if stored_fingerprint is not None:
+            if bytes(stored_fingerprint) != self.fingerprint:
+                raise _header_problem("already used for another request (a different method, path or body)")
+            return _response(bytes(body), status, headers, replayed=True)
+        if not locked:
+            raise key_in_use()
+        return None
+
+    def remember(self, session: AsyncSession, status: int, body: bytes, headers: dict[str, str]) -> None:
+        session.add(
+            IdempotencyKey(
+                user_id=self.user_id,
+                key=self.key,
+                fingerprint=self.fingerprint,
+                status=status,
+                body=body,
+                headers=headers,
+            )
+        )
+
+
+def _response(body: bytes, status: int, headers: dict[str, str], replayed: bool = False) -> Response[bytes]:
+    headers = dict(headers)
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+async def answer_once(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    tenant: ResolvedTenant,
+    write: Callable[[BeforeCommit[T] | None], Awaitable[T]],
+    render: Callable[[T], Any],
+    headers: Callable[[T], dict[str, str]] = lambda _row: {},
+    status: int = 201,
+    body: Sequence[bytes] | None = None,
+) -> Response[Any]:
+    """Answer a POST that writes, once per ``Idempotency-Key`` when the request has one.
+
+    ``write(before_commit)`` does the write in ``session`` and returns the new row, calling
+    ``before_commit(row)`` (when given) after its flush and before its commit; ``render``
+    and ``headers`` (Location, ETag) make the answer from the row. ``body`` is what identifies the request
+    beside its method and path (default: the raw body; an upload passes its file's name,
+    type and bytes, since multipart boundaries differ from one retry to the next).
+    """
+    key = requested_key(request)
+    if key is None:
+        row = await write(None)
+        return Response(render(row), status_code=status, headers=headers(row))
+    parts = [await request.body()] if body is None else body
+    claim = _Claim(
+        request.user.id,
+        key,
+        fingerprint(request.method, request.url.path, parts),
+        _lock_id(tenant.schema, request.user.id, key),
+    )
+    replay = await claim.take(session)
+    if replay is not None:
+        return replay
+    answers: list[Response[bytes]] = []
+
+    async def before_commit(row: T) -> None:
+        # Encoded here, once: the first answer and every replay are the same bytes.
+        content, described = encode_json(render(row)), headers(row)
+        claim.remember(session, status, content, described)
+        answers.append(_response(content, status, described))
+
+    await write(before_commit)
+    return answers[0]
