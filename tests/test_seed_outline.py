@@ -67,7 +67,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "fingerprint": ("bytes", NOT_NULL),
         "status": ("integer", NOT_NULL),
         "body": ("bytes", NOT_NULL),
-        "location": ("text", NULL),
+        "headers": ("json", NOT_NULL),
         "created_at": ("timestamp", NOT_NULL),
     },
 }
