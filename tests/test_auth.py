@@ -17,6 +17,7 @@ from litestar.security.jwt import Token
 from sqlalchemy import Engine
 
 from atrium.platform.security import tokens as token_module
+from atrium.platform.security.permissions import effective
 from atrium.platform.security.tokens import TokenAuth, VerifiedToken
 from atrium.platform.settings import Settings
 from tests.api import (
@@ -207,7 +208,9 @@ async def test_me_returns_the_user_roles_and_permissions(
     me = (await client.get("/auth/me", headers=member.headers)).json()
     assert me["user"]["id"] == member.id and me["user"]["email"] == member.email
     assert me["roles"] == ["Member"]
-    assert sorted(me["permissions"]) == sorted(member_role["permissions"])
+    # Effective: what the role's permissions include is spelled out (media:write reads too).
+    assert me["permissions"] == effective(frozenset(member_role["permissions"]))
+    assert {"media:read", "media:write"} <= set(me["permissions"])
     assert "password" not in owner_me.text and "password" not in str(me)
 
 

@@ -17,6 +17,7 @@ from atrium.platform.db.read_transaction import READS_ON_DRIVER
 from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.passwords import verify_password
+from atrium.platform.security.permissions import effective
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
@@ -105,7 +106,7 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     return MeResponse(
         user=_profile(user),
         roles=list(user.roles),
-        permissions=sorted(user.permissions),
+        permissions=effective(user.permissions),
     )
 
 
