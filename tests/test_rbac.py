@@ -8,6 +8,7 @@ from litestar import get
 from litestar.params import FromPath
 from sqlalchemy import Engine
 
+from atrium.platform.security.permissions import MEMBER_ROLE, builtin_roles, grants, manage, read, write
 from atrium.platform.settings import Settings
 from tests.api import (
     READS,
@@ -105,12 +106,30 @@ async def test_owner_and_admin_may_do_everything(
             assert response.status_code == SUCCESS[endpoint.op], (who, str(endpoint), response.text)
 
 
-async def test_member_reads_everything_and_writes_nothing(
+def expected_success(permissions: frozenset[str], endpoint: Endpoint, owned: bool) -> bool:
+    """Whether ``permissions`` allow ``endpoint`` on a row another user owns (API.md §4)."""
+    resource = endpoint.resource
+    if endpoint.op in READS:
+        return grants(permissions, read(resource))
+    if endpoint.op == "create":
+        return grants(permissions, write(resource))
+    # Changing or deleting another's row: manage, or write where rows have no owner.
+    return grants(permissions, manage(resource)) or (not owned and grants(permissions, write(resource)))
+
+
+async def test_member_does_what_the_built_in_role_grants_and_no_more(
     api: Api, owner_a: Headers, staff: dict[str, TenantUser]
 ) -> None:
+    """Member reads everything and writes media (API.md §4), but only their own."""
     app, client = api
     member = staff["Member"].headers
+    member_permissions = frozenset(builtin_roles()[MEMBER_ROLE])
     rows = {resource: await create(client, owner_a, resource) for resource in resources(app)}
+    owned = {
+        resource: "owner_id" in (await client.get(f"/{resource}/{row}", headers=owner_a)).json()
+        for resource, row in rows.items()
+    }
+    assert owned["media"] and not owned["users"]
 
     async def state(resource: str) -> tuple[int, bytes]:
         listed = await client.get(f"/{resource}", headers=owner_a)
@@ -121,7 +140,7 @@ async def test_member_reads_everything_and_writes_nothing(
     for endpoint in tenant_endpoints(app):
         before = await state(endpoint.resource)
         response, item_id = await call(client, endpoint, member, owner_a, rows)
-        if endpoint.op in READS:
+        if expected_success(member_permissions, endpoint, owned[endpoint.resource]):
             assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
             continue
         assert_problem(response, 403)

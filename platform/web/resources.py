@@ -115,6 +115,14 @@ class ResourceSpec:
     # What the built-in Member role may do here (API.md §4); Admin may do everything.
     member: MemberAccess = "read"
 
+    def __post_init__(self) -> None:
+        # The service checks ``<resource>:manage`` itself (ownership): it learns its
+        # permission name from the one spec that serves it.
+        bound = vars(self.service).get("resource")
+        if bound and bound != self.resource:
+            raise TypeError(f"{self.service.__name__} already serves {bound!r}, not {self.resource!r}")
+        self.service.resource = self.resource
+
     @property
     def names(self) -> tuple[str, str]:
         """The snake_case names of the collection and of one row, for operation ids."""

@@ -22,15 +22,6 @@ def field_problem(field: str, message: str, status: int = 422) -> Exception:
     return problem(status, message, errors=[{"field": field, "message": message}])
 
 
-class OwnedService(CrudService[Any]):
-    """Rows with an ``owner_id`` that defaults to the caller."""
-
-    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        if "owner_id" in values and values["owner_id"] is None:
-            values["owner_id"] = self.user.id
-        return values
-
-
 class PrivilegeGuard:
     """Nobody acts beyond the permissions they hold.
 
@@ -147,11 +138,11 @@ def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
     return tuple(found)
 
 
-class UserGroupService(OwnedService):
+class UserGroupService(CrudService[UserGroup]):
     model = UserGroup
 
 
-class UserRoleService(OwnedService, PrivilegeGuard):
+class UserRoleService(CrudService[UserRole], PrivilegeGuard):
     model = UserRole
 
     def _check_permissions(self, permissions: list[str]) -> None:
@@ -176,7 +167,7 @@ class UserRoleService(OwnedService, PrivilegeGuard):
         self.require_covered(item.permissions, "delete this role")
 
 
-class UserMetaService(OwnedService, PrivilegeGuard):
+class UserMetaService(CrudService[UserMeta], PrivilegeGuard):
     """A user-meta row with a role grants that role's permissions to its owner."""
 
     model = UserMeta
