@@ -19,12 +19,14 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.types import Scope
+from sqlalchemy import bindparam
+from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.db import read_transaction
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ROW_BY_ID, ReadTransaction, RowById
 from atrium.platform.security.guards import requires
-from atrium.platform.security.permissions import MemberAccess, read, write
+from atrium.platform.security.permissions import MemberAccess, manage, read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.middleware import current_tenant
@@ -54,24 +56,39 @@ class ReadQueries:
     row_by_id: RowById
 
     @classmethod
-    def build(cls, model: type[Any], read_schema: type[msgspec.Struct]) -> "ReadQueries":
+    def build(
+        cls, model: type[Any], read_schema: type[msgspec.Struct], visibility: str | None = None
+    ) -> "ReadQueries":
+        """The reads of ``model``; with ``visibility`` (an SQL condition on the row, with
+        ``%(caller_id)s``), kept to the rows it shows."""
         fields = tuple(read_schema.__struct_fields__)
         missing = [f for f in fields if f not in model.__table__.c]
         if missing:
             raise TypeError(f"{read_schema.__name__} fields {missing} are not columns of {model.__name__}")
         table = quote_ident(model.__tablename__)
         columns = ", ".join(quote_ident(f) for f in fields)
+        where = f" WHERE ({visibility})" if visibility else ""
+        and_visible = f" AND ({visibility})" if visibility else ""
         return cls(
             fields,
-            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s",
+            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s{and_visible}",
             # The same order and window count as advanced-alchemy's get_many_and_count.
             page=(
-                f"SELECT {columns}, count(*) OVER () FROM {table}"
+                f"SELECT {columns}, count(*) OVER () FROM {table}{where}"
                 " ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
             ),
-            count=f"SELECT count(*) FROM {table}",
+            count=f"SELECT count(*) FROM {table}{where}",
             row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
+
+
+def visibility_sql(service: type[CrudService[Any]]) -> str | None:
+    """The service's visibility rule as SQL for the read path, compiled once, with the
+    caller as ``%(caller_id)s``; ``None`` where every row is visible."""
+    rule = service.visibility(bindparam("caller_id", type_=service.model.id.type))
+    if rule is None:
+        return None
+    return str(rule.compile(dialect=psycopg.dialect()))
 
 
 def read_transaction_provider(
@@ -156,18 +173,31 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         return spec.service(session, tenant, request.user, settings)
 
     queries = ReadQueries.build(spec.service.model, Read)
+    rule = visibility_sql(spec.service)
+    # Where a visibility rule applies, callers without manage read through it.
+    kept_to_visible = None if rule is None else ReadQueries.build(spec.service.model, Read, rule)
+    managing = manage(spec.resource)
+
+    def queries_for(scope: Scope) -> tuple[ReadQueries, dict[str, Any]]:
+        user = scope["user"]
+        if kept_to_visible is None or user.can(managing):
+            return queries, {}
+        return kept_to_visible, {"caller_id": user.id}
 
     def render(row: Sequence[Any]) -> Any:
         return Read(**dict(zip(queries.fields, row, strict=False)))
 
-    async def list_items(reads: NamedDependency[ReadTransaction], page: NamedDependency[PageParams]) -> Page:  # type: ignore[valid-type]
-        rows = await reads.fetch_all(queries.page, {"limit": page.limit, "offset": page.offset})
+    async def list_items(
+        scope: Scope, reads: NamedDependency[ReadTransaction], page: NamedDependency[PageParams]
+    ) -> Page:  # type: ignore[valid-type]
+        chosen, caller = queries_for(scope)
+        rows = await reads.fetch_all(chosen.page, {"limit": page.limit, "offset": page.offset, **caller})
         if rows:
             total = rows[0][-1]
         elif page.offset:
             # The count comes from a window over the page's rows; past the last page
             # there are none to carry it.
-            total = (await reads.fetch_one(queries.count))[0]  # type: ignore[index]
+            total = (await reads.fetch_one(chosen.count, caller or None))[0]  # type: ignore[index]
         else:
             total = 0
         await reads.close()
@@ -196,7 +226,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             reads = read_transaction.current(scope)
             if reads is None:
                 raise RuntimeError("a GET by id reached its handler without passing authentication's reader")
-            row = await reads.fetch_one(queries.by_id, {"id": item_id})
+            chosen, caller = queries_for(scope)
+            row = await reads.fetch_one(chosen.by_id, {"id": item_id, **caller})
             await reads.close()
         if row is None:
             raise not_found(spec.service.model)
@@ -246,7 +277,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=reading,
             operation_id=f"get_{one}",
             summary=f"Get a {spec.resource} row",
-            opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id},
+            # The caller check fetches the row only where every row is visible.
+            opt={READS_ON_DRIVER: True, **({ROW_BY_ID: queries.row_by_id} if rule is None else {})},
             responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(
