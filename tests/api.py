@@ -146,7 +146,12 @@ _SHAPES = {
     ("GET", (ITEM, "content")): "content",
 }
 READS = {"list", "get", "content"}
-AUTH_ROUTES = {("POST", "/auth/login"), ("POST", "/auth/logout"), ("GET", "/auth/me")}
+AUTH_ROUTES = {
+    ("POST", "/auth/login"),
+    ("POST", "/auth/logout"),
+    ("GET", "/auth/me"),
+    ("PATCH", "/auth/me"),
+}
 
 
 @dataclass(frozen=True, order=True)

@@ -12,8 +12,12 @@ from atrium.platform.areas import discover
 from atrium.platform.security.permissions import (
     ADMIN_ROLE,
     MEMBER_ROLE,
+    OWNER_ROLE,
     builtin_roles,
+    effective,
+    grants,
     is_valid_permission,
+    manage,
     read,
     resources,
     write,
@@ -29,17 +33,47 @@ def test_every_routed_resource_is_declared_by_one_area_and_has_permissions() -> 
     assert set(resources()) == set(declared)
     assert {area.name for area in areas()} >= {"identity", "customize", "media"}
     for resource in declared:
-        assert is_valid_permission(read(resource)) and is_valid_permission(write(resource))
+        for permission in (read(resource), write(resource), manage(resource)):
+            assert is_valid_permission(permission)
+        assert not is_valid_permission(f"{resource}:delete")
     assert not is_valid_permission("no-such-resource:read")
 
 
 def test_the_built_in_roles_follow_the_declarations() -> None:
     roles = builtin_roles()
-    for spec in resource_specs():
-        assert {read(spec.resource), write(spec.resource)} <= set(roles[ADMIN_ROLE])
-        member = set(roles[MEMBER_ROLE])
-        assert (read(spec.resource) in member) == (spec.member is not None)
-        assert (write(spec.resource) in member) == (spec.member == "write")
+    specs = resource_specs()
+    assert roles[OWNER_ROLE] == ["*"]
+    # API.md §4: Admin manages every resource; Member holds one action on each (or none).
+    assert set(roles[ADMIN_ROLE]) == {manage(spec.resource) for spec in specs}
+    assert set(roles[MEMBER_ROLE]) == {f"{spec.resource}:{spec.member}" for spec in specs if spec.member}
+    assert "media:write" in roles[MEMBER_ROLE]
+
+
+@pytest.mark.parametrize(
+    ("held", "needed", "granted"),
+    [
+        ("media:manage", "media:write", True),
+        ("media:manage", "media:read", True),
+        ("media:write", "media:read", True),
+        ("media:write", "media:manage", False),
+        ("media:read", "media:write", False),
+        ("users:manage", "media:read", False),
+        ("user:manage", "users:read", False),
+        ("*", "media:manage", True),
+    ],
+)
+def test_manage_includes_write_which_includes_read(held: str, needed: str, granted: bool) -> None:
+    assert grants(frozenset({held}), needed) is granted
+
+
+def test_effective_permissions_spell_out_what_they_include() -> None:
+    assert effective(frozenset({"media:manage", "users:read"})) == [
+        "media:manage",
+        "media:read",
+        "media:write",
+        "users:read",
+    ]
+    assert effective(frozenset({"*"})) == ["*"]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from litestar.security.jwt import Token
 from sqlalchemy import Engine
 
 from atrium.platform.security import tokens as token_module
+from atrium.platform.security.permissions import effective
 from atrium.platform.security.tokens import TokenAuth, VerifiedToken
 from atrium.platform.settings import Settings
 from tests.api import (
@@ -29,6 +30,7 @@ from tests.api import (
     create_request,
     error_fields,
     new_tenant,
+    remember_password,
     serve_api,
     tenant_endpoints,
 )
@@ -65,7 +67,11 @@ async def requests_for_every_route(
     If a refused token were accepted after all, these requests would succeed: the
     refusal is what the assertions see, not an accident of the input.
     """
-    calls: list[tuple[str, str, dict[str, Any]]] = [("GET", "/auth/me", {}), ("POST", "/auth/logout", {})]
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/auth/me", {}),
+        ("PATCH", "/auth/me", {"json": {"name": "Refused", "current_password": "whatever-it-is"}}),
+        ("POST", "/auth/logout", {}),
+    ]
     rows: dict[str, str] = {}
     for endpoint in tenant_endpoints(app):
         kwargs: dict[str, Any] = {}
@@ -207,8 +213,113 @@ async def test_me_returns_the_user_roles_and_permissions(
     me = (await client.get("/auth/me", headers=member.headers)).json()
     assert me["user"]["id"] == member.id and me["user"]["email"] == member.email
     assert me["roles"] == ["Member"]
-    assert sorted(me["permissions"]) == sorted(member_role["permissions"])
+    # Effective: what the role's permissions include is spelled out (media:write reads too).
+    assert me["permissions"] == effective(frozenset(member_role["permissions"]))
+    assert {"media:read", "media:write"} <= set(me["permissions"])
     assert "password" not in owner_me.text and "password" not in str(me)
+
+
+# --- PATCH /auth/me ---------------------------------------------------------------------------
+
+
+async def test_every_user_changes_their_own_name_phone_and_password(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant
+) -> None:
+    _, client = api
+    # No role at all: changing oneself needs no permission.
+    user = await add_user(client, owner_a)
+    before = (await client.get("/auth/me", headers=user.headers)).json()["user"]
+    new_password = remember_password(f"new-{uuid.uuid4().hex[:12]}")
+    changed = await client.patch(
+        "/auth/me",
+        json={
+            "name": "Self Renamed",
+            "phone": "+1 555 0199",
+            "password": new_password,
+            "current_password": user.password,
+        },
+        headers=user.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert set(body) == {"id", "name", "email", "phone", "created_at", "updated_at"}
+    assert (body["id"], body["name"], body["phone"], body["email"]) == (
+        user.id,
+        "Self Renamed",
+        "+1 555 0199",
+        user.email,
+    )
+    assert body["updated_at"] > before["updated_at"]
+    # The remembered caller was dropped: the next read shows the change.
+    assert (await client.get("/auth/me", headers=user.headers)).json()["user"] == body
+    assert (await client.get(f"/users/{user.id}", headers=owner_a)).json() == body
+    # The new password logs in, the old one no longer does.
+    await login(client, tenant_a.host, user.email, new_password)
+    refused = await client.post(
+        "/auth/login", json={"email": user.email, "password": user.password}, headers={"Host": tenant_a.host}
+    )
+    assert_problem(refused, 401)
+    # A partial change leaves the rest as it is.
+    renamed = await client.patch(
+        "/auth/me", json={"name": "Only Name", "current_password": new_password}, headers=user.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["phone"]) == ("Only Name", "+1 555 0199")
+
+
+async def test_changing_oneself_needs_the_current_password(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    user = await add_user(client, owner_a, role="Member")
+    before = (await client.get("/auth/me", headers=user.headers)).json()
+    missing = await client.patch("/auth/me", json={"name": "No Proof"}, headers=user.headers)
+    assert error_fields(assert_problem(missing, 422)) == {"current_password"}
+    for wrong in ("not-the-password", "", user.password + "x", "é" * 80):
+        refused = await client.patch(
+            "/auth/me",
+            json={"name": "Wrong Proof", "password": "another-password-1", "current_password": wrong},
+            headers=user.headers,
+        )
+        assert_problem(refused, 403)
+    assert (await client.get("/auth/me", headers=user.headers)).json() == before
+    # The password was not changed either.
+    await login(client, owner_a["Host"], user.email, user.password)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"password": "é" * 40}, {"password"}),  # 40 characters, 80 bytes: never truncated
+        ({"password": "short"}, {"password"}),
+        ({"name": ""}, {"name"}),
+        ({"phone": "9" * 51}, {"phone"}),
+        ({"email": "me@example.test"}, {"email"}),  # not changed here: an admin's job
+        ({"name": "", "password": "short", "id": "x"}, {"name", "password", "id"}),
+    ],
+)
+async def test_changing_oneself_follows_the_rules_for_users(
+    api: Api, owner_a: Headers, body: dict[str, Any], fields: set[str]
+) -> None:
+    _, client = api
+    user = await add_user(client, owner_a)
+    before = (await client.get("/auth/me", headers=user.headers)).json()
+    response = await client.patch(
+        "/auth/me", json={**body, "current_password": user.password}, headers=user.headers
+    )
+    assert error_fields(assert_problem(response, 422)) == fields
+    assert (await client.get("/auth/me", headers=user.headers)).json() == before
+
+
+async def test_wrong_current_passwords_count_as_failed_logins(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    user = await add_user(client, owner_a)
+    statuses = []
+    for _ in range(7):
+        response = await client.patch(
+            "/auth/me", json={"name": "Guess", "current_password": "a-wrong-guess"}, headers=user.headers
+        )
+        statuses.append(response.status_code)
+    assert statuses[:5] == [403] * 5 and set(statuses[5:]) == {429}, statuses
+    assert "Retry-After" in response.headers
 
 
 # --- every way a token is refused, on every route -----------------------------------------------

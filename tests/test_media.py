@@ -400,12 +400,19 @@ async def test_authentication_and_permissions(
         assert link.status_code == 201, link.text
         member = await login(client, made.host, email, password)
 
-        assert_problem(await client.post("/media", files={"file": ("m.txt", b"x")}, headers=member), 403)
+        # Members write media (API.md §4): their own files, not the owner's.
+        theirs = await client.post("/media", files={"file": ("m.txt", b"x")}, headers=member)
+        assert theirs.status_code == 201, theirs.text
+        assert theirs.json()["owner_id"] == user.json()["id"]
         assert_problem(await client.patch(f"/media/{media_id}", json={"name": "m.txt"}, headers=member), 403)
         assert_problem(await client.delete(f"/media/{media_id}", headers=member), 403)
-        # Members read.
-        assert (await client.get("/media", headers=member)).json()["total"] == 1
+        assert (await client.get(f"/media/{media_id}", headers=owner)).json()["name"] == "o.txt"
+        # Members read everyone's.
+        assert (await client.get("/media", headers=member)).json()["total"] == 2
         assert (await client.get(f"/media/{media_id}/content", headers=member)).content == b"owner's"
+        renamed = await client.patch(f"/media/{theirs.json()['id']}", json={"name": "n.txt"}, headers=member)
+        assert renamed.status_code == 200 and renamed.json()["name"] == "n.txt", renamed.text
+        assert (await client.delete(f"/media/{theirs.json()['id']}", headers=member)).status_code == 204
 
 
 async def test_openapi_documents_media(settings: Settings) -> None:

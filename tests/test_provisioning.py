@@ -56,7 +56,8 @@ def test_provisioned_tenant_has_owner_roles_and_group(
         version = current_revision(conn, made.tenant.schema)
     assert set(roles) == {"Owner", "Admin", "Member"}
     assert roles["Owner"] == ["*"]
-    assert "users:write" in roles["Admin"] and "users:write" not in roles["Member"]
+    assert "users:manage" in roles["Admin"] and "users:read" in roles["Member"]
+    assert "media:write" in roles["Member"] and "users:write" not in roles["Member"]
     assert groups == ["Everyone"]
     assert owner.email == made.owner_email and owner.id == made.tenant.owner_id
     assert owner.password.startswith("$2b$") and made.owner_password not in owner.password

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import httpx
 import pytest
 from litestar import get
 from litestar.params import FromPath
 from sqlalchemy import Engine
 
+from atrium.platform.security.permissions import MEMBER_ROLE, builtin_roles, grants, manage, read, write
 from atrium.platform.settings import Settings
 from tests.api import (
     READS,
@@ -26,6 +30,7 @@ from tests.api import (
     remember_password,
     resources,
     role_id,
+    route_resources,
     tenant_endpoints,
     uncovered,
 )
@@ -105,12 +110,30 @@ async def test_owner_and_admin_may_do_everything(
             assert response.status_code == SUCCESS[endpoint.op], (who, str(endpoint), response.text)
 
 
-async def test_member_reads_everything_and_writes_nothing(
+def expected_success(permissions: frozenset[str], endpoint: Endpoint, owned: bool) -> bool:
+    """Whether ``permissions`` allow ``endpoint`` on a row another user owns (API.md §4)."""
+    resource = endpoint.resource
+    if endpoint.op in READS:
+        return grants(permissions, read(resource))
+    if endpoint.op == "create":
+        return grants(permissions, write(resource))
+    # Changing or deleting another's row: manage, or write where rows have no owner.
+    return grants(permissions, manage(resource)) or (not owned and grants(permissions, write(resource)))
+
+
+async def test_member_does_what_the_built_in_role_grants_and_no_more(
     api: Api, owner_a: Headers, staff: dict[str, TenantUser]
 ) -> None:
+    """Member reads everything and writes media (API.md §4), but only their own."""
     app, client = api
     member = staff["Member"].headers
+    member_permissions = frozenset(builtin_roles()[MEMBER_ROLE])
     rows = {resource: await create(client, owner_a, resource) for resource in resources(app)}
+    owned = {
+        resource: "owner_id" in (await client.get(f"/{resource}/{row}", headers=owner_a)).json()
+        for resource, row in rows.items()
+    }
+    assert owned["media"] and not owned["users"]
 
     async def state(resource: str) -> tuple[int, bytes]:
         listed = await client.get(f"/{resource}", headers=owner_a)
@@ -121,7 +144,7 @@ async def test_member_reads_everything_and_writes_nothing(
     for endpoint in tenant_endpoints(app):
         before = await state(endpoint.resource)
         response, item_id = await call(client, endpoint, member, owner_a, rows)
-        if endpoint.op in READS:
+        if expected_success(member_permissions, endpoint, owned[endpoint.resource]):
             assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
             continue
         assert_problem(response, 403)
@@ -311,3 +334,147 @@ async def test_admin_cannot_demote_or_take_over_the_owner(
     )
     assert me.json()["permissions"] == ["*"]
     assert "*" not in (await client.get("/auth/me", headers=admin.headers)).json()["permissions"]
+
+
+# --- ownership: write changes one's own rows, manage any row (API.md §4) -------------------------
+
+
+async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
+    """A new user holding exactly ``permissions``, through a role of their own."""
+    name = f"Role {uuid.uuid4().hex[:10]}"
+    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
+    assert role.status_code == 201, role.text
+    return await add_user(client, owner, role=name)
+
+
+async def _row(client: httpx.AsyncClient, owner: Headers, resource: str, row: str) -> dict[str, Any]:
+    response = await client.get(f"/{resource}/{row}", headers=owner)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("resource", route_resources())
+async def test_write_changes_own_rows_and_manage_any_row_on_every_write_route(
+    api: Api, owner_a: Headers, resource: str
+) -> None:
+    app, client = api
+    ops = {e.op for e in tenant_endpoints(app) if e.resource == resource}
+    reads = [read(r) for r in resources(app)]
+    writer = await user_with(client, owner_a, [*reads, write(resource)])
+    manager = await user_with(client, owner_a, [*reads, manage(resource)])
+    theirs = await create(client, owner_a, resource)
+    other = await _row(client, owner_a, resource, theirs)
+    owned = "owner_id" in other
+    assert owned == (resource not in {"users", "customize"})
+
+    async def create_as(actor: TenantUser, owner_id: str | None = None) -> httpx.Response:
+        kwargs = await create_request(resource, client, owner_a)
+        if "json" in kwargs and owned:
+            kwargs["json"].pop("owner_id", None)
+            if owner_id is not None:
+                kwargs["json"]["owner_id"] = owner_id
+        return await client.post(f"/{resource}", headers=actor.headers, **kwargs)
+
+    assert "create" in ops, "ownership needs rows of the writer's own"
+    mine = await create_as(writer)
+    assert mine.status_code == 201, mine.text
+    own = mine.json()["id"]
+    if owned:
+        # Created rows belong to their creator; another owner needs manage.
+        assert mine.json()["owner_id"] == writer.id
+        # (Uploads take no owner_id: a file is its uploader's.)
+        if "json" in await create_request(resource, client, owner_a):
+            total = (await client.get(f"/{resource}", headers=owner_a)).json()["total"]
+            assert_problem(await create_as(writer, owner_id=other["owner_id"]), 403)
+            assert (await client.get(f"/{resource}", headers=owner_a)).json()["total"] == total
+            given = await create_as(manager, owner_id=other["owner_id"])
+            assert given.status_code == 201 and given.json()["owner_id"] == other["owner_id"], given.text
+
+    if "update" in ops:
+        change = UPDATES[resource]
+        on_theirs = await client.patch(f"/{resource}/{theirs}", json=change, headers=writer.headers)
+        if owned:
+            assert_problem(on_theirs, 403)
+            assert await _row(client, owner_a, resource, theirs) == other
+        else:
+            assert on_theirs.status_code == 200, on_theirs.text
+        on_own = await client.patch(f"/{resource}/{own}", json=change, headers=writer.headers)
+        assert on_own.status_code == 200, on_own.text
+        managed = await client.patch(f"/{resource}/{theirs}", json=change, headers=manager.headers)
+        assert managed.status_code == 200, managed.text
+        if owned:
+            # Handing one's own row to another user needs manage; keeping it does not.
+            kept = await client.patch(
+                f"/{resource}/{own}", json={"owner_id": writer.id}, headers=writer.headers
+            )
+            assert kept.status_code == 200, kept.text
+            given_away = await client.patch(
+                f"/{resource}/{own}", json={"owner_id": other["owner_id"]}, headers=writer.headers
+            )
+            assert_problem(given_away, 403)
+            assert (await _row(client, owner_a, resource, own))["owner_id"] == writer.id
+            taken = await client.patch(
+                f"/{resource}/{theirs}", json={"owner_id": manager.id}, headers=manager.headers
+            )
+            assert taken.status_code == 200 and taken.json()["owner_id"] == manager.id, taken.text
+
+    if "delete" in ops:
+        victim = await create(client, owner_a, resource)
+        before = await _row(client, owner_a, resource, victim)
+        on_theirs = await client.delete(f"/{resource}/{victim}", headers=writer.headers)
+        if owned:
+            assert_problem(on_theirs, 403)
+            assert await _row(client, owner_a, resource, victim) == before
+            assert (await client.delete(f"/{resource}/{victim}", headers=manager.headers)).status_code == 204
+        else:
+            assert on_theirs.status_code == 204, on_theirs.text
+        assert (await client.delete(f"/{resource}/{own}", headers=writer.headers)).status_code == 204
+        assert_problem(await client.get(f"/{resource}/{own}", headers=owner_a), 404)
+
+
+async def test_nobody_grants_manage_they_do_not_hold(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    reads = [read(r) for r in resources(api[0])]
+    writer = await user_with(client, owner_a, [*reads, "media:write", "user-roles:write", "user-meta:write"])
+    for permissions in (["media:manage"], ["media:write", "media:manage"], ["users:write"]):
+        created = await client.post(
+            "/user-roles", json={"name": "Mod", "permissions": permissions}, headers=writer.headers
+        )
+        assert_problem(created, 403)
+    role = await client.post(
+        "/user-roles", json={"name": "Uploader", "permissions": ["media:write"]}, headers=writer.headers
+    )
+    assert role.status_code == 201, role.text
+    widened = await client.patch(
+        f"/user-roles/{role.json()['id']}", json={"permissions": ["media:manage"]}, headers=writer.headers
+    )
+    assert_problem(widened, 403)
+    assert (await _row(client, owner_a, "user-roles", role.json()["id"]))["permissions"] == ["media:write"]
+
+    # Nor through a link to a role that holds it.
+    moderator = await client.post(
+        "/user-roles", json={"name": "Moderator", "permissions": ["media:manage"]}, headers=owner_a
+    )
+    assert moderator.status_code == 201, moderator.text
+    everyone = await everyone_group_id(client, owner_a)
+    link = await client.post(
+        "/user-meta",
+        json={"user_groups": everyone, "user_roles": moderator.json()["id"]},
+        headers=writer.headers,
+    )
+    assert_problem(link, 403)
+    assert "media:manage" not in (await client.get("/auth/me", headers=writer.headers)).json()["permissions"]
+
+    # Holding manage, one may grant it and what it includes, and nothing beyond.
+    manager = await user_with(client, owner_a, [*reads, "media:manage", "user-roles:write"])
+    for permissions in (["media:manage"], ["media:write"], ["media:read"]):
+        granted = await client.post(
+            "/user-roles", json={"name": "Granted", "permissions": permissions}, headers=manager.headers
+        )
+        assert granted.status_code == 201, granted.text
+    assert_problem(
+        await client.post(
+            "/user-roles", json={"name": "Beyond", "permissions": ["users:manage"]}, headers=manager.headers
+        ),
+        403,
+    )

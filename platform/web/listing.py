@@ -92,10 +92,13 @@ class ListRequest:
     q: str | None = None
     window: tuple[datetime.datetime | None, datetime.datetime | None] = (None, None)
     sort: str | None = None
+    # Kept to the rows the resource's visibility rule shows the caller (``caller_id``).
+    visible_only: bool = False
 
     @property
     def shape(self) -> tuple[Any, ...]:
         return (
+            self.visible_only,
             tuple(name for name, _ in self.filters),
             self.q is not None,
             self.window[0] is not None,
@@ -126,6 +129,8 @@ class Listing:
     # A row's time span for ``from``/``to`` (start and end columns; one column twice for
     # an instant); a row matches when it overlaps the window.
     window: tuple[str, str] | None = ("created_at", "created_at")
+    # The service's visibility rule, with the caller as the ``caller_id`` parameter.
+    visibility: ColumnElement[bool] | None = None
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -148,7 +153,7 @@ class Listing:
             names |= {"from", "to"}
         return frozenset(names)
 
-    def parse(self, query: MultiDict[str]) -> ListRequest:
+    def parse(self, query: MultiDict[str], visible_only: bool = False) -> ListRequest:
         """The request's list parameters; every unknown or bad one named in one 422."""
         errors: list[dict[str, str]] = []
         allowed = self.parameters | PAGE_PARAMETERS
@@ -180,7 +185,7 @@ class Listing:
             errors.append(_error("sort", f"one of {', '.join(sorted(self.sortable))}, or - before one"))
         if errors:
             raise problem(422, "The list parameters are not valid.", errors=errors)
-        return ListRequest(tuple(filters), q, window, sort)
+        return ListRequest(tuple(filters), q, window, sort, visible_only and self.visibility is not None)
 
     def _convert(self, name: str, value: str, spec: Filter, errors: list[dict[str, str]]) -> Any:
         python_type = _python_type(self.table.c[name])
@@ -240,6 +245,8 @@ class Listing:
     def _compile(self, request: ListRequest) -> str:
         c = self.table.c
         query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
+        if request.visible_only and self.visibility is not None:
+            query = query.where(self.visibility)
         for name, _ in request.filters:
             column = func.lower(c[name]) if self._filters[name].casefold else c[name]
             query = query.where(column == any_(bindparam(f"f_{name}", type_=ARRAY(c[name].type))))

@@ -20,6 +20,8 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.types import Scope
+from sqlalchemy import bindparam
+from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.db import read_transaction
@@ -60,7 +62,11 @@ class ReadQueries:
     row_by_id: RowById
 
     @classmethod
-    def build(cls, model: type[Any], read_schema: type[msgspec.Struct]) -> "ReadQueries":
+    def build(
+        cls, model: type[Any], read_schema: type[msgspec.Struct], visibility: str | None = None
+    ) -> "ReadQueries":
+        """The reads of ``model``; with ``visibility`` (an SQL condition on the row, with
+        ``%(caller_id)s``), kept to the rows it shows."""
         fields = tuple(read_schema.__struct_fields__)
         missing = [f for f in fields if f not in model.__table__.c]
         if missing:
@@ -69,13 +75,23 @@ class ReadQueries:
             raise TypeError(f"{read_schema.__name__} lacks id or updated_at, which its ETag is made of")
         table = quote_ident(model.__tablename__)
         columns = ", ".join(quote_ident(f) for f in fields)
+        and_visible = f" AND ({visibility})" if visibility else ""
         return cls(
             fields,
             id_at=fields.index("id"),
             updated_at=fields.index("updated_at"),
-            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s",
+            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s{and_visible}",
             row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
+
+
+def visibility_sql(service: type[CrudService[Any]]) -> str | None:
+    """The service's visibility rule as SQL for the read path, compiled once, with the
+    caller as ``%(caller_id)s``; ``None`` where every row is visible."""
+    rule = service.visibility(bindparam("caller_id", type_=service.model.id.type))
+    if rule is None:
+        return None
+    return str(rule.compile(dialect=psycopg.dialect()))
 
 
 def read_transaction_provider(
@@ -127,6 +143,14 @@ class ResourceSpec:
     window: tuple[str, str] | None = ("created_at", "created_at")
     # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
     actions: Sequence[Action] = ()
+
+    def __post_init__(self) -> None:
+        # The service checks ``<resource>:manage`` itself (ownership): it learns its
+        # permission name from the one spec that serves it.
+        bound = vars(self.service).get("resource")
+        if bound and bound != self.resource:
+            raise TypeError(f"{self.service.__name__} already serves {bound!r}, not {self.resource!r}")
+        self.service.resource = self.resource
 
     @property
     def names(self) -> tuple[str, str]:
@@ -213,8 +237,25 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         return spec.service(session, tenant, request.user, settings)
 
     queries = ReadQueries.build(spec.service.model, Read)
+    rule = visibility_sql(spec.service)
+    # Where a visibility rule applies, callers without manage read through it.
+    kept_to_visible = None if rule is None else ReadQueries.build(spec.service.model, Read, rule)
+    managing = manage(spec.resource)
+
+    def queries_for(scope: Scope) -> tuple[ReadQueries, dict[str, Any]]:
+        user = scope["user"]
+        if kept_to_visible is None or user.can(managing):
+            return queries, {}
+        return kept_to_visible, {"caller_id": user.id}
+
     listing = Listing(
-        spec.service.model.__table__, queries.fields, spec.filters, spec.search, spec.sort, spec.window
+        spec.service.model.__table__,
+        queries.fields,
+        spec.filters,
+        spec.search,
+        spec.sort,
+        spec.window,
+        visibility=spec.service.visibility(bindparam("caller_id", type_=spec.service.model.id.type)),
     )
 
     def render(row: Sequence[Any]) -> Any:
@@ -225,9 +266,10 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         reads: NamedDependency[ReadTransaction],
         page: NamedDependency[PageParams],
     ) -> Page:  # type: ignore[valid-type]
-        wanted = listing.parse(request.query_params)
+        _, caller = queries_for(request.scope)
+        wanted = listing.parse(request.query_params, visible_only=bool(caller))
         statement = listing.statement(wanted)
-        values = wanted.values()
+        values = {**wanted.values(), **caller}
         rows = await reads.fetch_all(statement, {**values, "limit": page.limit, "offset": page.offset})
         if rows:
             total = rows[0][-1]
@@ -268,7 +310,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             reads = read_transaction.current(scope)
             if reads is None:
                 raise RuntimeError("a GET by id reached its handler without passing authentication's reader")
-            row = await reads.fetch_one(queries.by_id, {"id": item_id})
+            chosen, caller = queries_for(scope)
+            row = await reads.fetch_one(chosen.by_id, {"id": item_id, **caller})
             await reads.close()
         if row is None:
             raise not_found(spec.service.model)
@@ -323,7 +366,12 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=reading,
             operation_id=f"get_{one}",
             summary=f"Get a {spec.resource} row",
-            opt={READS_ON_DRIVER: True, ROW_BY_ID: queries.row_by_id, SENDS_ETAG: True},
+            # The caller check fetches the row only where every row is visible.
+            opt={
+                READS_ON_DRIVER: True,
+                SENDS_ETAG: True,
+                **({ROW_BY_ID: queries.row_by_id} if rule is None else {}),
+            },
             responses=problem_responses(401, 403, 404, 503),
         )(get_item),
         "update": patch(

@@ -10,12 +10,14 @@ from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
-from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar.di import NamedDependency
+from sqlalchemy import ColumnElement, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.interfaces import ORMOption
 
 from atrium.platform.security.callers import AuthUser
+from atrium.platform.security.permissions import manage
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
@@ -33,9 +35,6 @@ def not_found(model: type[Any]) -> Exception:
     return problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
 
 
-_LOCKED: dict[str, Any] = {"with_for_update": True, "execution_options": {"populate_existing": True}}
-
-
 @cache
 def repository_for(model: type[Any]) -> type[SQLAlchemyAsyncRepository[Any]]:
     """advanced-alchemy's repository for ``model``, made once per model."""
@@ -46,9 +45,15 @@ def repository_for(model: type[Any]) -> type[SQLAlchemyAsyncRepository[Any]]:
 class CrudService(Generic[M]):
     """Create, read, update and delete one resource inside the request's transaction.
 
-    Subclasses override the ``prepare_*`` and ``before_delete`` hooks. Writes commit
-    explicitly, so a failed commit is the client's error response, never a lost write
-    behind a 2xx.
+    Subclasses override the ``prepare_*`` and ``before_delete`` hooks, and ``visibility``
+    where a resource shows some rows only to some callers. Writes commit explicitly, so a
+    failed commit is the client's error response, never a lost write behind a 2xx.
+
+    Ownership (API.md §4) is enforced here, once for every resource whose model has an
+    ``owner_id``: the route's guard lets ``write`` through, and ``write`` changes and
+    deletes only the caller's own rows, creates rows owned by the caller only, and never
+    hands a row to someone else; ``manage`` does all of it on any row. Without an
+    ``owner_id`` (users, customize) there is nothing to own: ``write`` is ``manage``.
     """
 
     session: AsyncSession
@@ -60,6 +65,8 @@ class CrudService(Generic[M]):
     # A change of that column by PATCH or an action (``act``) outside them is 409.
     state_field: ClassVar[str] = "status"
     transitions: ClassVar[Mapping[str, Collection[str]] | None] = None
+    # The permission name, set by the ResourceSpec that serves this service.
+    resource: ClassVar[str] = ""
     _repository: Any = field(init=False)
 
     @classmethod
@@ -72,26 +79,67 @@ class CrudService(Generic[M]):
             session=self.session, auto_expunge=False, auto_commit=False
         )
 
-    async def get(self, item_id: uuid.UUID, *, lock: bool = False) -> M:
-        """The row, or 404. ``lock``: ``FOR UPDATE``, and read afresh even if the session
-        holds it already, so what the caller compares is what it will write over."""
-        try:
-            return await self._repository.get(item_id, **(_LOCKED if lock else {}))
-        except NotFoundError:
-            raise not_found(self.model) from None
+    @classmethod
+    def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        """The rows ``caller`` (the user id, as an SQL expression) may see without
+        ``manage``; ``None``: every row (API.md §6, unless a resource gives a rule).
+
+        A row outside it is 404 on get, change and delete, as if it did not exist.
+        """
+        return None
+
+    @classmethod
+    def owned(cls) -> bool:
+        return "owner_id" in cls.model.__table__.c
+
+    def may_manage(self) -> bool:
+        if not self.resource:
+            raise RuntimeError(f"{type(self).__name__} serves no ResourceSpec: its permission is unknown")
+        return self.user.can(manage(self.resource))
+
+    def visible_to_caller(self) -> ColumnElement[bool] | None:
+        return None if self.may_manage() else self.visibility(literal(self.user.id, self.model.id.type))
+
+    async def get(self, item_id: uuid.UUID, *options: ORMOption, lock: bool = False) -> M:
+        """The row, or 404 when it does not exist or the caller may not see it. ``lock``:
+        ``FOR UPDATE``, and read afresh even if the session holds it already, so what the
+        caller compares is what it will write over."""
+        statement = select(self.model).where(self.model.id == item_id).options(*options)
+        visible = self.visible_to_caller()
+        if visible is not None:
+            statement = statement.where(visible)
+        if lock:
+            statement = statement.with_for_update().execution_options(populate_existing=True)
+        item = await self.session.scalar(statement)
+        if item is None:
+            raise not_found(self.model)
+        return item
+
+    def _refuse_beyond_ownership(self, message: str) -> Exception:
+        return problem(403, f"{message} That needs the permission {manage(self.resource)!r}.")
+
+    def check_owner(self, item: M) -> None:
+        """403 unless the caller may change ``item``: they own it, or hold ``manage``."""
+        if self.owned() and item.owner_id != self.user.id and not self.may_manage():  # type: ignore[attr-defined]
+            raise self._refuse_beyond_ownership("This row belongs to another user.")
+
+    def check_new_owner(self, owner_id: uuid.UUID | None) -> None:
+        """403 when ``owner_id`` hands a row to another user without ``manage``."""
+        if owner_id is not None and owner_id != self.user.id and not self.may_manage():
+            raise self._refuse_beyond_ownership("Only you can be the owner of the rows you write.")
 
     async def get_to_write(self, item_id: uuid.UUID, if_match: str | None, *, lock: bool = False) -> M:
-        """The row a write is about to change, or 412 when ``if_match`` no longer matches it.
+        """The row a write is about to change: 404 if the caller may not see it, 403 if they may
+        not change it (ownership), 412 when ``if_match`` no longer matches it.
 
         With ``If-Match`` the row is locked before it is compared: a concurrent write with
         the same tag waits for this transaction, then finds the new version and gets 412,
         so the check and the write cannot be separated by another write. Without it, no
         lock (unless ``lock``, for a change of state): last write wins, at no extra cost.
         """
-        if if_match is None:
-            return await self.get(item_id, lock=lock)
-        item = await self.get(item_id, lock=True)
-        if not if_match_allows(if_match, row_tag(item)):
+        item = await self.get(item_id, lock=lock or if_match is not None)
+        self.check_owner(item)
+        if if_match is not None and not if_match_allows(if_match, row_tag(item)):
             raise precondition_failed()
         return item
 
@@ -108,6 +156,11 @@ class CrudService(Generic[M]):
         """Insert a row; ``before_commit(row)`` adds to the same transaction (idempotency.py)."""
         values = msgspec.structs.asdict(data)
         refuse_nul_characters(values)
+        if self.owned():
+            # API.md §5: absent or null, the owner is the caller.
+            if values.get("owner_id") is None:
+                values["owner_id"] = self.user.id
+            self.check_new_owner(values["owner_id"])
         values = await self.prepare_create(values)
         item = self.model(**values)
         await self.add(item, before_commit)
@@ -131,6 +184,8 @@ class CrudService(Generic[M]):
             if target != current:
                 self.check_state(item, self.sources_of(target), f"becoming {target}")
         refuse_nul_characters(changes)
+        if "owner_id" in changes:
+            self.check_new_owner(changes["owner_id"])
         for key, value in (await self.prepare_update(item, changes)).items():
             setattr(item, key, value)
         await self._write_changed(item)

@@ -1,4 +1,4 @@
-"""POST /auth/login, POST /auth/logout, GET /auth/me."""
+"""POST /auth/login, POST /auth/logout, GET and PATCH /auth/me."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Router, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.security.jwt import Token
@@ -17,14 +17,16 @@ from atrium.platform.db.read_transaction import READS_ON_DRIVER
 from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.passwords import verify_password
-from atrium.platform.security.tokens import TokenAuth
+from atrium.platform.security.permissions import effective
+from atrium.platform.security.tokens import RELEASE_BEFORE_BODY, TokenAuth
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.tenants.identity.models import User
-from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, UserRead
+from atrium.tenants.identity.schemas import LoginRequest, LoginResponse, MeResponse, MeUpdate, UserRead
+from atrium.tenants.identity.services import UserService
 
 
 def _profile(user: User | AuthUser) -> UserRead:
@@ -105,13 +107,39 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
     return MeResponse(
         user=_profile(user),
         roles=list(user.roles),
-        permissions=sorted(user.permissions),
+        permissions=effective(user.permissions),
     )
+
+
+@patch(
+    "/me",
+    operation_id="update_me",
+    summary="Change the caller's own name, phone or password",
+    description=(
+        "Every user may change their own `name`, `phone` and `password`; no permission is "
+        "needed. `current_password` is required: missing, 422; wrong, 403 (and it counts as "
+        "a failed login, 429 past the limit). Passwords follow the rules of `/users`: 8 "
+        "characters to 72 bytes in UTF-8."
+    ),
+    request_max_body_size=JSON_BODY_LIMIT,
+    opt={RELEASE_BEFORE_BODY: True},
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
+)
+async def update_me(
+    data: JSONBody[MeUpdate],
+    db_session: NamedDependency[AsyncSession],
+    tenant: NamedDependency[ResolvedTenant],
+    settings: NamedDependency[Settings],
+    login_throttle: NamedDependency[LoginThrottle],
+    request: Request[AuthUser, Token, Any],
+) -> UserRead:
+    service = UserService(db_session, tenant, request.user, settings)
+    return _profile(await service.update_me(data, login_throttle, _client_address(request)))
 
 
 auth_router = Router(
     path="/auth",
-    route_handlers=[login, logout, me],
+    route_handlers=[login, logout, me, update_me],
     tags=["auth"],
     opt={TAG_DESCRIPTION: "Log in and out on a tenant's host; the caller's own profile."},
 )

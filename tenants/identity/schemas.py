@@ -132,6 +132,15 @@ class UserMetaUpdate(Schema):
     uniq_customize: Customization | Unset | None = UNSET
 
 
+class MeUpdate(Schema, kw_only=True):
+    """The caller's own name, phone and password; the current password proves it is them."""
+
+    current_password: Annotated[str, msgspec.Meta(max_length=1024, description="The caller's password now")]
+    name: Name | Unset = UNSET
+    phone: Phone | Unset = UNSET
+    password: Password | Unset = UNSET
+
+
 class LoginRequest(Schema):
     email: Annotated[str, msgspec.Meta(max_length=320)]
     password: Annotated[str, msgspec.Meta(max_length=1024)]

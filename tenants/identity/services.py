@@ -7,29 +7,24 @@ import uuid
 from functools import cache
 from typing import Any
 
+import msgspec
 from sqlalchemy import Column, Table, delete, exists, select, update
 
 from atrium.platform.security.callers import load_auth_user
-from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
+from atrium.platform.security.login_throttle import LoginThrottle
+from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from atrium.platform.security.permissions import grants, is_valid_permission
+from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import tenant_metadata
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
+from atrium.tenants.identity.schemas import MeUpdate
 
 
 def field_problem(field: str, message: str, status: int = 422) -> Exception:
     return problem(status, message, errors=[{"field": field, "message": message}])
-
-
-class OwnedService(CrudService[Any]):
-    """Rows with an ``owner_id`` that defaults to the caller."""
-
-    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        if "owner_id" in values and values["owner_id"] is None:
-            values["owner_id"] = self.user.id
-        return values
 
 
 class PrivilegeGuard:
@@ -76,6 +71,33 @@ class UserService(CrudService[User], PrivilegeGuard):
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         values["password"] = await self._hash(values["password"])
         return values
+
+    async def update_me(self, data: MeUpdate, throttle: LoginThrottle, client: str) -> User:
+        """The caller changes their own name, phone or password (``PATCH /auth/me``).
+
+        No permission is needed, and none is involved: only the caller's own row changes.
+        A wrong current password counts as a failed login, so a stolen token cannot be
+        used to guess the password faster than the login form allows.
+        """
+        user = await self.get(self.user.id)
+        await throttle.check(self.tenant.id, user.email, client)
+        rounds = self.settings.bcrypt_rounds
+        if not await asyncio.to_thread(verify_password, data.current_password, user.password, rounds):
+            await throttle.record_failure(self.tenant.id, user.email, client)
+            raise field_problem("current_password", "the current password is not correct", status=403)
+        changes = {
+            k: v
+            for k, v in msgspec.structs.asdict(data).items()
+            if v is not msgspec.UNSET and k != "current_password"
+        }
+        refuse_nul_characters(changes)
+        if "password" in changes:
+            changes["password"] = await self._hash(changes["password"])
+        for key, value in changes.items():
+            setattr(user, key, value)
+        # A flush of users: CallerInvalidation drops the caller in every process on commit.
+        await self._write(self.session.flush)
+        return user
 
     async def prepare_update(self, item: User, changes: dict[str, Any]) -> dict[str, Any]:
         self.require_covered(await self.user_permissions(item.id), "change this user")
@@ -150,11 +172,11 @@ def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
     return tuple(found)
 
 
-class UserGroupService(OwnedService):
+class UserGroupService(CrudService[UserGroup]):
     model = UserGroup
 
 
-class UserRoleService(OwnedService, PrivilegeGuard):
+class UserRoleService(CrudService[UserRole], PrivilegeGuard):
     model = UserRole
 
     def _check_permissions(self, permissions: list[str]) -> None:
@@ -179,7 +201,7 @@ class UserRoleService(OwnedService, PrivilegeGuard):
         self.require_covered(item.permissions, "delete this role")
 
 
-class UserMetaService(OwnedService, PrivilegeGuard):
+class UserMetaService(CrudService[UserMeta], PrivilegeGuard):
     """A user-meta row with a role grants that role's permissions to its owner."""
 
     model = UserMeta

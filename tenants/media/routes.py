@@ -17,7 +17,6 @@ from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -66,12 +65,7 @@ class MediaService(CrudService[Media]):
 
     async def with_content(self, item_id: uuid.UUID) -> Media:
         """The row with its bytes: the only place the deferred ``data`` column is loaded."""
-        item = await self.session.scalar(
-            select(Media).options(undefer(Media.data)).where(Media.id == item_id)
-        )
-        if item is None:
-            raise problem(404, "No such media row.")
-        return item
+        return await self.get(item_id, undefer(Media.data))
 
     async def prepare_update(self, item: Media, changes: dict[str, Any]) -> dict[str, Any]:
         if "name" in changes and clean_filename(changes["name"]) != changes["name"]:
@@ -210,4 +204,5 @@ MEDIA = ResourceSpec(
     filters=[Filter("owner_id"), Filter("type")],
     sort=["name", "size", "updated_at"],
     description="Uploaded files: metadata as JSON, bytes uploaded as multipart and sent back as is.",
+    member="write",
 )

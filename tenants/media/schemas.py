@@ -33,11 +33,13 @@ class MediaRead(msgspec.Struct):
 
 
 class MediaUpdate(Schema):
-    """Only the name can change; new bytes are a new upload."""
+    """The name and the owner can change; new bytes are a new upload."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    # Handing a file to another user needs media:manage (API.md §5).
+    owner_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
 
 
 @dataclass
