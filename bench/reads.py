@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import RATIO_ROUNDS, Bench, Goal, Row, Step, Target, load, step
+from serving import Post
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,12 @@ def user_targets(bench: Bench) -> UserTargets:
 
 
 def alternate(
-    bench: Bench, app: list[Target], floor: list[Target], label: str, floor_label: str
+    bench: Bench,
+    app: list[Target],
+    floor: list[Target],
+    label: str,
+    floor_label: str,
+    post: Post | None = None,
 ) -> tuple[float, dict[str, Any], dict[str, Any], list[float]]:
     """RATIO_ROUNDS rounds of the app, then the floor app, on their targets; the round with the
     median ratio of request rates (app / floor), its two runs, and every round's ratio.
@@ -52,8 +58,8 @@ def alternate(
     assert served is not None
     rounds = []
     for i in range(1, RATIO_ROUNDS + 1):
-        app_run = wrk.measure(served.port, app, f"{label}, round {i}")
-        floor_run = wrk.measure(served.floor_port, floor, f"{floor_label}, round {i}")
+        app_run = wrk.measure(served.port, app, f"{label}, round {i}", post=post)
+        floor_run = wrk.measure(served.floor_port, floor, f"{floor_label}, round {i}", post=post)
         rounds.append((app_run["rps"] / floor_run["rps"], app_run, floor_run))
     rounds.sort(key=lambda r: r[0])
     ratio, app_run, floor_run = rounds[len(rounds) // 2]

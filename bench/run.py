@@ -69,6 +69,7 @@ import provisioning
 import psycopg
 import reads
 import spread
+import writes
 from common import (
     BENCH_DIR,
     Bench,
@@ -104,6 +105,7 @@ STEPS: list[Step] = [
     memory.TEN_TENANTS,
     spread.STEP,
     memory.EVERY_TENANT,
+    writes.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -155,6 +157,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redis-url",
         default=os.environ.get("REDIS_URL") or None,
         help="REDIS_URL given to the served app (default: $REDIS_URL; none: in-process stores)",
+    )
+    parser.add_argument(
+        "--idempotency-key",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="send an Idempotency-Key with each write: auto when the app replays a repeated key",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON results go")
     parser.add_argument("--record", action="store_true", help="append this run to bench/RESULTS.md")

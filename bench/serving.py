@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ from common import (
 )
 
 LUA_SCRIPT = BENCH_DIR / "targets.lua"
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """POST requests instead of GET: ``body`` (JSON) with each ``%s`` replaced by a key
+    unique to the request, sent as ``Idempotency-Key`` too when ``idempotency``."""
+
+    body: str
+    idempotency: bool = False
 
 
 class Server:
@@ -115,6 +125,7 @@ class Wrk:
         pick: str = "random",
         label: str = "",
         connections: int | None = None,
+        post: Post | None = None,
     ) -> dict[str, Any]:
         targets_file = self.workdir / f"targets-{uuid.uuid4().hex[:8]}.tsv"
         targets_file.write_text("".join(f"{t.host}\t{t.token}\t{t.path}\n" for t in targets))
@@ -126,6 +137,13 @@ class Wrk:
             "BENCH_PICK": pick,
             "BENCH_THREADS": str(threads),
         }
+        if post is not None:
+            env.update(
+                BENCH_METHOD="POST",
+                BENCH_BODY=post.body,
+                BENCH_IDEMPOTENCY="1" if post.idempotency else "0",
+                BENCH_RUN=uuid.uuid4().hex[:12],
+            )
         command = [
             self.binary,
             f"-t{threads}",
@@ -166,11 +184,12 @@ class Wrk:
         pick: str = "random",
         warmup: float | None = None,
         connections: int | None = None,
+        post: Post | None = None,
     ) -> dict[str, Any]:
         warmup = self.args.warmup if warmup is None else warmup
         if warmup > 0:
-            self.run(port, targets, warmup, pick, f"{label} warm-up", connections)
-        result = self.run(port, targets, seconds or self.args.duration, pick, label, connections)
+            self.run(port, targets, warmup, pick, f"{label} warm-up", connections, post)
+        result = self.run(port, targets, seconds or self.args.duration, pick, label, connections, post)
         step(
             f"  {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms ({result['requests']} requests)"
