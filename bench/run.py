@@ -64,6 +64,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lists
 import memory
 import provisioning
 import psycopg
@@ -106,6 +107,7 @@ STEPS: list[Step] = [
     spread.STEP,
     memory.EVERY_TENANT,
     writes.STEP,
+    lists.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -159,6 +161,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="REDIS_URL given to the served app (default: $REDIS_URL; none: in-process stores)",
     )
     parser.add_argument(
+        "--list-rows", type=int, help="users in the filtered_list figure's tenant (full: 100000, quick: 5000)"
+    )
+    parser.add_argument(
         "--idempotency-key",
         choices=("auto", "on", "off"),
         default="auto",
@@ -180,6 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
     args.raw_samples = args.raw_samples or min(args.tenants, 200)
+    args.list_rows = args.list_rows or (5000 if quick else 100_000)
     # The first round always meets the backends' first contacts with the T tenants, and one
     # burst of outside load spoils any round: with 3 rounds those two decide the median; 5
     # leave it to a clean round (bench/RESULTS.md, sixth pass).
