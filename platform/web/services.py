@@ -108,7 +108,10 @@ class CrudService(Generic[M]):
         refuse_nul_characters(values)
         values = await self.prepare_create(values)
         item = self.model(**values)
-        await self._write(lambda: self._repository.add(item))
+        # No refresh after the INSERT: every column is set by the app or returned by the
+        # INSERT itself, so advanced-alchemy's default re-read was one SELECT and round trip
+        # more per create for nothing (bench/RESULTS.md, the write path).
+        await self._write(lambda: self._repository.add(item, auto_refresh=False))
         return item
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct, if_match: str | None = None) -> M:
