@@ -41,6 +41,10 @@ Figures (each with its floor measured in the same run):
   each floor).
 - ``memory``: the app's resident memory (server and workers, from /proc) after serving 10
   tenants and after serving every tenant; the largest PostgreSQL backend after the spread run.
+- ``write``: ``POST /user-groups`` with the owner's token (bench/writes.py), against the
+  floor app's INSERT and commit by raw psycopg, alternating over RATIO_ROUNDS rounds.
+- ``filtered_list``: ``GET /users?email=`` over a tenant of ``--list-rows`` users
+  (bench/lists.py), against the same statement by raw psycopg, alternating likewise.
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
