@@ -1,4 +1,4 @@
-"""The floor for ``GET /users/{id}``: a minimal Litestar app over raw psycopg.
+"""The floor for Atrium's requests: a minimal Litestar app over raw psycopg.
 
 It serves the same single-row select as Atrium's ``GET /users/{id}``, in one transaction
 that begins with the same tenant binding statement Atrium issues
@@ -12,6 +12,12 @@ tenant is looked up from the Host header in a dict loaded from the registry at s
 autocommit, one round trip, on a second pool of the same size. bench/run.py measures the
 spread of both shapes beside Atrium's.
 
+``POST /user-groups`` is the floor of the write figure: the same INSERT of a group owned by
+the tenant's owner (from the registry: no token here), returning the row, and the commit,
+in a transaction bound as above. ``GET /users?email=…`` is the floor of the filtered list:
+the very statement Atrium's list compiles for that filter (platform/web/listing.py), in a
+transaction bound as above.
+
 bench/run.py runs it under uvicorn with the options ``atrium serve`` uses:
 
     DATABASE_URL=postgresql://root@127.0.0.1:5432/<db> python bench/baseline_app.py --port 8001 --workers 2
@@ -24,7 +30,7 @@ import os
 import uuid
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from psycopg_pool import AsyncConnectionPool
@@ -32,10 +38,23 @@ from psycopg_pool import AsyncConnectionPool
 # Imported, not copied, so that the floor always runs exactly Atrium's binding statement.
 from atrium.platform.db.binding import BIND_SQL
 from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.web.listing import Filter, Listing, ListRequest
+from atrium.tenants.identity.models import User
+from atrium.tenants.identity.schemas import UserRead
 
 USER_COLUMNS = ("id", "name", "email", "phone", "created_at", "updated_at")
 _SELECT_USER = f"SELECT {', '.join(USER_COLUMNS)} FROM {{table}} WHERE id = %(id)s"
 SELECT_USER = _SELECT_USER.format(table="users")
+
+
+GROUP_COLUMNS = ("id", "name", "owner_id", "created_at", "updated_at")
+INSERT_GROUP = (
+    "INSERT INTO user_groups (id, name, owner_id) VALUES (%(id)s, %(name)s, %(owner_id)s)"
+    f" RETURNING {', '.join(GROUP_COLUMNS)}"
+)
+# Built, not copied, as Atrium builds it for ``GET /users?email=…``.
+USERS_LISTING = Listing(User.__table__, tuple(UserRead.__struct_fields__), [Filter("email", casefold=True)])
+LIST_USERS_BY_EMAIL = USERS_LISTING.statement(ListRequest(filters=(("email", []),)))
 
 
 def select_user_alone(schema: str) -> str:
@@ -63,13 +82,17 @@ def create_app() -> Litestar:
         kwargs={"application_name": "atrium-baseline", "autocommit": True},
     )
     schemas: dict[str, str] = {}
+    owners: dict[str, uuid.UUID] = {}
 
     async def startup() -> None:
         await pool.open(wait=True)
         await alone_pool.open(wait=True)
         async with pool.connection() as conn:
-            rows = await (await conn.execute("SELECT slug, schema_name FROM platform.tenants")).fetchall()
-        schemas.update({f"{slug}.{base_domain}": schema for slug, schema in rows})
+            rows = await (
+                await conn.execute("SELECT slug, schema_name, owner_id FROM platform.tenants")
+            ).fetchall()
+        schemas.update({f"{slug}.{base_domain}": schema for slug, schema, _ in rows})
+        owners.update({schema: owner for _, schema, owner in rows})
 
     async def shutdown() -> None:
         await pool.close()
@@ -105,8 +128,32 @@ def create_app() -> Litestar:
             row = await (await conn.execute(select_user_alone(schema), {"id": user_id})).fetchone()
         return found(row)
 
+    @post("/user-groups")
+    async def create_group(request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[dict[str, Any]]:
+        schema = schema_of(request)
+        values = {"id": uuid.uuid4(), "name": str(data["name"]), "owner_id": owners[schema]}
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+            row = await (await conn.execute(INSERT_GROUP, values)).fetchone()
+        assert row is not None
+        item = dict(zip(GROUP_COLUMNS, row, strict=True))
+        return Response(item, status_code=201, headers={"Location": f"/user-groups/{item['id']}"})
+
+    @get("/users")
+    async def list_users(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        schema = schema_of(request)
+        emails = [e.lower() for e in request.query_params.getall("email", [])]
+        values = {"f_email": emails, "limit": 50, "offset": 0}
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+            rows = await (await conn.execute(LIST_USERS_BY_EMAIL, values)).fetchall()
+        items = [dict(zip(USERS_LISTING.fields, row, strict=False)) for row in rows]
+        return {"items": items, "total": rows[0][-1] if rows else 0, "limit": 50, "offset": 0}
+
     return Litestar(
-        route_handlers=[health, get_user, get_user_alone], on_startup=[startup], on_shutdown=[shutdown]
+        route_handlers=[health, get_user, get_user_alone, create_group, list_users],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
 
 

@@ -1,4 +1,4 @@
-"""bench/run.py --quick runs end to end and reports every figure of issue 5.
+"""bench/run.py --quick runs end to end and reports every figure of issues 5 and 17.
 
 It needs a TCP PostgreSQL server on this machine (``ATRIUM_TEST_DATABASE_URL``: the bench
 reads its backends' memory from /proc) and ``wrk``; locally it is skipped without them,
@@ -58,6 +58,12 @@ FIGURES = [
     "memory.rss_mb_10",
     "memory.rss_mb_n",
     "memory.pg_backend_max_rss_mb",
+    # Issue 17: a write and a filtered list, each beside its floor.
+    *(
+        f"{figure}.{part}"
+        for figure in ("write", "filtered_list")
+        for part in ("rps", "p50_ms", "p99_ms", "ratio", "floor.rps", "floor.p50_ms", "floor.p99_ms")
+    ),
 ]
 
 

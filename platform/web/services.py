@@ -168,7 +168,10 @@ class CrudService(Generic[M]):
 
     async def add(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
         async def adding() -> None:
-            await self._repository.add(item)
+            # No refresh after the INSERT: every column is set by the app or returned by the
+            # INSERT itself, so advanced-alchemy's default re-read was one SELECT and round
+            # trip more per create for nothing (bench/RESULTS.md, the write path).
+            await self._repository.add(item, auto_refresh=False)
             if before_commit is not None:
                 await before_commit(item)
 
