@@ -58,6 +58,21 @@ def ms(seconds: float) -> float:
     return seconds * 1000.0
 
 
+def beside_floor(
+    app_run: dict[str, Any], floor_run: dict[str, Any], ratio: float, ratio_rounds: list[float]
+) -> dict[str, Any]:
+    """A figure's runs against its floor, in the keys every such figure reports."""
+    return {
+        "app": app_run,
+        "floor": floor_run,
+        "rps": app_run["rps"],
+        "p50_ms": app_run["p50_ms"],
+        "p99_ms": app_run["p99_ms"],
+        "ratio": round(ratio, 2),
+        "ratio_rounds": ratio_rounds,
+    }
+
+
 def percentile(values: list[float], pct: float) -> float:
     if len(values) == 1:
         return values[0]

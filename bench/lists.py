@@ -17,7 +17,19 @@ from urllib.parse import quote
 
 import httpx
 import psycopg
-from common import RATIO_ROUNDS, Bench, BenchError, BenchTenant, Goal, Row, Step, Target, load, step
+from common import (
+    RATIO_ROUNDS,
+    Bench,
+    BenchError,
+    BenchTenant,
+    Goal,
+    Row,
+    Step,
+    Target,
+    beside_floor,
+    load,
+    step,
+)
 from reads import alternate
 
 from atrium.platform.security.passwords import hash_password
@@ -86,13 +98,7 @@ def filtered_list(bench: Bench) -> None:
         "route": "GET /users?email=",
         "rows": count,
         "seed_seconds": round(seconds, 1),
-        "app": app_run,
-        "floor": floor_run,
-        "rps": app_run["rps"],
-        "p50_ms": app_run["p50_ms"],
-        "p99_ms": app_run["p99_ms"],
-        "ratio": round(ratio, 2),
-        "ratio_rounds": ratio_rounds,
+        **beside_floor(app_run, floor_run, ratio, ratio_rounds),
     }
 
 

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import httpx
-from common import RATIO_ROUNDS, Bench, BenchError, Goal, Row, Step, Target, load, step
+from common import RATIO_ROUNDS, Bench, BenchError, Goal, Row, Step, Target, beside_floor, load, step
 from reads import alternate
 from serving import Post
 
@@ -58,13 +58,7 @@ def write(bench: Bench) -> None:
         "route": "POST /user-groups",
         "idempotency_key": keyed,
         "idempotency_supported": supported,
-        "app": app_run,
-        "floor": floor_run,
-        "rps": app_run["rps"],
-        "p50_ms": app_run["p50_ms"],
-        "p99_ms": app_run["p99_ms"],
-        "ratio": round(ratio, 2),
-        "ratio_rounds": ratio_rounds,
+        **beside_floor(app_run, floor_run, ratio, ratio_rounds),
     }
 
 
