@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -82,6 +83,17 @@ _DESCRIPTIONS = {
 TENANT_STATUSES = (400, 403, 404)
 
 
+# Why a token is refused (the 401's detail). Each says what the client can act on (log in
+# again, use the right host) and no more: a forged or foreign token learns nothing of the
+# users or tenants behind it. A deleted user's token reads as revoked.
+class Refusal(StrEnum):
+    MISSING = "token missing: send Authorization: Bearer <token> from POST /auth/login"
+    MALFORMED = "token malformed"
+    EXPIRED = "token expired"
+    REVOKED = "token revoked"
+    OTHER_TENANT = "token issued for another tenant"
+
+
 def problem_responses(*statuses: int, tenant_route: bool = True) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the problems a route can answer."""
     if tenant_route:
@@ -145,10 +157,10 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         return problem(status, HTTPStatus(status).description, headers=exc.headers)
     if status == 401:
         detail = str(exc.detail or "")
-        if not detail or detail.startswith(
-            "No permission"
-        ):  # Litestar's wording for revoked or foreign tokens
-            detail = "The bearer token is not valid here: revoked, of another tenant, or of a deleted user."
+        if detail.startswith("No JWT token found"):  # Litestar's wording, naming its internals
+            detail = Refusal.MISSING
+        elif not detail or detail == HTTPStatus.UNAUTHORIZED.phrase:
+            detail = Refusal.REVOKED
         return problem(401, detail, headers={**(exc.headers or {}), "WWW-Authenticate": "Bearer"})
     detail = (
         exc.detail
