@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from atrium.platform.web.validation import body_problems
+from atrium.platform.web.validation import body_problems, readable
 
 logger = logging.getLogger("atrium.errors")
 
@@ -135,7 +135,7 @@ def _validation_errors(extra: Any) -> list[dict[str, str]]:
     errors = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
-            message = str(item.get("message", "invalid value"))
+            message = readable(str(item.get("message", "invalid value")))
             field = str(item.get("key", ""))
             if field == "data" and (named := _FIELD_IN_MESSAGE.search(message)):
                 field = named.group(1)
@@ -162,6 +162,11 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         elif not detail or detail == HTTPStatus.UNAUTHORIZED.phrase:
             detail = Refusal.REVOKED
         return problem(401, detail, headers={**(exc.headers or {}), "WWW-Authenticate": "Bearer"})
+    if status == 404 and exc.detail in ("", HTTPStatus.NOT_FOUND.phrase):
+        # A bare 404 is Litestar's router: a path whose shape fits a route but whose
+        # parameter does not convert, in this API an id that is not a UUID (every other
+        # path reaches the catch-all route, every 404 of Atrium's own says more).
+        return problem(404, "Nothing is served at this path: ids in paths are UUIDs.", headers=exc.headers)
     detail = (
         exc.detail
         if exc.detail and exc.detail != HTTPStatus(status).phrase
