@@ -28,6 +28,7 @@ from atrium.platform.stores import app_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, body_guard
+from atrium.platform.web.docs import docs_assets_router
 from atrium.platform.web.errors import (
     handle_unexpected,
     problem,
@@ -108,7 +109,7 @@ def create_app(
 
     routers = tenant_routers(settings)
     app = Litestar(
-        route_handlers=[health, *routers, *(route_handlers or ()), not_found],
+        route_handlers=[health, docs_assets_router(), *routers, *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
         stores=stores.stores,
         plugins=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, NoReturn
@@ -41,6 +41,9 @@ def operator_settings(require_secret: bool = False) -> Settings:
     if not env.get("DATABASE_URL") and embedded.has_embedded_data():
         env["DATABASE_URL"] = embedded.start_embedded_postgres()
         env.setdefault("ATRIUM_SECRET_KEY", embedded.secret_key())
+    port = embedded.served_port()
+    if not env.get("ATRIUM_PUBLIC_PORT") and port is not None:
+        env["ATRIUM_PUBLIC_PORT"] = str(port)
     return load_settings(env, require_secret=require_secret)
 
 
@@ -206,9 +209,12 @@ def tenants_list(as_json: bool) -> None:
     def text() -> str:
         if not rows:
             return "no tenants"
-        width = max(len(r["slug"]) for r in rows)
-        return "\n".join(
-            f"{r['slug']:<{width}}  {r['status']:<9}  {r['version'] or '-':<8}  {r['name']}" for r in rows
+        return _table(
+            ("slug", "status", "version", "name", "url", "domains"),
+            [
+                (r["slug"], r["status"], r["version"] or "-", r["name"], r["url"], _domains(r["domains"]))
+                for r in rows
+            ],
         )
 
     emit(rows, as_json, text)
@@ -224,7 +230,32 @@ def tenants_show(slug: str, as_json: bool) -> None:
     settings = operator_settings()
     with operator_engine(settings) as engine:
         data = _tenant_json(get_tenant(engine, slug), settings)
-    emit(data, as_json, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+    fields = {**data, "version": data["version"] or "-", "owner_id": data["owner_id"] or "-"}
+    fields["domains"] = _domains(data["domains"])
+    emit(data, as_json, lambda: _table(("field", "value"), [(k, str(v)) for k, v in fields.items()]))
+
+
+def _domains(domains: list[str]) -> str:
+    return ", ".join(domains) or "-"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A rich table with a header row: coloured on a terminal, plain and never wrapped when
+    piped (a log or ``grep`` gets whole lines)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*headers, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for row in rows:
+        # Text, not markup: a tenant's name could hold rich's [tags].
+        table.add_row(*(Text(cell) for cell in row))
+    terminal = sys.stdout.isatty()
+    console = Console(width=None if terminal else 10_000, no_color=not terminal, highlight=False)
+    with console.capture() as captured:
+        console.print(table)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines()).strip("\n")
 
 
 @tenants.command("migrate")
@@ -311,32 +342,17 @@ def tenants_verify(repair: bool, as_json: bool) -> None:
 
 
 def _verify_table(rows: list[dict[str, Any]]) -> str:
-    """A rich table on a terminal, plain columns otherwise (pipes, logs)."""
-    headers = ("slug", "registry", "schema", "problem")
-    cells = [
-        (
-            r["slug"],
-            r["registry_version"] or "-",
-            r["schema_version"] or "-",
-            r["problem"] + (" (repaired)" if r["repaired"] else ""),
-        )
-        for r in rows
-    ]
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*headers)
-        for row in cells:
-            table.add_row(*row)
-        console = Console()
-        with console.capture() as captured:
-            console.print(table)
-        return captured.get().rstrip("\n")
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *cells]
+    return _table(
+        ("slug", "registry", "schema", "problem"),
+        [
+            (
+                r["slug"],
+                r["registry_version"] or "-",
+                r["schema_version"] or "-",
+                r["problem"] + (" (repaired)" if r["repaired"] else ""),
+            )
+            for r in rows
+        ],
     )
 
 
@@ -464,6 +480,13 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _platform_schema_missing(exc: DBAPIError) -> bool:
+    """A fresh database: the registry tables are not there before ``db upgrade``."""
+    from psycopg.errors import InvalidSchemaName, UndefinedTable
+
+    return isinstance(exc.orig, UndefinedTable | InvalidSchemaName) and '"platform' in str(exc.orig)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; every error becomes one line on stderr and an exit code."""
     from atrium.platform.tenancy.admin import TenantNotFound
@@ -484,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
     except (TenantNotFound, ProvisioningError) as exc:
         _fail(str(exc), EXIT_FAILURE)
     except (OperationalError, DBAPIError) as exc:
+        if _platform_schema_missing(exc):
+            _fail("the platform schema is missing: run `atrium db upgrade` first", EXIT_FAILURE)
         first = str(exc.orig or exc).strip().splitlines()
         _fail(f"database error: {first[0] if first else type(exc).__name__}", EXIT_FAILURE)
     except KeyboardInterrupt:

@@ -29,6 +29,10 @@ def prepare_embedded(port: int) -> None:
     click.echo("starting the embedded PostgreSQL under ./.atrium/ ...", err=True)
     os.environ["DATABASE_URL"] = embedded.start_embedded_postgres()
     os.environ.setdefault("ATRIUM_SECRET_KEY", embedded.secret_key())
+    # The CLI run later in this folder prints tenant URLs with this port, and the docs
+    # page's server entry names it, unless ATRIUM_PUBLIC_PORT says otherwise.
+    embedded.save_served_port(port)
+    os.environ.setdefault("ATRIUM_PUBLIC_PORT", str(port))
     settings = load_settings()
     engine = create_operator_engine(settings)
     try:

@@ -20,6 +20,7 @@ from atrium.platform.security import tokens as token_module
 from atrium.platform.security.permissions import effective
 from atrium.platform.security.tokens import TokenAuth, VerifiedToken
 from atrium.platform.settings import Settings
+from atrium.platform.web.errors import Refusal
 from tests.api import (
     UPDATES,
     Api,
@@ -46,6 +47,10 @@ def bearer(host: str, token: str) -> Headers:
 def forge(app: Litestar, claims: dict[str, Any], secret: str = TEST_SECRET) -> str:
     """A token with exactly ``claims``, signed like the app signs its own."""
     return jwt.encode(claims, secret, algorithm=app.state.token_auth.jwt.algorithm)
+
+
+def _without(claims: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in claims.items() if k != name}
 
 
 def claims(user_id: str, tenant_id: uuid.UUID, expires_in: datetime.timedelta) -> dict[str, Any]:
@@ -90,12 +95,18 @@ async def requests_for_every_route(
 
 
 async def assert_refused_everywhere(
-    client: httpx.AsyncClient, calls: list[tuple[str, str, dict[str, Any]]], headers: Headers, why: str
+    client: httpx.AsyncClient,
+    calls: list[tuple[str, str, dict[str, Any]]],
+    headers: Headers,
+    why: str,
+    detail: Refusal,
 ) -> None:
+    """Refused on every route, with the reason (and nothing more) in the problem's detail."""
     for method, url, kwargs in calls:
         response = await client.request(method, url, headers=headers, **kwargs)
         assert response.status_code == 401, (why, method, url, response.status_code, response.text)
         assert_problem(response, 401)
+        assert response.json()["detail"] == detail, (why, method, url, response.text)
 
 
 # --- login ------------------------------------------------------------------------------------
@@ -338,26 +349,34 @@ async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
     control = forge(app, valid)
     assert (await client.get("/auth/me", headers=bearer(host, control))).status_code == 200
 
+    expired = claims(owner_id, tenant_a.tenant.id, -datetime.timedelta(minutes=5))
     refused = {
-        "no token": {"Host": host},
-        "garbage": bearer(host, "not-a-jwt"),
-        "another secret": bearer(host, forge(app, claims(owner_id, tenant_a.tenant.id, hour), "x" * 48)),
-        "expired": bearer(
-            host, forge(app, claims(owner_id, tenant_a.tenant.id, -datetime.timedelta(minutes=5)))
+        "no token": ({"Host": host}, Refusal.MISSING),
+        "garbage": (bearer(host, "not-a-jwt"), Refusal.MALFORMED),
+        "another secret": (
+            bearer(host, forge(app, claims(owner_id, tenant_a.tenant.id, hour), "x" * 48)),
+            Refusal.MALFORMED,
         ),
-        "unknown user": bearer(host, forge(app, claims(str(uuid.uuid4()), tenant_a.tenant.id, hour))),
-        "other tenant's id in the token": bearer(
-            host, forge(app, claims(owner_id, tenant_b.tenant.id, hour))
+        "expired": (bearer(host, forge(app, expired)), Refusal.EXPIRED),
+        # Only a token this deployment signed is called expired.
+        "expired, another secret": (bearer(host, forge(app, expired, "x" * 48)), Refusal.MALFORMED),
+        "unknown user": (
+            bearer(host, forge(app, claims(str(uuid.uuid4()), tenant_a.tenant.id, hour))),
+            Refusal.REVOKED,
         ),
-        "other tenant's token": {**owner_b, "Host": host},
-        "no tenant id": bearer(host, forge(app, {**valid, "extras": {}})),
-        "no jti": bearer(host, forge(app, {k: v for k, v in valid.items() if k != "jti"})),
-        "no exp": bearer(host, forge(app, {k: v for k, v in valid.items() if k != "exp"})),
-        "subject not a uuid": bearer(host, forge(app, {**valid, "sub": "owner"})),
-        "unsigned (alg none)": bearer(host, jwt.encode(valid, None, algorithm="none")),
+        "other tenant's id in the token": (
+            bearer(host, forge(app, claims(owner_id, tenant_b.tenant.id, hour))),
+            Refusal.OTHER_TENANT,
+        ),
+        "other tenant's token": ({**owner_b, "Host": host}, Refusal.OTHER_TENANT),
+        "no tenant id": (bearer(host, forge(app, {**valid, "extras": {}})), Refusal.MALFORMED),
+        "no jti": (bearer(host, forge(app, _without(valid, "jti"))), Refusal.MALFORMED),
+        "no exp": (bearer(host, forge(app, _without(valid, "exp"))), Refusal.MALFORMED),
+        "subject not a uuid": (bearer(host, forge(app, {**valid, "sub": "owner"})), Refusal.MALFORMED),
+        "unsigned (alg none)": (bearer(host, jwt.encode(valid, None, algorithm="none")), Refusal.MALFORMED),
     }
-    for why, headers in refused.items():
-        await assert_refused_everywhere(client, calls, headers, why)
+    for why, (headers, detail) in refused.items():
+        await assert_refused_everywhere(client, calls, headers, why, detail)
     # Nothing above changed anything: the owner's own token still works.
     assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
 
@@ -373,8 +392,10 @@ async def test_a_token_that_verified_before_is_refused_once_it_expires(
     assert (await client.get("/auth/me", headers=headers)).status_code == 200
     assert (await client.get("/users", headers=headers)).status_code == 200
     await asyncio.sleep(max(0.0, soon["exp"] - time.time()) + 0.2)
-    assert_problem(await client.get("/auth/me", headers=headers), 401)
-    assert_problem(await client.get("/users", headers=headers), 401)
+    for path in ("/auth/me", "/users"):
+        response = await client.get(path, headers=headers)
+        assert_problem(response, 401)
+        assert response.json()["detail"] == Refusal.EXPIRED
 
 
 def test_a_full_verified_token_cache_forgets_its_oldest_token_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,7 +437,7 @@ async def test_a_logged_out_token_is_refused_on_every_route(
 
     logout = await client.post("/auth/logout", headers=session)
     assert logout.status_code == 204 and logout.content == b""
-    await assert_refused_everywhere(client, calls, session, "logged out")
+    await assert_refused_everywhere(client, calls, session, "logged out", Refusal.REVOKED)
     # Only that token: another session of the same user is untouched.
     assert (await client.get("/auth/me", headers=other_session)).status_code == 200
 
@@ -491,7 +512,7 @@ async def test_a_deleted_users_token_is_refused_on_every_route(
     assert (await client.get("/users", headers=admin.headers)).status_code == 200
     deleted = await client.delete(f"/users/{admin.id}", headers=owner_a)
     assert deleted.status_code == 204, deleted.text
-    await assert_refused_everywhere(client, calls, admin.headers, "deleted user")
+    await assert_refused_everywhere(client, calls, admin.headers, "deleted user", Refusal.REVOKED)
 
 
 # --- login throttle ---------------------------------------------------------------------------

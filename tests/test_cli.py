@@ -19,12 +19,16 @@ from atrium.platform.tenancy import verification
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.registry import Tenant
 from tests.conftest import MadeTenant, unique_slug
+from tests.servers import fresh_database
 
 OWNER_ARGS = ["--owner-name", "Ann", "--owner-email", "ann@example.com", "--owner-phone", "+1 555 0100"]
 
 
 @pytest.fixture
-def atrium(settings: Settings, operator_engine: Engine) -> Callable[..., subprocess.CompletedProcess[str]]:
+def atrium(
+    settings: Settings, operator_engine: Engine, tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI on the test database, run in a folder of its own (no ./.atrium/ of a dev run)."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
@@ -32,11 +36,15 @@ def atrium(settings: Settings, operator_engine: Engine) -> Callable[..., subproc
         "ATRIUM_SECRET_KEY": settings.secret_key,
     }
     env.pop("REDIS_URL", None)
+    env.pop("ATRIUM_PUBLIC_PORT", None)
 
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "atrium.scripts", *args],
-            env=env,
+            cwd=tmp_path,
+            env={**env, **(extra_env or {})},
             input=stdin,
             capture_output=True,
             text=True,
@@ -176,6 +184,63 @@ def test_domains_and_suspension(
     assert atrium("tenants", "domains", "remove", made.slug, domain).returncode == 1
 
 
+def _rows(output: str) -> list[list[str]]:
+    """A rich table's lines split into cells (its rule line left out)."""
+    return [line.split() for line in output.splitlines() if line.strip() and set(line.strip()) != {"─"}]
+
+
+def test_human_output_is_tables_with_a_header_row(
+    atrium: Callable[..., subprocess.CompletedProcess[str]], make_tenant: Callable[..., MadeTenant]
+) -> None:
+    made = make_tenant()
+    domains = [f"a.{made.slug}.example.com", f"b.{made.slug}.example.com"]
+    for domain in domains:
+        assert atrium("tenants", "domains", "add", made.slug, domain).returncode == 0
+
+    listed = atrium("tenants", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = _rows(listed.stdout)
+    assert rows[0] == ["slug", "status", "version", "name", "url", "domains"]
+    mine = next(row for row in rows if row[0] == made.slug)
+    assert mine[1:3] == ["active", made.tenant.version]
+
+    shown = atrium("tenants", "show", made.slug)
+    assert shown.returncode == 0, shown.stderr
+    rows = _rows(shown.stdout)
+    assert rows[0] == ["field", "value"]
+    assert ["domains", f"{domains[0]},", domains[1]] in rows
+    assert "[" not in shown.stdout
+    as_json = json.loads(atrium("tenants", "show", made.slug, "--json").stdout)
+    assert as_json["domains"] == domains
+
+
+def test_tenant_urls_show_the_port_served_on(
+    atrium: Callable[..., subprocess.CompletedProcess[str]],
+    make_tenant: Callable[..., MadeTenant],
+    tmp_path: Path,
+) -> None:
+    made = make_tenant()
+
+    def url(**env: str) -> str:
+        return json.loads(atrium("tenants", "show", made.slug, "--json", extra_env=env).stdout)["url"]
+
+    assert url() == f"http://{made.slug}.localhost:8000"
+    # `atrium serve --port 8123` in this folder left its port behind.
+    (tmp_path / ".atrium").mkdir()
+    (tmp_path / ".atrium" / "serve-port").write_text("8123")
+    assert url() == f"http://{made.slug}.localhost:8123"
+    assert url(ATRIUM_PUBLIC_PORT="9000") == f"http://{made.slug}.localhost:9000"
+
+
+def test_a_database_without_the_platform_schema_says_to_upgrade(
+    atrium: Callable[..., subprocess.CompletedProcess[str]], settings: Settings
+) -> None:
+    with fresh_database(settings.database_url) as empty:
+        result = atrium("tenants", "list", extra_env={"DATABASE_URL": empty})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "atrium db upgrade" in result.stderr, result.stderr
+
+
 def _reset_to_base(engine: Engine, made: MadeTenant) -> None:
     """Make a tenant look like one created before the first tenant migration."""
     schema = quote_ident(made.tenant.schema)
@@ -275,6 +340,7 @@ def test_verify_finds_a_schema_moved_by_hand_and_repair_records_it(
     assert untouched.slug not in {d["slug"] for d in report["differing"]}
     plain = atrium("tenants", "verify")
     assert plain.returncode == 1 and moved.slug in plain.stdout and moved.slug in plain.stderr
+    assert plain.stdout.splitlines()[0].split() == ["slug", "registry", "schema", "problem"]
 
     repaired = _verified(atrium, "--repair")
     assert [d["repaired"] for d in repaired["differing"] if d["slug"] == moved.slug] == [True]

@@ -71,3 +71,18 @@ def load_demo_credentials() -> dict[str, str] | None:
 
 def save_demo_credentials(credentials: dict[str, str]) -> None:
     _private_file(state_dir() / "demo-owner.json", json.dumps(credentials, indent=2))
+
+
+def save_served_port(port: int) -> None:
+    """Remember the port ``atrium serve`` listens on, for the URLs the CLI prints later."""
+    _private_file(state_dir() / "serve-port", str(port))
+
+
+def served_port() -> int | None:
+    """The port the last ``atrium serve`` in this folder listened on, if it left one."""
+    path = state_dir() / "serve-port"
+    try:
+        port = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None

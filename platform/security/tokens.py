@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -43,6 +45,7 @@ from atrium.platform.security.callers import (
 )
 from atrium.platform.tenancy.middleware import scope_tenant
 from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.errors import Refusal
 
 logger = logging.getLogger("atrium.auth")
 
@@ -108,17 +111,23 @@ class VerifiedToken(Token):
         token = _verified.get(key)
         if token is not None and (not verify_exp or token.exp > datetime.datetime.now(datetime.UTC)):
             return token
-        token = super().decode(
-            encoded_token,
-            secret,
-            algorithm,
-            audience,
-            issuer,
-            require_claims,
-            verify_exp,
-            verify_nbf,
-            strict_audience,
-        )
+        try:
+            token = super().decode(
+                encoded_token,
+                secret,
+                algorithm,
+                audience,
+                issuer,
+                require_claims,
+                verify_exp,
+                verify_nbf,
+                strict_audience,
+            )
+        except NotAuthorizedException as exc:
+            # PyJWT checks the signature before the expiry: only a token this deployment
+            # signed is ever called expired.
+            expired = isinstance(exc.__cause__, jwt.ExpiredSignatureError)
+            raise NotAuthorizedException(Refusal.EXPIRED if expired else Refusal.MALFORMED) from None
         if "nbf" not in token.extras:
             while len(_verified) >= VERIFIED_TOKENS_MAX:
                 del _verified[next(iter(_verified))]
@@ -182,14 +191,25 @@ class TokenAuth:
     async def retrieve_user(
         self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthUser | None:
-        """The caller, or ``None`` (401): foreign tenant, revoked token, deleted user."""
+        """The caller; a 401 saying why otherwise: foreign tenant, revoked token, deleted user."""
+        user = await self._retrieve_user(token, connection)
+        if user is None:
+            raise NotAuthorizedException(Refusal.REVOKED)
+        return user
+
+    async def _retrieve_user(
+        self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthUser | None:
         tenant = connection_tenant(connection)
-        if tenant is None or token.extras.get("tid") != str(tenant.id) or not isinstance(token.jti, str):
-            return None
+        issuer = token.extras.get("tid")
+        if tenant is None or not isinstance(issuer, str) or not isinstance(token.jti, str):
+            raise NotAuthorizedException(Refusal.MALFORMED)
+        if issuer != str(tenant.id):
+            raise NotAuthorizedException(Refusal.OTHER_TENANT)
         try:
             user_id = uuid.UUID(token.sub)
         except ValueError:
-            return None
+            raise NotAuthorizedException(Refusal.MALFORMED) from None
         opt = connection.route_handler.opt
         if opt.get(READS_ON_DRIVER):
             return await self._reader(tenant, user_id, token.jti, connection)

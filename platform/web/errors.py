@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from atrium.platform.web.validation import body_problems
+from atrium.platform.web.validation import body_problems, readable
 
 logger = logging.getLogger("atrium.errors")
 
@@ -82,6 +83,17 @@ _DESCRIPTIONS = {
 TENANT_STATUSES = (400, 403, 404)
 
 
+# Why a token is refused (the 401's detail). Each says what the client can act on (log in
+# again, use the right host) and no more: a forged or foreign token learns nothing of the
+# users or tenants behind it. A deleted user's token reads as revoked.
+class Refusal(StrEnum):
+    MISSING = "token missing: send Authorization: Bearer <token> from POST /auth/login"
+    MALFORMED = "token malformed"
+    EXPIRED = "token expired"
+    REVOKED = "token revoked"
+    OTHER_TENANT = "token issued for another tenant"
+
+
 def problem_responses(*statuses: int, tenant_route: bool = True) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the problems a route can answer."""
     if tenant_route:
@@ -123,7 +135,7 @@ def _validation_errors(extra: Any) -> list[dict[str, str]]:
     errors = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
-            message = str(item.get("message", "invalid value"))
+            message = readable(str(item.get("message", "invalid value")))
             field = str(item.get("key", ""))
             if field == "data" and (named := _FIELD_IN_MESSAGE.search(message)):
                 field = named.group(1)
@@ -145,11 +157,16 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         return problem(status, HTTPStatus(status).description, headers=exc.headers)
     if status == 401:
         detail = str(exc.detail or "")
-        if not detail or detail.startswith(
-            "No permission"
-        ):  # Litestar's wording for revoked or foreign tokens
-            detail = "The bearer token is not valid here: revoked, of another tenant, or of a deleted user."
+        if detail.startswith("No JWT token found"):  # Litestar's wording, naming its internals
+            detail = Refusal.MISSING
+        elif not detail or detail == HTTPStatus.UNAUTHORIZED.phrase:
+            detail = Refusal.REVOKED
         return problem(401, detail, headers={**(exc.headers or {}), "WWW-Authenticate": "Bearer"})
+    if status == 404 and exc.detail in ("", HTTPStatus.NOT_FOUND.phrase):
+        # A bare 404 is Litestar's router: a path whose shape fits a route but whose
+        # parameter does not convert, in this API an id that is not a UUID (every other
+        # path reaches the catch-all route, every 404 of Atrium's own says more).
+        return problem(404, "Nothing is served at this path: ids in paths are UUIDs.", headers=exc.headers)
     detail = (
         exc.detail
         if exc.detail and exc.detail != HTTPStatus(status).phrase

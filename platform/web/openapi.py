@@ -29,7 +29,6 @@ from typing import Any
 from litestar import Litestar, Router
 from litestar.enums import ParamType
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIHeader,
@@ -47,6 +46,7 @@ from litestar.openapi.spec import (
 from atrium.platform.settings import Settings
 from atrium.platform.web.bodies import Schema as BodySchema
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG
+from atrium.platform.web.docs import docs_render_plugin
 from atrium.platform.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from atrium.platform.web.idempotency import KEPT_FOR, REPLAYED_HEADER
 from atrium.platform.web.listing import LIST_PARAMETERS
@@ -76,7 +76,7 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
         version=API_VERSION,
         description=_DESCRIPTION,
         path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[docs_render_plugin()],
         servers=[
             Server(
                 url=settings.tenant_url("{tenant}"),

@@ -21,6 +21,26 @@ from litestar.utils.scope.state import ScopeState
 _LOCATION = re.compile(r" - at `\$([^`]*)`$")
 
 
+# msgspec names a failed pattern by the regex itself, which tells a client nothing.
+_PATTERN = re.compile(r"^Expected `str` matching regex (.+?)( - at `[^`]*`)?$")
+_PATTERN_MESSAGES: dict[str, str] = {}
+
+
+def describe_pattern(pattern: str, message: str) -> str:
+    """Say ``message`` instead of the regex when a field fails ``pattern``; returns the pattern."""
+    _PATTERN_MESSAGES[repr(pattern)] = message
+    return pattern
+
+
+def readable(message: str) -> str:
+    """msgspec's message, with a known pattern's regex replaced by what it means."""
+    matched = _PATTERN.match(message)
+    if matched is None:
+        return message
+    meaning = _PATTERN_MESSAGES.get(matched.group(1), "does not have the expected format")
+    return meaning + (matched.group(2) or "")
+
+
 def decoded_json_body(request: Request[Any, Any, Any]) -> Any:
     """The body Litestar decoded for this request, or ``Empty`` if it decoded none.
 
@@ -63,7 +83,7 @@ def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[di
             message = str(exc)
             location = _LOCATION.search(message)
             suffix = location.group(1) if location else ""
-            errors.append({"field": name + suffix, "message": _LOCATION.sub("", message)})
+            errors.append({"field": name + suffix, "message": readable(_LOCATION.sub("", message))})
     return errors
 
 

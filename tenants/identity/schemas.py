@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import msgspec
 
 from atrium.platform.web.bodies import Schema
+from atrium.platform.web.validation import describe_pattern
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+EMAIL_PATTERN = describe_pattern(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", "not a valid email address")
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=320)]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
