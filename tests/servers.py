@@ -125,7 +125,8 @@ def pgbouncer(database_url: str) -> Iterator[str]:
     url = make_url(database_url)
     require(
         url.host is not None and not url.query.get("host"),
-        "PgBouncer runs as another user and needs a TCP server: set ATRIUM_TEST_DATABASE_URL",
+        "PgBouncer needs a PostgreSQL server over TCP: set ATRIUM_TEST_DATABASE_URL,"
+        " e.g. postgresql://postgres@127.0.0.1:5432/postgres",
     )
     port = free_port()
     # PgBouncer refuses to run as root; it runs as postgres, which must read these

@@ -80,7 +80,11 @@ def _lookup(data: dict, path: str) -> object:
 
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     server_url = os.environ.get("ATRIUM_TEST_DATABASE_URL")
-    require(server_url is not None, "a PostgreSQL server on this machine (ATRIUM_TEST_DATABASE_URL)")
+    require(
+        server_url is not None,
+        "the benchmark runs its own server processes against a PostgreSQL server on this machine:"
+        " set ATRIUM_TEST_DATABASE_URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+    )
     require(shutil.which("wrk") is not None, "wrk (Debian package wrk)")
     assert server_url is not None
     output = tmp_path / "latest.json"
