@@ -455,7 +455,8 @@ async def test_a_linked_group_or_role_cannot_be_deleted(
     link_body = (await create_request("user-meta", client, owner_a))["json"]
     link = await client.post("/user-meta", json={**link_body, field: target}, headers=owner_a)
     assert link.status_code == 201, link.text
-    assert_problem(await client.delete(f"/{resource}/{target}", headers=owner_a), 409)
+    refused = assert_problem(await client.delete(f"/{resource}/{target}", headers=owner_a), 409)
+    assert f"1 user-meta row ({field})" in refused["detail"], refused
     assert (await client.get(f"/{resource}/{target}", headers=owner_a)).status_code == 200
     assert (await client.delete(f"/user-meta/{link.json()['id']}", headers=owner_a)).status_code == 204
     assert (await client.delete(f"/{resource}/{target}", headers=owner_a)).status_code == 204

@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar.di import NamedDependency
-from sqlalchemy import ColumnElement, literal, select
+from litestar.plugins.problem_details import ProblemDetailsException
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -230,7 +231,34 @@ class CrudService(Generic[M]):
     async def delete(self, item_id: uuid.UUID, if_match: str | None = None) -> None:
         item = await self.get_to_write(item_id, if_match)
         await self.before_delete(item)
-        await self._write(lambda: self._repository.delete(item.id), deleting=True)
+        try:
+            await self._write(lambda: self._repository.delete(item.id), deleting=True)
+        except ProblemDetailsException as refused:
+            if refused.status_code != 409 or not (uses := await self._references_to(item_id)):
+                raise
+            row = self.model.__tablename__.replace("_", " ")
+            raise problem(
+                409,
+                f"This {row} row is still in use: {uses}. Change or delete those first.",
+                type_="conflict",
+            ) from None
+
+    async def _references_to(self, item_id: uuid.UUID) -> str:
+        """What still points at a row whose delete was refused, counted (the failure path
+        only: a delete that succeeds pays nothing for it)."""
+        target = self.model.__table__.c.id
+        uses = []
+        for table in self.model.metadata.sorted_tables:
+            for fk in table.foreign_keys:
+                if fk.column is target:
+                    count = await self.session.scalar(
+                        select(func.count()).select_from(table).where(fk.parent == item_id)
+                    )
+                    if count:
+                        name = table.name.replace("_", "-")
+                        uses.append(f"{count} {name} row{'s' if count != 1 else ''} ({fk.parent.name})")
+        await self.session.rollback()
+        return ", ".join(uses)
 
     async def _write(self, operation: Callable[[], Any], deleting: bool = False) -> None:
         try:
