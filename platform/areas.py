@@ -21,6 +21,11 @@ from litestar import Router
 from atrium.platform.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from atrium.platform.tenancy.demo import DemoTenant
+
+if TYPE_CHECKING:
     from atrium.platform.web.resources import ResourceSpec
 
 
@@ -34,6 +39,8 @@ class Area:
     resources: Sequence[ResourceSpec] = ()
     # Routers beyond the resources' own (``/auth``), made with the settings.
     routers: Callable[[Settings], Sequence[Router]] = field(default=_no_routers)
+    # Sample rows for a demo tenant (platform/tenancy/demo.py), written in its schema.
+    demo: Callable[[Connection, DemoTenant], None] | None = None
 
     def build_routers(self, settings: Settings) -> list[Router]:
         from atrium.platform.web.resources import crud_router

@@ -140,6 +140,7 @@ def _publish(settings: Settings, tenant_id: Any) -> None:
 @click.option("--owner-email", required=True)
 @click.option("--owner-phone", required=True)
 @click.option("--owner-password-stdin", is_flag=True, help="Read the owner's password from stdin.")
+@click.option("--demo", is_flag=True, help="Add sample users, groups and rows to explore.")
 @click.option("--json", "as_json", is_flag=True, help="Print the tenant as JSON.")
 def tenants_create(
     slug: str,
@@ -148,6 +149,7 @@ def tenants_create(
     owner_email: str,
     owner_phone: str,
     owner_password_stdin: bool,
+    demo: bool,
     as_json: bool,
 ) -> None:
     """Provision a tenant: schema at head, owner user, built-in roles and group."""
@@ -171,6 +173,10 @@ def tenants_create(
             OwnerSpec(owner_name, owner_email, owner_phone, password),
             bcrypt_rounds=settings.bcrypt_rounds,
         )
+        if demo:
+            from atrium.platform.tenancy.demo import seed_demo
+
+            seed_demo(engine, tenant.schema, tenant.id, tenant.owner_id, settings.bcrypt_rounds)
     _publish(settings, tenant.id)
     data = {
         "id": str(tenant.id),

@@ -23,6 +23,7 @@ def prepare_embedded(port: int) -> None:
     from atrium.platform.db.engines import create_operator_engine
     from atrium.platform.security.passwords import generate_password
     from atrium.platform.tenancy.admin import TenantNotFound, get_tenant
+    from atrium.platform.tenancy.demo import seed_demo
     from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
     from atrium.platform.tenancy.schema_migrations import migrate_tenants
 
@@ -42,13 +43,14 @@ def prepare_embedded(port: int) -> None:
             get_tenant(engine, DEMO_SLUG)
         except TenantNotFound:
             password = generate_password()
-            provision_tenant(
+            made = provision_tenant(
                 engine,
                 DEMO_SLUG,
                 "Demo",
                 OwnerSpec(DEMO_OWNER["name"], DEMO_OWNER["email"], DEMO_OWNER["phone"], password),
                 bcrypt_rounds=settings.bcrypt_rounds,
             )
+            seed_demo(engine, made.schema, made.id, made.owner_id, settings.bcrypt_rounds)
             embedded.save_demo_credentials({"email": DEMO_OWNER["email"], "password": password})
         migrate_tenants(settings, engine, concurrency=1)
     finally:

@@ -1,0 +1,55 @@
+"""The demo organisation (platform/tenancy/demo.py): sample rows of every area that has some."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from atrium.platform.settings import Settings
+from atrium.tenants.areas import areas
+from tests.conftest import TEST_SECRET, login, serve, unique_slug
+
+OWNER = ["--owner-name", "Olive", "--owner-email", "olive@demo.test", "--owner-phone", "1"]
+
+
+async def test_tenants_create_demo_seeds_an_organisation_to_explore(
+    settings: Settings, operator_engine: Engine, tmp_path: Path
+) -> None:
+    slug = unique_slug("demo")
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "ATRIUM_SECRET_KEY": TEST_SECRET,
+        "ATRIUM_BCRYPT_ROUNDS": "4",
+        "PATH": str(Path(sys.executable).parent),
+    }
+    command = [sys.executable, "-m", "atrium.scripts", "tenants", "create", slug, "--name", "Demo", *OWNER]
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [*command, "--demo", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    password = json.loads(created.stdout)["owner_password"]
+    assert {a.name for a in areas() if a.demo is not None} >= {"identity", "customize"}
+
+    async with serve(settings) as (_, client):
+        owner = await login(client, f"{slug}.localhost", "olive@demo.test", password)
+        users = (await client.get("/users", headers=owner)).json()
+        groups = (await client.get("/user-groups", headers=owner)).json()
+        links = (await client.get("/user-meta", headers=owner)).json()
+        customize = (await client.get("/customize", headers=owner)).json()
+    assert users["total"] >= 5  # the owner and the sample people
+    assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
+    assert customize["total"] == 1
+    # Every sample person is in a group with a role, as in a real organisation.
+    assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}
