@@ -41,6 +41,12 @@ async def test_host_table(settings: Settings, tenants: dict[str, MadeTenant]) ->
         ("bad_host.localhost", 400, "invalid-host"),
         ("acme.localhost:port", 400, "invalid-host"),
         ("", 400, "invalid-host"),
+        # IP literals name no tenant: refused like any other invalid host.
+        ("127.0.0.1", 400, "invalid-host"),
+        ("127.0.0.1:8000", 400, "invalid-host"),
+        ("2130706433", 400, "invalid-host"),
+        ("[::1]", 400, "invalid-host"),
+        ("[::1]:8000", 400, "invalid-host"),
         ("localhost", 404, "not-found"),
         ("localhost:8000", 404, "not-found"),
     ]
@@ -80,6 +86,32 @@ async def test_platform_routes_on_every_host(settings: Settings, host: str) -> N
         assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
         spec = await client.get("/schema/openapi.json", headers={"Host": host})
         assert spec.status_code == 200 and spec.json()["info"]["title"] == "Atrium"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "[::1]", "[::1]:8000"])
+async def test_platform_routes_answer_on_ip_literals(settings: Settings, host: str) -> None:
+    async with serve(settings) as (_, client):
+        health = await client.get("/health", headers={"Host": host})
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+async def test_repeated_host_headers_are_refused(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
+    """RFC 9112 §3.2: several Host lines are a 400, whether they agree or not, on every path."""
+    active, suspended = tenants["active"], tenants["suspended"]
+    cases = [
+        [active.host, active.host],
+        [active.host, suspended.host],
+        [suspended.host, active.host],
+        [active.host, "ghost.localhost"],
+        [active.host, "127.0.0.1"],
+    ]
+    async with serve(settings, PROBES) as (_, client):
+        for hosts in cases:
+            for path in ("/probe/users", "/health"):
+                response = await client.get(path, headers=[("Host", host) for host in hosts])
+                assert response.status_code == 400, (hosts, path, response.text)
+                assert response.json()["type"] == "invalid-host"
+                assert active.owner_email not in response.text
 
 
 async def test_health_reports_an_unreachable_database(settings: Settings) -> None:
