@@ -62,7 +62,7 @@ class TenantMiddleware(ASGIMiddleware):
             if self.resolver.is_apex(host):
                 raise problem(404, "This host serves platform routes only.")
             tenant = await self.resolver.resolve(host)
-            if tenant is None:
+            if tenant is None or tenant.deleting:
                 raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
             if tenant.suspended:
                 raise problem(403, "This tenant is suspended.", type_="tenant-suspended")
