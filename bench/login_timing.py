@@ -28,7 +28,6 @@ from contextlib import contextmanager
 
 import httpx
 import psycopg
-from litestar.stores.memory import MemoryStore
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -37,6 +36,7 @@ from atrium.platform.db.alembic_runner import upgrade_platform
 from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.security.login_throttle import LoginThrottle, ThrottleLimits
 from atrium.platform.settings import Settings, to_sqlalchemy_url
+from atrium.platform.stores import MemoryCounter
 from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 
 UNLIMITED = ThrottleLimits(per_email=10**9, per_client=10**9)
@@ -66,7 +66,7 @@ def summary(samples: list[float]) -> tuple[float, float]:
 async def measure(
     settings: Settings, host: str, email: str, attempts: int, warmup: int
 ) -> dict[str, list[float]]:
-    app = create_app(settings, login_throttle=LoginThrottle(MemoryStore(), UNLIMITED))
+    app = create_app(settings, login_throttle=LoginThrottle(MemoryCounter(), UNLIMITED))
     transport = httpx.ASGITransport(app=app)
     samples: dict[str, list[float]] = {"unknown email": [], "wrong password": []}
     async with (

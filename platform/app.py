@@ -111,7 +111,6 @@ def create_app(
     app = Litestar(
         route_handlers=[health, docs_assets_router(), *routers, *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
-        stores=stores.stores,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             ProblemDetailsPlugin(problem_details_config()),
@@ -122,7 +121,7 @@ def create_app(
             "reads": Provide(read_transaction_provider(engine, settings.db_statement_timeout_ms)),
             "settings": _value(settings),
             "token_auth": _value(token_auth),
-            "login_throttle": _value(login_throttle or LoginThrottle(stores.stores["login_failures"])),
+            "login_throttle": _value(login_throttle or LoginThrottle(stores.login_attempts)),
         },
         guards=[body_guard, idempotency_key_guard],
         exception_handlers={

@@ -439,9 +439,11 @@ def tenants_delete(slug: str, yes: bool) -> None:
     if not yes:
         raise OperatorError(f"refusing to delete tenant {slug!r} and all its data without --yes", EXIT_USAGE)
     settings = operator_settings()
+    from atrium.platform.tenancy.resolution import FALLBACK_TTL
+
     with operator_engine(settings) as engine:
-        tenant_id = delete_tenant(engine, slug)
-    _publish(settings, tenant_id)
+        # Processes that miss the announcement drop their cached view within FALLBACK_TTL.
+        delete_tenant(engine, slug, lambda tenant_id: _publish(settings, tenant_id), FALLBACK_TTL)
     click.echo(f"tenant {slug} deleted")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from atrium.platform.security.permissions import effective
 from atrium.platform.security.tokens import TokenAuth, VerifiedToken
 from atrium.platform.settings import Settings
 from atrium.platform.web.errors import Refusal
+from atrium.tenants.identity import auth_routes
 from tests.api import (
     UPDATES,
     Api,
@@ -592,3 +594,94 @@ async def test_login_throttle_per_email_in_memory(settings: Settings, operator_e
             headers={"Host": made.host},
         )
         assert_problem(unknown, 401)
+
+
+# --- login throttle under concurrent bursts ------------------------------------------------------
+
+BURST = 40
+
+
+@pytest.fixture
+def password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every password the login handler checks, recorded; each check is slowed so that a
+    burst's requests are all in flight together, as over a network."""
+    checked: list[str] = []
+    lock = threading.Lock()
+    real = auth_routes.verify_password
+
+    def counted(password: str, *args: Any) -> bool:
+        with lock:
+            checked.append(password)
+        time.sleep(0.05)
+        return real(password, *args)
+
+    monkeypatch.setattr(auth_routes, "verify_password", counted)
+    return checked
+
+
+def _from(app: Litestar, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=60)
+
+
+async def _burst(app: Litestar, made: MadeTenant, addresses: list[str], emails: list[str]) -> list[int]:
+    clients = {address: _from(app, address) for address in set(addresses)}
+    try:
+        responses = await asyncio.gather(
+            *(
+                clients[address].post(
+                    "/auth/login",
+                    json={"email": email, "password": "wrong-password"},
+                    headers={"Host": made.host},
+                )
+                for address, email in zip(addresses, emails, strict=True)
+            )
+        )
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    for response in responses:
+        if response.status_code == 429:
+            assert_throttled(response)
+    return [response.status_code for response in responses]
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("sources", ["one address", "many addresses"])
+async def test_a_burst_for_one_email_checks_exactly_the_limit_of_passwords(
+    settings: Settings,
+    request: pytest.FixtureRequest,
+    operator_engine: Engine,
+    password_checks: list[str],
+    backend: str,
+    sources: str,
+) -> None:
+    if backend == "redis":
+        settings = settings.with_overrides(redis_url=request.getfixturevalue("real_redis_url"))
+    made = new_tenant(operator_engine, "thr")
+    addresses = ["10.9.0.1"] * BURST if sources == "one address" else [f"10.9.1.{i}" for i in range(BURST)]
+    async with serve_api(settings) as (app, _):
+        statuses = await _burst(app, made, addresses, [made.owner_email] * BURST)
+    assert len(password_checks) == 5, (len(password_checks), sorted(statuses))
+    assert sorted(statuses) == [401] * 5 + [429] * (BURST - 5)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_burst_from_one_address_checks_exactly_its_limit_of_passwords(
+    settings: Settings,
+    request: pytest.FixtureRequest,
+    operator_engine: Engine,
+    password_checks: list[str],
+    backend: str,
+) -> None:
+    if backend == "redis":
+        settings = settings.with_overrides(redis_url=request.getfixturevalue("real_redis_url"))
+    made = new_tenant(operator_engine, "thr")
+    emails = [f"guess-{i}@nowhere.example" for i in range(BURST)]
+    async with serve_api(settings) as (app, _):
+        statuses = await _burst(app, made, ["10.9.2.1"] * BURST, emails)
+        assert len(password_checks) == 20, (len(password_checks), sorted(statuses))
+        assert sorted(statuses) == [401] * 20 + [429] * (BURST - 20)
+        # Only that address is refused: the owner logs in from another.
+        async with _from(app, "10.9.2.2") as other:
+            assert (await attempt(other, made)).status_code == 200

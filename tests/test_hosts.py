@@ -7,22 +7,25 @@ from collections.abc import Callable
 import pytest
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
-from atrium.platform.tenancy.admin import add_domain, set_status
-from atrium.platform.tenancy.registry import TenantStatus
+from atrium.platform.tenancy.admin import TenantNotFound, add_domain, set_status
+from atrium.platform.tenancy.registry import Tenant, TenantStatus
 from tests.conftest import MadeTenant, serve
 from tests.probes import PROBES
 
 
 @pytest.fixture
 def tenants(make_tenant: Callable[..., MadeTenant], operator_engine: Engine) -> dict[str, MadeTenant]:
-    active, suspended = make_tenant(), make_tenant()
+    active, suspended, deleting = make_tenant(), make_tenant(), make_tenant()
     set_status(operator_engine, suspended.slug, TenantStatus.SUSPENDED)
     add_domain(operator_engine, active.slug, f"app.{active.slug}.example.com", "localhost")
-    return {"active": active, "suspended": suspended}
+    # As a deletion leaves it between its announcement and the drop.
+    with operator_engine.begin() as conn:
+        conn.execute(update(Tenant).where(Tenant.slug == deleting.slug).values(status=TenantStatus.DELETING))
+    return {"active": active, "suspended": suspended, "deleting": deleting}
 
 
 async def test_host_table(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
@@ -38,9 +41,16 @@ async def test_host_table(settings: Settings, tenants: dict[str, MadeTenant]) ->
         ("nobody-here.localhost", 404, "tenant-not-found"),
         ("unknown.example.org", 404, "tenant-not-found"),
         (f"{suspended.slug}.localhost", 403, "tenant-suspended"),
+        (f"{tenants['deleting'].slug}.localhost", 404, "tenant-not-found"),
         ("bad_host.localhost", 400, "invalid-host"),
         ("acme.localhost:port", 400, "invalid-host"),
         ("", 400, "invalid-host"),
+        # IP literals name no tenant: refused like any other invalid host.
+        ("127.0.0.1", 400, "invalid-host"),
+        ("127.0.0.1:8000", 400, "invalid-host"),
+        ("2130706433", 400, "invalid-host"),
+        ("[::1]", 400, "invalid-host"),
+        ("[::1]:8000", 400, "invalid-host"),
         ("localhost", 404, "not-found"),
         ("localhost:8000", 404, "not-found"),
     ]
@@ -80,6 +90,39 @@ async def test_platform_routes_on_every_host(settings: Settings, host: str) -> N
         assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
         spec = await client.get("/schema/openapi.json", headers={"Host": host})
         assert spec.status_code == 200 and spec.json()["info"]["title"] == "Atrium"
+
+
+def test_a_tenant_being_deleted_cannot_be_resumed(
+    tenants: dict[str, MadeTenant], operator_engine: Engine
+) -> None:
+    with pytest.raises(TenantNotFound):
+        set_status(operator_engine, tenants["deleting"].slug, TenantStatus.ACTIVE)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "[::1]", "[::1]:8000"])
+async def test_platform_routes_answer_on_ip_literals(settings: Settings, host: str) -> None:
+    async with serve(settings) as (_, client):
+        health = await client.get("/health", headers={"Host": host})
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+async def test_repeated_host_headers_are_refused(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
+    """RFC 9112 §3.2: several Host lines are a 400, whether they agree or not, on every path."""
+    active, suspended = tenants["active"], tenants["suspended"]
+    cases = [
+        [active.host, active.host],
+        [active.host, suspended.host],
+        [suspended.host, active.host],
+        [active.host, "ghost.localhost"],
+        [active.host, "127.0.0.1"],
+    ]
+    async with serve(settings, PROBES) as (_, client):
+        for hosts in cases:
+            for path in ("/probe/users", "/health"):
+                response = await client.get(path, headers=[("Host", host) for host in hosts])
+                assert response.status_code == 400, (hosts, path, response.text)
+                assert response.json()["type"] == "invalid-host"
+                assert active.owner_email not in response.text
 
 
 async def test_health_reports_an_unreachable_database(settings: Settings) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue
 from atrium.platform.db.alembic_runner import downgrade_steps, script_directory, upgrade_steps
 from atrium.platform.db.library_seams import asyncio_pool_with_queue, listener_sessionmaker, request_session
 from atrium.platform.settings import Settings
-from atrium.platform.stores import FallbackStore, app_stores
+from atrium.platform.stores import FallbackCounter, app_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 SEAMS = ROOT / "platform" / "db" / "library_seams.py"
@@ -151,10 +151,10 @@ def test_downgrade_steps_are_alembic_downgrade_steps(env: Any) -> None:
 async def test_app_stores_close_the_redis_client_they_share(real_redis_url: str) -> None:
     stores = app_stores(real_redis_url)
     assert stores.redis is not None
-    store = stores.stores["login_failures"]
-    assert isinstance(store, FallbackStore)
-    await store.set("seam-probe", b"1", expires_in=30)
+    counter = stores.login_attempts
+    assert isinstance(counter, FallbackCounter)
+    assert await counter.take([("seam-probe", 5)], 30) == 0
     keys = await stores.redis.keys("*seam-probe")
-    assert keys, "the store does not write through the client app_stores keeps"
+    assert keys, "the counter does not write through the client app_stores keeps"
     await stores.redis.delete(*keys)
     await stores.close()

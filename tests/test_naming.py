@@ -4,6 +4,7 @@ import pytest
 
 from atrium.platform.tenancy.naming import (
     InvalidName,
+    is_ip_literal,
     normalize_host,
     quote_ident,
     schema_for_slug,
@@ -67,10 +68,35 @@ def test_schema_names_are_derived_and_distinct() -> None:
         ("-acme.localhost", None),
         ("acme.localhost/evil", None),
         ("x" * 300, None),
+        ("127.0.0.1", None),
+        ("127.0.0.1:80", None),
+        ("10.1", None),
+        ("[::1]", None),
+        ("[::1]:8000", None),
+        ("::1", None),
     ],
 )
 def test_normalize_host(raw: str | None, expected: tuple[str, str | None] | None) -> None:
     assert normalize_host(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.1:8000", True),
+        ("[::1]", True),
+        ("[::1]:8000", True),
+        ("::1", True),
+        ("acme.localhost", False),
+        ("acme.localhost:8000", False),
+        ("[acme]", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_is_ip_literal(raw: str | None, expected: bool) -> None:
+    assert is_ip_literal(raw) is expected
 
 
 def test_validate_domain() -> None:

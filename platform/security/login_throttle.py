@@ -1,9 +1,11 @@
-"""Limits on failed logins, per email and per client address, keyed by tenant.
+"""Limits on login attempts, per email and per client address, keyed by tenant.
 
-Counters live in a Litestar store (Redis with ``REDIS_URL``, so every app process
-shares them; memory otherwise). Litestar's stores have no atomic increment, so a
-burst of concurrent failures can overshoot a limit by the burst's size; the limit
-still holds for any sustained guessing.
+An attempt is taken *before* the password is checked, atomically against both
+counters (``atrium.platform.stores``): a burst of concurrent logins then makes no
+more password checks than the limit, however many requests arrive at once. A
+successful login gives its attempt back to the client's counter and clears the
+email's, so only failures add up; an attempt that checked no password (the database
+failed) is given back too.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from litestar.stores.base import Store
-
+from atrium.platform.stores import AttemptCounter
 from atrium.platform.web.errors import problem
 
 
@@ -23,35 +24,41 @@ class ThrottleLimits:
     window_seconds: int = 900
 
 
+def _email_key(tenant_id: uuid.UUID, email: str) -> str:
+    return f"{tenant_id}:email:{email.strip().lower()}"
+
+
+def _client_key(tenant_id: uuid.UUID, client: str) -> str:
+    return f"{tenant_id}:client:{client}"
+
+
 class LoginThrottle:
-    def __init__(self, store: Store, limits: ThrottleLimits | None = None) -> None:
-        self.store = store
+    def __init__(self, counter: AttemptCounter, limits: ThrottleLimits | None = None) -> None:
+        self.counter = counter
         self.limits = limits or ThrottleLimits()
 
-    def _keys(self, tenant_id: uuid.UUID, email: str, client: str) -> list[tuple[str, int]]:
-        return [
-            (f"{tenant_id}:email:{email.strip().lower()}", self.limits.per_email),
-            (f"{tenant_id}:client:{client}", self.limits.per_client),
-        ]
+    async def take(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+        """Count this attempt, or raise a 429 problem with ``Retry-After`` while either
+        the email or the client has used up its attempts."""
+        retry_after = await self.counter.take(
+            [
+                (_email_key(tenant_id, email), self.limits.per_email),
+                (_client_key(tenant_id, client), self.limits.per_client),
+            ],
+            self.limits.window_seconds,
+        )
+        if retry_after:
+            raise problem(
+                429,
+                "Too many failed logins; try again later.",
+                headers={"Retry-After": str(retry_after)},
+            )
 
-    async def check(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
-        """Raise a 429 problem with ``Retry-After`` while either key is over its limit."""
-        for key, limit in self._keys(tenant_id, email, client):
-            raw = await self.store.get(key)
-            if raw is not None and int(raw) >= limit:
-                retry_after = max(1, await self.store.expires_in(key) or self.limits.window_seconds)
-                raise problem(
-                    429,
-                    "Too many failed logins; try again later.",
-                    headers={"Retry-After": str(retry_after)},
-                )
+    async def give_back(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+        """Uncount an attempt that checked no password."""
+        await self.counter.give_back(_email_key(tenant_id, email))
+        await self.counter.give_back(_client_key(tenant_id, client))
 
-    async def record_failure(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
-        for key, _ in self._keys(tenant_id, email, client):
-            raw = await self.store.get(key)
-            remaining = await self.store.expires_in(key) if raw is not None else None
-            count = int(raw) + 1 if raw is not None else 1
-            await self.store.set(key, str(count).encode(), expires_in=remaining or self.limits.window_seconds)
-
-    async def record_success(self, tenant_id: uuid.UUID, email: str) -> None:
-        await self.store.delete(f"{tenant_id}:email:{email.strip().lower()}")
+    async def record_success(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+        await self.counter.reset(_email_key(tenant_id, email))
+        await self.counter.give_back(_client_key(tenant_id, client))

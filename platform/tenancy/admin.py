@@ -69,11 +69,15 @@ def get_tenant(engine: Engine, slug: str) -> TenantView:
 
 def set_status(engine: Engine, slug: str, status: TenantStatus) -> uuid.UUID:
     with engine.begin() as conn:
+        # A tenant being deleted stays so: resuming it would serve a schema about to vanish.
         tenant_id = conn.scalar(
-            update(Tenant).where(Tenant.slug == slug).values(status=status).returning(Tenant.id)
+            update(Tenant)
+            .where(Tenant.slug == slug, Tenant.status != TenantStatus.DELETING)
+            .values(status=status)
+            .returning(Tenant.id)
         )
     if tenant_id is None:
-        raise TenantNotFound(f"tenant {slug!r} not found")
+        raise TenantNotFound(f"tenant {slug!r} not found (or being deleted)")
     return tenant_id
 
 

@@ -18,7 +18,7 @@ from litestar.plugins import InitPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from atrium.platform.db.affinity import affinity
-from atrium.platform.tenancy.naming import normalize_host
+from atrium.platform.tenancy.naming import is_ip_literal, normalize_host
 from atrium.platform.tenancy.resolution import ResolvedTenant, TenantResolver
 from atrium.platform.web.errors import problem
 
@@ -31,11 +31,9 @@ def is_platform_path(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PLATFORM_PATHS)
 
 
-def host_header(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            return value.decode("latin-1")
-    return None
+def host_headers(scope: Scope) -> list[str]:
+    """Every Host header line of the request (ASGI servers pass repeated lines through)."""
+    return [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"host"]
 
 
 class TenantMiddleware(ASGIMiddleware):
@@ -45,18 +43,26 @@ class TenantMiddleware(ASGIMiddleware):
         self.resolver = resolver
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        parsed = normalize_host(host_header(scope))
-        if parsed is None:
+        hosts = host_headers(scope)
+        if len(hosts) > 1:
+            # RFC 9112 §3.2: a request with several Host lines is refused, whether or not
+            # they agree, since servers and proxies may each pick a different one.
+            raise problem(400, "The Host header is sent more than once.", type_="invalid-host")
+        raw = hosts[0] if hosts else None
+        parsed = normalize_host(raw)
+        platform_path = is_platform_path(scope["path"])
+        # Load balancers and orchestrators probe platform routes by address.
+        if parsed is None and not (platform_path and is_ip_literal(raw)):
             raise problem(
                 400, "The Host header is missing or is not a valid host name.", type_="invalid-host"
             )
         bound = None
-        if not is_platform_path(scope["path"]):
+        if not platform_path and parsed is not None:
             host = parsed[0]
             if self.resolver.is_apex(host):
                 raise problem(404, "This host serves platform routes only.")
             tenant = await self.resolver.resolve(host)
-            if tenant is None:
+            if tenant is None or tenant.deleting:
                 raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
             if tenant.suspended:
                 raise problem(403, "This tenant is suspended.", type_="tenant-suspended")

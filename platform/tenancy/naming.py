@@ -7,6 +7,7 @@ input never becomes a schema name. Wherever SQL is built, names go through
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from psycopg import sql
@@ -59,7 +60,9 @@ def normalize_host(raw: str | None) -> tuple[str, str | None] | None:
     """Split a Host header into (host, port); None when it is not a valid host name.
 
     Case-insensitive; a trailing dot and the port are dropped. IP literals are not
-    host names of any tenant, so they are refused like any other invalid host.
+    host names of any tenant, so they are refused like any other invalid host: a name
+    whose last label is all digits is one (no top-level domain is numeric, RFC 3696),
+    and a bracketed IPv6 literal never matches a label.
     """
     if not raw or len(raw) > 260:
         return None
@@ -71,9 +74,26 @@ def normalize_host(raw: str | None) -> tuple[str, str | None] | None:
     host = host[:-1] if host.endswith(".") else host
     if not host or len(host) > 253:
         return None
-    if not all(_LABEL.match(label) for label in host.split(".")):
+    labels = host.split(".")
+    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         return None
     return host, (port or None)
+
+
+def is_ip_literal(raw: str | None) -> bool:
+    """Whether a Host header names an IP address (``10.0.0.1``, ``[::1]:8000``), port or not."""
+    if not raw:
+        return False
+    host = raw.strip()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_domain(raw: str) -> str:

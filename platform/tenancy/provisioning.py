@@ -14,8 +14,9 @@ DDL go through ``atrium.platform.db.binding``, one statement per message.
 from __future__ import annotations
 
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -196,20 +197,49 @@ def provision_tenant(
     )
 
 
-def delete_tenant(engine: Engine, slug: str) -> uuid.UUID:
-    """Drop the tenant's schema and its registry row together; returns its id."""
+def delete_tenant(
+    engine: Engine,
+    slug: str,
+    announce: Callable[[uuid.UUID], None] | None = None,
+    drain_seconds: float = 0.0,
+) -> uuid.UUID:
+    """Delete a tenant in two steps; returns its id.
+
+    First it is marked ``deleting`` and that is committed and ``announce``d (published to
+    the app processes), so its hosts answer 404 before anything is dropped; after
+    ``drain_seconds`` (how long a process may take to hear of it) the schema and the
+    registry row are dropped together. A drop that fails leaves the tenant marked, still
+    answering 404, for the command to be run again.
+    """
+    with engine.begin() as conn:
+        tenant_id = conn.scalar(
+            update(Tenant)
+            .where(Tenant.slug == slug)
+            .values(status=TenantStatus.DELETING)
+            .returning(Tenant.id)
+        )
+    if tenant_id is None:
+        raise ProvisioningError(f"tenant {slug!r} not found")
+    if announce is not None:
+        announce(tenant_id)
+    if drain_seconds > 0:
+        time.sleep(drain_seconds)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             row = conn.execute(
-                select(Tenant.id, Tenant.schema_name).where(Tenant.slug == slug).with_for_update()
+                select(Tenant.id, Tenant.schema_name).where(Tenant.id == tenant_id).with_for_update()
             ).one_or_none()
-            if row is None:
-                raise ProvisioningError(f"tenant {slug!r} not found")
+            if row is None:  # deleted meanwhile by another run of the command
+                return tenant_id
             drop_tenant_schema(conn, row.schema_name)
             conn.execute(delete(Tenant).where(Tenant.id == row.id))
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-            raise ProvisioningError(f"tenant {slug!r} is busy (locked); try again") from None
+            raise ProvisioningError(
+                f"tenant {slug!r} is busy (locked); it stays marked for deletion, run the command again"
+            ) from None
         raise
-    return row.id
+    if announce is not None:
+        announce(tenant_id)
+    return tenant_id

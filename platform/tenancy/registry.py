@@ -25,6 +25,9 @@ platform_registry.metadata.schema = PLATFORM_SCHEMA
 class TenantStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    # Marked and announced before the schema is dropped: from then on the tenant's hosts
+    # answer 404, so no request starts on a schema about to vanish.
+    DELETING = "deleting"
 
 
 def _utcnow() -> datetime.datetime:
@@ -52,7 +55,7 @@ class PlatformBase(CommonTableAttributes, DeclarativeBase):
 
 class Tenant(PlatformBase):
     __tablename__ = "tenants"
-    __table_args__ = (CheckConstraint("status in ('active', 'suspended')", name="status_valid"),)
+    __table_args__ = (CheckConstraint("status in ('active', 'suspended', 'deleting')", name="status_valid"),)
 
     slug: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -93,6 +93,10 @@ class ResolvedTenant:
     owner_id: uuid.UUID | None = None
 
     @property
+    def deleting(self) -> bool:
+        return self.status == "deleting"
+
+    @property
     def suspended(self) -> bool:
         return self.status != "active"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import psycopg.errors
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -74,7 +75,7 @@ _DESCRIPTIONS = {
     415: "The body is not of the type the route reads",
     422: "Validation failed; `errors` names each bad field",
     429: "Too many requests; see Retry-After",
-    503: "Database unavailable",
+    503: "Database unavailable, or the tenant is being changed or removed",
 }
 
 
@@ -217,6 +218,43 @@ def _is_database_unavailable(exc: BaseException | None) -> bool:
     return False
 
 
+# What a request meets when its tenant's schema changes under it: dropped by a deletion
+# (the schema or its tables are gone), or altered by a migration (a column not there yet,
+# a prepared plan whose tables changed). The tenant is being deleted or changed, which is
+# no fault of the client's: 503, and the deletion's own 404 follows once every process
+# has seen it (API.md §1).
+_SCHEMA_CHANGING = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.FeatureNotSupported,
+)
+
+
+def _is_schema_changing(exc: BaseException | None) -> bool:
+    while exc is not None:
+        orig = getattr(exc, "orig", None)
+        for candidate in (exc, orig):
+            if isinstance(candidate, _SCHEMA_CHANGING):
+                return True
+            # A statement that waited on a table while it was dropped.
+            if isinstance(candidate, psycopg.errors.InternalError_) and "could not open relation" in str(
+                candidate
+            ):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def tenant_unavailable() -> ProblemDetailsException:
+    return problem(
+        503,
+        "This tenant is being changed or removed; try again shortly.",
+        type_="tenant-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 def database_unavailable() -> ProblemDetailsException:
     return problem(
         503,
@@ -241,6 +279,9 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if _is_database_unavailable(exc):
         logger.warning("database unavailable: %s", exc)
         return database_unavailable().to_response(request)
+    if _is_schema_changing(exc):
+        logger.warning("tenant schema changed under %s %s: %s", request.method, request.url.path, exc)
+        return tenant_unavailable().to_response(request)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "An unexpected error occurred.").to_response(request)
 

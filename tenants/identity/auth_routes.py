@@ -57,21 +57,26 @@ async def login(
     request: Request[Any, Any, Any],
 ) -> LoginResponse:
     client = _client_address(request)
-    await login_throttle.check(tenant.id, data.email, client)
+    # Taken before the password is checked, so a burst cannot check more than the limit.
+    await login_throttle.take(tenant.id, data.email, client)
     email = data.email.strip().lower()
-    # PostgreSQL refuses NUL in text; no stored email contains one anyway.
-    user = (
-        None
-        if "\x00" in email
-        else await db_session.scalar(select(User).where(func.lower(User.email) == email))
-    )
-    rounds = settings.bcrypt_rounds
-    # An unknown email still spends one bcrypt check, so timing does not tell them apart.
-    ok = await asyncio.to_thread(verify_password, data.password, user.password if user else None, rounds)
+    try:
+        # PostgreSQL refuses NUL in text; no stored email contains one anyway.
+        user = (
+            None
+            if "\x00" in email
+            else await db_session.scalar(select(User).where(func.lower(User.email) == email))
+        )
+        rounds = settings.bcrypt_rounds
+        # An unknown email still spends one bcrypt check, so timing does not tell them apart.
+        ok = await asyncio.to_thread(verify_password, data.password, user.password if user else None, rounds)
+    except Exception:
+        # No password was judged (the database failed): not a guess to count.
+        await login_throttle.give_back(tenant.id, data.email, client)
+        raise
     if user is None or not ok:
-        await login_throttle.record_failure(tenant.id, data.email, client)
         raise problem(401, "The email or password is not correct.", type_="invalid-credentials")
-    await login_throttle.record_success(tenant.id, data.email)
+    await login_throttle.record_success(tenant.id, data.email, client)
     return LoginResponse(
         access_token=token_auth.issue(user.id, tenant.id),
         token_type="bearer",  # noqa: S106 (the OAuth token type, not a secret)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ import hypothesis
 import pytest
 import schemathesis
 from anyio.from_thread import BlockingPortal
+from hypothesis import strategies as st
 from schemathesis.checks import CheckContext
 from schemathesis.core.failures import FailureGroup
 from schemathesis.python import asgi
@@ -44,6 +46,7 @@ from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.admin import set_status
 from atrium.platform.tenancy.registry import TenantStatus
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, MAX_JSON_DEPTH
 from tests.api import (
     _LEAKS,
     BCRYPT_MARKER,
@@ -215,6 +218,81 @@ def test_every_operation_conforms_to_its_documentation(case: schemathesis.Case, 
         app=target.app,
         timeout=30,
     )
+
+
+# --- depth and size of every JSON field ----------------------------------------------------------
+
+
+def _json_fields() -> list[tuple[str, str, str]]:
+    """(method, path, field) for every top-level field of every JSON request body."""
+    document = _document()
+    found = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict):
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            body = content["application/json"]["schema"]
+            while "$ref" in body:
+                body = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+            for field in sorted(body.get("properties", {})) or ["data"]:
+                found.append((method.upper(), path, field))
+    return found
+
+
+def _nested(depth: int, shape: str, leaf: str) -> str:
+    """``leaf`` inside ``depth`` arrays or objects, as JSON text (no recursion builds it)."""
+    opening, closing = [], []
+    for level in range(depth):
+        as_array = shape == "array" or (shape == "mixed" and level % 2)
+        opening.append("[" if as_array else '{"k":')
+        closing.append("]" if as_array else "}")
+    return "".join(opening) + leaf + "".join(reversed(closing))
+
+
+_LEAVES = st.one_of(
+    st.sampled_from(["null", "0", "-1e308", "true", '""', '"\\u0000"', "[]", "{}"]),
+    st.text(max_size=30).map(json.dumps),
+    # Long strings and long arrays: up to just over the body limit.
+    st.integers(0, 70_000).map(lambda n: json.dumps("x" * n)),
+    st.sampled_from([JSON_BODY_LIMIT - 64, JSON_BODY_LIMIT + 1]).map(lambda n: json.dumps("x" * n)),
+    st.integers(0, 50_000).map(lambda n: "[" + ",".join(["0"] * n) + "]"),
+)
+_DEPTHS = st.one_of(
+    st.integers(0, 8),
+    st.sampled_from([MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1]),
+    st.integers(MAX_JSON_DEPTH, 5_000),
+)
+
+
+@pytest.mark.parametrize(("method", "path", "field"), _json_fields(), ids=lambda v: str(v))
+@hypothesis.settings(deadline=None, database=None, max_examples=EXAMPLES, print_blob=True)
+@hypothesis.given(depth=_DEPTHS, shape=st.sampled_from(["array", "object", "mixed"]), leaf=_LEAVES)
+def test_every_json_field_survives_any_depth_and_size(
+    target: Target, method: str, path: str, field: str, depth: int, shape: str, leaf: str
+) -> None:
+    """Each field nested up to thousands of levels, or grown past the body limit: never a
+    5xx; deeper than MAX_JSON_DEPTH is a 400 and larger than the limit a 413 (problems)."""
+    url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+    body = ("{" + json.dumps(field) + ":" + _nested(depth, shape, leaf) + "}").encode()
+    token = target.fresh_token() if (method, path) == LOGOUT else target.token
+    with asgi.get_client(target.app) as client:
+        response = client.request(
+            method,
+            target.base_url + url,
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+    what = f"{method} {url} with {field!r} {depth} deep ({shape}), {len(body)} bytes"
+    assert response.status_code < 500, f"{what}: {response.status_code} {response.text[:300]}"
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith(PROBLEM_TYPE), what
+    if len(body) > JSON_BODY_LIMIT:
+        assert response.status_code == 413, f"{what}: {response.status_code} {response.text[:300]}"
+    elif depth + 1 > MAX_JSON_DEPTH:
+        assert response.status_code == 400, f"{what}: {response.status_code} {response.text[:300]}"
 
 
 def test_the_document_says_that_unknown_fields_are_refused() -> None:

@@ -332,6 +332,88 @@ def test_slow_bodies_do_not_hold_database_connections(server: Server) -> None:
             sock.close()
 
 
+# ---------------------------------------------------------------------------------------------
+# Host header lines (RFC 9112 §3.2: more than one is a 400)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_host(operator_engine: Engine) -> str:
+    return new_tenant(operator_engine, "lim").host
+
+
+def _with_hosts(server: Server, target: bytes, hosts: list[bytes]) -> tuple[int, bytes]:
+    """Send a request with exactly these Host lines (none, one or several) over a raw socket."""
+    lines = b"".join(b"Host: " + host + b"\r\n" for host in hosts)
+    token = server.owner["Authorization"].encode()
+    head = b"GET " + target + b" HTTP/1.1\r\n" + lines + b"Authorization: " + token + b"\r\n"
+    head += b"Connection: close\r\n\r\n"
+    with _connect(server) as sock:
+        sock.sendall(head)
+        status, answer = _read_answer(sock)
+        # The body may follow the head in later segments.
+        for _ in range(100):
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            answer += chunk
+    return status, answer
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "same twice",
+        "own then other",
+        "other then own",
+        "own then unknown",
+        "own then IP",
+        "own, other in one line",
+    ],
+)
+@pytest.mark.parametrize("target", [b"/auth/me", b"/users", b"/health"], ids=lambda t: t.decode())
+def test_repeated_and_conflicting_host_lines_are_refused(
+    server: Server, other_host: str, case: str, target: bytes
+) -> None:
+    own, other = server.owner["Host"].encode(), other_host.encode()
+    hosts = {
+        "same twice": [own, own],
+        "own then other": [own, other],
+        "other then own": [other, own],
+        "own then unknown": [own, b"ghost.localhost"],
+        "own then IP": [own, b"127.0.0.1"],
+        "own, other in one line": [own + b", " + other],
+    }[case]
+    status, answer = _with_hosts(server, target, hosts)
+    assert status == 400, f"{case} on {target!r}: {answer[:300]!r}"
+    # Litestar's router refuses a Host it cannot parse ("a, b") before the tenant middleware.
+    assert PROBLEM_TYPE.encode() in answer and b'"status":400' in answer, answer[:500]
+    assert server.tenant.owner_email.encode() not in answer
+
+
+@pytest.mark.parametrize(
+    ("hosts", "target", "status"),
+    [
+        ([], b"/users", 400),
+        ([b"127.0.0.1"], b"/users", 400),
+        ([b"127.0.0.1:%d"], b"/auth/me", 400),
+        ([b"[::1]:%d"], b"/auth/me", 400),
+        ([b"127.0.0.1:%d"], b"/health", 200),
+        ([b"[::1]"], b"/health", 200),
+    ],
+    ids=str,
+)
+def test_missing_and_ip_literal_hosts(server: Server, hosts: list[bytes], target: bytes, status: int) -> None:
+    lines = [host % server.port if b"%d" in host else host for host in hosts]
+    answered, answer = _with_hosts(server, target, lines)
+    assert answered == status, f"{lines} on {target!r}: {answer[:300]!r}"
+    if status == 400:
+        assert b"invalid-host" in answer, answer[:500]
+
+
 def test_the_server_survived(server: Server) -> None:
     """After all of the above, the server still answers (and logged no traceback: see the fixture)."""
     response = httpx.get(f"{server.url}/auth/me", headers=server.owner, timeout=ANSWER_WITHIN)
