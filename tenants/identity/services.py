@@ -80,11 +80,13 @@ class UserService(CrudService[User], PrivilegeGuard):
         used to guess the password faster than the login form allows.
         """
         user = await self.get(self.user.id)
-        await throttle.check(self.tenant.id, user.email, client)
+        # The attempt is counted before the password is checked, as logins are, so a burst
+        # of wrong guesses gets no more checks than the limit.
+        await throttle.take(self.tenant.id, user.email, client)
         rounds = self.settings.bcrypt_rounds
         if not await asyncio.to_thread(verify_password, data.current_password, user.password, rounds):
-            await throttle.record_failure(self.tenant.id, user.email, client)
             raise field_problem("current_password", "the current password is not correct", status=403)
+        await throttle.record_success(self.tenant.id, user.email, client)
         changes = {
             k: v
             for k, v in msgspec.structs.asdict(data).items()
