@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, route
+from litestar import Litestar, Request, route
 from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.exceptions import ValidationException
@@ -27,7 +27,7 @@ from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores
 from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
 from atrium.platform.tenancy.resolution import TenantResolver
-from atrium.platform.web.bodies import JSON_BODY_LIMIT, body_guard
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, check_body
 from atrium.platform.web.docs import docs_assets_router
 from atrium.platform.web.errors import (
     handle_unexpected,
@@ -37,7 +37,7 @@ from atrium.platform.web.errors import (
     validation_problem,
 )
 from atrium.platform.web.health import health
-from atrium.platform.web.idempotency import idempotency_key_guard
+from atrium.platform.web.idempotency import check_idempotency_key
 from atrium.platform.web.openapi import finish_openapi, openapi_config
 from atrium.platform.web.resources import read_transaction_provider
 from atrium.tenants.areas import tenant_routers
@@ -62,6 +62,19 @@ async def not_found() -> None:
 def _value(value: Any) -> Provide:
     """A dependency that is always ``value``: made once per app, handed to handlers."""
     return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """What every request is held to before its handler reads a parameter: the body's type
+    and depth, and the Idempotency-Key header.
+
+    A ``before_request`` hook, not app-wide guards: Litestar hands every guard a fresh copy
+    of the route handler on every request, which cost every request a copy per guard and
+    left no stable handler to remember what it reads (a cache keyed by the copies grew with
+    every request; bench/RESULTS.md).
+    """
+    await check_body(request)
+    check_idempotency_key(request)
 
 
 def create_app(
@@ -123,7 +136,7 @@ def create_app(
             "token_auth": _value(token_auth),
             "login_throttle": _value(login_throttle or LoginThrottle(stores.login_attempts)),
         },
-        guards=[body_guard, idempotency_key_guard],
+        before_request=check_request,
         exception_handlers={
             Exception: handle_unexpected,
             ValidationException: validation_problem,

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import msgspec
-from litestar.connection import ASGIConnection, Request
+from litestar.connection import Request
 from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
@@ -73,24 +73,25 @@ def _accepts(expected: str, declared: str | None) -> bool:
     return media_type == expected
 
 
-async def body_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """An app-wide guard: 415 for a body of another type than the route reads, and 400 for
-    JSON nested deeper than ``MAX_JSON_DEPTH``, before anything decodes it.
+async def check_body(request: Request[Any, Any, Any]) -> None:
+    """415 for a body of another type than the route reads, and 400 for JSON nested deeper
+    than ``MAX_JSON_DEPTH``, before anything decodes it (called before every handler).
 
     Without the first, a JSON body sent to the upload route was answered 400 as broken
     multipart, and a form sent to a JSON route 400 as broken JSON. Without the second,
     msgspec's decoder recursed until Python's limit (a 500 at about 1,000 levels).
     """
+    handler = request.route_handler
     try:
         expected = _EXPECTED[handler]
     except KeyError:
         expected = _EXPECTED[handler] = _body_media_type(handler)
     if expected is None:
         return
-    if not _accepts(expected, connection.headers.get("content-type")):
+    if not _accepts(expected, request.headers.get("content-type")):
         raise problem(415, f"This route reads a body of type {expected}.")
-    if expected == _JSON and isinstance(connection, Request):
-        depth = json_depth(await connection.body())
+    if expected == _JSON:
+        depth = json_depth(await request.body())
         if depth > MAX_JSON_DEPTH:
             raise problem(400, f"The JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}.")
 

@@ -19,7 +19,7 @@ transaction, write included, rolls back (409, ``db_errors.integrity_problem``).
 
 The lock is transaction-scoped: Citus routes the statement to the tenant's worker, and
 session state would outlive the transaction behind PgBouncer. A POST without the header
-costs nothing here but one header lookup in ``idempotency_key_guard``.
+costs nothing here but one header lookup in ``check_idempotency_key``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.enums import MediaType
-from litestar.handlers.base import BaseRouteHandler
 from litestar.serialization import encode_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,9 +109,9 @@ def requested_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return key
 
 
-def idempotency_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-    """Every POST accepts the header (an app-wide guard): a bad one is 422 before anything
-    else is read, on the routes that remember answers and on those that do not (login)."""
+def check_idempotency_key(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Every POST accepts the header (checked before every handler): a bad one is 422 before
+    anything else is read, on the routes that remember answers and on those that do not."""
     if connection.scope.get("method") == "POST":
         requested_key(connection)
 
