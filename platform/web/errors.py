@@ -79,9 +79,10 @@ _DESCRIPTIONS = {
 }
 
 
-# What the tenant middleware answers on any tenant route: invalid host, suspended
-# tenant, unknown tenant.
-TENANT_STATUSES = (400, 403, 404)
+# What any tenant route can answer whatever it does: invalid host, suspended tenant,
+# unknown tenant, and 503 (the database down, or a request racing its tenant's deletion or
+# migration: errors.py maps those to 503 with Retry-After).
+TENANT_STATUSES = (400, 403, 404, 503)
 
 
 # Why a token is refused (the 401's detail). Each says what the client can act on (log in
