@@ -40,7 +40,7 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
     )
     assert created.returncode == 0, created.stderr
     password = json.loads(created.stdout)["owner_password"]
-    assert {a.name for a in areas() if a.demo is not None} >= {"identity", "customize"}
+    assert {a.name for a in areas() if a.demo is not None} >= {"identity", "customize", "media"}
 
     async with serve(settings) as (_, client):
         owner = await login(client, f"{slug}.localhost", "olive@demo.test", password)
@@ -48,8 +48,10 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
         groups = (await client.get("/user-groups", headers=owner)).json()
         links = (await client.get("/user-meta", headers=owner)).json()
         customize = (await client.get("/customize", headers=owner)).json()
+        media = (await client.get("/media", headers=owner)).json()
     assert users["total"] >= 5  # the owner and the sample people
     assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
     assert customize["total"] == 1
+    assert [m["name"] for m in media["items"]] == ["welcome.txt"]
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}
