@@ -152,6 +152,20 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User and system CPU seconds of ``root`` and its descendants so far (/proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def tree_rss_mb(root: int) -> tuple[float, dict[int, float]]:
     per = {pid: proc_status(pid).get("VmRSS", 0) / 1024 for pid in process_tree(root)}
     return sum(per.values()), per
@@ -235,7 +249,8 @@ class Step:
 
 def load(r: dict[str, Any]) -> str:
     """One wrk run's figures."""
-    return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+    cpu = f", {r['cpu_ms']:.2f} ms CPU/req" if r.get("cpu_ms") is not None else ""
+    return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms{cpu}"
 
 
 # --- the run's context ---------------------------------------------------------------------
@@ -296,7 +311,7 @@ class Bench:
 
     def targets(self, tenants: list[BenchTenant], path: Callable[[BenchTenant], str]) -> list[Target]:
         """One target per tenant, with a token of the tenant's owner."""
-        auth = TokenAuth(self.secret, 6 * 3600, None, None, 0)  # type: ignore[arg-type]  # issues tokens only
+        auth = TokenAuth(self.secret, 6 * 3600, None, 0)  # type: ignore[arg-type]  # issues tokens only
         return [Target(t.host, auth.issue(t.owner_id, t.id), path(t)) for t in tenants]
 
     def seed_users(self, tenant: BenchTenant, count: int) -> None:

@@ -29,10 +29,14 @@ from common import (
     free_port,
     process_tree,
     step,
+    tree_cpu_seconds,
     tree_rss_mb,
 )
 
 LUA_SCRIPT = BENCH_DIR / "targets.lua"
+# The server process listening on each port, so that every wrk run can report the CPU its
+# server spent per request: on this shared machine a far steadier figure than the rate.
+SERVERS: dict[int, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        SERVERS[self.port] = self.proc.pid
         deadline = time.monotonic() + timeout
         healthy = 0
         while time.monotonic() < deadline:
@@ -155,7 +160,10 @@ class Wrk:
             str(LUA_SCRIPT),
             f"http://127.0.0.1:{port}",
         ]
+        server = SERVERS.get(port)
+        cpu_before = tree_cpu_seconds(server) if server is not None else None
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+        cpu = tree_cpu_seconds(server) - cpu_before if server is not None and cpu_before is not None else None
         targets_file.unlink(missing_ok=True)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
         if done.returncode != 0 or line is None:
@@ -173,6 +181,8 @@ class Wrk:
             "requests": raw["requests"],
             "seconds": round(raw["duration_us"] / 1e6, 2),
             "tenants": len({t.host for t in targets}),
+            # The server's CPU (master and workers) per request of this run (not its warm-up).
+            "cpu_ms": round(cpu * 1000 / raw["requests"], 3) if cpu is not None and raw["requests"] else None,
         }
 
     def measure(
@@ -192,7 +202,8 @@ class Wrk:
         result = self.run(port, targets, seconds or self.args.duration, pick, label, connections, post)
         step(
             f"  {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-            f"p99 {result['p99_ms']:.1f} ms ({result['requests']} requests)"
+            f"p99 {result['p99_ms']:.1f} ms ({result['requests']} requests"
+            + (f", {result['cpu_ms']:.2f} ms server CPU each)" if result["cpu_ms"] is not None else ")")
         )
         return result
 

@@ -101,7 +101,6 @@ def create_app(
         settings.secret_key,
         settings.token_ttl_seconds,
         engine,
-        db_config.scope_session_provider(),
         settings.db_statement_timeout_ms,
         callers,
         lambda: resolver.ttl_while_live(settings.caller_cache_ttl),

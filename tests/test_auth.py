@@ -402,7 +402,7 @@ async def test_a_token_that_verified_before_is_refused_once_it_expires(
 
 def test_a_full_verified_token_cache_forgets_its_oldest_token_only(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "s" * 48
-    issuer = TokenAuth(secret, 3600, None, None, 0)  # type: ignore[arg-type]  # issues tokens only
+    issuer = TokenAuth(secret, 3600, None, 0)  # type: ignore[arg-type]  # issues tokens only
     tokens = [issuer.issue(uuid.uuid4(), uuid.uuid4()) for _ in range(5)]
     verified: list[str] = []
     original = Token.decode.__func__  # type: ignore[attr-defined]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
@@ -67,18 +66,6 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
             self.caller_invalidation.attach(sync_maker)
         return maker
 
-    def scope_session_provider(self) -> Callable[[Scope], AsyncSession]:
-        """The request's session for code that runs outside dependency injection
-        (authentication): the very session the ``db_session`` dependency then hands the
-        handler, since both are kept in the connection scope.
-
-        ``provide_session`` only needs the session maker from the state it is given; that
-        maker is made once, so it is handed over here rather than read from ``app.state``
-        on every request.
-        """
-        state = State({self.session_maker_app_state_key: self.create_session_maker()})
-        return partial(self.provide_session, state)
-
     def provide_session(self, state: State, scope: Scope) -> AsyncSession:
         session = super().provide_session(state, scope)
         if SCHEMA_INFO_KEY not in session.info:
@@ -138,7 +125,11 @@ def sqlalchemy_config(
 ) -> TenantSQLAlchemyConfig:
     return TenantSQLAlchemyConfig(
         engine_instance=engine,
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        # advanced-alchemy's file-object and dogpile-cache listeners serve features this app
+        # does not use; left on, they ran on every flush and commit and, with the check of
+        # whether each is enabled, cost a write about a tenth of its CPU (bench/RESULTS.md).
+        session_config=AsyncSessionConfig(expire_on_commit=False, info={"enable_cache_listener": False}),
+        enable_file_object_listener=False,
         # Its handler answers plain JSON; web/errors.py maps repository errors to problems.
         set_default_exception_handler=False,
         statement_timeout_ms=statement_timeout_ms,

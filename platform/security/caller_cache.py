@@ -3,10 +3,10 @@
 Planning the query that loads a caller with their permissions (four relations, two
 aggregates) is most of what a read costs PostgreSQL once a backend serves many tenants:
 measured on one connection over 1,000 tenants, a transaction without it costs what one
-over a single tenant does (bench/RESULTS.md, third pass). So reads (routes marked
-``READS_ON_DRIVER``) take a caller seen before from this cache, and ask the database only
-what must stay exact, folded into the binding statement: that the user still exists and
-that this token was not revoked. Writes always load the caller afresh.
+over a single tenant does (bench/RESULTS.md, third pass). So every request takes a caller
+seen before from this cache, and asks the database only what must stay exact: that the
+user still exists and that this token was not revoked (reads fold it into their first
+statement, writes run it alone before their transaction; tokens.py).
 
 A tenant's entries are dropped when its users, user-meta or user-roles change: in the
 process that made the change at once (a session event, so every ORM write path counts),

@@ -22,7 +22,6 @@ import jwt
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
-from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.db.affinity import affinity
@@ -41,7 +40,6 @@ from atrium.platform.security.callers import (
     AuthUser,
     auth_user,
     check_and_fetch,
-    load_auth_user,
 )
 from atrium.platform.tenancy.middleware import scope_tenant
 from atrium.platform.tenancy.resolution import ResolvedTenant
@@ -50,8 +48,6 @@ from atrium.platform.web.errors import Refusal
 logger = logging.getLogger("atrium.auth")
 
 PUBLIC_PATHS = ["/health", "/schema", "/auth/login"]
-# Route option of handlers whose request body may stream in slowly (uploads).
-RELEASE_BEFORE_BODY = "release_db_before_body"
 
 
 # A logout records the token id with its expiry (Unix seconds) on its user's row, and
@@ -154,14 +150,12 @@ class TokenAuth:
         secret: str,
         ttl_seconds: int,
         engine: AsyncEngine,
-        session_provider: Callable[[Scope], AsyncSession],
         statement_timeout_ms: int,
         callers: CallerCache | None = None,
         caller_ttl: Callable[[], float] = lambda: 0.0,  # 0: nothing is remembered
         caller_stale_for: Callable[[], float] = lambda: 0.0,  # 0: never used once expired
     ) -> None:
         self.engine = engine
-        self.session_provider = session_provider
         self.statement_timeout_ms = statement_timeout_ms
         self.callers = callers if callers is not None else CallerCache()
         self.caller_ttl = caller_ttl
@@ -210,16 +204,52 @@ class TokenAuth:
             user_id = uuid.UUID(token.sub)
         except ValueError:
             raise NotAuthorizedException(Refusal.MALFORMED) from None
-        opt = connection.route_handler.opt
-        if opt.get(READS_ON_DRIVER):
+        if connection.route_handler.opt.get(READS_ON_DRIVER):
             return await self._reader(tenant, user_id, token.jti, connection)
-        session = self.session_provider(connection.scope)
-        user = await load_auth_user(session, user_id, token.jti)
-        if opt.get(RELEASE_BEFORE_BODY):
-            # The body (an upload) is read after authentication and may arrive slowly:
-            # give the connection back meanwhile; the handler's transaction binds anew.
-            await session.commit()
+        return await self._checked_alone(tenant, user_id, token.jti)
+
+    def _remembered(self, tenant: ResolvedTenant, user_id: uuid.UUID) -> AuthUser | None:
+        remembered, stale = self.callers.lookup(tenant.id, user_id)
+        if stale:
+            # Still checked (the user exists, the token is not revoked); what may be one
+            # TTL late is only a change whose message went missing.
+            self._reload_beside(tenant, user_id)
+        return remembered  # type: ignore[no-any-return]
+
+    def _outcome(
+        self,
+        tenant: ResolvedTenant,
+        user_id: uuid.UUID,
+        remembered: AuthUser | None,
+        row: Any,
+        generation: int,
+    ) -> AuthUser | None:
+        """The caller from a ``CHECK_CALLER`` row (``remembered`` given) or a ``LOAD_USER`` row."""
+        if remembered is not None:
+            return remembered if row is not None and row[0] else None
+        user = auth_user(row)
+        if user is not None:
+            self._remember(tenant.id, user_id, user, generation)
         return user
+
+    async def _checked_alone(self, tenant: ResolvedTenant, user_id: uuid.UUID, jti: str) -> AuthUser | None:
+        """The caller of a write (or any route that does not read on the driver).
+
+        As for reads, a remembered caller is checked (the user exists, the token is not
+        revoked) and an unknown one loaded, each by one schema-qualified statement alone in
+        autocommit: no transaction is open while the body arrives, and the handler's
+        session opens its own. Loading the caller in a session transaction of its own cost
+        a write four round trips and a fifth of its CPU (bench/RESULTS.md, the write path).
+        Permissions are as fresh as for reads: a change drops the tenant's callers at once
+        in its own process, and in every other through the tenant-change channel.
+        """
+        remembered = self._remembered(tenant, user_id)
+        generation = self.callers.generation
+        statement = CHECK_CALLER if remembered is not None else LOAD_USER
+        row = await ReadTransaction.fetch_alone(
+            self.engine, statement.for_tenant(tenant.schema, {"user_id": user_id, "jti": jti})
+        )
+        return self._outcome(tenant, user_id, remembered, row, generation)
 
     async def _reader(
         self,
@@ -229,11 +259,7 @@ class TokenAuth:
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
-        remembered, stale = self.callers.lookup(tenant.id, user_id)
-        if stale:
-            # Still checked below (the user exists, the token is not revoked); what may be
-            # one TTL late is only a change whose message went missing.
-            self._reload_beside(tenant, user_id)
+        remembered = self._remembered(tenant, user_id)
         generation = self.callers.generation
         wanted: RowById | None = connection.route_handler.opt.get(ROW_BY_ID)
         if remembered is not None and wanted is not None:
@@ -255,12 +281,7 @@ class TokenAuth:
             self.engine, tenant.schema, self.statement_timeout_ms, query
         )
         remember(connection.scope, transaction)
-        if remembered is not None:
-            return remembered if row is not None and row[0] else None
-        user = auth_user(row)
-        if user is not None:
-            self._remember(tenant.id, user_id, user, generation)
-        return user
+        return self._outcome(tenant, user_id, remembered, row, generation)
 
     def _remember(self, tenant_id: uuid.UUID, user_id: uuid.UUID, user: AuthUser, generation: int) -> None:
         self.callers.put(tenant_id, user_id, user, self.caller_ttl(), generation, self.caller_stale_for())

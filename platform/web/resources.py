@@ -28,7 +28,6 @@ from atrium.platform.db import read_transaction
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ROW_BY_ID, ReadTransaction, RowById
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import MemberAccess, manage, read, write
-from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.middleware import current_tenant
 from atrium.platform.tenancy.naming import quote_ident
@@ -209,7 +208,7 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         summary=action.summary or f"{action.name.capitalize()} a {spec.resource} row",
         status_code=200,
         request_max_body_size=JSON_BODY_LIMIT,
-        opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True, CHECKS_IF_MATCH: True},
+        opt={SENDS_ETAG: True, CHECKS_IF_MATCH: True},
         responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     )(act)
 
@@ -358,7 +357,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"create_{one}",
             summary=f"Create a {spec.resource} row",
             request_max_body_size=JSON_BODY_LIMIT,
-            opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
+            opt={SENDS_ETAG: True},
             responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         )(create_item),
         "get": get(
@@ -380,7 +379,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"update_{one}",
             summary=f"Update a {spec.resource} row (partial)",
             request_max_body_size=JSON_BODY_LIMIT,
-            opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True, CHECKS_IF_MATCH: True},
+            opt={SENDS_ETAG: True, CHECKS_IF_MATCH: True},
             responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
         )(update_item),
         "delete": delete(

@@ -18,7 +18,7 @@ from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.passwords import verify_password
 from atrium.platform.security.permissions import effective
-from atrium.platform.security.tokens import RELEASE_BEFORE_BODY, TokenAuth
+from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
@@ -127,7 +127,6 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
         "characters to 72 bytes in UTF-8."
     ),
     request_max_body_size=JSON_BODY_LIMIT,
-    opt={RELEASE_BEFORE_BODY: True},
     responses=problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def update_me(

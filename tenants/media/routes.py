@@ -22,7 +22,6 @@ from sqlalchemy.orm import undefer
 
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read, write
-from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import SENDS_ETAG, row_tag
@@ -119,7 +118,7 @@ def media_handlers(settings: Settings) -> list[Any]:
             "configured limit: 413."
         ),
         status_code=201,
-        opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
+        opt={SENDS_ETAG: True},
         responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
