@@ -301,6 +301,13 @@ def tenants_migrate(slugs: tuple[str, ...], concurrency: int, as_json: bool) -> 
         lines += [f"  FAILED {o.slug}: {o.error}" for o in report.failures]
         return "\n".join(lines)
 
+    if report.upgraded:
+        # A migration may change what the built-in roles grant (role_grants.py): the app
+        # processes drop their remembered callers (and hosts) rather than serve the old
+        # permissions until their TTL. One message for all: migrations are rare.
+        from atrium.platform.tenancy.resolution import ALL_TENANTS
+
+        _publish(settings, ALL_TENANTS)
     emit(data, as_json, text)
     if report.failures:
         names = ", ".join(o.slug for o in report.failures)

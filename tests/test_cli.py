@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import Engine, event, select, text, update
 
 from atrium.platform.db.alembic_runner import current_revision
@@ -18,6 +20,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy import verification
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.registry import Tenant
+from atrium.platform.tenancy.resolution import ALL_TENANTS, CHANNEL
 from tests.conftest import MadeTenant, unique_slug
 from tests.servers import fresh_database
 
@@ -368,6 +371,41 @@ def test_migrate_upgrades_a_schema_the_registry_calls_current(
     with operator_engine.connect() as conn:
         assert current_revision(conn, moved.tenant.schema) == head
     assert moved.slug not in {d["slug"] for d in _verified(atrium)["differing"]}
+
+
+def _heard(subscription: Any, seconds: float) -> list[str]:
+    """The tenant-change messages published within ``seconds`` (other tests may publish too)."""
+    deadline, heard = time.monotonic() + seconds, []
+    while (left := deadline - time.monotonic()) > 0:
+        message = subscription.get_message(timeout=left)
+        if message is not None:
+            heard.append(message["data"].decode())
+    return heard
+
+
+def test_migrate_tells_the_app_processes_to_drop_their_callers(
+    atrium: Callable[..., subprocess.CompletedProcess[str]],
+    make_tenant: Callable[..., MadeTenant],
+    settings: Settings,
+    real_redis_url: str,
+) -> None:
+    """A migration may change the built-in roles' permissions: the processes must not keep
+    serving the callers they remember with the old ones until the TTL runs out."""
+    moved = make_tenant()
+    _alembic_downgrade(settings, moved.tenant.schema, "0007")
+    client = redis.Redis.from_url(real_redis_url)
+    subscription = client.pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe(CHANNEL)
+    try:
+        result = atrium("tenants", "migrate", moved.slug, extra_env={"REDIS_URL": real_redis_url})
+        assert result.returncode == 0, result.stderr
+        assert ALL_TENANTS in _heard(subscription, 3.0)
+        current = atrium("tenants", "migrate", moved.slug, extra_env={"REDIS_URL": real_redis_url})
+        assert current.returncode == 0, current.stderr
+        assert ALL_TENANTS not in _heard(subscription, 1.0)  # nothing upgraded: nothing to drop
+    finally:
+        subscription.close()
+        client.close()
 
 
 def test_migrate_records_the_real_version_of_a_schema_already_at_head(
