@@ -144,11 +144,15 @@ async def test_discussions_are_seen_exactly_by_those_who_see_the_project(
 ) -> None:
     _, client = api
     alice, bob = people["alice"], people["bob"]
+    # Bob sees discussions elsewhere: that shows him none of this project's.
+    bobs = await project_of(client, owner_a, [bob])
+    await post(client, "/project-discussions", {"project_id": bobs["id"], "title": "T", "body": "b"}, bob.headers)
     project = await project_of(client, owner_a, [alice])
     topic = await post(
         client, "/project-discussions", {"project_id": project["id"], "title": "T", "body": "b"}, alice.headers
     )
     assert topic["id"] in await ids(client, "/project-discussions", alice.headers, project_id=project["id"])
+    assert topic["id"] not in await ids(client, "/project-discussions", bob.headers)
     assert await ids(client, "/project-discussions", bob.headers, project_id=project["id"]) == []
     assert_problem(await client.get(f"/project-discussions/{topic['id']}", headers=bob.headers), 404)
     assert_problem(

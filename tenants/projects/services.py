@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,10 +114,10 @@ class ProjectDiscussionService(ThreadService):
 
     @classmethod
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
-        return exists(
-            select(Project.id)
-            .where(Project.id == ProjectDiscussion.project_id, member_of_project(Project.member_ids, caller))
-            .correlate(ProjectDiscussion)
+        # Uncorrelated (``IN``, not ``EXISTS``): the read path compiles the rule on its own,
+        # outside any statement it could correlate with (resources.visibility_sql).
+        return ProjectDiscussion.project_id.in_(
+            select(Project.id).where(member_of_project(Project.member_ids, caller))
         )
 
     async def check_container(self, container_id: uuid.UUID) -> None:
