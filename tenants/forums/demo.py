@@ -52,6 +52,7 @@ def seed(conn: Connection, demo: DemoTenant) -> None:
                 "last_reply_at": replies[-1]["created_at"],
             },
             {
+                "id": uuid.uuid4(),
                 "forum_id": forum_id,
                 "title": "Where do I find the holiday calendar?",
                 "body": "Is there a shared calendar of public holidays for each office?",
