@@ -71,7 +71,8 @@ def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID
         with conn.transaction():
             _bind(conn, tenant)
             conn.execute(
-                "INSERT INTO forums (id, name, owner_id) VALUES (%s, 'Bench forum', %s)", [forum, tenant.owner_id]
+                "INSERT INTO forums (id, name, owner_id) VALUES (%s, 'Bench forum', %s)",
+                [forum, tenant.owner_id],
             )
             # Topics a minute apart; each with the same number of replies, written at
             # random times after it, so that the latest activity orders them anew.
@@ -84,7 +85,8 @@ def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID
             )
             conn.execute(
                 "INSERT INTO forum_discussions (forum_id, parent_id, body, owner_id, created_at)"
-                " SELECT t.forum_id, t.id, 'A reply', t.owner_id, t.created_at + random() * (now() - t.created_at)"
+                " SELECT t.forum_id, t.id, 'A reply', t.owner_id,"
+                "        t.created_at + random() * (now() - t.created_at)"
                 " FROM (SELECT * FROM forum_discussions WHERE forum_id = %s AND parent_id IS NULL) AS t,"
                 "      generate_series(1, %s)",
                 [forum, max((posts - topics) // topics, 1)],
@@ -98,7 +100,8 @@ def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID
             )
         conn.execute(f"ANALYZE {quote_ident(tenant.schema)}.forum_discussions")
         total = conn.execute(
-            f"SELECT count(*) FROM {quote_ident(tenant.schema)}.forum_discussions WHERE forum_id = %s", [forum]
+            f"SELECT count(*) FROM {quote_ident(tenant.schema)}.forum_discussions WHERE forum_id = %s",
+            [forum],
         ).fetchone()
     step(f"  {total[0] if total else 0} posts ({topics} topics) seeded")
     return forum, time.perf_counter() - started
@@ -116,7 +119,9 @@ def _headers(target: Target) -> dict[str, str]:
     return {"Host": target.host, "Authorization": f"Bearer {target.token}"}
 
 
-def topics_page(bench: Bench, target: Target, tenant: BenchTenant, forum: uuid.UUID, count: int) -> dict[str, Any]:
+def topics_page(
+    bench: Bench, target: Target, tenant: BenchTenant, forum: uuid.UUID, count: int
+) -> dict[str, Any]:
     served = bench.served
     assert served is not None
     url = f"http://127.0.0.1:{served.port}/forum-discussions"
@@ -153,8 +158,12 @@ async def _app_replies(bench: Bench, target: Target, forum: uuid.UUID) -> tuple[
     assert served is not None
     base = f"http://127.0.0.1:{served.port}"
     limits = httpx.Limits(max_connections=REPLIES)
-    async with httpx.AsyncClient(base_url=base, headers=_headers(target), timeout=60, limits=limits) as client:
-        made = await client.post("/forum-discussions", json={"forum_id": str(forum), "title": "Busy", "body": "b"})
+    async with httpx.AsyncClient(
+        base_url=base, headers=_headers(target), timeout=60, limits=limits
+    ) as client:
+        made = await client.post(
+            "/forum-discussions", json={"forum_id": str(forum), "title": "Busy", "body": "b"}
+        )
         if made.status_code != 201:
             raise BenchError(f"creating a topic answered {made.status_code}: {made.text[:300]}")
         topic = made.json()["id"]
@@ -176,15 +185,17 @@ async def _app_replies(bench: Bench, target: Target, forum: uuid.UUID) -> tuple[
     return topic, list(latencies), wall
 
 
-async def _floor_replies(bench: Bench, tenant: BenchTenant, forum: uuid.UUID) -> tuple[uuid.UUID, list[float], float]:
+async def _floor_replies(
+    bench: Bench, tenant: BenchTenant, forum: uuid.UUID
+) -> tuple[uuid.UUID, list[float], float]:
     topic = uuid.uuid4()
-    async with await psycopg.AsyncConnection.connect(bench.url) as conn:
-        async with conn.transaction():
-            await _bind(conn, tenant)
-            await conn.execute(
-                "INSERT INTO forum_discussions (id, forum_id, title, body, owner_id) VALUES (%s, %s, 'Floor', 'b', %s)",
-                [topic, forum, tenant.owner_id],
-            )
+    async with await psycopg.AsyncConnection.connect(bench.url) as conn, conn.transaction():
+        await _bind(conn, tenant)
+        await conn.execute(
+            "INSERT INTO forum_discussions (id, forum_id, title, body, owner_id)"
+            " VALUES (%s, %s, 'Floor', 'b', %s)",
+            [topic, forum, tenant.owner_id],
+        )
     # Connections are opened before the clock starts, as the app's pool holds its own.
     connections = [await psycopg.AsyncConnection.connect(bench.url) for _ in range(REPLIES)]
     try:

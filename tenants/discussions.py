@@ -48,13 +48,17 @@ OwnerId = Annotated[uuid.UUID, msgspec.Meta(description="The user who owns the r
 Title = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=TITLE_MAX, description="Required on a top-level discussion, absent on a reply."
+        min_length=1,
+        max_length=TITLE_MAX,
+        description="Required on a top-level discussion, absent on a reply.",
     ),
 ]
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
 ParentId = Annotated[
     uuid.UUID,
-    msgspec.Meta(description="The top-level discussion (of the same project or forum) this replies to; null: top level."),
+    msgspec.Meta(
+        description="The top-level discussion (same project or forum) this replies to; null: top level."
+    ),
 ]
 ReplyCount = Annotated[int, msgspec.Meta(description="Server-set: the replies of a top-level discussion.")]
 LastReplyAt = Annotated[
@@ -139,7 +143,9 @@ class ThreadService(CrudService[Any]):
         await self._count_reply(parent_id, values[self.container], now)
         return values
 
-    async def _count_reply(self, parent_id: uuid.UUID, container_id: uuid.UUID, now: datetime.datetime) -> None:
+    async def _count_reply(
+        self, parent_id: uuid.UUID, container_id: uuid.UUID, now: datetime.datetime
+    ) -> None:
         """Count the new reply on its parent, in this transaction; refuse a parent that is
         not a top-level discussion of the same container."""
         model = self.model
@@ -167,9 +173,13 @@ class ThreadService(CrudService[Any]):
         if parent is None:
             raise field_problem(422, "parent_id", "no such discussion")
         if parent.parent_id is not None:
-            raise field_problem(422, "parent_id", "a reply cannot be replied to; reply to its top-level discussion")
+            raise field_problem(
+                422, "parent_id", "a reply cannot be replied to; reply to its top-level discussion"
+            )
         if getattr(parent, self.container) != container_id:
-            raise field_problem(422, "parent_id", f"a discussion of another {self.container.removesuffix('_id')}")
+            raise field_problem(
+                422, "parent_id", f"a discussion of another {self.container.removesuffix('_id')}"
+            )
         self.refuse_parent(parent)
         raise field_problem(422, "parent_id", "no such discussion")
 
@@ -202,7 +212,9 @@ class ThreadService(CrudService[Any]):
         still_there = await self.session.scalar(select(model.id).where(model.id == item.id).with_for_update())
         if still_there is None:
             raise problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
-        remaining = select(func.max(model.created_at)).where(model.parent_id == item.parent_id, model.id != item.id)
+        remaining = select(func.max(model.created_at)).where(
+            model.parent_id == item.parent_id, model.id != item.id
+        )
         await self.session.execute(
             update(model)
             .where(model.id == item.parent_id)
@@ -213,4 +225,3 @@ class ThreadService(CrudService[Any]):
             )
             .execution_options(synchronize_session=False)
         )
-

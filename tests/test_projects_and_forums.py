@@ -24,7 +24,9 @@ def _tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any], headers: Headers) -> dict[str, Any]:
+async def post(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], headers: Headers
+) -> dict[str, Any]:
     response = await client.post(path, json=body, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
@@ -84,7 +86,9 @@ async def test_members_decide_who_sees_a_project(
     assert_problem(await client.get(f"/projects/{project['id']}", headers=alice.headers), 404)
 
 
-async def test_the_owner_is_always_a_member(api: Api, owner_a: Headers, people: dict[str, TenantUser]) -> None:
+async def test_the_owner_is_always_a_member(
+    api: Api, owner_a: Headers, people: dict[str, TenantUser]
+) -> None:
     _, client = api
     alice = people["alice"]
     without_owner = await client.post(
@@ -92,7 +96,9 @@ async def test_the_owner_is_always_a_member(api: Api, owner_a: Headers, people: 
     )
     assert "member_ids" in error_fields(assert_problem(without_owner, 422))
     project = await project_of(client, owner_a, [alice])
-    dropped = await client.patch(f"/projects/{project['id']}", json={"member_ids": [alice.id]}, headers=owner_a)
+    dropped = await client.patch(
+        f"/projects/{project['id']}", json={"member_ids": [alice.id]}, headers=owner_a
+    )
     assert "member_ids" in error_fields(assert_problem(dropped, 422))
     unknown = await client.post(
         "/projects",
@@ -101,7 +107,9 @@ async def test_the_owner_is_always_a_member(api: Api, owner_a: Headers, people: 
     )
     assert "member_ids" in error_fields(assert_problem(unknown, 422))
     # A new owner joins the members.
-    handed = await client.patch(f"/projects/{project['id']}", json={"owner_id": people["bob"].id}, headers=owner_a)
+    handed = await client.patch(
+        f"/projects/{project['id']}", json={"owner_id": people["bob"].id}, headers=owner_a
+    )
     assert handed.status_code == 200, handed.text
     assert people["bob"].id in handed.json()["member_ids"]
 
@@ -113,7 +121,10 @@ async def test_archived_projects_and_their_discussions_are_read_only(
     alice = people["alice"]
     project = await project_of(client, owner_a, [alice])
     topic = await post(
-        client, "/project-discussions", {"project_id": project["id"], "title": "T", "body": "b"}, alice.headers
+        client,
+        "/project-discussions",
+        {"project_id": project["id"], "title": "T", "body": "b"},
+        alice.headers,
     )
     archived = await client.patch(f"/projects/{project['id']}", json={"status": "archived"}, headers=owner_a)
     assert archived.status_code == 200 and archived.json()["status"] == "archived"
@@ -128,7 +139,8 @@ async def test_archived_projects_and_their_discussions_are_read_only(
     new_topic = {"project_id": project["id"], "title": "T2", "body": "b"}
     assert_problem(await client.post("/project-discussions", json=new_topic, headers=alice.headers), 409)
     assert_problem(
-        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=alice.headers), 409
+        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=alice.headers),
+        409,
     )
     assert_problem(await client.delete(f"/project-discussions/{topic['id']}", headers=alice.headers), 409)
     # Still readable.
@@ -146,21 +158,29 @@ async def test_discussions_are_seen_exactly_by_those_who_see_the_project(
     alice, bob = people["alice"], people["bob"]
     # Bob sees discussions elsewhere: that shows him none of this project's.
     bobs = await project_of(client, owner_a, [bob])
-    await post(client, "/project-discussions", {"project_id": bobs["id"], "title": "T", "body": "b"}, bob.headers)
+    await post(
+        client, "/project-discussions", {"project_id": bobs["id"], "title": "T", "body": "b"}, bob.headers
+    )
     project = await project_of(client, owner_a, [alice])
     topic = await post(
-        client, "/project-discussions", {"project_id": project["id"], "title": "T", "body": "b"}, alice.headers
+        client,
+        "/project-discussions",
+        {"project_id": project["id"], "title": "T", "body": "b"},
+        alice.headers,
     )
     assert topic["id"] in await ids(client, "/project-discussions", alice.headers, project_id=project["id"])
     assert topic["id"] not in await ids(client, "/project-discussions", bob.headers)
     assert await ids(client, "/project-discussions", bob.headers, project_id=project["id"]) == []
     assert_problem(await client.get(f"/project-discussions/{topic['id']}", headers=bob.headers), 404)
     assert_problem(
-        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=bob.headers), 404
+        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=bob.headers),
+        404,
     )
     # A project one cannot see is no reference at all (API.md §5).
     refused = await client.post(
-        "/project-discussions", json={"project_id": project["id"], "title": "T", "body": "b"}, headers=bob.headers
+        "/project-discussions",
+        json={"project_id": project["id"], "title": "T", "body": "b"},
+        headers=bob.headers,
     )
     assert "project_id" in error_fields(assert_problem(refused, 422))
 
@@ -172,15 +192,23 @@ async def test_members_edit_and_delete_only_their_own_discussions(
     alice, bob = people["alice"], people["bob"]
     project = await project_of(client, owner_a, [alice, bob])
     topic = await post(
-        client, "/project-discussions", {"project_id": project["id"], "title": "T", "body": "b"}, alice.headers
+        client,
+        "/project-discussions",
+        {"project_id": project["id"], "title": "T", "body": "b"},
+        alice.headers,
     )
     assert_problem(
-        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=bob.headers), 403
+        await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=bob.headers),
+        403,
     )
     assert_problem(await client.delete(f"/project-discussions/{topic['id']}", headers=bob.headers), 403)
-    edited = await client.patch(f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=alice.headers)
+    edited = await client.patch(
+        f"/project-discussions/{topic['id']}", json={"body": "x"}, headers=alice.headers
+    )
     assert edited.status_code == 200 and edited.json()["body"] == "x"
-    assert (await client.delete(f"/project-discussions/{topic['id']}", headers=alice.headers)).status_code == 204
+    assert (
+        await client.delete(f"/project-discussions/{topic['id']}", headers=alice.headers)
+    ).status_code == 204
 
 
 # --- threads (both kinds) ------------------------------------------------------------------
@@ -193,7 +221,9 @@ async def container(client: httpx.AsyncClient, owner: Headers, kind: str, member
 
 
 @pytest.mark.parametrize("kind", ["project", "forum"])
-async def test_thread_shape_rules(api: Api, owner_a: Headers, people: dict[str, TenantUser], kind: str) -> None:
+async def test_thread_shape_rules(
+    api: Api, owner_a: Headers, people: dict[str, TenantUser], kind: str
+) -> None:
     _, client = api
     path, field = f"/{kind}-discussions", f"{kind}_id"
     here = await container(client, owner_a, kind, [])
@@ -216,7 +246,9 @@ async def test_thread_shape_rules(api: Api, owner_a: Headers, people: dict[str, 
     if kind == "forum":
         cases.append(({field: here, "parent_id": topic["id"], "pinned": True, "body": "r"}, "pinned"))
     for body, bad in cases:
-        assert bad in error_fields(assert_problem(await client.post(path, json=body, headers=owner_a), 422)), body
+        assert bad in error_fields(
+            assert_problem(await client.post(path, json=body, headers=owner_a), 422)
+        ), body
     titled = await client.patch(f"{path}/{reply['id']}", json={"title": "No"}, headers=owner_a)
     assert "title" in error_fields(assert_problem(titled, 422))
     assert (await client.get(f"{path}/{topic['id']}", headers=owner_a)).json()["reply_count"] == 1
@@ -277,7 +309,9 @@ async def test_q_searches_titles_and_bodies(api: Api, owner_a: Headers, kind: st
     here = await container(client, owner_a, kind, [])
     word = f"zq{_tag()}"
     titled = await post(client, path, {field: here, "title": f"About {word}", "body": "b"}, owner_a)
-    bodied = await post(client, path, {field: here, "title": "Other", "body": f"mentions {word} here"}, owner_a)
+    bodied = await post(
+        client, path, {field: here, "title": "Other", "body": f"mentions {word} here"}, owner_a
+    )
     await post(client, path, {field: here, "title": "Unrelated", "body": "nothing"}, owner_a)
     assert set(await ids(client, path, owner_a, q=word)) == {titled["id"], bodied["id"]}
 
@@ -300,7 +334,9 @@ async def test_pinning_and_locking_need_manage_and_locked_topics_take_no_replies
     forum = await create(client, owner_a, "forums")
     pinned = {"forum_id": forum, "title": "Pinned", "body": "b", "pinned": True}
     assert_problem(await client.post("/forum-discussions", json=pinned, headers=alice.headers), 403)
-    own = await post(client, "/forum-discussions", {"forum_id": forum, "title": "Mine", "body": "b"}, alice.headers)
+    own = await post(
+        client, "/forum-discussions", {"forum_id": forum, "title": "Mine", "body": "b"}, alice.headers
+    )
     for change in ({"pinned": True}, {"locked": True}):
         assert_problem(
             await client.patch(f"/forum-discussions/{own['id']}", json=change, headers=alice.headers), 403

@@ -333,7 +333,9 @@ class Listing:
         described = []
         for name, spec in self._filters.items():
             if spec.element:
-                meaning = f"Rows whose `{spec.column_name}` holds one of the values (repeat it to give several)"
+                meaning = (
+                    f"Rows whose `{spec.column_name}` holds one of the values (repeat it to give several)"
+                )
             else:
                 meaning = f"Rows whose `{name}` is one of the values (repeat it to give several)"
             if spec.null:

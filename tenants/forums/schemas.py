@@ -14,10 +14,14 @@ from atrium.tenants.discussions import Body, LastReplyAt, OwnerId, ParentId, Rep
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Pinned = Annotated[
-    bool, msgspec.Meta(description="Topics only: listed before the others. Setting it needs forum-discussions:manage.")
+    bool,
+    msgspec.Meta(
+        description="Topics only: listed before the others. Setting it needs forum-discussions:manage."
+    ),
 ]
 Locked = Annotated[
-    bool, msgspec.Meta(description="Topics only: no replies (409). Setting it needs forum-discussions:manage.")
+    bool,
+    msgspec.Meta(description="Topics only: no replies (409). Setting it needs forum-discussions:manage."),
 ]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -40,7 +44,7 @@ class ForumCreate(Schema):
 
 class ForumUpdate(Schema):
     name: Name | Unset = UNSET
-    description: Description | None | Unset = UNSET
+    description: Description | Unset | None = UNSET
     owner_id: OwnerId | Unset = UNSET
 
 

@@ -45,7 +45,9 @@ class ForumDiscussionService(ThreadService):
         value a row already has changes nothing and is let through)."""
         moved = [name for name in MODERATED if name in changes and changes[name] != current[name]]
         if moved and not self.may_manage():
-            raise self._refuse_beyond_ownership(f"Pinning and locking are for moderators ({', '.join(moved)}).")
+            raise self._refuse_beyond_ownership(
+                f"Pinning and locking are for moderators ({', '.join(moved)})."
+            )
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         # On a reply they are a shape error (422), which the thread's rules answer.

@@ -50,7 +50,7 @@ class ProjectCreate(Schema):
 
 class ProjectUpdate(Schema):
     name: Name | Unset = UNSET
-    description: Description | None | Unset = UNSET
+    description: Description | Unset | None = UNSET
     status: Status | Unset = UNSET
     member_ids: MemberIds | Unset = UNSET
     owner_id: OwnerId | Unset = UNSET

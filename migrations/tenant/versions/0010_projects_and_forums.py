@@ -16,7 +16,10 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from atrium.platform.security.role_grants import grant_builtin_role_permissions, revoke_builtin_role_permissions
+from atrium.platform.security.role_grants import (
+    grant_builtin_role_permissions,
+    revoke_builtin_role_permissions,
+)
 
 # revision identifiers, used by Alembic.
 revision: str = "0010_projects_and_forums"
@@ -35,7 +38,9 @@ MEMBER_ACCESS = {
 
 
 def _search(table: str, first: str, second: str) -> None:
-    expression = f"to_tsvector('english'::regconfig, (coalesce({first}, '') || ' ') || coalesce({second}, ''))"
+    expression = (
+        f"to_tsvector('english'::regconfig, (coalesce({first}, '') || ' ') || coalesce({second}, ''))"
+    )
     op.create_index(f"ix_{table}_search", table, [sa.text(expression)], postgresql_using="gin")
 
 
@@ -64,7 +69,10 @@ def _discussions(table: str, container: str, containers: str, extra: list[sa.Col
             "(parent_id IS NULL) = (title IS NOT NULL)", name=op.f(f"ck_{table}_title_on_top_level")
         ),
         sa.ForeignKeyConstraint(
-            [container], [f"{containers}.id"], name=op.f(f"fk_{table}_{container}_{containers}"), ondelete="CASCADE"
+            [container],
+            [f"{containers}.id"],
+            name=op.f(f"fk_{table}_{container}_{containers}"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["parent_id"], [f"{table}.id"], name=op.f(f"fk_{table}_parent_id_{table}"), ondelete="CASCADE"
