@@ -366,3 +366,44 @@ async def test_topics_list_pinned_first_then_by_latest_activity(api: Api, owner_
     await post(client, "/forum-discussions", reply, owner_a)
     listed = await ids(client, "/forum-discussions", owner_a, forum_id=forum, parent_id="null")
     assert listed == [pinned["id"], topics[0]["id"], topics[3]["id"], topics[2]["id"], topics[1]["id"]]
+
+
+async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
+    name = f"Role {_tag()}"
+    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
+    assert role.status_code == 201, role.text
+    return await add_user(client, owner, role=name)
+
+
+async def test_projects_manage_not_discussions_manage_sees_every_discussion(
+    api: Api, owner_a: Headers, people: dict[str, TenantUser]
+) -> None:
+    """Discussions are seen exactly by those who see the project: ``projects:manage``
+    lifts the rule, ``project-discussions:manage`` alone does not."""
+    _, client = api
+    project = await project_of(client, owner_a, [people["alice"]])
+    topic = await post(
+        client, "/project-discussions", {"project_id": project["id"], "title": "T", "body": "b"}, owner_a
+    )
+    moderator = await user_with(client, owner_a, ["project-discussions:manage"])
+    manager = await user_with(client, owner_a, ["projects:manage", "project-discussions:read"])
+    assert_problem(await client.get(f"/project-discussions/{topic['id']}", headers=moderator.headers), 404)
+    assert topic["id"] not in await ids(client, "/project-discussions", moderator.headers)
+    assert (
+        await client.get(f"/project-discussions/{topic['id']}", headers=manager.headers)
+    ).status_code == 200
+    assert topic["id"] in await ids(client, "/project-discussions", manager.headers)
+
+
+async def test_project_search_and_status_filter(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    word = f"zq{_tag()}"
+    found = await post(client, "/projects", {"name": f"P {_tag()}", "description": f"about {word}"}, owner_a)
+    await client.patch(f"/projects/{found['id']}", json={"status": "archived"}, headers=owner_a)
+    assert await ids(client, "/projects", owner_a, q=word) == [found["id"]]
+    assert await ids(client, "/projects", owner_a, q=word, status="active") == []
+    assert await ids(client, "/projects", owner_a, q=word, status="archived") == [found["id"]]
+    bad = await client.get("/projects", params={"member_id": "nobody"}, headers=owner_a)
+    assert "member_id" in error_fields(assert_problem(bad, 422))
+    bad = await client.get("/project-discussions", params={"parent_id": "none"}, headers=owner_a)
+    assert "parent_id" in error_fields(assert_problem(bad, 422))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,9 +25,11 @@ from atrium.tenants.projects.models import Project, ProjectDiscussion
 PROJECTS = "projects"
 
 
-def member_of_project(member_ids: Any, caller: ColumnElement[Any]) -> ColumnElement[bool]:
-    """``caller`` is among ``member_ids`` (``@>``, which the GIN index on it serves)."""
-    return member_ids.op("@>")(array([caller]))
+def member_of_project(caller: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``caller`` sees the project: a member (``@>``, which the GIN index on ``member_ids``
+    serves), or its owner, who always is one, even when a deleted user's projects were
+    handed to them (identity's user deletion changes ``owner_id`` alone)."""
+    return or_(Project.member_ids.op("@>")(array([caller])), Project.owner_id == caller)
 
 
 async def refuse_writes_if_archived(
@@ -44,7 +46,7 @@ async def refuse_writes_if_archived(
     """
     statement = select(Project.status).where(Project.id == project_id).with_for_update(read=True)
     if caller is not None and not caller.can(manage(PROJECTS)):
-        statement = statement.where(member_of_project(Project.member_ids, caller.id))
+        statement = statement.where(member_of_project(literal(caller.id, Project.id.type)))
     status = await session.scalar(statement)
     if status is None:
         raise field_problem(422, field, "no such project")
@@ -63,7 +65,7 @@ class ProjectService(CrudService[Project]):
 
     @classmethod
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
-        return member_of_project(Project.member_ids, caller)
+        return member_of_project(caller)
 
     async def _check_members(self, member_ids: list[uuid.UUID], owner_id: uuid.UUID) -> list[uuid.UUID]:
         problems = []
@@ -116,9 +118,7 @@ class ProjectDiscussionService(ThreadService):
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
         # Uncorrelated (``IN``, not ``EXISTS``): the read path compiles the rule on its own,
         # outside any statement it could correlate with (resources.visibility_sql).
-        return ProjectDiscussion.project_id.in_(
-            select(Project.id).where(member_of_project(Project.member_ids, caller))
-        )
+        return ProjectDiscussion.project_id.in_(select(Project.id).where(member_of_project(caller)))
 
     async def check_container(self, container_id: uuid.UUID) -> None:
         await refuse_writes_if_archived(self.session, container_id, self.user)
