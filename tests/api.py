@@ -496,6 +496,14 @@ async def add_user(
     return TenantUser(user_id, body["email"], body["password"], headers)
 
 
+async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
+    """A new user holding exactly ``permissions``, through a role of their own."""
+    name = f"Role {uuid.uuid4().hex[:10]}"
+    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
+    assert role.status_code == 201, role.text
+    return await add_user(client, owner, role=name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Module-scoped fixtures (tenants and the app are reused within a module)
 # ---------------------------------------------------------------------------------------------

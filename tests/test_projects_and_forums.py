@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api import Api, Headers, TenantUser, add_user, assert_problem, create, error_fields
+from tests.api import Api, Headers, TenantUser, add_user, assert_problem, create, error_fields, user_with
 
 pytest_plugins = ["tests.api"]
 
@@ -220,13 +220,19 @@ async def container(client: httpx.AsyncClient, owner: Headers, kind: str, member
     return await create(client, owner, "forums")
 
 
+async def board(
+    client: httpx.AsyncClient, owner: Headers, kind: str, members: list[TenantUser] | None = None
+) -> tuple[str, str, str]:
+    """The discussions' path, their container field, and a new container of ``kind``."""
+    return f"/{kind}-discussions", f"{kind}_id", await container(client, owner, kind, members or [])
+
+
 @pytest.mark.parametrize("kind", ["project", "forum"])
 async def test_thread_shape_rules(
     api: Api, owner_a: Headers, people: dict[str, TenantUser], kind: str
 ) -> None:
     _, client = api
-    path, field = f"/{kind}-discussions", f"{kind}_id"
-    here = await container(client, owner_a, kind, [])
+    path, field, here = await board(client, owner_a, kind)
     elsewhere = await container(client, owner_a, kind, [])
     untitled = await client.post(path, json={field: here, "body": "b"}, headers=owner_a)
     assert "title" in error_fields(assert_problem(untitled, 422))
@@ -259,9 +265,8 @@ async def test_replies_are_counted_listed_oldest_first_and_go_with_their_topic(
     api: Api, owner_a: Headers, people: dict[str, TenantUser], kind: str
 ) -> None:
     _, client = api
-    path, field = f"/{kind}-discussions", f"{kind}_id"
     alice = people["alice"]
-    here = await container(client, owner_a, kind, [alice])
+    path, field, here = await board(client, owner_a, kind, [alice])
     topic = await post(client, path, {field: here, "title": "T", "body": "b"}, owner_a)
     replies = [
         await post(client, path, {field: here, "parent_id": topic["id"], "body": f"r{i}"}, alice.headers)
@@ -291,8 +296,7 @@ async def test_concurrent_replies_are_all_counted(
     api: Api, owner_a: Headers, people: dict[str, TenantUser], kind: str
 ) -> None:
     _, client = api
-    path, field = f"/{kind}-discussions", f"{kind}_id"
-    here = await container(client, owner_a, kind, [])
+    path, field, here = await board(client, owner_a, kind)
     topic = await post(client, path, {field: here, "title": "Busy", "body": "b"}, owner_a)
     body = {field: here, "parent_id": topic["id"], "body": "me too"}
     answers = await asyncio.gather(*(client.post(path, json=body, headers=owner_a) for _ in range(20)))
@@ -305,8 +309,7 @@ async def test_concurrent_replies_are_all_counted(
 @pytest.mark.parametrize("kind", ["project", "forum"])
 async def test_q_searches_titles_and_bodies(api: Api, owner_a: Headers, kind: str) -> None:
     _, client = api
-    path, field = f"/{kind}-discussions", f"{kind}_id"
-    here = await container(client, owner_a, kind, [])
+    path, field, here = await board(client, owner_a, kind)
     word = f"zq{_tag()}"
     titled = await post(client, path, {field: here, "title": f"About {word}", "body": "b"}, owner_a)
     bodied = await post(
@@ -366,13 +369,6 @@ async def test_topics_list_pinned_first_then_by_latest_activity(api: Api, owner_
     await post(client, "/forum-discussions", reply, owner_a)
     listed = await ids(client, "/forum-discussions", owner_a, forum_id=forum, parent_id="null")
     assert listed == [pinned["id"], topics[0]["id"], topics[3]["id"], topics[2]["id"], topics[1]["id"]]
-
-
-async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
-    name = f"Role {_tag()}"
-    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
-    assert role.status_code == 201, role.text
-    return await add_user(client, owner, role=name)
 
 
 async def test_projects_manage_not_discussions_manage_sees_every_discussion(
