@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from atrium.platform.web.bodies import Schema
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.listing import ListRequest
@@ -64,6 +65,33 @@ ReplyCount = Annotated[int, msgspec.Meta(description="Server-set: the replies of
 LastReplyAt = Annotated[
     datetime.datetime, msgspec.Meta(description="Server-set: when the latest reply was written.")
 ]
+
+
+class DiscussionRead(msgspec.Struct, kw_only=True):
+    """The fields both kinds of discussion show; each adds its container's."""
+
+    id: uuid.UUID
+    title: str | None
+    body: str
+    parent_id: ParentId | None
+    reply_count: ReplyCount
+    last_reply_at: LastReplyAt | None
+    owner_id: OwnerId
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class DiscussionCreate(Schema, kw_only=True):
+    title: Title | None = None
+    body: Body
+    parent_id: ParentId | None = None
+    owner_id: OwnerId | None = None
+
+
+class DiscussionUpdate(Schema, kw_only=True):
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    body: Body | msgspec.UnsetType = msgspec.UNSET
+    owner_id: OwnerId | msgspec.UnsetType = msgspec.UNSET
 
 
 class DiscussionColumns:

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 
 from atrium.platform.web.bodies import Schema
-from atrium.tenants.discussions import Body, LastReplyAt, OwnerId, ParentId, ReplyCount, Title
+from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -48,34 +48,18 @@ class ForumUpdate(Schema):
     owner_id: OwnerId | Unset = UNSET
 
 
-class ForumDiscussionRead(msgspec.Struct):
-    id: uuid.UUID
+class ForumDiscussionRead(DiscussionRead, kw_only=True):
     forum_id: uuid.UUID
-    title: str | None
-    body: str
-    parent_id: ParentId | None
     pinned: Pinned
     locked: Locked
-    reply_count: ReplyCount
-    last_reply_at: LastReplyAt | None
-    owner_id: OwnerId
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
 
 
-class ForumDiscussionCreate(Schema, kw_only=True):
+class ForumDiscussionCreate(DiscussionCreate, kw_only=True):
     forum_id: uuid.UUID
-    title: Title | None = None
-    body: Body
-    parent_id: ParentId | None = None
     pinned: Pinned = False
     locked: Locked = False
-    owner_id: OwnerId | None = None
 
 
-class ForumDiscussionUpdate(Schema):
-    title: Title | Unset = UNSET
-    body: Body | Unset = UNSET
+class ForumDiscussionUpdate(DiscussionUpdate):
     pinned: Pinned | Unset = UNSET
     locked: Locked | Unset = UNSET
-    owner_id: OwnerId | Unset = UNSET

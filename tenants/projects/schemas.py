@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from atrium.platform.web.bodies import Schema
-from atrium.tenants.discussions import Body, LastReplyAt, OwnerId, ParentId, ReplyCount, Title
+from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -56,28 +56,13 @@ class ProjectUpdate(Schema):
     owner_id: OwnerId | Unset = UNSET
 
 
-class ProjectDiscussionRead(msgspec.Struct):
-    id: uuid.UUID
+class ProjectDiscussionRead(DiscussionRead, kw_only=True):
     project_id: uuid.UUID
-    title: str | None
-    body: str
-    parent_id: ParentId | None
-    reply_count: ReplyCount
-    last_reply_at: LastReplyAt | None
-    owner_id: OwnerId
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
 
 
-class ProjectDiscussionCreate(Schema, kw_only=True):
+class ProjectDiscussionCreate(DiscussionCreate, kw_only=True):
     project_id: uuid.UUID
-    title: Title | None = None
-    body: Body
-    parent_id: ParentId | None = None
-    owner_id: OwnerId | None = None
 
 
-class ProjectDiscussionUpdate(Schema):
-    title: Title | Unset = UNSET
-    body: Body | Unset = UNSET
-    owner_id: OwnerId | Unset = UNSET
+class ProjectDiscussionUpdate(DiscussionUpdate):
+    """A discussion's title (top level only), body and owner."""
