@@ -118,8 +118,8 @@ def shape_constraint(table: str) -> CheckConstraint:
     return CheckConstraint("(parent_id IS NULL) = (title IS NOT NULL)", name="title_on_top_level")
 
 
-def field_problem(status: int, field: str, message: str, detail: str | None = None) -> Exception:
-    return problem(status, detail or f"{field}: {message}.", errors=[{"field": field, "message": message}])
+def field_problem(status: int, field: str, message: str) -> Exception:
+    return problem(status, f"{field}: {message}.", errors=[{"field": field, "message": message}])
 
 
 def replies_oldest_first(request: ListRequest, columns: Any) -> list[Any]:
@@ -148,6 +148,18 @@ class ThreadService(CrudService[Any]):
         (a locked topic). Nothing by default."""
         return None
 
+    def _top_level_fields(self) -> tuple[str, ...]:
+        return ("title", *self.top_level_only)
+
+    @staticmethod
+    def _refuse_on_a_reply(fields: list[str]) -> None:
+        """422 naming each field a reply was given that only a top-level discussion has."""
+        if fields:
+            message = "only a top-level discussion has it; a reply has none"
+            raise problem(
+                422, "A reply takes a body only.", errors=[{"field": f, "message": message} for f in fields]
+            )
+
     # -- create -----------------------------------------------------------------------
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -157,13 +169,7 @@ class ThreadService(CrudService[Any]):
             if values.get("title") is None:
                 raise field_problem(422, "title", "required for a top-level discussion")
             return values
-        errors = [
-            {"field": name, "message": "only a top-level discussion has it; a reply has none"}
-            for name in ("title", *self.top_level_only)
-            if values.get(name) not in (None, False)
-        ]
-        if errors:
-            raise problem(422, "A reply takes a body only.", errors=errors)
+        self._refuse_on_a_reply([n for n in self._top_level_fields() if values.get(n) not in (None, False)])
         for name in self.top_level_only:
             values.pop(name, None)
         now = utcnow()
@@ -220,13 +226,7 @@ class ThreadService(CrudService[Any]):
     async def prepare_update(self, item: Any, changes: dict[str, Any]) -> dict[str, Any]:
         await self.check_container(getattr(item, self.container))
         if item.parent_id is not None:
-            errors = [
-                {"field": name, "message": "only a top-level discussion has it; a reply has none"}
-                for name in ("title", *self.top_level_only)
-                if name in changes
-            ]
-            if errors:
-                raise problem(422, "A reply takes a body only.", errors=errors)
+            self._refuse_on_a_reply([name for name in self._top_level_fields() if name in changes])
         return changes
 
     async def before_delete(self, item: Any) -> None:
