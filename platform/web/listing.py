@@ -317,7 +317,8 @@ class Listing:
         element_type = self._element_type(spec).type
         parameter = bindparam(f"f_{spec.name}", type_=ARRAY(element_type))
         conditions: list[ColumnElement[bool]] = []
-        if any(v is not None for v in values):
+        # Values are matched unless ``null`` is all that was asked for.
+        if None not in values or any(v is not None for v in values):
             if spec.element:
                 # ``&&``: the array holds any of the values (a GIN index on it serves this).
                 conditions.append(column.op("&&")(parameter))
