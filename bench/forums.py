@@ -251,7 +251,7 @@ def forum_figures(bench: Bench) -> None:
     bench.results["forum_replies"] = {
         "route": "POST /forum-discussions (a reply)",
         "replies": REPLIES,
-        "reply_count_exact": True,
+        "reply_count": REPLIES,  # checked exactly above, else the bench fails
         "app": {**_summary(app), "wall_ms": round(ms(app_wall), 1)},
         "floor": {**_summary(floor), "wall_ms": round(ms(floor_wall), 1)},
     }
