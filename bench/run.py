@@ -45,6 +45,9 @@ Figures (each with its floor measured in the same run):
   floor app's INSERT and commit by raw psycopg, alternating over RATIO_ROUNDS rounds.
 - ``filtered_list``: ``GET /users?email=`` over a tenant of ``--list-rows`` users
   (bench/lists.py), against the same statement by raw psycopg, alternating likewise.
+- ``forum_topics``: the first page of a forum's topics over ``--forum-posts`` posts, and
+  50 concurrent replies to one topic with its ``reply_count`` checked exactly afterwards,
+  each beside raw SQL (bench/forums.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
@@ -68,6 +71,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import forums
 import lists
 import memory
 import provisioning
@@ -112,6 +116,7 @@ STEPS: list[Step] = [
     memory.EVERY_TENANT,
     writes.STEP,
     lists.STEP,
+    forums.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -168,6 +173,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--list-rows", type=int, help="users in the filtered_list figure's tenant (full: 100000, quick: 5000)"
     )
     parser.add_argument(
+        "--forum-posts", type=int, help="posts in the forum_topics figure's forum (full: 50000, quick: 2000)"
+    )
+    parser.add_argument(
         "--idempotency-key",
         choices=("auto", "on", "off"),
         default="auto",
@@ -190,6 +198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 3.0)
     args.raw_samples = args.raw_samples or min(args.tenants, 200)
     args.list_rows = args.list_rows or (5000 if quick else 100_000)
+    args.forum_posts = args.forum_posts or (2000 if quick else 50_000)
     # The first round always meets the backends' first contacts with the T tenants, and one
     # burst of outside load spoils any round: with 3 rounds those two decide the median; 5
     # leave it to a clean round (bench/RESULTS.md, sixth pass).

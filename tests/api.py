@@ -295,6 +295,31 @@ async def _media_request(client: httpx.AsyncClient, headers: Headers, context: C
     return {"files": {"file": (f"note-{tag}.txt", f"hello {tag}\n".encode(), "text/plain")}}
 
 
+async def _project_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    """A project every user of the tenant is a member of, so that each may see it (a
+    project's visibility is its members'), the creator among them."""
+    members = [row["id"] for row in await list_all(client, headers, "users")]
+    return {"json": {"name": f"Project {_tag()}", "description": "A test project.", "member_ids": members}}
+
+
+async def _project_discussion_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    project = await FACTORIES["projects"](client, headers, context)
+    return {"json": {"project_id": project, "title": f"Discussion {_tag()}", "body": "What do you think?"}}
+
+
+async def _forum_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"name": f"Forum {_tag()}", "description": "A test forum."}}
+
+
+async def _forum_discussion_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    forum = await FACTORIES["forums"](client, headers, context)
+    return {"json": {"forum_id": forum, "title": f"Topic {_tag()}", "body": "Hello, forum."}}
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -304,6 +329,10 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "user-meta": _meta_request,
     "customize": _customize_request,
     "media": _media_request,
+    "projects": _project_request,
+    "project-discussions": _project_discussion_request,
+    "forums": _forum_request,
+    "forum-discussions": _forum_discussion_request,
 }
 
 # resource → a valid partial change of one field
@@ -314,6 +343,11 @@ UPDATES: dict[str, dict[str, Any]] = {
     "user-meta": {"uniq_customize": {"changed": True}},
     "customize": {"data": {"changed": True}},
     "media": {"name": "renamed.txt"},
+    # Not the names: they are unique, and a matrix may change several rows alike.
+    "projects": {"description": "Changed description"},
+    "project-discussions": {"body": "Edited body"},
+    "forums": {"description": "Changed description"},
+    "forum-discussions": {"body": "Edited body"},
 }
 
 
@@ -460,6 +494,14 @@ async def add_user(
         assert response.status_code == 201, response.text
     headers = await login(client, owner["Host"], body["email"], body["password"])
     return TenantUser(user_id, body["email"], body["password"], headers)
+
+
+async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
+    """A new user holding exactly ``permissions``, through a role of their own."""
+    name = f"Role {uuid.uuid4().hex[:10]}"
+    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
+    assert role.status_code == 201, role.text
+    return await add_user(client, owner, role=name)
 
 
 # ---------------------------------------------------------------------------------------------

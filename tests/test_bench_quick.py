@@ -1,4 +1,4 @@
-"""bench/run.py --quick runs end to end and reports every figure of issues 5 and 17.
+"""bench/run.py --quick runs end to end and reports every figure of issues 5, 17 and 19.
 
 It needs a TCP PostgreSQL server on this machine (``ATRIUM_TEST_DATABASE_URL``: the bench
 reads its backends' memory from /proc) and ``wrk``; locally it is skipped without them,
@@ -64,6 +64,14 @@ FIGURES = [
         for figure in ("write", "filtered_list")
         for part in ("rps", "p50_ms", "p99_ms", "ratio", "floor.rps", "floor.p50_ms", "floor.p99_ms")
     ),
+    # Issue 19: a forum's first page of topics, and 50 concurrent replies, beside raw SQL.
+    *(f"forum_topics.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
+    *(
+        f"forum_replies.{side}.{figure}"
+        for side in ("app", "floor")
+        for figure in ("p50_ms", "p99_ms", "wall_ms")
+    ),
+    "forum_replies.reply_count",
 ]
 
 

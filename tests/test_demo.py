@@ -49,9 +49,16 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
         links = (await client.get("/user-meta", headers=owner)).json()
         customize = (await client.get("/customize", headers=owner)).json()
         media = (await client.get("/media", headers=owner)).json()
+        projects = (await client.get("/projects", headers=owner)).json()
+        discussions = (await client.get("/project-discussions", headers=owner)).json()
+        topics = (await client.get("/forum-discussions", params={"parent_id": "null"}, headers=owner)).json()
     assert users["total"] >= 5  # the owner and the sample people
     assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
     assert customize["total"] == 1
     assert [m["name"] for m in media["items"]] == ["welcome.txt"]
+    # A project with a discussion and its replies; a forum whose pinned topic has replies.
+    assert projects["total"] == 1 and len(projects["items"][0]["member_ids"]) >= 5
+    assert any(d["parent_id"] is None and d["reply_count"] > 0 for d in discussions["items"])
+    assert topics["items"][0]["pinned"] and topics["items"][0]["reply_count"] > 0
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ from tests.api import (
     route_resources,
     tenant_endpoints,
     uncovered,
+    user_with,
 )
 from tests.conftest import login, serve
 
@@ -337,14 +337,6 @@ async def test_admin_cannot_demote_or_take_over_the_owner(
 
 
 # --- ownership: write changes one's own rows, manage any row (API.md §4) -------------------------
-
-
-async def user_with(client: httpx.AsyncClient, owner: Headers, permissions: list[str]) -> TenantUser:
-    """A new user holding exactly ``permissions``, through a role of their own."""
-    name = f"Role {uuid.uuid4().hex[:10]}"
-    role = await client.post("/user-roles", json={"name": name, "permissions": permissions}, headers=owner)
-    assert role.status_code == 201, role.text
-    return await add_user(client, owner, role=name)
 
 
 async def _row(client: httpx.AsyncClient, owner: Headers, resource: str, row: str) -> dict[str, Any]:

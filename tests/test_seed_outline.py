@@ -26,6 +26,16 @@ AUDIT = {
     "updated_at": ("timestamp", NOT_NULL),
 }
 
+# The fields of both kinds of discussion (API.md §8).
+DISCUSSION = {
+    "title": ("text", NULL),
+    "body": ("text", NOT_NULL),
+    "parent_id": ("uuid", NULL),
+    "reply_count": ("integer", NOT_NULL),
+    "last_reply_at": ("timestamp", NULL),
+    "owner_id": ("uuid", NOT_NULL),
+}
+
 # API.md §6, written once: table -> column -> (type family, nullable). Columns that are
 # not API fields are marked; everything else is the seed's.
 SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
@@ -60,6 +70,29 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "size": ("integer", NOT_NULL),
         "data": ("bytes", NOT_NULL),  # the file's bytes, served by /media/{id}/content
     },
+    # API.md §8 (migration 0010)
+    "projects": {
+        **AUDIT,
+        "name": ("text", NOT_NULL),
+        "description": ("text", NULL),
+        "status": ("text", NOT_NULL),
+        "member_ids": ("array", NOT_NULL),
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    "project_discussions": {**AUDIT, **DISCUSSION, "project_id": ("uuid", NOT_NULL)},
+    "forums": {
+        **AUDIT,
+        "name": ("text", NOT_NULL),
+        "description": ("text", NULL),
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    "forum_discussions": {
+        **AUDIT,
+        **DISCUSSION,
+        "forum_id": ("uuid", NOT_NULL),
+        "pinned": ("boolean", NOT_NULL),
+        "locked": ("boolean", NOT_NULL),
+    },
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),
@@ -83,6 +116,7 @@ FAMILIES = {
     "bigint": "integer",
     "integer": "integer",
     "bytea": "bytes",
+    "boolean": "boolean",
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal_column,
+    or_,
     select,
     text,
 )
@@ -59,6 +60,16 @@ class Filter:
     name: str
     # Compared in lower case (emails are unique in any case).
     casefold: bool = False
+    # The column, where the parameter is named otherwise (``member_id`` on ``member_ids``).
+    column: str = ""
+    # The column is an array: a row matches when it holds any of the values.
+    element: bool = False
+    # ``?name=null`` matches rows where the column is null (``parent_id=null``: top level).
+    null: bool = False
+
+    @property
+    def column_name(self) -> str:
+        return self.column or self.name
 
 
 def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
@@ -84,6 +95,9 @@ def search_index(name: str, *columns: str) -> Index:
     )
 
 
+DefaultOrder = Callable[["ListRequest", Any], list[Any]]
+
+
 @dataclass(frozen=True)
 class ListRequest:
     """A list request's parsed parameters (page apart)."""
@@ -95,11 +109,18 @@ class ListRequest:
     # Kept to the rows the resource's visibility rule shows the caller (``caller_id``).
     visible_only: bool = False
 
+    def has_null(self, name: str) -> bool:
+        """Whether filter ``name`` asks for rows where its column is null."""
+        return any(value is None for n, values in self.filters if n == name for value in values)
+
+    def filtered(self, name: str) -> bool:
+        return any(n == name for n, _ in self.filters)
+
     @property
     def shape(self) -> tuple[Any, ...]:
         return (
             self.visible_only,
-            tuple(name for name, _ in self.filters),
+            tuple((name, None in values, len(values) > values.count(None)) for name, values in self.filters),
             self.q is not None,
             self.window[0] is not None,
             self.window[1] is not None,
@@ -107,7 +128,7 @@ class ListRequest:
         )
 
     def values(self) -> dict[str, Any]:
-        values: dict[str, Any] = {f"f_{name}": list(v) for name, v in self.filters}
+        values: dict[str, Any] = {f"f_{name}": [x for x in v if x is not None] for name, v in self.filters}
         if self.q is not None:
             values["q"] = self.q
         if self.window[0] is not None:
@@ -131,11 +152,16 @@ class Listing:
     window: tuple[str, str] | None = ("created_at", "created_at")
     # The service's visibility rule, with the caller as the ``caller_id`` parameter.
     visibility: ColumnElement[bool] | None = None
+    # The order without ``sort`` (and without ``q``'s ranking), given the request and the
+    # table's columns; it may look only at what the request's ``shape`` holds (which
+    # filters, null or not), since the statement is compiled once per shape. None:
+    # newest first.
+    default_order: DefaultOrder | None = None
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         columns = self.table.c
-        named = [f.name for f in self.filters] + list(self.search) + list(self.sort)
+        named = [f.column_name for f in self.filters] + list(self.search) + list(self.sort)
         named += list(self.window or ())
         if missing := [n for n in named if n not in columns]:
             raise TypeError(f"{self.table.name} has no columns {missing}")
@@ -188,7 +214,9 @@ class Listing:
         return ListRequest(tuple(filters), q, window, sort, visible_only and self.visibility is not None)
 
     def _convert(self, name: str, value: str, spec: Filter, errors: list[dict[str, str]]) -> Any:
-        python_type = _python_type(self.table.c[name])
+        python_type = _python_type(self._element_type(spec))
+        if spec.null and value == "null":
+            return None
         if "\x00" in value:
             errors.append(_error(name, "contains a NUL character"))
             return None
@@ -203,6 +231,11 @@ class Listing:
             errors.append(_error(name, f"not a valid {python_type.__name__.lower()}"))
             return None
         return value.lower() if spec.casefold else value
+
+    def _element_type(self, spec: Filter) -> Any:
+        """The column a filter's values are compared with, or its array's element."""
+        column = self.table.c[spec.column_name]
+        return Column(column.type.item_type) if spec.element else column
 
     @staticmethod
     def _single(query: MultiDict[str], name: str, errors: list[dict[str, str]]) -> str | None:
@@ -247,9 +280,8 @@ class Listing:
         query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
         if request.visible_only and self.visibility is not None:
             query = query.where(self.visibility)
-        for name, _ in request.filters:
-            column = func.lower(c[name]) if self._filters[name].casefold else c[name]
-            query = query.where(column == any_(bindparam(f"f_{name}", type_=ARRAY(c[name].type))))
+        for name, values in request.filters:
+            query = query.where(self._matching(self._filters[name], values))
         order: list[Any] = []
         if request.q is not None:
             vector = search_vector([c[n] for n in self.search])
@@ -272,21 +304,51 @@ class Listing:
                 column.desc() if descending else column.asc(),
                 c.id.desc() if descending else c.id.asc(),
             ]
+        elif not order and self.default_order is not None:
+            order += self.default_order(request, c)
         else:
             order += [c.created_at.desc(), c.id.desc()]
         query = query.order_by(*order).limit(bindparam("limit")).offset(bindparam("offset"))
         return str(query.compile(dialect=_DIALECT))
 
+    def _matching(self, spec: Filter, values: list[Any]) -> ColumnElement[bool]:
+        """The condition of one filter for ``values``: any of them (``None``: a null column)."""
+        column = self.table.c[spec.column_name]
+        element_type = self._element_type(spec).type
+        parameter = bindparam(f"f_{spec.name}", type_=ARRAY(element_type))
+        conditions: list[ColumnElement[bool]] = []
+        # Values are matched unless ``null`` is all that was asked for.
+        if None not in values or any(v is not None for v in values):
+            if spec.element:
+                # ``&&``: the array holds any of the values (a GIN index on it serves this).
+                conditions.append(column.op("&&")(parameter))
+            else:
+                compared = func.lower(column) if spec.casefold else column
+                conditions.append(compared == any_(parameter))
+        if None in values:
+            conditions.append(column.is_(None))
+        return conditions[0] if len(conditions) == 1 else or_(*conditions)
+
     def openapi_parameters(self) -> list[Parameter]:
         """The declared parameters as OpenAPI parameters (openapi.py adds them to the list)."""
         described = []
         for name, spec in self._filters.items():
+            if spec.element:
+                meaning = (
+                    f"Rows whose `{spec.column_name}` holds one of the values (repeat it to give several)"
+                )
+            else:
+                meaning = f"Rows whose `{name}` is one of the values (repeat it to give several)"
+            if spec.null:
+                meaning += "; `null` matches rows where it is null"
+            item = _schema_of(self._element_type(spec))
+            if spec.null:
+                item = Schema(one_of=[item, Schema(type=OpenAPIType.STRING, enum=["null"])])
             described.append(
                 _parameter(
                     name,
-                    Schema(type=OpenAPIType.ARRAY, items=_schema_of(self.table.c[name])),
-                    f"Rows whose `{name}` is one of the values (repeat it to give several)"
-                    + (", in any case." if spec.casefold else "."),
+                    Schema(type=OpenAPIType.ARRAY, items=item),
+                    meaning + (", in any case." if spec.casefold else "."),
                 )
             )
         if self.search:

@@ -37,7 +37,7 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing
+from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -140,6 +140,8 @@ class ResourceSpec:
     search: Sequence[str] = ()
     sort: Sequence[str] = ()
     window: tuple[str, str] | None = ("created_at", "created_at")
+    # The list's order without ``sort`` or ``q`` (listing.py); None: newest first.
+    default_order: DefaultOrder | None = None
     # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
     actions: Sequence[Action] = ()
 
@@ -239,7 +241,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     rule = visibility_sql(spec.service)
     # Where a visibility rule applies, callers without manage read through it.
     kept_to_visible = None if rule is None else ReadQueries.build(spec.service.model, Read, rule)
-    managing = manage(spec.resource)
+    managing = spec.service.sees_every_row_permission()
 
     def queries_for(scope: Scope) -> tuple[ReadQueries, dict[str, Any]]:
         user = scope["user"]
@@ -255,6 +257,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         spec.sort,
         spec.window,
         visibility=spec.service.visibility(bindparam("caller_id", type_=spec.service.model.id.type)),
+        default_order=spec.default_order,
     )
 
     def render(row: Sequence[Any]) -> Any:

@@ -68,6 +68,10 @@ class CrudService(Generic[M]):
     transitions: ClassVar[Mapping[str, Collection[str]] | None] = None
     # The permission name, set by the ResourceSpec that serves this service.
     resource: ClassVar[str] = ""
+    # The permission that lifts ``visibility`` where it is not ``<resource>:manage``: a
+    # row visible exactly to those who see another row (a project's discussions: its
+    # members and ``projects:manage``).
+    sees_every_row: ClassVar[str] = ""
     _repository: Any = field(init=False)
 
     @classmethod
@@ -98,8 +102,15 @@ class CrudService(Generic[M]):
             raise RuntimeError(f"{type(self).__name__} serves no ResourceSpec: its permission is unknown")
         return self.user.can(manage(self.resource))
 
+    @classmethod
+    def sees_every_row_permission(cls) -> str:
+        """The permission whose holders see every row, whatever ``visibility`` says."""
+        return cls.sees_every_row or manage(cls.resource)
+
     def visible_to_caller(self) -> ColumnElement[bool] | None:
-        return None if self.may_manage() else self.visibility(literal(self.user.id, self.model.id.type))
+        if self.user.can(self.sees_every_row_permission()):
+            return None
+        return self.visibility(literal(self.user.id, self.model.id.type))
 
     async def get(self, item_id: uuid.UUID, *options: ORMOption, lock: bool = False) -> M:
         """The row, or 404 when it does not exist or the caller may not see it. ``lock``:

@@ -1,0 +1,255 @@
+"""Threaded discussions, shared by projects' message boards and forums (API.md §8).
+
+A discussion is a top-level post (with a title) or a reply to one (without): one level
+deep, like Basecamp's messages and Discourse's topics and posts. Both kinds live in one
+table per area, in a container (a project, a forum); each area's table is this mixin
+plus its container column, and its service is ``ThreadService`` plus what the container
+allows (archived projects, locked topics).
+
+Counting replies: ``reply_count`` and ``last_reply_at`` of the top-level discussion are
+changed by one ``UPDATE`` in the reply's own transaction, which also takes the parent's
+row lock, so concurrent replies queue on it and none is lost or counted twice; the
+parent's shape (top level, same container) is checked by that same statement.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from atrium.platform.web.bodies import Schema
+from atrium.platform.web.concurrency import next_updated_at_sql
+from atrium.platform.web.errors import problem
+from atrium.platform.web.listing import ListRequest
+from atrium.platform.web.services import CrudService
+from atrium.tenants.base import utcnow
+
+TITLE_MAX = 200
+BODY_MAX = 50_000
+
+# Fields of both kinds of discussion's bodies.
+OwnerId = Annotated[uuid.UUID, msgspec.Meta(description="The user who owns the row; the caller by default.")]
+Title = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=TITLE_MAX,
+        description="Required on a top-level discussion, absent on a reply.",
+    ),
+]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
+ParentId = Annotated[
+    uuid.UUID,
+    msgspec.Meta(
+        description="The top-level discussion (same project or forum) this replies to; null: top level."
+    ),
+]
+ReplyCount = Annotated[int, msgspec.Meta(description="Server-set: the replies of a top-level discussion.")]
+LastReplyAt = Annotated[
+    datetime.datetime, msgspec.Meta(description="Server-set: when the latest reply was written.")
+]
+
+
+class DiscussionRead(msgspec.Struct, kw_only=True):
+    """The fields both kinds of discussion show; each adds its container's."""
+
+    id: uuid.UUID
+    title: str | None
+    body: str
+    parent_id: ParentId | None
+    reply_count: ReplyCount
+    last_reply_at: LastReplyAt | None
+    owner_id: OwnerId
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class DiscussionCreate(Schema, kw_only=True):
+    title: Title | None = None
+    body: Body
+    parent_id: ParentId | None = None
+    owner_id: OwnerId | None = None
+
+
+class DiscussionUpdate(Schema, kw_only=True):
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    body: Body | msgspec.UnsetType = msgspec.UNSET
+    owner_id: OwnerId | msgspec.UnsetType = msgspec.UNSET
+
+
+class DiscussionColumns:
+    """The columns every discussion table has besides its container's."""
+
+    title: Mapped[str | None] = mapped_column(String(TITLE_MAX))
+    body: Mapped[str] = mapped_column(Text)
+    reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_reply_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+    @declared_attr
+    def parent_id(cls) -> Mapped[uuid.UUID | None]:
+        # CASCADE: deleting a top-level discussion deletes its replies (API.md §8).
+        return mapped_column(ForeignKey(f"{cls.__tablename__}.id", ondelete="CASCADE"))  # type: ignore[attr-defined]
+
+    @declared_attr
+    def owner_id(cls) -> Mapped[uuid.UUID]:
+        # RESTRICT: a deleted user's discussions are handed to another user first.
+        return mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+
+
+def shape_constraint(table: str) -> CheckConstraint:
+    """A top-level discussion has a title, a reply none."""
+    return CheckConstraint("(parent_id IS NULL) = (title IS NOT NULL)", name="title_on_top_level")
+
+
+def field_problem(status: int, field: str, message: str) -> Exception:
+    return problem(status, f"{field}: {message}.", errors=[{"field": field, "message": message}])
+
+
+def replies_oldest_first(request: ListRequest, columns: Any) -> list[Any]:
+    """A thread's replies (``parent_id=<id>``) read oldest first; anything else newest first."""
+    if request.filtered("parent_id") and not request.has_null("parent_id"):
+        return [columns.created_at.asc(), columns.id.asc()]
+    return [columns.created_at.desc(), columns.id.desc()]
+
+
+class ThreadService(CrudService[Any]):
+    """Shape rules and reply counts of a discussion table; subclasses name the container
+    and check that it may be written to."""
+
+    # The container column (``project_id``, ``forum_id``) and what the API calls it.
+    container: ClassVar[str]
+    # Fields only a top-level discussion may carry besides its title (forums: pinned, locked).
+    top_level_only: ClassVar[Sequence[str]] = ()
+
+    async def check_container(self, container_id: uuid.UUID) -> None:
+        """422 when the container does not exist or the caller cannot see it, 409 when it
+        refuses writes; called first in every write, so that its locks come first."""
+        raise NotImplementedError
+
+    def refuse_parent(self, parent: Any) -> None:
+        """A reply to ``parent`` (a top-level discussion of the container) is refused: 409
+        (a locked topic). Nothing by default."""
+        return None
+
+    def _top_level_fields(self) -> tuple[str, ...]:
+        return ("title", *self.top_level_only)
+
+    @staticmethod
+    def _refuse_on_a_reply(fields: list[str]) -> None:
+        """422 naming each field a reply was given that only a top-level discussion has."""
+        if fields:
+            message = "only a top-level discussion has it; a reply has none"
+            raise problem(
+                422, "A reply takes a body only.", errors=[{"field": f, "message": message} for f in fields]
+            )
+
+    # -- create -----------------------------------------------------------------------
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        await self.check_container(values[self.container])
+        parent_id = values.get("parent_id")
+        if parent_id is None:
+            if values.get("title") is None:
+                raise field_problem(422, "title", "required for a top-level discussion")
+            return values
+        self._refuse_on_a_reply([n for n in self._top_level_fields() if values.get(n) not in (None, False)])
+        for name in self.top_level_only:
+            values.pop(name, None)
+        now = utcnow()
+        values["created_at"] = values["updated_at"] = now
+        await self._count_reply(parent_id, values[self.container], now)
+        return values
+
+    async def _count_reply(
+        self, parent_id: uuid.UUID, container_id: uuid.UUID, now: datetime.datetime
+    ) -> None:
+        """Count the new reply on its parent, in this transaction; refuse a parent that is
+        not a top-level discussion of the same container."""
+        model = self.model
+        counted = await self.session.execute(
+            update(model)
+            .where(
+                model.id == parent_id,
+                model.parent_id.is_(None),
+                getattr(model, self.container) == container_id,
+                *self.open_for_replies(),
+            )
+            .values(
+                reply_count=model.reply_count + 1,
+                # Never backwards: a reply whose clock read earlier may take the lock later.
+                last_reply_at=func.greatest(func.coalesce(model.last_reply_at, now), now),
+                updated_at=next_updated_at_sql(model.updated_at),
+            )
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.first() is not None:
+            return
+        # The failure path only: why the parent was not counted.
+        parent = await self.session.scalar(select(model).where(model.id == parent_id))
+        if parent is None:
+            raise field_problem(422, "parent_id", "no such discussion")
+        if parent.parent_id is not None:
+            raise field_problem(
+                422, "parent_id", "a reply cannot be replied to; reply to its top-level discussion"
+            )
+        if getattr(parent, self.container) != container_id:
+            raise field_problem(
+                422, "parent_id", f"a discussion of another {self.container.removesuffix('_id')}"
+            )
+        self.refuse_parent(parent)
+        raise field_problem(422, "parent_id", "no such discussion")
+
+    def open_for_replies(self) -> list[ColumnElement[bool]]:
+        """Conditions a parent must meet to be replied to (forums: not locked)."""
+        return []
+
+    # -- update and delete ------------------------------------------------------------
+
+    async def prepare_update(self, item: Any, changes: dict[str, Any]) -> dict[str, Any]:
+        await self.check_container(getattr(item, self.container))
+        if item.parent_id is not None:
+            self._refuse_on_a_reply([name for name in self._top_level_fields() if name in changes])
+        return changes
+
+    async def before_delete(self, item: Any) -> None:
+        await self.check_container(getattr(item, self.container))
+        if item.parent_id is None:
+            return
+        model = self.model
+        # The parent first, as a new reply takes it: deletes and replies of one thread
+        # queue there, and the statements after it see what those committed.
+        await self.session.execute(select(model.id).where(model.id == item.parent_id).with_for_update())
+        still_there = await self.session.scalar(select(model.id).where(model.id == item.id).with_for_update())
+        if still_there is None:
+            raise problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
+        remaining = select(func.max(model.created_at)).where(
+            model.parent_id == item.parent_id, model.id != item.id
+        )
+        await self.session.execute(
+            update(model)
+            .where(model.id == item.parent_id)
+            .values(
+                reply_count=model.reply_count - 1,
+                last_reply_at=remaining.scalar_subquery(),
+                updated_at=next_updated_at_sql(model.updated_at),
+            )
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,65 @@
+"""Request and response bodies of /forums and /forum-discussions."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Annotated
+
+import msgspec
+
+from atrium.platform.web.bodies import Schema
+from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=10_000)]
+Pinned = Annotated[
+    bool,
+    msgspec.Meta(
+        description="Topics only: listed before the others. Setting it needs forum-discussions:manage."
+    ),
+]
+Locked = Annotated[
+    bool,
+    msgspec.Meta(description="Topics only: no replies (409). Setting it needs forum-discussions:manage."),
+]
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+
+class ForumRead(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    owner_id: OwnerId
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class ForumCreate(Schema):
+    name: Name
+    description: Description | None = None
+    owner_id: OwnerId | None = None
+
+
+class ForumUpdate(Schema):
+    name: Name | Unset = UNSET
+    description: Description | Unset | None = UNSET
+    owner_id: OwnerId | Unset = UNSET
+
+
+class ForumDiscussionRead(DiscussionRead, kw_only=True):
+    forum_id: uuid.UUID
+    pinned: Pinned
+    locked: Locked
+
+
+class ForumDiscussionCreate(DiscussionCreate, kw_only=True):
+    forum_id: uuid.UUID
+    pinned: Pinned = False
+    locked: Locked = False
+
+
+class ForumDiscussionUpdate(DiscussionUpdate):
+    pinned: Pinned | Unset = UNSET
+    locked: Locked | Unset = UNSET
