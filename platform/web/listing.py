@@ -59,6 +59,22 @@ class Filter:
     name: str
     # Compared in lower case (emails are unique in any case).
     casefold: bool = False
+    # The column, where the parameter is named otherwise (``?tag=`` on ``tags``).
+    column: str = ""
+    # The column is an array: a row matches when it holds any of the values.
+    element: bool = False
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A sort key whose order is another column's (``priority`` by its rank)."""
+
+    name: str
+    column: str
 
 
 def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
@@ -125,22 +141,29 @@ class Listing:
     fields: tuple[str, ...]
     filters: Sequence[Filter] = ()
     search: Sequence[str] = ()
-    sort: Sequence[str] = ()
+    sort: Sequence[str | Sort] = ()
     # A row's time span for ``from``/``to`` (start and end columns; one column twice for
     # an instant); a row matches when it overlaps the window.
     window: tuple[str, str] | None = ("created_at", "created_at")
     # The service's visibility rule, with the caller as the ``caller_id`` parameter.
     visibility: ColumnElement[bool] | None = None
+    # A condition every statement carries, whose parameters the caller supplies: a list
+    # of a row's children (a ticket's replies) is kept to that row.
+    within: ColumnElement[bool] | None = None
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         columns = self.table.c
-        named = [f.name for f in self.filters] + list(self.search) + list(self.sort)
+        self._sort_columns = {"created_at": "created_at"}
+        for key in self.sort:
+            name, column = (key.name, key.column) if isinstance(key, Sort) else (key, key)
+            self._sort_columns[name] = column
+        named = [f.source for f in self.filters] + list(self.search) + list(self._sort_columns.values())
         named += list(self.window or ())
         if missing := [n for n in named if n not in columns]:
             raise TypeError(f"{self.table.name} has no columns {missing}")
         self._filters = {f.name: f for f in self.filters}
-        self.sortable = frozenset({*self.sort, "created_at"})
+        self.sortable = frozenset(self._sort_columns)
 
     # -- parameters ------------------------------------------------------------------
 
@@ -188,7 +211,7 @@ class Listing:
         return ListRequest(tuple(filters), q, window, sort, visible_only and self.visibility is not None)
 
     def _convert(self, name: str, value: str, spec: Filter, errors: list[dict[str, str]]) -> Any:
-        python_type = _python_type(self.table.c[name])
+        python_type = _python_type(self.table.c[spec.source], spec.element)
         if "\x00" in value:
             errors.append(_error(name, "contains a NUL character"))
             return None
@@ -245,11 +268,18 @@ class Listing:
     def _compile(self, request: ListRequest) -> str:
         c = self.table.c
         query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
+        if self.within is not None:
+            query = query.where(self.within)
         if request.visible_only and self.visibility is not None:
             query = query.where(self.visibility)
         for name, _ in request.filters:
-            column = func.lower(c[name]) if self._filters[name].casefold else c[name]
-            query = query.where(column == any_(bindparam(f"f_{name}", type_=ARRAY(c[name].type))))
+            spec = self._filters[name]
+            source = c[spec.source]
+            if spec.element:
+                query = query.where(source.op("&&")(bindparam(f"f_{name}", type_=source.type)))
+                continue
+            column = func.lower(source) if spec.casefold else source
+            query = query.where(column == any_(bindparam(f"f_{name}", type_=ARRAY(source.type))))
         order: list[Any] = []
         if request.q is not None:
             vector = search_vector([c[n] for n in self.search])
@@ -266,7 +296,7 @@ class Listing:
             if request.window[1] is not None:
                 query = query.where(start < bindparam("to", type_=start.type))
         if request.sort is not None:
-            column = c[request.sort.removeprefix("-")]
+            column = c[self._sort_columns[request.sort.removeprefix("-")]]
             descending = request.sort.startswith("-")
             order += [
                 column.desc() if descending else column.asc(),
@@ -284,7 +314,7 @@ class Listing:
             described.append(
                 _parameter(
                     name,
-                    Schema(type=OpenAPIType.ARRAY, items=_schema_of(self.table.c[name])),
+                    Schema(type=OpenAPIType.ARRAY, items=_schema_of(self.table.c[spec.source], spec.element)),
                     f"Rows whose `{name}` is one of the values (repeat it to give several)"
                     + (", in any case." if spec.casefold else "."),
                 )
@@ -317,15 +347,16 @@ def _error(name: str, message: str) -> dict[str, str]:
     return {"field": name, "message": message, "source": "query"}
 
 
-def _python_type(column: Column[Any]) -> type:
+def _python_type(column: Column[Any], element: bool = False) -> type:
+    kind = column.type.item_type if element else column.type  # type: ignore[attr-defined]
     try:
-        return column.type.python_type
+        return kind.python_type
     except NotImplementedError:
         return str
 
 
-def _schema_of(column: Column[Any]) -> Schema:
-    python_type = _python_type(column)
+def _schema_of(column: Column[Any], element: bool = False) -> Schema:
+    python_type = _python_type(column, element)
     if python_type is uuid.UUID:
         return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
     if python_type is int:
