@@ -344,7 +344,7 @@ UPDATES: dict[str, dict[str, Any]] = {
 
 async def _ticket_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
     tag = _tag()
-    return {"json": {"subject": f"Ticket {tag}", "body": f"Something about {tag}", "tags": ["Test", "test"]}}
+    return {"json": {"subject": f"Ticket {tag}", "body": f"Something about {tag}", "tags": ["test"]}}
 
 
 CREATE_REQUESTS["help-desk"] = _ticket_request

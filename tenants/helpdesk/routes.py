@@ -140,7 +140,8 @@ class TicketService(CrudService[Ticket]):
         changes.pop("requester_id", None)
         target = changes.get("status", item.status)
         if not self.may_manage():
-            beyond = sorted(set(changes) - REQUESTER_FIELDS)
+            # Sending a field's current value changes nothing, and is allowed.
+            beyond = sorted(k for k in set(changes) - REQUESTER_FIELDS if changes[k] != getattr(item, k))
             if beyond:
                 raise self._refuse_beyond_ownership(f"A requester may not change {', '.join(beyond)}.")
             if target not in {item.status, "solved"}:
