@@ -189,8 +189,18 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         data: Any,
     ) -> Any:
         if_match = request_header(request.scope, b"if-match")
-        item = await service(db_session, tenant, request, settings).act(item_id, action, data, if_match)
-        return Response(spec.render(item), headers={"ETag": row_tag(item)})
+        crud = service(db_session, tenant, request, settings)
+        # Like every POST, an action is answered once per Idempotency-Key (a payment retried
+        # is recorded once).
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: crud.act(item_id, action, data, if_match, before_commit),
+            spec.render,
+            lambda item: {"ETag": row_tag(item)},
+            status=200,
+        )
 
     if Body is None:
 
