@@ -151,6 +151,10 @@ _SHAPES = {
 _SUB_ROUTES = {
     ("GET", "help-desk", "replies"): "content",
     ("POST", "help-desk", "replies"): "action",
+    ("GET", "invoices", "pdf"): "content",
+    **{
+        ("POST", "invoices", action): "action" for action in ("finalize", "pay", "void", "mark-uncollectible")
+    },
 }
 READS = {"list", "get", "content"}
 AUTH_ROUTES = {
@@ -351,6 +355,24 @@ CREATE_REQUESTS["help-desk"] = _ticket_request
 UPDATES["help-desk"] = {"subject": "Renamed ticket"}
 
 
+async def _invoice_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    tag = _tag()
+    return {
+        "json": {
+            "customer_name": f"Customer {tag}",
+            "customer_email": f"billing-{tag}@example.test",
+            "currency": "USD",
+            "items": [
+                {"description": f"Work {tag}", "quantity": "1.5", "unit_price": 1000, "tax_rate": "20"}
+            ],
+        }
+    }
+
+
+CREATE_REQUESTS["invoices"] = _invoice_request
+UPDATES["invoices"] = {"notes": "Changed notes"}
+
+
 @dataclass(frozen=True)
 class ActionCase:
     """How to run ``POST /<resource>/{id}/<action>`` on a fresh row the factory made."""
@@ -365,9 +387,23 @@ async def _reply(client: httpx.AsyncClient, headers: Headers, row_id: str) -> di
     return {"json": {"body": f"A reply {_tag()}", "visibility": "public"}}
 
 
+async def _draft(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    return {}
+
+
+async def _finalized(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    response = await client.post(f"/invoices/{row_id}/finalize", headers=headers)
+    assert response.status_code == 200, response.text
+    return {"json": {}}
+
+
 # (resource, action) → its case
 ACTIONS: dict[tuple[str, str], ActionCase] = {
     ("help-desk", "replies"): ActionCase(_reply, status=201),
+    ("invoices", "finalize"): ActionCase(_draft),
+    ("invoices", "pay"): ActionCase(_finalized),
+    ("invoices", "void"): ActionCase(_finalized),
+    ("invoices", "mark-uncollectible"): ActionCase(_finalized),
 }
 
 

@@ -49,9 +49,19 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
         links = (await client.get("/user-meta", headers=owner)).json()
         customize = (await client.get("/customize", headers=owner)).json()
         media = (await client.get("/media", headers=owner)).json()
+        tickets = (await client.get("/help-desk", headers=owner)).json()
+        invoices = (await client.get("/invoices", headers=owner)).json()
+        pdfs = [await client.get(f"/invoices/{i['id']}/pdf", headers=owner) for i in invoices["items"]]
+        internal = []
+        for t in tickets["items"]:
+            replies = (await client.get(f"/help-desk/{t['id']}/replies", headers=owner)).json()
+            internal += [r for r in replies["items"] if r["visibility"] == "internal"]
     assert users["total"] >= 5  # the owner and the sample people
     assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
     assert customize["total"] == 1
     assert [m["name"] for m in media["items"]] == ["welcome.txt"]
+    assert len({t["status"] for t in tickets["items"]}) >= 4 and len(internal) == 1
+    assert {i["status"] for i in invoices["items"]} >= {"draft", "open", "paid"}
+    assert all(p.status_code == 200 and p.content.startswith(b"%PDF") for p in pdfs)
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}

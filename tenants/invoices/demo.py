@@ -16,12 +16,19 @@ from atrium.tenants.invoices.routes import COUNTER, NUMBER_FORMAT
 
 
 def _invoice(
-    number: int | None, status: str, customer: str, currency: str, items: list[dict[str, Any]], paid: int = 0
+    owner: Any,
+    number: int | None,
+    status: str,
+    customer: str,
+    currency: str,
+    items: list[dict[str, Any]],
+    paid: int = 0,
 ) -> dict[str, Any]:
     lines = [money.Line(Decimal(i["quantity"]), i["unit_price"], Decimal(i["tax_rate"])) for i in items]
     totals = money.totals(lines)
     today = datetime.datetime.now(datetime.UTC).date()
     return {
+        "owner_id": owner,
         "number": None if number is None else NUMBER_FORMAT.format(number),
         "status": status,
         "customer_name": customer,
@@ -45,9 +52,10 @@ def seed(conn: Connection, demo: DemoTenant) -> None:
     ]
     licences = [{"description": "Annual licence", "quantity": "3", "unit_price": 120000, "tax_rate": "8.5"}]
     rows = [
-        _invoice(None, "draft", "Globex Corporation", "USD", consulting),
-        _invoice(1, "open", "Initech GmbH", "EUR", licences, paid=100000),
+        _invoice(demo.owner_id, None, "draft", "Globex Corporation", "USD", consulting),
+        _invoice(demo.owner_id, 1, "open", "Initech GmbH", "EUR", licences, paid=100000),
         _invoice(
+            demo.owner_id,
             2,
             "paid",
             "Umbrella KK",

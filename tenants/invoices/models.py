@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +19,7 @@ STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 class Invoice(TenantBase):
     __tablename__ = "invoices"
     __table_args__ = (
-        search_index("ix_invoices_search", "customer_name", "customer_email", "notes"),
+        search_index("ix_invoices_search", "customer_name", "customer_email"),
         Index("ix_invoices_status", "status", "created_at"),
         Index("ix_invoices_issue_date", "issue_date"),
         # The database's own word that a payment never exceeds what is owed.
@@ -26,8 +27,10 @@ class Invoice(TenantBase):
     )
     # The generated amount_due comes back with every write: read later it would need a
     # lazy load, which asyncio forbids.
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
+    __mapper_args__ = {"eager_defaults": True}
 
+    # Who made it. RESTRICT: a deleted user's rows are handed on first (UserService.delete).
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     # Unique: the constraint that holds even if the counter were ever bypassed.
     number: Mapped[str | None] = mapped_column(String(20), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="draft", server_default="draft")

@@ -51,8 +51,8 @@ class Totals:
 
 
 def line_amounts(line: Line) -> tuple[int, int]:
-    """The line's amount and tax: ``quantity × unit_price`` rounded half-to-even to the minor
-    unit, then that rounded amount ``× tax_rate / 100``, rounded half-to-even again."""
+    """The line's amount and tax: ``quantity * unit_price`` rounded half-to-even to the minor
+    unit, then that rounded amount ``* tax_rate / 100``, rounded half-to-even again."""
     amount = _CONTEXT.multiply(line.quantity, Decimal(line.unit_price)).quantize(_ONE, context=_CONTEXT)
     tax = _CONTEXT.divide(_CONTEXT.multiply(amount, line.tax_rate), _HUNDRED).quantize(_ONE, context=_CONTEXT)
     return int(amount), int(tax)
@@ -72,6 +72,10 @@ def major(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-exponent(currency))
 
 
-def formatted(amount: int, currency: str, locale: str = "en_US") -> str:
-    """The amount written for a reader, with the currency's symbol and decimals."""
-    return format_currency(major(amount, currency), currency, locale=locale, currency_digits=True)
+def formatted(amount: int, currency: str, locale: str = "en_US", code: bool = False) -> str:
+    """The amount written for a reader, with the currency's symbol (``code``: its ISO code)
+    and its number of decimals."""
+    pattern = "\u00a4\u00a4\u00a0#,##0.00" if code else None
+    return format_currency(
+        major(amount, currency), currency, format=pattern, locale=locale, currency_digits=True
+    )

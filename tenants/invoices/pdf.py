@@ -1,7 +1,8 @@
 """An invoice as a PDF a customer can read (fpdf2: pure Python, no system packages).
 
-The built-in Helvetica covers Windows-1252 only; other characters are written as their
-closest Latin form (accents dropped) or ``?``, so no customer name can break a document.
+The built-in Helvetica covers Latin-1 only; other characters are written as their closest
+Latin form (accents dropped) or ``?``, so no customer name can break a document, and amounts
+carry the currency's ISO code rather than a symbol the font may lack.
 The file is stamped with the invoice's last change, so one version is always the same bytes.
 """
 
@@ -16,7 +17,7 @@ from fpdf import FPDF
 from atrium.tenants.invoices import money
 from atrium.tenants.invoices.models import Invoice
 
-_ENCODING = "cp1252"
+_ENCODING = "latin-1"
 _WIDTHS = (86, 20, 28, 18, 30)  # description, quantity, unit price, tax, amount (mm)
 
 
@@ -47,7 +48,7 @@ def render_pdf(invoice: Invoice, seller: str) -> bytes:
     currency = invoice.currency
 
     def amount(value: int) -> str:
-        return _text(money.formatted(value, currency))
+        return _text(money.formatted(value, currency, code=True))
 
     pdf = FPDF(format="A4")
     pdf.set_creation_date(invoice.updated_at)

@@ -42,6 +42,7 @@ Items = Annotated[list[Item], msgspec.Meta(min_length=1, max_length=200)]
 
 class InvoiceRead(msgspec.Struct):
     id: uuid.UUID
+    owner_id: uuid.UUID
     number: Annotated[
         str | None, msgspec.Meta(description="`INV-000001`...: set at finalize, gapless per tenant.")
     ]
@@ -72,6 +73,7 @@ class InvoiceCreate(Schema):
     issue_date: datetime.date | None = None
     due_date: Annotated[datetime.date | None, msgspec.Meta(description="On or after issue_date.")] = None
     notes: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+    owner_id: uuid.UUID | None = None
 
 
 class InvoiceUpdate(Schema):
@@ -82,10 +84,11 @@ class InvoiceUpdate(Schema):
     )
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
     items: Items | msgspec.UnsetType = msgspec.UNSET
-    customer_email: Email | None | msgspec.UnsetType = msgspec.UNSET
-    issue_date: datetime.date | None | msgspec.UnsetType = msgspec.UNSET
-    due_date: datetime.date | None | msgspec.UnsetType = msgspec.UNSET
-    notes: Annotated[str, msgspec.Meta(max_length=10_000)] | None | msgspec.UnsetType = msgspec.UNSET
+    customer_email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    issue_date: datetime.date | msgspec.UnsetType | None = msgspec.UNSET
+    due_date: datetime.date | msgspec.UnsetType | None = msgspec.UNSET
+    notes: Annotated[str, msgspec.Meta(max_length=10000)] | msgspec.UnsetType | None = msgspec.UNSET
+    owner_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
 
 
 class Payment(Schema):

@@ -21,8 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SEARCH = (
-    "to_tsvector('english'::regconfig, (((coalesce(customer_name, '') || ' ') || coalesce(customer_email, ''))"
-    " || ' ') || coalesce(notes, ''))"
+    "to_tsvector('english'::regconfig, (coalesce(customer_name, '') || ' ') || coalesce(customer_email, ''))"
 )
 
 
@@ -30,6 +29,7 @@ def upgrade() -> None:
     op.create_table(
         "invoices",
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
         sa.Column("number", sa.String(length=20), nullable=True),
         sa.Column("status", sa.String(length=20), server_default="draft", nullable=False),
         sa.Column("customer_name", sa.String(length=200), nullable=False),
@@ -51,9 +51,13 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "amount_paid >= 0 AND amount_paid <= total", name=op.f("ck_invoices_amount_paid_within_total")
         ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name=op.f("fk_invoices_owner_id_users"), ondelete="RESTRICT"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
         sa.UniqueConstraint("number", name=op.f("uq_invoices_number")),
     )
+    op.create_index(op.f("ix_invoices_owner_id"), "invoices", ["owner_id"], unique=False)
     op.create_index("ix_invoices_status", "invoices", ["status", "created_at"], unique=False)
     op.create_index("ix_invoices_issue_date", "invoices", ["issue_date"], unique=False)
     op.create_index("ix_invoices_search", "invoices", [sa.text(SEARCH)], postgresql_using="gin")
