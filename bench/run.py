@@ -45,6 +45,11 @@ Figures (each with its floor measured in the same run):
   floor app's INSERT and commit by raw psycopg, alternating over RATIO_ROUNDS rounds.
 - ``filtered_list``: ``GET /users?email=`` over a tenant of ``--list-rows`` users
   (bench/lists.py), against the same statement by raw psycopg, alternating likewise.
+- ``helpdesk``: an agent's tickets by status over ``--tickets`` tickets (bench/helpdesk.py),
+  against the same statement by raw psycopg, alternating likewise.
+- ``invoices``: ``--finalizes`` invoices finalized by 20 concurrent clients, numbers checked
+  gapless and unique, against the same transaction by raw psycopg; a 50-line PDF's p50
+  (bench/invoices.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
@@ -68,6 +73,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import helpdesk
+import invoices
 import lists
 import memory
 import provisioning
@@ -112,6 +119,8 @@ STEPS: list[Step] = [
     memory.EVERY_TENANT,
     writes.STEP,
     lists.STEP,
+    helpdesk.STEP,
+    invoices.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -166,6 +175,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--list-rows", type=int, help="users in the filtered_list figure's tenant (full: 100000, quick: 5000)"
+    )
+    parser.add_argument(
+        "--tickets", type=int, help="tickets in the helpdesk figure's tenant (full: 100000, quick: 5000)"
+    )
+    parser.add_argument(
+        "--finalizes", type=int, help="invoices finalized by 20 concurrent clients (full: 200, quick: 60)"
     )
     parser.add_argument(
         "--idempotency-key",
