@@ -41,7 +41,8 @@ class Ticket(TenantBase):
     status: Mapped[str] = mapped_column(String(20), default="new", server_default="new")
     priority: Mapped[str] = mapped_column(String(10), default="normal", server_default="normal")
     priority_rank: Mapped[int] = mapped_column(SmallInteger, Computed(_PRIORITY_RANK, persisted=True))
-    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # RESTRICT: a deleted agent's tickets go to the user their rows go to (UserService.delete).
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     # RESTRICT: a closed ticket with follow-ups stays (delete answers 409, naming them).
     follow_up_of: Mapped[uuid.UUID | None] = mapped_column(

@@ -309,7 +309,8 @@ HELP_DESK = ResourceSpec(
         Filter("status"),
         Filter("priority"),
         Filter("assignee_id"),
-        Filter("requester_id"),
+        # The owner under its other name: owner_id is indexed.
+        Filter("requester_id", column="owner_id"),
         Filter("tag", casefold=True, column="tags", element=True),
     ],
     search=["subject", "body"],

@@ -54,7 +54,7 @@ def upgrade() -> None:
             ["owner_id"], ["users.id"], name=op.f("fk_tickets_owner_id_users"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
-            ["assignee_id"], ["users.id"], name=op.f("fk_tickets_assignee_id_users"), ondelete="SET NULL"
+            ["assignee_id"], ["users.id"], name=op.f("fk_tickets_assignee_id_users"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
             ["follow_up_of"],
