@@ -240,6 +240,8 @@ async def test_internal_replies_reach_only_manage_in_lists_counts_and_search(
     assert_problem(
         await client.post(url, json={"body": "x", "visibility": "internal"}, headers=requester.headers), 403
     )
+    nul = await client.post(url, json={"body": "a\x00b", "visibility": "public"}, headers=requester.headers)
+    assert error_fields(assert_problem(nul, 422)) == {"body"}
     assert error_fields(
         assert_problem(await client.post(url, json={"body": "x"}, headers=requester.headers), 422)
     ) == {"visibility"}

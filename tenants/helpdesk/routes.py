@@ -27,7 +27,7 @@ from atrium.platform.security.permissions import WILDCARD, manage, read, write
 from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
-from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.bodies import JSON_BODY_LIMIT, refuse_nul_characters
 from atrium.platform.web.concurrency import next_updated_at
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
@@ -172,6 +172,7 @@ class TicketService(CrudService[Ticket]):
     async def reply(
         self, ticket_id: uuid.UUID, data: ReplyCreate, before_commit: BeforeCommit[TicketReply] | None
     ) -> TicketReply:
+        refuse_nul_characters({"body": data.body})
         ticket = await self.get(ticket_id, lock=True)
         if data.visibility == "internal" and not self.may_manage():
             raise self._refuse_beyond_ownership("Only agents write internal replies.")
