@@ -16,7 +16,8 @@ spread of both shapes beside Atrium's.
 the tenant's owner (from the registry: no token here), returning the row, and the commit,
 in a transaction bound as above. ``GET /users?email=…`` is the floor of the filtered list:
 the very statement Atrium's list compiles for that filter (platform/web/listing.py), in a
-transaction bound as above.
+transaction bound as above. ``GET /help-desk?assignee_id=…&status=…`` likewise, for the
+help desk's agent queue (bench/helpdesk.py).
 
 bench/run.py runs it under uvicorn with the options ``atrium serve`` uses:
 
@@ -39,6 +40,8 @@ from psycopg_pool import AsyncConnectionPool
 from atrium.platform.db.binding import BIND_SQL
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.web.listing import Filter, Listing, ListRequest
+from atrium.tenants.helpdesk.models import Ticket
+from atrium.tenants.helpdesk.schemas import TicketRead
 from atrium.tenants.identity.models import User
 from atrium.tenants.identity.schemas import UserRead
 
@@ -55,6 +58,13 @@ INSERT_GROUP = (
 # Built, not copied, as Atrium builds it for ``GET /users?email=…``.
 USERS_LISTING = Listing(User.__table__, tuple(UserRead.__struct_fields__), [Filter("email", casefold=True)])
 LIST_USERS_BY_EMAIL = USERS_LISTING.statement(ListRequest(filters=(("email", []),)))
+
+
+# The help-desk figure's floor: an agent's tickets by status, the statement Atrium builds.
+TICKETS_LISTING = Listing(
+    Ticket.__table__, tuple(TicketRead.__struct_fields__), [Filter("assignee_id"), Filter("status")]
+)
+LIST_TICKETS = TICKETS_LISTING.statement(ListRequest(filters=(("assignee_id", []), ("status", []))))
 
 
 def select_user_alone(schema: str) -> str:
@@ -150,8 +160,24 @@ def create_app() -> Litestar:
         items = [dict(zip(USERS_LISTING.fields, row, strict=False)) for row in rows]
         return {"items": items, "total": rows[0][-1] if rows else 0, "limit": 50, "offset": 0}
 
+    @get("/help-desk")
+    async def list_tickets(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        schema = schema_of(request)
+        query = request.query_params
+        values = {
+            "f_assignee_id": [uuid.UUID(v) for v in query.getall("assignee_id", [])],
+            "f_status": query.getall("status", []),
+            "limit": 50,
+            "offset": 0,
+        }
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+            rows = await (await conn.execute(LIST_TICKETS, values)).fetchall()
+        items = [dict(zip(TICKETS_LISTING.fields, row, strict=False)) for row in rows]
+        return {"items": items, "total": rows[0][-1] if rows else 0, "limit": 50, "offset": 0}
+
     return Litestar(
-        route_handlers=[health, get_user, get_user_alone, create_group, list_users],
+        route_handlers=[health, get_user, get_user_alone, create_group, list_users, list_tickets],
         on_startup=[startup],
         on_shutdown=[shutdown],
     )

@@ -48,6 +48,11 @@ Figures (each with its floor measured in the same run):
 - ``forum_topics``: the first page of a forum's topics over ``--forum-posts`` posts, and
   50 concurrent replies to one topic with its ``reply_count`` checked exactly afterwards,
   each beside raw SQL (bench/forums.py).
+- ``helpdesk``: an agent's tickets by status over ``--tickets`` tickets (bench/helpdesk.py),
+  against the same statement by raw psycopg, alternating likewise.
+- ``invoices``: ``--finalizes`` invoices finalized by 20 concurrent clients, numbers checked
+  gapless and unique, against the same transaction by raw psycopg; a 50-line PDF's p50
+  (bench/invoices.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
@@ -72,6 +77,8 @@ from pathlib import Path
 from typing import Any
 
 import forums
+import helpdesk
+import invoices
 import lists
 import memory
 import provisioning
@@ -117,6 +124,8 @@ STEPS: list[Step] = [
     writes.STEP,
     lists.STEP,
     forums.STEP,
+    helpdesk.STEP,
+    invoices.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -174,6 +183,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--forum-posts", type=int, help="posts in the forum_topics figure's forum (full: 50000, quick: 2000)"
+    )
+    parser.add_argument(
+        "--tickets", type=int, help="tickets in the helpdesk figure's tenant (full: 100000, quick: 5000)"
+    )
+    parser.add_argument(
+        "--finalizes", type=int, help="invoices finalized by 20 concurrent clients (full: 200, quick: 60)"
     )
     parser.add_argument(
         "--idempotency-key",

@@ -145,6 +145,17 @@ _SHAPES = {
     ("DELETE", (ITEM,)): "delete",
     ("GET", (ITEM, "content")): "content",
 }
+# Routes below a row that are not a file's bytes: (method, resource, last segment) → operation.
+# ``content`` reads something of the row (a ticket's replies, an invoice's PDF); ``action``
+# is a POST on the row, which needs its ``ACTIONS`` case.
+_SUB_ROUTES = {
+    ("GET", "help-desk", "replies"): "content",
+    ("POST", "help-desk", "replies"): "action",
+    ("GET", "invoices", "pdf"): "content",
+    **{
+        ("POST", "invoices", action): "action" for action in ("finalize", "pay", "void", "mark-uncollectible")
+    },
+}
 READS = {"list", "get", "content"}
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
@@ -171,6 +182,11 @@ class Endpoint:
             return self.path.replace(ITEM, item_id)
         return self.path
 
+    @property
+    def action(self) -> tuple[str, str]:
+        """(resource, last path segment): the key of an action's ``ACTIONS`` case."""
+        return self.resource, self.path.rstrip("/").rsplit("/", 1)[-1]
+
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
@@ -194,7 +210,10 @@ def tenant_endpoints(app: Litestar) -> list[Endpoint]:
         if path.startswith("/auth/"):
             continue
         resource, *rest = path.strip("/").split("/")
-        endpoints.append(Endpoint(resource, _SHAPES.get((method, tuple(rest)), ""), method, path))
+        op = _SHAPES.get((method, tuple(rest)), "")
+        if not op and len(rest) == 2 and rest[0] == ITEM:
+            op = _SUB_ROUTES.get((method, resource, rest[1]), "")
+        endpoints.append(Endpoint(resource, op, method, path))
     return sorted(endpoints)
 
 
@@ -231,7 +250,17 @@ def uncovered(app: Litestar) -> list[str]:
             problems.append(f"{e}: no factory for {e.resource!r} in tests/api.py")
         elif e.op == "update" and e.resource not in UPDATES:
             problems.append(f"{e}: no update body for {e.resource!r} in tests/api.py")
+        elif e.op == "action" and e.action not in ACTIONS:
+            problems.append(f"{e}: no ACTIONS case for {e.action} in tests/api.py")
     return problems
+
+
+def restricted_resources() -> frozenset[str]:
+    """Resources with a visibility rule: without manage, another's row is not there (404)."""
+    from atrium.platform.web.resources import visibility_sql
+    from atrium.tenants.areas import resource_specs
+
+    return frozenset(spec.resource for spec in resource_specs() if visibility_sql(spec.service) is not None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +378,80 @@ UPDATES: dict[str, dict[str, Any]] = {
     "forums": {"description": "Changed description"},
     "forum-discussions": {"body": "Edited body"},
 }
+
+
+async def _ticket_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    tag = _tag()
+    return {"json": {"subject": f"Ticket {tag}", "body": f"Something about {tag}", "tags": ["test"]}}
+
+
+CREATE_REQUESTS["help-desk"] = _ticket_request
+UPDATES["help-desk"] = {"subject": "Renamed ticket"}
+
+
+async def _invoice_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    tag = _tag()
+    return {
+        "json": {
+            "customer_name": f"Customer {tag}",
+            "customer_email": f"billing-{tag}@example.test",
+            "currency": "USD",
+            "items": [
+                {"description": f"Work {tag}", "quantity": "1.5", "unit_price": 1000, "tax_rate": "20"}
+            ],
+        }
+    }
+
+
+CREATE_REQUESTS["invoices"] = _invoice_request
+UPDATES["invoices"] = {"notes": "Changed notes"}
+
+
+@dataclass(frozen=True)
+class ActionCase:
+    """How to run ``POST /<resource>/{id}/<action>`` on a fresh row the factory made."""
+
+    # Brings the row to a state the action accepts (as the given headers); returns the
+    # request's keyword arguments.
+    prepare: Callable[[httpx.AsyncClient, Headers, str], Awaitable[dict[str, Any]]]
+    status: int = 200
+
+
+async def _reply(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    return {"json": {"body": f"A reply {_tag()}", "visibility": "public"}}
+
+
+async def _draft(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    return {}
+
+
+async def _finalized(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    response = await client.post(f"/invoices/{row_id}/finalize", headers=headers)
+    assert response.status_code == 200, response.text
+    return {"json": {}}
+
+
+# (resource, action) → its case
+ACTIONS: dict[tuple[str, str], ActionCase] = {
+    ("help-desk", "replies"): ActionCase(_reply, status=201),
+    ("invoices", "finalize"): ActionCase(_draft),
+    ("invoices", "pay"): ActionCase(_finalized),
+    ("invoices", "void"): ActionCase(_finalized),
+    ("invoices", "mark-uncollectible"): ActionCase(_finalized),
+}
+
+
+async def action_request(
+    endpoint: Endpoint, client: httpx.AsyncClient, setup_headers: Headers, row_id: str
+) -> dict[str, Any]:
+    """The keyword arguments of a valid action on ``row_id``, made ready for it first."""
+    return await ACTIONS[endpoint.action].prepare(client, setup_headers, row_id)
+
+
+def success_status(endpoint: Endpoint) -> int:
+    if endpoint.op == "action":
+        return ACTIONS[endpoint.action].status
+    return {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}[endpoint.op]
 
 
 async def create_request(

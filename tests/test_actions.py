@@ -195,3 +195,24 @@ async def test_actions_send_the_etag_and_honour_if_match(
         stale = await client.post(f"{url}/solve", headers={**owner, "If-Match": tag})
         assert stale.status_code == 412
         assert (await client.get(url, headers=owner)).json()["status"] == "open"
+
+
+async def test_an_action_is_answered_once_per_idempotency_key(
+    settings: Settings, ticket_tenant: MadeTenant
+) -> None:
+    """Every POST honours Idempotency-Key (API.md §5): a retried action replays its answer
+    and does nothing more, even when the row has changed since."""
+    async with ticket_api(settings, ticket_tenant) as (client, owner):
+        ticket = await new_ticket(client, owner)
+        url = f"/action-tickets/{ticket['id']}"
+        keyed = {**owner, "Idempotency-Key": f"solve-{ticket['id']}"}
+        first = await client.post(f"{url}/solve", headers=keyed)
+        assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+        await client.post(f"{url}/annotate", json={"note": "later"}, headers=owner)
+        again = await client.post(f"{url}/solve", headers=keyed)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.content == first.content and again.headers["ETag"] == first.headers["ETag"]
+        # Not solved twice (that would be 409): the row is as the later change left it.
+        assert (await client.get(url, headers=owner)).json()["note"] == "later"
+        other = await client.post(f"{url}/annotate", json={"note": "x"}, headers=keyed)
+        assert other.status_code == 422

@@ -52,6 +52,13 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
         projects = (await client.get("/projects", headers=owner)).json()
         discussions = (await client.get("/project-discussions", headers=owner)).json()
         topics = (await client.get("/forum-discussions", params={"parent_id": "null"}, headers=owner)).json()
+        tickets = (await client.get("/help-desk", headers=owner)).json()
+        invoices = (await client.get("/invoices", headers=owner)).json()
+        pdfs = [await client.get(f"/invoices/{i['id']}/pdf", headers=owner) for i in invoices["items"]]
+        internal = []
+        for t in tickets["items"]:
+            replies = (await client.get(f"/help-desk/{t['id']}/replies", headers=owner)).json()
+            internal += [r for r in replies["items"] if r["visibility"] == "internal"]
     assert users["total"] >= 5  # the owner and the sample people
     assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
     assert customize["total"] == 1
@@ -60,5 +67,8 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
     assert projects["total"] == 1 and len(projects["items"][0]["member_ids"]) >= 5
     assert any(d["parent_id"] is None and d["reply_count"] > 0 for d in discussions["items"])
     assert topics["items"][0]["pinned"] and topics["items"][0]["reply_count"] > 0
+    assert len({t["status"] for t in tickets["items"]}) >= 4 and len(internal) == 1
+    assert {i["status"] for i in invoices["items"]} >= {"draft", "open", "paid"}
+    assert all(p.status_code == 200 and p.content.startswith(b"%PDF") for p in pdfs)
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}

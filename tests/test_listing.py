@@ -230,3 +230,39 @@ def test_null_and_array_filters_and_the_default_order_compile_per_shape() -> Non
     with pytest.raises(ProblemDetailsException) as refused:
         sql(member_id="null")
     assert refused.value.status_code == 422
+
+
+def test_array_filters_sort_keys_and_child_lists_compile_as_declared() -> None:
+    """The Listing options the help desk needed: a parameter matching any element of an
+    array column, a sort key ordered by another column, and a condition on every statement."""
+    from litestar.datastructures import MultiDict
+    from litestar.plugins.problem_details import ProblemDetailsException
+    from sqlalchemy import ARRAY, Column, DateTime, Integer, MetaData, Table, Text, Uuid, bindparam
+
+    from atrium.platform.web.listing import Filter, Listing, Sort
+
+    table = Table(
+        "things",
+        MetaData(),
+        Column("id", Uuid),
+        Column("parent_id", Uuid),
+        Column("tags", ARRAY(Text)),
+        Column("level", Text),
+        Column("level_rank", Integer),
+        Column("created_at", DateTime(timezone=True)),
+    )
+    listing = Listing(
+        table,
+        ("id", "tags", "level", "created_at"),
+        [Filter("tag", casefold=True, column="tags", element=True)],
+        sort=[Sort("level", "level_rank")],
+        within=table.c.parent_id == bindparam("parent_id", type_=Uuid()),
+    )
+    wanted = listing.parse(MultiDict([("tag", "VIP"), ("tag", "x"), ("sort", "-level")]))
+    assert wanted.values() == {"f_tag": ["vip", "x"]}
+    sql = listing.statement(wanted)
+    assert "things.tags && %(f_tag)s" in sql and "ORDER BY things.level_rank DESC" in sql
+    assert "things.parent_id = %(parent_id)s" in sql
+    with pytest.raises(ProblemDetailsException) as bad:
+        listing.parse(MultiDict([("tags", "x"), ("sort", "level_rank")]))
+    assert {e["field"] for e in bad.value.extra["errors"]} == {"tags", "sort"}  # type: ignore[index]

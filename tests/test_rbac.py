@@ -19,6 +19,7 @@ from tests.api import (
     Endpoint,
     Headers,
     TenantUser,
+    action_request,
     add_user,
     assert_problem,
     create,
@@ -28,8 +29,10 @@ from tests.api import (
     new_tenant,
     remember_password,
     resources,
+    restricted_resources,
     role_id,
     route_resources,
+    success_status,
     tenant_endpoints,
     uncovered,
     user_with,
@@ -38,7 +41,6 @@ from tests.conftest import login, serve
 
 pytest_plugins = ["tests.api"]
 
-SUCCESS = {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}
 # API.md §6: the resources of the identity layer, each with the five CRUD operations.
 IDENTITY_RESOURCES = {"users", "user-groups", "user-roles", "user-meta", "customize"}
 
@@ -49,13 +51,13 @@ async def staff(api: Api, owner_a: Headers) -> dict[str, TenantUser]:
     return {role: await add_user(client, owner_a, role=role) for role in ("Admin", "Member")}
 
 
-async def call(
-    client: httpx.AsyncClient, endpoint: Endpoint, actor: Headers, owner: Headers, rows: dict[str, str]
-) -> tuple[httpx.Response, str | None]:
-    """Run ``endpoint`` as ``actor`` on rows the owner made; returns the response and the row id."""
+async def aim(
+    client: httpx.AsyncClient, endpoint: Endpoint, owner: Headers, rows: dict[str, str]
+) -> tuple[str | None, dict[str, Any]]:
+    """The row (made by the owner) and the request's keyword arguments for ``endpoint``."""
     item_id, kwargs = None, {}
     if endpoint.on_item:
-        if endpoint.op == "delete":
+        if endpoint.op in {"delete", "action"}:
             item_id = await create(client, owner, endpoint.resource)
         else:
             if endpoint.resource not in rows:
@@ -65,6 +67,17 @@ async def call(
         kwargs = await create_request(endpoint.resource, client, owner)
     elif endpoint.op == "update":
         kwargs = {"json": UPDATES[endpoint.resource]}
+    elif endpoint.op == "action":
+        assert item_id is not None
+        kwargs = await action_request(endpoint, client, owner, item_id)
+    return item_id, kwargs
+
+
+async def call(
+    client: httpx.AsyncClient, endpoint: Endpoint, actor: Headers, owner: Headers, rows: dict[str, str]
+) -> tuple[httpx.Response, str | None]:
+    """Run ``endpoint`` as ``actor`` on rows the owner made; returns the response and the row id."""
+    item_id, kwargs = await aim(client, endpoint, owner, rows)
     return await client.request(endpoint.method, endpoint.url(item_id), headers=actor, **kwargs), item_id
 
 
@@ -107,7 +120,7 @@ async def test_owner_and_admin_may_do_everything(
     for endpoint in tenant_endpoints(app):
         for who, headers in (("Owner", owner_a), ("Admin", staff["Admin"].headers)):
             response, _ = await call(client, endpoint, headers, owner_a, rows)
-            assert response.status_code == SUCCESS[endpoint.op], (who, str(endpoint), response.text)
+            assert response.status_code == success_status(endpoint), (who, str(endpoint), response.text)
 
 
 def expected_success(permissions: frozenset[str], endpoint: Endpoint, owned: bool) -> bool:
@@ -135,24 +148,39 @@ async def test_member_does_what_the_built_in_role_grants_and_no_more(
     }
     assert owned["media"] and not owned["users"]
 
-    async def state(resource: str) -> tuple[int, bytes]:
+    async def state(resource: str, aimed: str | None) -> tuple[int, bytes, bytes]:
         listed = await client.get(f"/{resource}", headers=owner_a)
-        return listed.json()["total"], (
-            await client.get(f"/{resource}/{rows[resource]}", headers=owner_a)
-        ).content
+        row = await client.get(f"/{resource}/{rows[resource]}", headers=owner_a)
+        target = b"" if aimed is None else (await client.get(f"/{resource}/{aimed}", headers=owner_a)).content
+        return listed.json()["total"], row.content, target
 
+    restricted = restricted_resources()
     for endpoint in tenant_endpoints(app):
-        before = await state(endpoint.resource)
-        response, item_id = await call(client, endpoint, member, owner_a, rows)
+        resource = endpoint.resource
+        # An action's row is made (and readied) first: what must not change is after that.
+        item_id, kwargs = await aim(client, endpoint, owner_a, rows)
+        aimed = item_id if endpoint.op == "action" else None
+        before = await state(resource, aimed)
+        response = await client.request(endpoint.method, endpoint.url(item_id), headers=member, **kwargs)
+        if (
+            endpoint.on_item
+            and resource in restricted
+            and grants(member_permissions, read(resource))
+            and not grants(member_permissions, manage(resource))
+        ):
+            # The owner's row is outside what the member may see: not there at all.
+            assert_problem(response, 404)
+            assert await state(resource, aimed) == before, str(endpoint)
+            continue
         if expected_success(member_permissions, endpoint, owned[endpoint.resource]):
-            assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
+            assert response.status_code == success_status(endpoint), (str(endpoint), response.text)
             continue
         assert_problem(response, 403)
         # Refused means nothing happened.
         if endpoint.op == "delete":
             assert (await client.get(f"/{endpoint.resource}/{item_id}", headers=owner_a)).status_code == 200
         else:
-            assert await state(endpoint.resource) == before, str(endpoint)
+            assert await state(resource, aimed) == before, str(endpoint)
 
 
 async def test_a_user_without_roles_may_do_nothing_but_see_themself(api: Api, owner_a: Headers) -> None:
@@ -382,11 +410,13 @@ async def test_write_changes_own_rows_and_manage_any_row_on_every_write_route(
             given = await create_as(manager, owner_id=other["owner_id"])
             assert given.status_code == 201 and given.json()["owner_id"] == other["owner_id"], given.text
 
+    # Where rows are visible to some only, another's row is not there for the writer.
+    refused = 404 if resource in restricted_resources() else 403
     if "update" in ops:
         change = UPDATES[resource]
         on_theirs = await client.patch(f"/{resource}/{theirs}", json=change, headers=writer.headers)
         if owned:
-            assert_problem(on_theirs, 403)
+            assert_problem(on_theirs, refused)
             assert await _row(client, owner_a, resource, theirs) == other
         else:
             assert on_theirs.status_code == 200, on_theirs.text
@@ -415,7 +445,7 @@ async def test_write_changes_own_rows_and_manage_any_row_on_every_write_route(
         before = await _row(client, owner_a, resource, victim)
         on_theirs = await client.delete(f"/{resource}/{victim}", headers=writer.headers)
         if owned:
-            assert_problem(on_theirs, 403)
+            assert_problem(on_theirs, refused)
             assert await _row(client, owner_a, resource, victim) == before
             assert (await client.delete(f"/{resource}/{victim}", headers=manager.headers)).status_code == 204
         else:

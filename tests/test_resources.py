@@ -58,7 +58,13 @@ def assert_reflects(row: dict[str, Any], sent: dict[str, Any]) -> None:
 
 
 def endpoint_ops(app: Litestar, resource: str) -> set[str]:
-    return {e.op for e in tenant_endpoints(app) if e.resource == resource}
+    """The resource's operations; ``content`` only for a file's bytes (``/{id}/content``),
+    not for other reads below a row (a ticket's replies)."""
+    return {
+        e.op
+        for e in tenant_endpoints(app)
+        if e.resource == resource and (e.op != "content" or e.path.endswith("/content"))
+    }
 
 
 # --- create, read, update, list, delete ---------------------------------------------------------

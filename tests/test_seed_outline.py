@@ -93,6 +93,49 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "pinned": ("boolean", NOT_NULL),
         "locked": ("boolean", NOT_NULL),
     },
+    # API.md §10: help-desk tickets and their replies.
+    "tickets": {
+        **AUDIT,
+        "owner_id": ("uuid", NOT_NULL),
+        "requester_id": ("uuid", NOT_NULL),  # generated: owner_id under its §10 name
+        "subject": ("text", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "status": ("text", NOT_NULL),
+        "priority": ("text", NOT_NULL),
+        "priority_rank": ("integer", NOT_NULL),  # internal, generated: sorts priority by urgency
+        "assignee_id": ("uuid", NULL),
+        "tags": ("array", NOT_NULL),
+        "follow_up_of": ("uuid", NULL),
+        "solved_at": ("timestamp", NULL),
+        "closed_at": ("timestamp", NULL),
+    },
+    "ticket_replies": {
+        **AUDIT,
+        "ticket_id": ("uuid", NOT_NULL),
+        "owner_id": ("uuid", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "visibility": ("text", NOT_NULL),
+    },
+    # API.md §10: invoices, and the counter their numbers come from (internal).
+    "invoices": {
+        **AUDIT,
+        "owner_id": ("uuid", NOT_NULL),
+        "number": ("text", NULL),
+        "status": ("text", NOT_NULL),
+        "customer_name": ("text", NOT_NULL),
+        "customer_email": ("text", NULL),
+        "currency": ("text", NOT_NULL),
+        "issue_date": ("date", NULL),
+        "due_date": ("date", NULL),
+        "notes": ("text", NULL),
+        "items": ("json", NOT_NULL),
+        "subtotal": ("integer", NOT_NULL),
+        "tax": ("integer", NOT_NULL),
+        "total": ("integer", NOT_NULL),
+        "amount_paid": ("integer", NOT_NULL),
+        "amount_due": ("integer", NOT_NULL),
+    },
+    "invoice_counters": {"name": ("text", NOT_NULL), "last": ("integer", NOT_NULL)},
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),
@@ -114,6 +157,7 @@ FAMILIES = {
     "json": "json",
     "ARRAY": "array",
     "bigint": "integer",
+    "smallint": "integer",
     "integer": "integer",
     "bytea": "bytes",
     "boolean": "boolean",

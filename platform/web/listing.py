@@ -72,6 +72,14 @@ class Filter:
         return self.column or self.name
 
 
+@dataclass(frozen=True)
+class Sort:
+    """A sort key whose order is another column's (``priority`` by its rank)."""
+
+    name: str
+    column: str
+
+
 def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
     """The text-search document of ``columns``: the same expression in queries and index."""
     # ``||`` over coalesced text, not ``concat_ws``: an index expression must be immutable,
@@ -146,7 +154,7 @@ class Listing:
     fields: tuple[str, ...]
     filters: Sequence[Filter] = ()
     search: Sequence[str] = ()
-    sort: Sequence[str] = ()
+    sort: Sequence[str | Sort] = ()
     # A row's time span for ``from``/``to`` (start and end columns; one column twice for
     # an instant); a row matches when it overlaps the window.
     window: tuple[str, str] | None = ("created_at", "created_at")
@@ -157,16 +165,23 @@ class Listing:
     # filters, null or not), since the statement is compiled once per shape. None:
     # newest first.
     default_order: DefaultOrder | None = None
+    # A condition every statement carries, whose parameters the caller supplies: a list
+    # of a row's children (a ticket's replies) is kept to that row.
+    within: ColumnElement[bool] | None = None
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         columns = self.table.c
-        named = [f.column_name for f in self.filters] + list(self.search) + list(self.sort)
+        self._sort_columns = {"created_at": "created_at"}
+        for key in self.sort:
+            name, column = (key.name, key.column) if isinstance(key, Sort) else (key, key)
+            self._sort_columns[name] = column
+        named = [f.column_name for f in self.filters] + list(self.search) + list(self._sort_columns.values())
         named += list(self.window or ())
         if missing := [n for n in named if n not in columns]:
             raise TypeError(f"{self.table.name} has no columns {missing}")
         self._filters = {f.name: f for f in self.filters}
-        self.sortable = frozenset({*self.sort, "created_at"})
+        self.sortable = frozenset(self._sort_columns)
 
     # -- parameters ------------------------------------------------------------------
 
@@ -278,6 +293,8 @@ class Listing:
     def _compile(self, request: ListRequest) -> str:
         c = self.table.c
         query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
+        if self.within is not None:
+            query = query.where(self.within)
         if request.visible_only and self.visibility is not None:
             query = query.where(self.visibility)
         for name, values in request.filters:
@@ -298,7 +315,7 @@ class Listing:
             if request.window[1] is not None:
                 query = query.where(start < bindparam("to", type_=start.type))
         if request.sort is not None:
-            column = c[request.sort.removeprefix("-")]
+            column = c[self._sort_columns[request.sort.removeprefix("-")]]
             descending = request.sort.startswith("-")
             order += [
                 column.desc() if descending else column.asc(),
@@ -379,15 +396,16 @@ def _error(name: str, message: str) -> dict[str, str]:
     return {"field": name, "message": message, "source": "query"}
 
 
-def _python_type(column: Column[Any]) -> type:
+def _python_type(column: Column[Any], element: bool = False) -> type:
+    kind = column.type.item_type if element else column.type  # type: ignore[attr-defined]
     try:
-        return column.type.python_type
+        return kind.python_type
     except NotImplementedError:
         return str
 
 
-def _schema_of(column: Column[Any]) -> Schema:
-    python_type = _python_type(column)
+def _schema_of(column: Column[Any], element: bool = False) -> Schema:
+    python_type = _python_type(column, element)
     if python_type is uuid.UUID:
         return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
     if python_type is int:

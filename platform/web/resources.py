@@ -37,7 +37,7 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing
+from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing, Sort
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -113,6 +113,20 @@ def read_transaction_provider(
     return provide_reads
 
 
+async def read_page(
+    reads: ReadTransaction, statement: str, values: dict[str, Any], page: PageParams
+) -> tuple[list[Sequence[Any]], int]:
+    """A page of a ``Listing`` statement and the total, whose last column it carries."""
+    rows = await reads.fetch_all(statement, {**values, "limit": page.limit, "offset": page.offset})
+    if rows:
+        return rows, rows[0][-1]
+    if page.offset:
+        # Past the last page no row carries the window's count: ask for the first row.
+        first = await reads.fetch_all(statement, {**values, "limit": 1, "offset": 0})
+        return rows, first[0][-1] if first else 0
+    return rows, 0
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     """Everything that differs between two CRUD resources."""
@@ -138,7 +152,7 @@ class ResourceSpec:
     # ``from``/``to``.
     filters: Sequence[Filter] = ()
     search: Sequence[str] = ()
-    sort: Sequence[str] = ()
+    sort: Sequence[str | Sort] = ()
     window: tuple[str, str] | None = ("created_at", "created_at")
     # The list's order without ``sort`` or ``q`` (listing.py); None: newest first.
     default_order: DefaultOrder | None = None
@@ -176,8 +190,18 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         data: Any,
     ) -> Any:
         if_match = request_header(request.scope, b"if-match")
-        item = await service(db_session, tenant, request, settings).act(item_id, action, data, if_match)
-        return Response(spec.render(item), headers={"ETag": row_tag(item)})
+        crud = service(db_session, tenant, request, settings)
+        # Like every POST, an action is answered once per Idempotency-Key (a payment retried
+        # is recorded once).
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: crud.act(item_id, action, data, if_match, before_commit),
+            spec.render,
+            lambda item: {"ETag": row_tag(item)},
+            status=200,
+        )
 
     if Body is None:
 
@@ -270,17 +294,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     ) -> Page:  # type: ignore[valid-type]
         _, caller = queries_for(request.scope)
         wanted = listing.parse(request.query_params, visible_only=bool(caller))
-        statement = listing.statement(wanted)
-        values = {**wanted.values(), **caller}
-        rows = await reads.fetch_all(statement, {**values, "limit": page.limit, "offset": page.offset})
-        if rows:
-            total = rows[0][-1]
-        elif page.offset:
-            # Past the last page no row carries the window's count: ask for the first row.
-            first = await reads.fetch_all(statement, {**values, "limit": 1, "offset": 0})
-            total = first[0][-1] if first else 0
-        else:
-            total = 0
+        rows, total = await read_page(reads, listing.statement(wanted), {**wanted.values(), **caller}, page)
         await reads.close()
         return Page(items=[render(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
 

@@ -207,24 +207,36 @@ class CrudService(Generic[M]):
         return item
 
     async def act(
-        self, item_id: uuid.UUID, action: Action, data: msgspec.Struct | None, if_match: str | None = None
+        self,
+        item_id: uuid.UUID,
+        action: Action,
+        data: msgspec.Struct | None,
+        if_match: str | None = None,
+        before_commit: BeforeCommit[M] | None = None,
     ) -> M:
-        """Run ``action`` on the row, locked so that its state cannot change meanwhile."""
+        """Run ``action`` on the row, locked so that its state cannot change meanwhile;
+        ``before_commit(row)`` adds to the same transaction (idempotency.py)."""
         item = await self.get_to_write(item_id, if_match, lock=True)
         if action.allowed is not None:
             self.check_state(item, action.allowed, action.name)
         await getattr(self, action.run)(item, data)
-        await self._write_changed(item)
+        await self._write_changed(item, before_commit)
         return item
 
-    async def _write_changed(self, item: M) -> None:
+    async def _write_changed(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
         # The ETag is the version: it must move on every change, even when two app servers'
         # clocks disagree or one steps back. An unchanged row keeps its version.
         if self.session.is_modified(item):
             item.updated_at = next_updated_at(item.updated_at)
-        # A flush of the attached row, not advanced-alchemy's ``repository.update``: that
-        # reads every column, deferred ones too (media bytes), which fails under asyncio.
-        await self._write(self.session.flush)
+
+        async def flushing() -> None:
+            # A flush of the attached row, not advanced-alchemy's ``repository.update``: that
+            # reads every column, deferred ones too (media bytes), which fails under asyncio.
+            await self.session.flush()
+            if before_commit is not None:
+                await before_commit(item)
+
+        await self._write(flushing)
 
     def check_state(self, item: M, allowed: Collection[str], doing: str) -> None:
         """409 with the row's current state when ``doing`` needs another one."""

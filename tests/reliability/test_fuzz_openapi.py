@@ -177,10 +177,11 @@ CHECKS = [
     problem_documents,
 ]
 
-# A download answers with the file's own stored type; the document calls it bytes
-# (application/octet-stream, format binary) so that generated clients return a file.
+# A download answers with the file's own stored type (an invoice's PDF with
+# application/pdf); the document calls it bytes (application/octet-stream, format binary)
+# so that generated clients return a file.
 DOWNLOAD_CHECKS = [c for c in CHECKS if c is not schemathesis.checks.content_type_conformance]
-DOWNLOADS = {("GET", "/media/{item_id}/content")}
+DOWNLOADS = {("GET", "/media/{item_id}/content"), ("GET", "/invoices/{item_id}/pdf")}
 
 
 def _resource_of_item_path(path: str) -> str | None:

@@ -1,0 +1,269 @@
+"""The invoices' figures (``invoices``, issue 21), each beside a raw-SQL floor:
+
+- ``finalize``: ``--finalizes`` drafts (200; quick 60) finalized by ``FINALIZERS`` (20)
+  concurrent clients through ``POST /invoices/{id}/finalize``; throughput, p50 and p99, and
+  a check that the numbers given are exactly INV-000001 … INV-<n>, none missing or repeated.
+  The floor does the same transaction by raw psycopg (bind, lock the invoice, bump the
+  counter row, number the invoice, commit) at the same concurrency, in another tenant, and
+  is checked the same way.
+- ``pdf``: ``GET /invoices/{id}/pdf`` of a 50-line invoice, one request at a time (p50);
+  the floor is the invoice row read by raw psycopg, and rendering alone is shown beside it.
+
+The drafts are written by SQL, untimed, with the totals the app computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import statistics
+import time
+import types
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+from common import Bench, BenchError, BenchTenant, Goal, Row, Step, percentile, step
+
+from atrium.platform.db.binding import BIND_SQL
+from atrium.platform.tenancy.naming import quote_ident
+from atrium.tenants.invoices import money
+from atrium.tenants.invoices.pdf import render_pdf
+from atrium.tenants.invoices.routes import COUNTER, NUMBER_FORMAT
+
+FINALIZERS = 20
+PDF_LINES = 50
+ITEM = {"description": "Bench work", "quantity": "1.5", "unit_price": 1999, "tax_rate": "20"}
+
+# The floor's finalize: what the app's transaction does, by hand.
+_LOCK = "SELECT id, issue_date FROM invoices WHERE id = %(id)s AND status = 'draft' FOR UPDATE"
+_BUMP = (
+    "INSERT INTO invoice_counters (name, last) VALUES (%(counter)s, 1)"
+    " ON CONFLICT (name) DO UPDATE SET last = invoice_counters.last + 1 RETURNING last"
+)
+_NUMBER = (
+    "UPDATE invoices SET number = %(number)s, status = 'open',"
+    " issue_date = coalesce(issue_date, current_date), updated_at = now()"
+    " WHERE id = %(id)s RETURNING id, number, status, total, amount_due, updated_at"
+)
+
+
+def seed_drafts(bench: Bench, tenant: BenchTenant, count: int) -> list[uuid.UUID]:
+    totals = money.totals(
+        [money.Line(Decimal(ITEM["quantity"]), ITEM["unit_price"], Decimal(ITEM["tax_rate"]))]
+    )
+    ids = [uuid.uuid4() for _ in range(count)]
+    with psycopg.connect(bench.url) as conn, conn.transaction():
+        conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO invoices (id, owner_id, customer_name, currency, items, subtotal, tax, total)"
+                " VALUES (%s, %s, %s, 'USD', %s::jsonb, %s, %s, %s)",
+                [
+                    (
+                        i,
+                        tenant.owner_id,
+                        f"Customer {n}",
+                        json.dumps([ITEM]),
+                        totals.subtotal,
+                        totals.tax,
+                        totals.total,
+                    )
+                    for n, i in enumerate(ids)
+                ],
+            )
+    return ids
+
+
+def numbers_given(bench: Bench, tenant: BenchTenant) -> list[str]:
+    with psycopg.connect(bench.url) as conn:
+        rows = conn.execute(
+            f"SELECT number FROM {quote_ident(tenant.schema)}.invoices"
+            " WHERE number IS NOT NULL ORDER BY number"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def check_numbers(given: list[str], count: int, who: str) -> dict[str, int]:
+    expected = [NUMBER_FORMAT.format(n) for n in range(1, count + 1)]
+    missing = len(set(expected) - set(given))
+    repeated = len(given) - len(set(given))
+    if given != expected:
+        raise BenchError(
+            f"{who}: numbering errors ({missing} missing, {repeated} repeated, {len(given)} given)"
+        )
+    return {"missing": missing, "repeated": repeated}
+
+
+def summary(latencies: list[float], wall: float) -> dict[str, Any]:
+    return {
+        "requests": len(latencies),
+        "throughput_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+    }
+
+
+async def _in_parallel(ids: list[uuid.UUID], one: Any) -> tuple[list[float], float]:
+    """``one(id)`` over ``ids`` by FINALIZERS workers; every latency and the wall time."""
+    queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    for i in ids:
+        queue.put_nowait(i)
+    latencies: list[float] = []
+
+    async def worker(index: int) -> None:
+        while not queue.empty():
+            invoice_id = queue.get_nowait()
+            started = time.perf_counter()
+            await one(index, invoice_id)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(FINALIZERS)))
+    return latencies, time.perf_counter() - started
+
+
+async def finalize_app(port: int, host: str, token: str, ids: list[uuid.UUID]) -> tuple[list[float], float]:
+    headers = {"Host": host, "Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=FINALIZERS)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def one(_index: int, invoice_id: uuid.UUID) -> None:
+            response = await client.post(f"/invoices/{invoice_id}/finalize")
+            if response.status_code != 200:
+                raise BenchError(f"finalize answered {response.status_code}: {response.text[:300]}")
+
+        return await _in_parallel(ids, one)
+
+
+async def finalize_floor(url: str, schema: str, ids: list[uuid.UUID]) -> tuple[list[float], float]:
+    connections = [await psycopg.AsyncConnection.connect(url) for _ in range(FINALIZERS)]
+    try:
+
+        async def one(index: int, invoice_id: uuid.UUID) -> None:
+            conn = connections[index]
+            async with conn.transaction():
+                await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": "30s"})
+                await conn.execute(_LOCK, {"id": invoice_id})
+                last = (await (await conn.execute(_BUMP, {"counter": COUNTER})).fetchone())[0]  # type: ignore[index]
+                await conn.execute(_NUMBER, {"id": invoice_id, "number": NUMBER_FORMAT.format(last)})
+
+        return await _in_parallel(ids, one)
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+def pdf_figure(bench: Bench, port: int, tenant: BenchTenant, token: str, samples: int) -> dict[str, Any]:
+    headers = {"Host": tenant.host, "Authorization": f"Bearer {token}"}
+    items = [{**ITEM, "description": f"Line {n}: bench work"} for n in range(PDF_LINES)]
+    body = {"customer_name": "PDF Customer", "currency": "EUR", "items": items, "notes": "Net 30"}
+    base = f"http://127.0.0.1:{port}"
+    made = httpx.post(f"{base}/invoices", json=body, headers=headers, timeout=30)
+    if made.status_code != 201:
+        raise BenchError(f"POST /invoices answered {made.status_code}: {made.text[:300]}")
+    row = made.json()
+    app, floor, render = [], [], []
+    with (
+        httpx.Client(base_url=base, headers=headers, timeout=30) as client,
+        psycopg.connect(bench.url) as conn,
+    ):
+        for _ in range(samples):
+            started = time.perf_counter()
+            response = client.get(f"/invoices/{row['id']}/pdf")
+            app.append(time.perf_counter() - started)
+            if response.status_code != 200 or not response.content.startswith(b"%PDF"):
+                raise BenchError(f"GET pdf answered {response.status_code}")
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute(BIND_SQL, {"path": quote_ident(tenant.schema), "timeout": "30s"})
+                conn.execute("SELECT * FROM invoices WHERE id = %s", [row["id"]]).fetchone()
+            floor.append(time.perf_counter() - started)
+    invoice = types.SimpleNamespace(
+        **{
+            **row,
+            "updated_at": datetime.datetime.fromisoformat(row["updated_at"]),
+            "issue_date": None,
+            "due_date": None,
+        }
+    )
+    for _ in range(samples):
+        started = time.perf_counter()
+        render_pdf(invoice, "Bench Org")  # type: ignore[arg-type]
+        render.append(time.perf_counter() - started)
+    return {
+        "lines": PDF_LINES,
+        "samples": samples,
+        "bytes": len(response.content),
+        "p50_ms": round(statistics.median(app) * 1000, 1),
+        "floor_p50_ms": round(statistics.median(floor) * 1000, 2),
+        "render_p50_ms": round(statistics.median(render) * 1000, 1),
+    }
+
+
+def invoices(bench: Bench) -> None:
+    args, served = bench.args, bench.served
+    assert served is not None
+    count = args.finalizes or (60 if args.quick else 200)
+    app_tenant = bench.tenants[3 % len(bench.tenants)]
+    floor_tenant = bench.tenants[4 % len(bench.tenants)]
+    step(f"invoices: {count} drafts in each of {app_tenant.schema} and {floor_tenant.schema}")
+    app_ids, floor_ids = seed_drafts(bench, app_tenant, count), seed_drafts(bench, floor_tenant, count)
+    target = bench.targets([app_tenant], lambda _t: "/")[0]
+    step(f"invoices: finalizing {count} by {FINALIZERS} concurrent clients, app then floor")
+    latencies, wall = asyncio.run(finalize_app(served.port, target.host, target.token, app_ids))
+    app = {**summary(latencies, wall), **check_numbers(numbers_given(bench, app_tenant), count, "app")}
+    latencies, wall = asyncio.run(finalize_floor(bench.url, floor_tenant.schema, floor_ids))
+    floor = {**summary(latencies, wall), **check_numbers(numbers_given(bench, floor_tenant), count, "floor")}
+    samples = 10 if args.quick else 100
+    step(f"invoices: PDF of a {PDF_LINES}-line invoice, {samples} requests one at a time")
+    pdf = pdf_figure(bench, served.port, app_tenant, target.token, samples)
+    bench.results["invoices"] = {
+        "finalize": {"count": count, "clients": FINALIZERS, "app": app, "floor": floor},
+        "pdf": pdf,
+    }
+
+
+def _finalize_text(r: dict[str, Any]) -> str:
+    return f"{r['throughput_per_s']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    f, p = results["invoices"]["finalize"], results["invoices"]["pdf"]
+    return [
+        (
+            f"invoices finalize ({f['count']} by {f['clients']} clients; numbers 1..{f['count']}, "
+            f"{f['app']['missing']} missing, {f['app']['repeated']} repeated)",
+            _finalize_text(f["app"]),
+            f"floor {_finalize_text(f['floor'])}",
+        ),
+        (
+            f"invoices pdf ({p['lines']} lines, {p['bytes']:,} bytes)",
+            f"p50 {p['p50_ms']:.1f} ms",
+            f"floor (the row by raw psycopg) p50 {p['floor_p50_ms']:.2f} ms; "
+            f"rendering alone p50 {p['render_p50_ms']:.1f} ms",
+        ),
+    ]
+
+
+def goals(results: dict[str, Any]) -> list[Goal]:
+    f, p = results["invoices"]["finalize"], results["invoices"]["pdf"]
+    errors = f["app"]["missing"] + f["app"]["repeated"]
+    return [
+        (
+            "finalize p99 (20 concurrent clients)",
+            f"{f['app']['p99_ms']:.1f} ms",
+            "≤ 100 ms",
+            f["app"]["p99_ms"] <= 100,
+        ),
+        ("finalize numbering errors", str(errors), "0", errors == 0),
+        ("pdf p50 (50 lines)", f"{p['p50_ms']:.1f} ms", "≤ 150 ms", p["p50_ms"] <= 150),
+    ]
+
+
+STEP = Step("invoices", invoices, rows, goals, serves=True)

@@ -1,0 +1,101 @@
+"""Bodies of /help-desk and /help-desk/{id}/replies (API.md §10)."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+from atrium.platform.web.bodies import Schema
+
+Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Visibility = Literal["public", "internal"]
+MAX_TAGS = 20
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Body = Annotated[str, msgspec.Meta(max_length=100_000)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S")]
+Tags = Annotated[
+    list[Tag], msgspec.Meta(max_length=MAX_TAGS, description="At most 20; stored lower-case, once each.")
+]
+
+
+class TicketRead(msgspec.Struct):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    requester_id: Annotated[uuid.UUID, msgspec.Meta(description="The requester: the same user as owner_id.")]
+    subject: str
+    body: str
+    status: Status
+    priority: Priority
+    assignee_id: uuid.UUID | None
+    tags: list[str]
+    follow_up_of: Annotated[
+        uuid.UUID | None, msgspec.Meta(description="The closed ticket this one follows up.")
+    ]
+    solved_at: Annotated[datetime.datetime | None, msgspec.Meta(description="Set by the server on solving.")]
+    closed_at: Annotated[datetime.datetime | None, msgspec.Meta(description="Set by the server on closing.")]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class TicketCreate(Schema):
+    """A new ticket starts ``new``; its status moves by ``PATCH``."""
+
+    subject: Subject
+    body: Body = ""
+    priority: Priority = "normal"
+    # The requester; another user than the caller needs help-desk:manage. Either name works.
+    owner_id: uuid.UUID | None = None
+    requester_id: Annotated[uuid.UUID | None, msgspec.Meta(description="Same as owner_id.")] = None
+    assignee_id: Annotated[
+        uuid.UUID | None,
+        msgspec.Meta(description="A user holding help-desk:manage; setting it needs manage."),
+    ] = None
+    tags: Tags = msgspec.field(default_factory=list)
+    follow_up_of: Annotated[uuid.UUID | None, msgspec.Meta(description="A closed ticket.")] = None
+
+
+class TicketUpdate(Schema):
+    """Requesters may change ``subject`` and ``body`` and move their ticket to ``solved``;
+    everything else needs help-desk:manage. A closed ticket never changes (409)."""
+
+    subject: Subject | msgspec.UnsetType = msgspec.UNSET
+    body: Body | msgspec.UnsetType = msgspec.UNSET
+    status: Status | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    owner_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+    requester_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+    assignee_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    tags: Tags | msgspec.UnsetType = msgspec.UNSET
+
+
+class ReplyRead(msgspec.Struct):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    owner_id: Annotated[uuid.UUID, msgspec.Meta(description="The author.")]
+    body: str
+    visibility: Visibility
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class ReplyPage(msgspec.Struct):
+    items: list[ReplyRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReplyCreate(Schema):
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    visibility: Annotated[
+        Visibility, msgspec.Meta(description="`internal` replies are seen by help-desk:manage holders only.")
+    ]
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    """Lower-cased, trimmed, each once, in the order first given."""
+    return list(dict.fromkeys(tag.strip().lower() for tag in tags))

@@ -1,0 +1,234 @@
+"""/invoices: exact money, a status machine and gapless numbers (API.md §10).
+
+Like ``atrium.platform.web.resources``, this module does not use ``from __future__ import
+annotations``: the handlers are built at runtime and Litestar reads their annotations.
+"""
+
+import datetime
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.security.guards import requires
+from atrium.platform.security.permissions import read
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.registry import Tenant
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.actions import Action
+from atrium.platform.web.bodies import refuse_nul_characters
+from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.listing import Filter
+from atrium.platform.web.resources import ResourceSpec
+from atrium.platform.web.services import CrudService
+from atrium.tenants.invoices import money
+from atrium.tenants.invoices.models import Invoice, InvoiceCounter
+from atrium.tenants.invoices.pdf import render_pdf
+from atrium.tenants.invoices.schemas import InvoiceCreate, InvoiceRead, InvoiceUpdate, Payment
+
+RESOURCE = "invoices"
+NUMBER_FORMAT = "INV-{:06d}"
+COUNTER = "invoices"
+
+
+def _invalid(errors: list[dict[str, str]]) -> None:
+    if errors:
+        raise problem(422, "The invoice is not valid.", errors=errors)
+
+
+def _lines(items: list[dict[str, Any]], errors: list[dict[str, str]]) -> list[money.Line]:
+    """The lines as exact numbers; bad values are added to ``errors``, by field."""
+    lines = []
+    for index, item in enumerate(items):
+        quantity, rate = Decimal(item["quantity"]), Decimal(item["tax_rate"])
+        if quantity <= 0:
+            errors.append({"field": f"items[{index}].quantity", "message": "must be greater than 0"})
+        if rate > 100:
+            errors.append({"field": f"items[{index}].tax_rate", "message": "must be 0 to 100"})
+        lines.append(money.Line(quantity, item["unit_price"], rate))
+    return lines
+
+
+class InvoiceService(CrudService[Invoice]):
+    model = Invoice
+
+    def _computed(self, values: dict[str, Any], current: Invoice | None = None) -> dict[str, Any]:
+        """``values`` with the totals worked out from the lines; 422 naming every bad field."""
+        errors: list[dict[str, str]] = []
+
+        def field(name: str) -> Any:
+            return values[name] if name in values else getattr(current, name, None)
+
+        currency = field("currency")
+        if "currency" in values and currency not in money.currencies():
+            errors.append({"field": "currency", "message": "not an ISO 4217 currency code"})
+        issue, due = field("issue_date"), field("due_date")
+        if issue is not None and due is not None and due < issue:
+            errors.append({"field": "due_date", "message": "must be on or after issue_date"})
+        if "items" in values:
+            items = [dict(item) for item in values["items"]]
+            values["items"] = items
+            totals = money.totals(_lines(items, errors))
+            if totals.total > money.MAX_AMOUNT:
+                errors.append({"field": "items", "message": "the total is too large"})
+            values.update(subtotal=totals.subtotal, tax=totals.tax, total=totals.total)
+        _invalid(errors)
+        return values
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        values["items"] = [_item_dict(item) for item in values["items"]]
+        refuse_nul_characters({"items": values["items"]})
+        return self._computed(values)
+
+    async def prepare_update(self, item: Invoice, changes: dict[str, Any]) -> dict[str, Any]:
+        self.check_state(item, {"draft"}, "a change")
+        if "items" in changes:
+            changes["items"] = [_item_dict(line) for line in changes["items"]]
+            refuse_nul_characters({"items": changes["items"]})
+        return self._computed(changes, item)
+
+    async def before_delete(self, item: Invoice) -> None:
+        self.check_state(item, {"draft"}, "deleting it")
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def finalize(self, item: Invoice, _data: None) -> None:
+        issue = item.issue_date or datetime.datetime.now(datetime.UTC).date()
+        if item.due_date is not None and item.due_date < issue:
+            raise problem(
+                422,
+                "The due date is before the issue date.",
+                errors=[{"field": "due_date", "message": f"must be on or after the issue date {issue}"}],
+            )
+        item.issue_date = issue
+        item.number = NUMBER_FORMAT.format(await self._next_number())
+        item.status = "open"
+
+    async def _next_number(self) -> int:
+        """The tenant's next number, from its counter row, which stays locked until this
+        transaction ends: no two finalizes share a number, and a rollback gives it back."""
+        bump = (
+            insert(InvoiceCounter)
+            .values(name=COUNTER, last=1)
+            .on_conflict_do_update(
+                index_elements=[InvoiceCounter.name], set_={"last": InvoiceCounter.last + 1}
+            )
+            .returning(InvoiceCounter.last)
+        )
+        return int((await self.session.execute(bump)).scalar_one())
+
+    async def pay(self, item: Invoice, data: Payment) -> None:
+        due = item.total - item.amount_paid
+        amount = due if data.amount is None else data.amount
+        if amount <= 0 or amount > due:
+            raise problem(
+                422,
+                "The payment is not valid.",
+                errors=[{"field": "amount", "message": f"must be 1 to the amount due ({due})"}],
+            )
+        item.amount_paid += amount
+        if item.amount_paid == item.total:
+            item.status = "paid"
+
+    async def void(self, item: Invoice, _data: None) -> None:
+        item.status = "void"
+
+    async def mark_uncollectible(self, item: Invoice, _data: None) -> None:
+        item.status = "uncollectible"
+
+    async def tenant_name(self) -> str:
+        name = await self.session.scalar(select(Tenant.name).where(Tenant.id == self.tenant.id))
+        return name or self.tenant.slug
+
+
+def _item_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    return {
+        "description": item.description,
+        "quantity": item.quantity,
+        "unit_price": item.unit_price,
+        "tax_rate": item.tax_rate,
+    }
+
+
+def invoice_handlers() -> list[Any]:
+    @get(
+        "/{item_id:uuid}/pdf",
+        guards=[requires(read(RESOURCE))],
+        operation_id="get_invoice_pdf",
+        summary="The invoice as a PDF document",
+        description=(
+            "Seller, customer, lines, totals in the currency, number and dates; a draft is marked DRAFT."
+        ),
+        # Documented as bytes for client generators; the answer is application/pdf.
+        media_type="application/octet-stream",
+        responses=problem_responses(401, 403, 404, 503),
+        response_headers=[
+            ResponseHeader(
+                name="Content-Disposition", description='inline; filename="…"', documentation_only=True
+            )
+        ],
+    )
+    async def get_invoice_pdf(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+    ) -> Response[bytes]:
+        service = InvoiceService(db_session, tenant, request.user, settings)
+        invoice = await service.get(item_id)
+        seller = await service.tenant_name()
+        document = render_pdf(invoice, seller)
+        name = invoice.number or f"draft-{invoice.id}"
+        return Response(
+            document,
+            media_type="application/pdf",
+            headers={
+                "Content-Type": "application/pdf",
+                "Content-Disposition": f'inline; filename="{name}.pdf"',
+            },
+        )
+
+    return [get_invoice_pdf]
+
+
+INVOICES = ResourceSpec(
+    RESOURCE,
+    InvoiceService,
+    InvoiceRead,
+    InvoiceCreate,
+    InvoiceUpdate,
+    extra_handlers=invoice_handlers(),
+    description="Invoices: exact money in minor units, gapless numbers at finalize, payments.",
+    member=None,
+    filters=[Filter("status"), Filter("customer_email", casefold=True), Filter("currency")],
+    search=["customer_name", "customer_email"],
+    sort=["issue_date", "due_date", "total", "number"],
+    window=("issue_date", "issue_date"),
+    actions=[
+        Action("finalize", "finalize", allowed={"draft"}, summary="Finalize a draft: number it and open it"),
+        Action(
+            "pay",
+            "pay",
+            allowed={"open", "uncollectible"},
+            body=Payment,
+            summary="Record a payment (the whole amount due without `amount`)",
+        ),
+        Action("void", "void", allowed={"open", "uncollectible"}, summary="Void an open invoice"),
+        Action(
+            "mark-uncollectible",
+            "mark_uncollectible",
+            allowed={"open"},
+            summary="Mark an open invoice uncollectible",
+        ),
+    ],
+)
