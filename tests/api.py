@@ -144,13 +144,23 @@ _SHAPES = {
     ("PATCH", (ITEM,)): "update",
     ("DELETE", (ITEM,)): "delete",
     ("GET", (ITEM, "content")): "content",
+    # A download of the row's children that only some readers may take (``EXPORTED_BY``).
+    ("GET", (ITEM, "responses.csv")): "export",
 }
 READS = {"list", "get", "content"}
+# resource with an export → the resource whose ``manage`` opens another user's export
+# (the row's owner may always take their own).
+EXPORTED_BY = {"forms": "form-responses"}
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
     ("POST", "/auth/logout"),
     ("GET", "/auth/me"),
     ("PATCH", "/auth/me"),
+}
+# Routes that need no token, each proved by its area's own tests (tests/test_forms.py).
+PUBLIC_ROUTES = {
+    ("GET", "/public/forms/{item_id:uuid}"),
+    ("POST", "/public/forms/{item_id:uuid}/responses"),
 }
 
 
@@ -176,7 +186,7 @@ class Endpoint:
 
 
 def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
-    """Every (method, path) of the app's tenant routes, auth routes included."""
+    """Every (method, path) of the app's tenant routes, auth and public routes included."""
     for route in app.routes:
         path = route.path
         if path in _CATCH_ALL or any(path == p or path.startswith(p + "/") for p in _PLATFORM_PREFIXES):
@@ -188,10 +198,10 @@ def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
 
 
 def tenant_endpoints(app: Litestar) -> list[Endpoint]:
-    """The resource routes (everything but auth), classified by shape."""
+    """The resource routes (everything but auth and the public routes), classified by shape."""
     endpoints = []
     for method, path in route_table(app):
-        if path.startswith("/auth/"):
+        if path.startswith(("/auth/", "/public/")):
             continue
         resource, *rest = path.strip("/").split("/")
         endpoints.append(Endpoint(resource, _SHAPES.get((method, tuple(rest)), ""), method, path))
@@ -209,6 +219,21 @@ def route_resources() -> list[str]:
     return resources(unserved_app())
 
 
+@cache
+def hidden_resources() -> frozenset[str]:
+    """Resources with a visibility rule: without ``manage``, another's row is 404 (not 403)
+    to a caller the rule does not show it to, once past the route's guard."""
+    from sqlalchemy import literal
+
+    from atrium.tenants.areas import resource_specs
+
+    return frozenset(
+        spec.resource
+        for spec in resource_specs()
+        if spec.service.visibility(literal(uuid.uuid4(), spec.service.model.id.type)) is not None
+    )
+
+
 def endpoints_of(app: Litestar, *ops: str) -> list[Endpoint]:
     return [e for e in tenant_endpoints(app) if e.op in ops]
 
@@ -223,6 +248,11 @@ def uncovered(app: Litestar) -> list[str]:
         f"{method} {path}: an auth route without tests"
         for method, path in route_table(app)
         if path.startswith("/auth/") and (method, path) not in AUTH_ROUTES
+    ]
+    problems += [
+        f"{method} {path}: a public route without tests"
+        for method, path in route_table(app)
+        if path.startswith("/public/") and (method, path) not in PUBLIC_ROUTES
     ]
     for e in tenant_endpoints(app):
         if not e.op:
@@ -295,6 +325,43 @@ async def _media_request(client: httpx.AsyncClient, headers: Headers, context: C
     return {"files": {"file": (f"note-{tag}.txt", f"hello {tag}\n".encode(), "text/plain")}}
 
 
+# A form with one field of every type, in the form the server stores (so that a created row
+# reflects what was sent), and answers to every field.
+FORM_FIELDS: list[dict[str, Any]] = [
+    {"key": "name", "label": "Name", "type": "text", "required": True, "max": 100},
+    {"key": "bio", "label": "About you", "type": "textarea", "required": False},
+    {"key": "age", "label": "Age", "type": "number", "required": False, "min": 0, "max": 150},
+    {"key": "email", "label": "Email", "type": "email", "required": False},
+    {"key": "born", "label": "Born", "type": "date", "required": False},
+    {"key": "team", "label": "Team", "type": "select", "required": False, "options": ["red", "blue"]},
+    {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "b", "c"]},
+    {"key": "agree", "label": "Agree", "type": "checkbox", "required": False},
+    {"key": "score", "label": "Score", "type": "rating", "required": False},
+]
+FORM_ANSWERS: dict[str, Any] = {
+    "name": "Ada",
+    "bio": "Writes code.",
+    "age": 36,
+    "email": "ada@example.test",
+    "born": "1990-12-10",
+    "team": "red",
+    "tags": ["a", "c"],
+    "agree": True,
+    "score": 4,
+}
+
+
+async def _form_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"title": f"Form {_tag()}", "status": "open", "fields": FORM_FIELDS}}
+
+
+async def _form_response_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    form = await FACTORIES["forms"](client, headers, context)
+    return {"json": {"form_id": form, "answers": FORM_ANSWERS}}
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -304,6 +371,8 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "user-meta": _meta_request,
     "customize": _customize_request,
     "media": _media_request,
+    "forms": _form_request,
+    "form-responses": _form_response_request,
 }
 
 # resource → a valid partial change of one field
@@ -314,6 +383,7 @@ UPDATES: dict[str, dict[str, Any]] = {
     "user-meta": {"uniq_customize": {"changed": True}},
     "customize": {"data": {"changed": True}},
     "media": {"name": "renamed.txt"},
+    "forms": {"title": "Renamed Form"},
 }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from atrium.platform.security.permissions import MEMBER_ROLE, builtin_roles, grants, manage, read, write
 from atrium.platform.settings import Settings
 from tests.api import (
+    EXPORTED_BY,
     READS,
     UPDATES,
     Api,
@@ -26,6 +27,7 @@ from tests.api import (
     create_request,
     error_fields,
     everyone_group_id,
+    hidden_resources,
     new_tenant,
     remember_password,
     resources,
@@ -38,7 +40,15 @@ from tests.conftest import login, serve
 
 pytest_plugins = ["tests.api"]
 
-SUCCESS = {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}
+SUCCESS = {
+    "list": 200,
+    "create": 201,
+    "get": 200,
+    "update": 200,
+    "delete": 204,
+    "content": 200,
+    "export": 200,
+}
 # API.md §6: the resources of the identity layer, each with the five CRUD operations.
 IDENTITY_RESOURCES = {"users", "user-groups", "user-roles", "user-meta", "customize"}
 
@@ -113,6 +123,8 @@ async def test_owner_and_admin_may_do_everything(
 def expected_success(permissions: frozenset[str], endpoint: Endpoint, owned: bool) -> bool:
     """Whether ``permissions`` allow ``endpoint`` on a row another user owns (API.md §4)."""
     resource = endpoint.resource
+    if endpoint.op == "export":
+        return grants(permissions, manage(EXPORTED_BY[resource]))
     if endpoint.op in READS:
         return grants(permissions, read(resource))
     if endpoint.op == "create":
@@ -145,9 +157,14 @@ async def test_member_does_what_the_built_in_role_grants_and_no_more(
         before = await state(endpoint.resource)
         response, item_id = await call(client, endpoint, member, owner_a, rows)
         if expected_success(member_permissions, endpoint, owned[endpoint.resource]):
-            assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
+            if endpoint.on_item and endpoint.resource in hidden_resources():
+                # Allowed, but the owner's row is not among those the rule shows Member.
+                assert_problem(response, 404)
+            else:
+                assert response.status_code == SUCCESS[endpoint.op], (str(endpoint), response.text)
             continue
-        assert_problem(response, 403)
+        refused = 404 if endpoint.on_item and endpoint.resource in hidden_resources() else 403
+        assert_problem(response, refused)
         # Refused means nothing happened.
         if endpoint.op == "delete":
             assert (await client.get(f"/{endpoint.resource}/{item_id}", headers=owner_a)).status_code == 200
@@ -423,7 +440,8 @@ async def test_write_changes_own_rows_and_manage_any_row_on_every_write_route(
         before = await _row(client, owner_a, resource, victim)
         on_theirs = await client.delete(f"/{resource}/{victim}", headers=writer.headers)
         if owned:
-            assert_problem(on_theirs, 403)
+            # A row the visibility rule hides from the writer is not there for them.
+            assert_problem(on_theirs, 404 if resource in hidden_resources() else 403)
             assert await _row(client, owner_a, resource, victim) == before
             assert (await client.delete(f"/{resource}/{victim}", headers=manager.headers)).status_code == 204
         else:
