@@ -334,7 +334,7 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "email", "label": "Email", "type": "email", "required": False},
     {"key": "born", "label": "Born", "type": "date", "required": False},
     {"key": "team", "label": "Team", "type": "select", "required": False, "options": ["red", "blue"]},
-    {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "b", "c"]},
+    {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "@b", "c"]},
     {"key": "agree", "label": "Agree", "type": "checkbox", "required": False},
     {"key": "score", "label": "Score", "type": "rating", "required": False},
 ]

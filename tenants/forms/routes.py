@@ -113,7 +113,6 @@ async def export_responses(
     summary="An open public form's definition (no token)",
     exclude_from_auth=True,
     security=[{}],
-    tags=["public-forms"],
     opt={READS_ON_DRIVER: True},
     responses=problem_responses(404, 503),
 )
@@ -137,7 +136,6 @@ async def get_public_form(
     ),
     exclude_from_auth=True,
     security=[{}],
-    tags=["public-forms"],
     status_code=201,
     request_max_body_size=JSON_BODY_LIMIT,
     opt={RELEASE_BEFORE_BODY: True},
@@ -174,6 +172,7 @@ def form_routes(_settings: Settings) -> list[Router]:
         Router(
             path="/",
             route_handlers=[get_public_form, answer_public_form],
+            tags=["public-forms"],
             opt={TAG_DESCRIPTION: "Open public forms, read and answered without a token."},
         ),
     ]
