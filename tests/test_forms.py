@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from atrium.platform.settings import Settings
 from tests.api import (
@@ -37,7 +36,9 @@ async def make_form(client: httpx.AsyncClient, headers: Headers, **changes: Any)
 async def answer(
     client: httpx.AsyncClient, headers: Headers, form_id: str, answers: dict[str, Any]
 ) -> httpx.Response:
-    return await client.post("/form-responses", json={"form_id": form_id, "answers": answers}, headers=headers)
+    return await client.post(
+        "/form-responses", json={"form_id": form_id, "answers": answers}, headers=headers
+    )
 
 
 async def get_form(client: httpx.AsyncClient, headers: Headers, form_id: str) -> dict[str, Any]:
@@ -84,10 +85,13 @@ async def test_every_bad_field_definition_is_named_in_one_answer(api: Api, owner
 
 async def test_definitions_are_stored_normalised(api: Api, owner_a: Headers) -> None:
     _, client = api
-    form = await make_form(client, owner_a, fields=[{"key": "q", "label": "Q", "type": "text", "options": None}])
+    form = await make_form(
+        client, owner_a, fields=[{"key": "q", "label": "Q", "type": "text", "options": None}]
+    )
     assert form["fields"] == [{"key": "q", "label": "Q", "type": "text", "required": False}]
     assert (form["version"], form["response_count"], form["status"]) == (1, 0, "open")
-    assert (await make_form(client, owner_a, status=None or "draft"))["status"] == "draft"
+    drafted = await client.post("/forms", json={"title": "T", "fields": FORM_FIELDS}, headers=owner_a)
+    assert (drafted.json()["status"], drafted.json()["public"]) == ("draft", False)
 
 
 async def test_the_version_moves_only_when_the_fields_change(api: Api, owner_a: Headers) -> None:
@@ -146,9 +150,9 @@ async def test_a_response_keeps_its_version_and_new_ones_follow_the_new_fields(
     first = await answer(client, owner_a, form["id"], FORM_ANSWERS)
     assert first.status_code == 201 and first.json()["form_version"] == 1
     renamed = [{**FORM_FIELDS[0], "key": "full_name"}]
-    assert (
-        await client.patch(f"/forms/{form['id']}", json={"fields": renamed}, headers=owner_a)
-    ).json()["version"] == 2
+    assert (await client.patch(f"/forms/{form['id']}", json={"fields": renamed}, headers=owner_a)).json()[
+        "version"
+    ] == 2
     old = await answer(client, owner_a, form["id"], {"name": "Ada"})
     assert error_fields(assert_problem(old, 422)) == {"answers.name", "answers.full_name"}
     second = await answer(client, owner_a, form["id"], {"full_name": "Ada"})
@@ -166,7 +170,9 @@ async def test_only_an_open_form_takes_responses_and_the_count_is_kept(api: Api,
     made = [await answer(client, owner_a, form["id"], FORM_ANSWERS) for _ in range(3)]
     assert all(r.status_code == 201 for r in made)
     assert (await get_form(client, owner_a, form["id"]))["response_count"] == 3
-    assert (await client.delete(f"/form-responses/{made[0].json()['id']}", headers=owner_a)).status_code == 204
+    assert (
+        await client.delete(f"/form-responses/{made[0].json()['id']}", headers=owner_a)
+    ).status_code == 204
     assert (await get_form(client, owner_a, form["id"]))["response_count"] == 2
     await client.patch(f"/forms/{form['id']}", json={"status": "closed"}, headers=owner_a)
     assert_problem(await answer(client, owner_a, form["id"], FORM_ANSWERS), 409)
@@ -262,12 +268,16 @@ async def test_public_posts_are_limited_per_client_address(settings: Settings, t
             httpx.AsyncClient(transport=theirs, base_url="http://localhost") as other,
         ):
             for _ in range(3):
-                assert (await mine.post(url, json={"answers": FORM_ANSWERS}, headers=anonymous)).status_code == 201
+                assert (
+                    await mine.post(url, json={"answers": FORM_ANSWERS}, headers=anonymous)
+                ).status_code == 201
             limited = await mine.post(url, json={"answers": FORM_ANSWERS}, headers=anonymous)
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
             assert limited.headers["content-type"].startswith("application/problem+json")
             # Another address is counted apart.
-            assert (await other.post(url, json={"answers": FORM_ANSWERS}, headers=anonymous)).status_code == 201
+            assert (
+                await other.post(url, json={"answers": FORM_ANSWERS}, headers=anonymous)
+            ).status_code == 201
         assert (await get_form(client, owner, form["id"]))["response_count"] == 4
 
 
@@ -280,7 +290,7 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
     _, client = api
     form = await make_form(client, owner_a, public=True)
     first = await answer(client, owner_a, form["id"], FORM_ANSWERS)
-    tricky = {"name": "=1+2", "bio": "-3, \"quoted\"\nnext line", "tags": ["@b"], "agree": False}
+    tricky = {"name": "=1+2", "bio": '-3, "quoted"\nnext line', "tags": ["@b"], "agree": False}
     second = await client.post(
         f"/public/forms/{form['id']}/responses", json={"answers": tricky}, headers={"Host": tenant_a.host}
     )
@@ -293,9 +303,19 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
     assert header == ["id", "submitted_at", "respondent", *(f["key"] for f in FORM_FIELDS)]
     owner_email = tenant_a.owner_email
     assert rows[0][:3] == [first.json()["id"], rows[0][1], owner_email] and rows[0][1].endswith("Z")
-    assert rows[0][3:] == ["Ada", "Writes code.", "36", "ada@example.test", "1990-12-10", "red", "a; c", "true", "4"]
+    assert rows[0][3:] == [
+        "Ada",
+        "Writes code.",
+        "36",
+        "ada@example.test",
+        "1990-12-10",
+        "red",
+        "a; c",
+        "true",
+        "4",
+    ]
     assert rows[1][:3] == [second.json()["id"], rows[1][1], ""]
-    assert rows[1][3:] == ["'=1+2", "'-3, \"quoted\"\nnext line", "", "", "", "", "'@b", "false", ""]
+    assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", ""]
 
 
 async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: Headers) -> None:

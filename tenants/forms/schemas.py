@@ -88,7 +88,7 @@ class FormField(msgspec.Struct, omit_defaults=True):
 FieldsIn = Annotated[
     list[Any],
     msgspec.Meta(
-        description="1-100 field definitions (FormField): key, label, type, required, options, min, max, help."
+        description="1-100 definitions (FormField): key, label, type, required, options, min, max, help."
     ),
 ]
 Answers = Annotated[
