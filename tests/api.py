@@ -337,6 +337,8 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "@b", "c"]},
     {"key": "agree", "label": "Agree", "type": "checkbox", "required": False},
     {"key": "score", "label": "Score", "type": "rating", "required": False},
+    # tests/test_concurrency.py tells writers apart by a ``writer`` key added to a JSON change.
+    {"key": "writer", "label": "Writer", "type": "number", "required": False},
 ]
 FORM_ANSWERS: dict[str, Any] = {
     "name": "Ada",
@@ -384,6 +386,7 @@ UPDATES: dict[str, dict[str, Any]] = {
     "customize": {"data": {"changed": True}},
     "media": {"name": "renamed.txt"},
     "forms": {"title": "Renamed Form"},
+    "form-responses": {"answers": {"name": "Grace"}},
 }
 
 

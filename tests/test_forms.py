@@ -161,6 +161,22 @@ async def test_a_response_keeps_its_version_and_new_ones_follow_the_new_fields(
     assert again.json()["form_version"] == 1 and again.json()["answers"] == FORM_ANSWERS
 
 
+async def test_changed_answers_are_checked_against_the_current_version(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    form = await make_form(client, owner_a)
+    made = (await answer(client, owner_a, form["id"], FORM_ANSWERS)).json()
+    url = f"/form-responses/{made['id']}"
+    await client.patch(f"/forms/{form['id']}", json={"fields": FORM_FIELDS[:1]}, headers=owner_a)
+    stale = await client.patch(url, json={"answers": {"name": "Ada", "age": 3}}, headers=owner_a)
+    assert error_fields(assert_problem(stale, 422)) == {"answers.age"}
+    changed = await client.patch(url, json={"answers": {"name": "Grace"}}, headers=owner_a)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["answers"], changed.json()["form_version"]) == ({"name": "Grace"}, 2)
+    await client.patch(f"/forms/{form['id']}", json={"status": "closed"}, headers=owner_a)
+    assert_problem(await client.patch(url, json={"answers": {"name": "Ada"}}, headers=owner_a), 409)
+    assert (await get_form(client, owner_a, form["id"]))["response_count"] == 1
+
+
 async def test_only_an_open_form_takes_responses_and_the_count_is_kept(api: Api, owner_a: Headers) -> None:
     _, client = api
     form = await make_form(client, owner_a, status="draft")
@@ -313,9 +329,10 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
         "a; c",
         "true",
         "4",
+        "",
     ]
     assert rows[1][:3] == [second.json()["id"], rows[1][1], ""]
-    assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", ""]
+    assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", "", ""]
 
 
 async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: Headers) -> None:

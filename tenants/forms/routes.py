@@ -36,6 +36,7 @@ from atrium.tenants.forms.schemas import (
     FormRead,
     FormResponseCreate,
     FormResponseRead,
+    FormResponseUpdate,
     FormUpdate,
     PublicAnswers,
     PublicForm,
@@ -196,8 +197,7 @@ FORM_RESPONSES = ResourceSpec(
     FormResponseService,
     FormResponseRead,
     FormResponseCreate,
-    FormResponseCreate,  # unused: a response is not edited
-    operations=frozenset({"list", "create", "get", "delete"}),
+    FormResponseUpdate,
     filters=[Filter("form_id"), Filter("owner_id")],
     description=(
         "Answers to forms, checked against the form's current fields; seen by the respondent, "

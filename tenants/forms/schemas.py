@@ -167,6 +167,13 @@ class FormResponseCreate(Schema):
     ) = None
 
 
+class FormResponseUpdate(Schema):
+    """New answers replace the old ones whole, checked against the form's current version."""
+
+    answers: Answers | Unset = UNSET
+    owner_id: Annotated[uuid.UUID, msgspec.Meta(description="The respondent.")] | Unset = UNSET
+
+
 class PublicAnswers(Schema):
     answers: Answers
 

@@ -95,6 +95,17 @@ class FormResponseService(CrudService[FormResponse]):
         await count_responses(self.session, form.id, +1)
         return values
 
+    async def prepare_update(self, item: FormResponse, changes: dict[str, Any]) -> dict[str, Any]:
+        if "answers" in changes:
+            form = await locked_form(self.session, item.form_id)
+            if form is None:  # the form's delete takes its responses with it
+                raise not_found(FormResponse)
+            if form.status != "open":
+                raise not_open(form)
+            checked = checked_response(form, changes["answers"], item.owner_id)
+            changes.update(answers=checked["answers"], form_version=checked["form_version"])
+        return changes
+
     async def before_delete(self, item: FormResponse) -> None:
         await count_responses(self.session, item.form_id, -1)
 
