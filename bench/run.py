@@ -68,6 +68,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import forms
 import lists
 import memory
 import provisioning
@@ -112,6 +113,7 @@ STEPS: list[Step] = [
     memory.EVERY_TENANT,
     writes.STEP,
     lists.STEP,
+    forms.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 

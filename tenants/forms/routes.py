@@ -29,8 +29,8 @@ from atrium.platform.web.listing import Filter
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import not_found
-from atrium.tenants.forms.export import csv_chunks
-from atrium.tenants.forms.models import Form, FormResponse
+from atrium.tenants.forms.export import csv_chunks, export_query
+from atrium.tenants.forms.models import Form
 from atrium.tenants.forms.schemas import (
     FormCreate,
     FormRead,
@@ -45,18 +45,11 @@ from atrium.tenants.forms.schemas import (
 from atrium.tenants.forms.services import FormResponseService, FormService, submit_public
 
 _FORMS = quote_ident(Form.__tablename__)
-_RESPONSES = quote_ident(FormResponse.__tablename__)
 PUBLIC_FORM_SQL = (
     f"SELECT id, title, description, fields, version FROM {_FORMS}"
     " WHERE id = %(id)s AND public AND status = 'open'"
 )
 EXPORTED_FORM_SQL = f"SELECT owner_id, fields FROM {_FORMS} WHERE id = %(id)s"
-# Oldest first, by the (form_id, created_at) index; the respondent's email beside each.
-EXPORT_SQL = (
-    f"SELECT r.id, r.created_at, u.email, r.answers FROM {_RESPONSES} AS r"
-    f" LEFT JOIN {quote_ident('users')} AS u ON u.id = r.owner_id"
-    " WHERE r.form_id = %(id)s ORDER BY r.created_at, r.id"
-)
 POSTS_WINDOW_SECONDS = 60
 
 
@@ -100,7 +93,8 @@ async def export_responses(
         raise problem(403, "Only the form's owner, or 'form-responses:manage', may export its responses.")
     # From here the transaction is the body's: it ends when the last row is sent.
     read_transaction.detach(request.scope)
-    rows = reads.stream(EXPORT_SQL, {"id": item_id})
+    sql, params = export_query(fields)
+    rows = reads.stream(sql, {**params, "id": item_id})
     return Stream(
         csv_chunks(fields, rows),
         media_type="text/csv; charset=utf-8",
