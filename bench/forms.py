@@ -4,12 +4,12 @@
   against every field, the form locked, the response inserted and the count kept), one
   request at a time on a kept-alive connection, p50 and p99; against the floor, the same
   INSERT (and commit) of the same answers by raw psycopg, one at a time.
-- ``export``: ``GET /forms/{id}/responses.csv`` of N responses (200,000; quick: 5,000,
+- ``export``: ``GET /forms/{id}/responses.csv`` of N responses (200,000; quick: 2,000,
   seeded by one ``INSERT … SELECT generate_series``): rows/s, and the app's peak resident
   memory above idle while it streams (server and workers, sampled from /proc every 20 ms);
   against the floor, the same rows read by raw psycopg through a server-side cursor.
 - ``public_posts``: anonymous ``POST /public/forms/{id}/responses`` from P distinct client
-  addresses (2,000; quick: 100), each a TCP connection bound to its own loopback address
+  addresses (2,000; quick: 50), each a TCP connection bound to its own loopback address
   (127.0.0.0/8), 16 at a time: posts/s, p50, p99 and how many were refused (429).
 """
 
@@ -30,9 +30,9 @@ from atrium.platform.tenancy.naming import quote_ident
 from atrium.tenants.forms.export import export_query
 
 FIELD_COUNT = 50
-RESPONSE_ROUNDS = {True: 200, False: 2000}
-EXPORT_ROWS = {True: 5_000, False: 200_000}
-PUBLIC_ADDRESSES = {True: 100, False: 2_000}
+RESPONSE_ROUNDS = {True: 100, False: 2000}
+EXPORT_ROWS = {True: 2_000, False: 200_000}
+PUBLIC_ADDRESSES = {True: 50, False: 2_000}
 PUBLIC_CONCURRENCY = 16
 MEMORY_SAMPLE_SECONDS = 0.02
 TYPES = ["text", "number", "email", "date", "select", "multiselect", "checkbox", "rating", "textarea", "text"]

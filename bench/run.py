@@ -45,6 +45,9 @@ Figures (each with its floor measured in the same run):
   floor app's INSERT and commit by raw psycopg, alternating over RATIO_ROUNDS rounds.
 - ``filtered_list``: ``GET /users?email=`` over a tenant of ``--list-rows`` users
   (bench/lists.py), against the same statement by raw psycopg, alternating likewise.
+- ``forms``: a response to a 50-field form against a raw INSERT, the streamed CSV export
+  of N responses (rows/s, the app's peak memory above idle) against the same rows read by
+  raw psycopg, and anonymous public posts from distinct client addresses (bench/forms.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
