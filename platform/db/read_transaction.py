@@ -139,14 +139,17 @@ class ReadTransaction:
         """``work``'s row; on failure the connection is given back or dropped, then re-raised."""
         try:
             return await work
-        except psycopg.Error as exc:
+        except BaseException as exc:
+            await self._give_up(exc)
+            raise
+
+    async def _give_up(self, exc: BaseException) -> None:
+        if isinstance(exc, psycopg.Error):
             # The statement failed but the connection may be fine: ``close`` decides.
             await self.close(failed=exc)
-            raise
-        except BaseException:
+        else:
             # Cancelled mid-statement: the connection's state is unknown; never reuse it.
             await self.discard()
-            raise
 
     async def execute(self, sql: Query, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
@@ -188,11 +191,8 @@ class ReadTransaction:
                 await cursor.execute(sql, params)
                 while rows := await cursor.fetchmany(batch):
                     yield rows
-        except psycopg.Error as exc:
-            await self.close(failed=exc)
-            raise
-        except BaseException:
-            await self.discard()
+        except BaseException as exc:
+            await self._give_up(exc)
             raise
         await self.close()
 
