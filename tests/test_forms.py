@@ -339,6 +339,11 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
     ]
     assert rows[1][:3] == [second.json()["id"], rows[1][1], ""]
     assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", "", ""]
+    third = {"name": "\tTab", "bio": "\rReturn", "email": "+plus@example.test", "team": "red"}
+    assert (await answer(client, owner_a, form["id"], third)).status_code == 201
+    exported = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)
+    last = list(csv.reader(io.StringIO(exported.text)))[-1]
+    assert last[3:7] == ["'\tTab", "'\rReturn", "", "'+plus@example.test"]
 
 
 async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: Headers) -> None:
