@@ -360,10 +360,13 @@ async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: He
     assert_problem(await client.get(f"/forms/{uuid.uuid4()}/responses.csv", headers=owner_a), 404)
 
 
-async def download(app: Any, path: str, headers: Headers) -> tuple[int, int, int]:
+async def download(
+    app: Any, path: str, headers: Headers, give_up_after: int | None = None
+) -> tuple[int, int, int]:
     """GET ``path`` straight through the ASGI app, counting the body's bytes without keeping
     them (httpx's ASGI transport keeps the whole body); the status, the bytes and the peak of
-    Python memory traced meanwhile."""
+    Python memory traced meanwhile. ``give_up_after``: the client disconnects after that
+    many chunks of the body."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -379,7 +382,7 @@ async def download(app: Any, path: str, headers: Headers) -> tuple[int, int, int
         "server": ("localhost", 80),
     }
     done, asked = asyncio.Event(), False
-    seen = {"status": 0, "bytes": 0}
+    seen = {"status": 0, "bytes": 0, "chunks": 0}
 
     async def receive() -> dict[str, Any]:
         nonlocal asked
@@ -394,7 +397,8 @@ async def download(app: Any, path: str, headers: Headers) -> tuple[int, int, int
             seen["status"] = message["status"]
         elif message["type"] == "http.response.body":
             seen["bytes"] += len(message.get("body", b""))
-            if not message.get("more_body"):
+            seen["chunks"] += 1
+            if not message.get("more_body") or seen["chunks"] == give_up_after:
                 done.set()
 
     gc.collect()
@@ -431,3 +435,30 @@ async def test_the_export_streams_in_flat_memory(
         assert status == 200 and sizes[rows] > rows * 1000
     assert peaks[40_000] < peaks[8_000] * 1.5, peaks
     assert peaks[40_000] < sizes[40_000] / 3, (peaks, sizes)
+
+
+async def test_a_download_given_up_midway_gives_its_connection_back(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    app, client = api
+    form = await make_form(client, owner_a)
+    with operator_engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {quote_ident(tenant_a.tenant.schema)}.form_responses"
+                " (form_id, answers, form_version) SELECT :form, CAST(:answers AS jsonb), 1"
+                " FROM generate_series(1, 5000)"
+            ),
+            {"form": form["id"], "answers": json.dumps(FORM_ANSWERS)},
+        )
+    pool = app.state.engine.pool
+    status, size, _ = await download(app, f"/forms/{form['id']}/responses.csv", owner_a, give_up_after=2)
+    assert status == 200 and 0 < size < 5000 * 50
+    for _ in range(50):
+        if pool.checkedout() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert pool.checkedout() == 0
+    # The app goes on serving, the same export included.
+    again = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)
+    assert again.status_code == 200 and len(again.text.splitlines()) == 5001
