@@ -337,8 +337,10 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "@b", "c"]},
     {"key": "agree", "label": "Agree", "type": "checkbox", "required": False},
     {"key": "score", "label": "Score", "type": "rating", "required": False},
-    # tests/test_concurrency.py tells writers apart by a ``writer`` key added to a JSON change.
+    # Tests that vary a JSON change add a key: ``writer`` (tests/test_concurrency.py) or
+    # ``tag`` (tests/reliability/test_stateful_isolation.py). Answers to them are valid.
     {"key": "writer", "label": "Writer", "type": "number", "required": False},
+    {"key": "tag", "label": "Tag", "type": "text", "required": False},
 ]
 FORM_ANSWERS: dict[str, Any] = {
     "name": "Ada",
@@ -376,6 +378,17 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "forms": _form_request,
     "form-responses": _form_response_request,
 }
+
+# Fields the server keeps from writes to other resources (a form's count of its responses),
+# which a model of each resource's own writes cannot predict.
+DERIVED_FIELDS: dict[str, frozenset[str]] = {"forms": frozenset({"response_count"})}
+
+
+def comparable(resource: str, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without the fields other resources' writes move."""
+    derived = DERIVED_FIELDS.get(resource, frozenset())
+    return {name: value for name, value in row.items() if name not in derived}
+
 
 # resource → a valid partial change of one field
 UPDATES: dict[str, dict[str, Any]] = {

@@ -336,9 +336,10 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
         "true",
         "4",
         "",
+        "",
     ]
     assert rows[1][:3] == [second.json()["id"], rows[1][1], ""]
-    assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", "", ""]
+    assert rows[1][3:] == ["'=1+2", '\'-3, "quoted"\nnext line', "", "", "", "", "'@b", "false", "", "", ""]
     third = {"name": "\tTab", "bio": "\rReturn", "email": "+plus@example.test", "team": "red"}
     assert (await answer(client, owner_a, form["id"], third)).status_code == 201
     exported = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)

@@ -43,10 +43,12 @@ async def locked_form(session: AsyncSession, form_id: uuid.UUID) -> Form | None:
 
 
 async def count_responses(session: AsyncSession, form_id: uuid.UUID, change: int) -> None:
-    # ``updated_at`` stays: a new answer is no edit of the form, and a form owner's
-    # If-Match would otherwise fail at every response that arrived meanwhile.
+    # ``updated_at`` (and so the ETag) stays: a new answer is no edit of the form, and a form
+    # owner's If-Match would otherwise fail at every response that arrived meanwhile.
     await session.execute(
-        update(Form).where(Form.id == form_id).values(response_count=Form.response_count + change)
+        update(Form)
+        .where(Form.id == form_id)
+        .values(response_count=Form.response_count + change, updated_at=Form.updated_at)
     )
 
 
