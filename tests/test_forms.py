@@ -224,6 +224,14 @@ async def test_responses_are_seen_by_the_respondent_the_form_owner_and_manage(
     assert (await client.get(url, headers=owner_a)).status_code == 200
 
 
+async def test_deleting_a_form_deletes_its_responses(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    form = await make_form(client, owner_a)
+    made = (await answer(client, owner_a, form["id"], FORM_ANSWERS)).json()
+    assert (await client.delete(f"/forms/{form['id']}", headers=owner_a)).status_code == 204
+    assert_problem(await client.get(f"/form-responses/{made['id']}", headers=owner_a), 404)
+
+
 # --- public forms --------------------------------------------------------------------------------
 
 
