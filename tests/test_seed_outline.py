@@ -60,6 +60,25 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "size": ("integer", NOT_NULL),
         "data": ("bytes", NOT_NULL),  # the file's bytes, served by /media/{id}/content
     },
+    # API.md §11 (migration 0010_forms)
+    "forms": {
+        **AUDIT,
+        "owner_id": ("uuid", NOT_NULL),
+        "title": ("text", NOT_NULL),
+        "description": ("text", NULL),
+        "status": ("text", NOT_NULL),
+        "public": ("boolean", NOT_NULL),
+        "fields": ("json", NOT_NULL),
+        "version": ("integer", NOT_NULL),
+        "response_count": ("integer", NOT_NULL),
+    },
+    "form_responses": {
+        **AUDIT,
+        "form_id": ("uuid", NOT_NULL),
+        "answers": ("json", NOT_NULL),
+        "form_version": ("integer", NOT_NULL),
+        "owner_id": ("uuid", NULL),  # null: an anonymous response to a public form
+    },
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),
