@@ -53,6 +53,9 @@ Figures (each with its floor measured in the same run):
 - ``invoices``: ``--finalizes`` invoices finalized by 20 concurrent clients, numbers checked
   gapless and unique, against the same transaction by raw psycopg; a 50-line PDF's p50
   (bench/invoices.py).
+- ``forms``: a response to a 50-field form against a raw INSERT, the streamed CSV export
+  of N responses (rows/s, the app's peak memory above idle) against the same rows read by
+  raw psycopg, and anonymous public posts from distinct client addresses (bench/forms.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
@@ -76,6 +79,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import forms
 import forums
 import helpdesk
 import invoices
@@ -126,6 +130,7 @@ STEPS: list[Step] = [
     forums.STEP,
     helpdesk.STEP,
     invoices.STEP,
+    forms.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 

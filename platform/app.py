@@ -134,6 +134,8 @@ def create_app(
             "settings": _value(settings),
             "token_auth": _value(token_auth),
             "login_throttle": _value(login_throttle or LoginThrottle(stores.login_attempts)),
+            # The same shared counters, for limits of other kinds (anonymous form posts).
+            "attempt_counter": _value(stores.login_attempts),
         },
         before_request=check_request,
         exception_handlers={

@@ -54,6 +54,8 @@ class Settings:
     # The port clients reach tenants on, for the URLs Atrium prints and documents (8000 on
     # localhost, none elsewhere: a proxy on 443 in front).
     public_port: int | None = None
+    # Anonymous posts to public forms each client address may make per minute, per tenant.
+    public_posts_per_minute: int = 30
     debug: bool = False
 
     def tenant_url(self, slug: str, port: int | None = None) -> str:
@@ -169,5 +171,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         tenant_cache_ttl=_float(env, "ATRIUM_TENANT_CACHE_TTL", 30.0),
         caller_cache_ttl=_float(env, "ATRIUM_CALLER_CACHE_TTL", 300.0),
         public_port=_port(env, "ATRIUM_PUBLIC_PORT"),
+        public_posts_per_minute=_int(env, "ATRIUM_PUBLIC_POSTS_PER_MINUTE", 30, minimum=1),
         debug=_bool(env, "ATRIUM_DEBUG", False),
     )

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -38,6 +38,7 @@ REDIS_PREFIX = "atrium:attempts:"
 Limits = Sequence[tuple[str, int]]  # (counter key, most attempts it allows per window)
 
 
+@runtime_checkable  # handlers take it as a dependency, which Litestar type-checks
 class AttemptCounter(Protocol):
     async def take(self, limits: Limits, window: int) -> int:
         """Count one attempt against every key, unless one of them is at its limit.

@@ -144,6 +144,8 @@ _SHAPES = {
     ("PATCH", (ITEM,)): "update",
     ("DELETE", (ITEM,)): "delete",
     ("GET", (ITEM, "content")): "content",
+    # A download of the row's children that only some readers may take (``EXPORTED_BY``).
+    ("GET", (ITEM, "responses.csv")): "export",
 }
 # Routes below a row that are not a file's bytes: (method, resource, last segment) → operation.
 # ``content`` reads something of the row (a ticket's replies, an invoice's PDF); ``action``
@@ -157,11 +159,19 @@ _SUB_ROUTES = {
     },
 }
 READS = {"list", "get", "content"}
+# resource with an export → the resource whose ``manage`` opens another user's export
+# (the row's owner may always take their own).
+EXPORTED_BY = {"forms": "form-responses"}
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
     ("POST", "/auth/logout"),
     ("GET", "/auth/me"),
     ("PATCH", "/auth/me"),
+}
+# Routes that need no token, each proved by its area's own tests (tests/test_forms.py).
+PUBLIC_ROUTES = {
+    ("GET", "/public/forms/{item_id:uuid}"),
+    ("POST", "/public/forms/{item_id:uuid}/responses"),
 }
 
 
@@ -192,7 +202,7 @@ class Endpoint:
 
 
 def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
-    """Every (method, path) of the app's tenant routes, auth routes included."""
+    """Every (method, path) of the app's tenant routes, auth and public routes included."""
     for route in app.routes:
         path = route.path
         if path in _CATCH_ALL or any(path == p or path.startswith(p + "/") for p in _PLATFORM_PREFIXES):
@@ -204,10 +214,10 @@ def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
 
 
 def tenant_endpoints(app: Litestar) -> list[Endpoint]:
-    """The resource routes (everything but auth), classified by shape."""
+    """The resource routes (everything but auth and the public routes), classified by shape."""
     endpoints = []
     for method, path in route_table(app):
-        if path.startswith("/auth/"):
+        if path.startswith(("/auth/", "/public/")):
             continue
         resource, *rest = path.strip("/").split("/")
         op = _SHAPES.get((method, tuple(rest)), "")
@@ -228,6 +238,7 @@ def route_resources() -> list[str]:
     return resources(unserved_app())
 
 
+@cache
 def endpoints_of(app: Litestar, *ops: str) -> list[Endpoint]:
     return [e for e in tenant_endpoints(app) if e.op in ops]
 
@@ -242,6 +253,11 @@ def uncovered(app: Litestar) -> list[str]:
         f"{method} {path}: an auth route without tests"
         for method, path in route_table(app)
         if path.startswith("/auth/") and (method, path) not in AUTH_ROUTES
+    ]
+    problems += [
+        f"{method} {path}: a public route without tests"
+        for method, path in route_table(app)
+        if path.startswith("/public/") and (method, path) not in PUBLIC_ROUTES
     ]
     for e in tenant_endpoints(app):
         if not e.op:
@@ -349,6 +365,47 @@ async def _forum_discussion_request(
     return {"json": {"forum_id": forum, "title": f"Topic {_tag()}", "body": "Hello, forum."}}
 
 
+# A form with one field of every type, in the form the server stores (so that a created row
+# reflects what was sent), and answers to every field.
+FORM_FIELDS: list[dict[str, Any]] = [
+    {"key": "name", "label": "Name", "type": "text", "required": True, "max": 100},
+    {"key": "bio", "label": "About you", "type": "textarea", "required": False},
+    {"key": "age", "label": "Age", "type": "number", "required": False, "min": 0, "max": 150},
+    {"key": "email", "label": "Email", "type": "email", "required": False},
+    {"key": "born", "label": "Born", "type": "date", "required": False},
+    {"key": "team", "label": "Team", "type": "select", "required": False, "options": ["red", "blue"]},
+    {"key": "tags", "label": "Tags", "type": "multiselect", "required": False, "options": ["a", "@b", "c"]},
+    {"key": "agree", "label": "Agree", "type": "checkbox", "required": False},
+    {"key": "score", "label": "Score", "type": "rating", "required": False},
+    # Tests that vary a JSON change add a key: ``writer`` (tests/test_concurrency.py) or
+    # ``tag`` (tests/reliability/test_stateful_isolation.py). Answers to them are valid.
+    {"key": "writer", "label": "Writer", "type": "number", "required": False},
+    {"key": "tag", "label": "Tag", "type": "text", "required": False},
+]
+FORM_ANSWERS: dict[str, Any] = {
+    "name": "Ada",
+    "bio": "Writes code.",
+    "age": 36,
+    "email": "ada@example.test",
+    "born": "1990-12-10",
+    "team": "red",
+    "tags": ["a", "c"],
+    "agree": True,
+    "score": 4,
+}
+
+
+async def _form_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    return {"json": {"title": f"Form {_tag()}", "status": "open", "fields": FORM_FIELDS}}
+
+
+async def _form_response_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    form = await FACTORIES["forms"](client, headers, context)
+    return {"json": {"form_id": form, "answers": FORM_ANSWERS}}
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -362,7 +419,20 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "project-discussions": _project_discussion_request,
     "forums": _forum_request,
     "forum-discussions": _forum_discussion_request,
+    "forms": _form_request,
+    "form-responses": _form_response_request,
 }
+
+# Fields the server keeps from writes to other resources (a form's count of its responses),
+# which a model of each resource's own writes cannot predict.
+DERIVED_FIELDS: dict[str, frozenset[str]] = {"forms": frozenset({"response_count"})}
+
+
+def comparable(resource: str, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without the fields other resources' writes move."""
+    derived = DERIVED_FIELDS.get(resource, frozenset())
+    return {name: value for name, value in row.items() if name not in derived}
+
 
 # resource → a valid partial change of one field
 UPDATES: dict[str, dict[str, Any]] = {
@@ -377,6 +447,8 @@ UPDATES: dict[str, dict[str, Any]] = {
     "project-discussions": {"body": "Edited body"},
     "forums": {"description": "Changed description"},
     "forum-discussions": {"body": "Edited body"},
+    "forms": {"title": "Renamed Form"},
+    "form-responses": {"answers": {"name": "Grace"}},
 }
 
 
@@ -451,7 +523,15 @@ async def action_request(
 def success_status(endpoint: Endpoint) -> int:
     if endpoint.op == "action":
         return ACTIONS[endpoint.action].status
-    return {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}[endpoint.op]
+    return {
+        "list": 200,
+        "create": 201,
+        "get": 200,
+        "update": 200,
+        "delete": 204,
+        "content": 200,
+        "export": 200,
+    }[endpoint.op]
 
 
 async def create_request(

@@ -1,4 +1,4 @@
-"""bench/run.py --quick runs end to end and reports every figure of issues 5, 17 and 19.
+"""bench/run.py --quick runs end to end and reports every figure of issues 5, 17, 19, 21 and 22.
 
 It needs a TCP PostgreSQL server on this machine (``ATRIUM_TEST_DATABASE_URL``: the bench
 reads its backends' memory from /proc) and ``wrk``; locally it is skipped without them,
@@ -72,6 +72,11 @@ FIGURES = [
         for figure in ("p50_ms", "p99_ms", "wall_ms")
     ),
     "forum_replies.reply_count",
+    # Issue 22: a form response beside its INSERT, the CSV export, public posts.
+    *(f"forms.response.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
+    "forms.response.p99_ratio",
+    *(f"forms.export.{figure}" for figure in ("rows_per_s", "peak_mb", "idle_mb", "floor_rows_per_s")),
+    *(f"forms.public_posts.{figure}" for figure in ("addresses", "posts_per_s", "p50_ms", "p99_ms")),
 ]
 
 

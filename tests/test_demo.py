@@ -40,7 +40,7 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
     )
     assert created.returncode == 0, created.stderr
     password = json.loads(created.stdout)["owner_password"]
-    assert {a.name for a in areas() if a.demo is not None} >= {"identity", "customize", "media"}
+    assert {a.name for a in areas() if a.demo is not None} >= {"identity", "customize", "media", "forms"}
 
     async with serve(settings) as (_, client):
         owner = await login(client, f"{slug}.localhost", "olive@demo.test", password)
@@ -59,6 +59,10 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
         for t in tickets["items"]:
             replies = (await client.get(f"/help-desk/{t['id']}/replies", headers=owner)).json()
             internal += [r for r in replies["items"] if r["visibility"] == "internal"]
+        forms = (await client.get("/forms", headers=owner)).json()
+        (form,) = forms["items"]
+        public = await client.get(f"/public/forms/{form['id']}", headers={"Host": f"{slug}.localhost"})
+        export = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner)
     assert users["total"] >= 5  # the owner and the sample people
     assert {g["name"] for g in groups["items"]} >= {"Engineering", "Support", "Everyone"}
     assert customize["total"] == 1
@@ -70,5 +74,9 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
     assert len({t["status"] for t in tickets["items"]}) >= 4 and len(internal) == 1
     assert {i["status"] for i in invoices["items"]} >= {"draft", "open", "paid"}
     assert all(p.status_code == 200 and p.content.startswith(b"%PDF") for p in pdfs)
+    # An open public form with responses, one of them guarded against formulas in the export.
+    assert (form["status"], form["public"], form["response_count"]) == ("open", True, 3)
+    assert public.status_code == 200 and public.json()["title"] == "Event feedback"
+    assert export.status_code == 200 and len(export.text.splitlines()) == 4 and "'=HYPERLINK" in export.text
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}

@@ -46,7 +46,7 @@ async def snapshot(
 ) -> dict[str, Any]:
     """What the tenant itself reads of ``rows``: every item route, bodies and bytes."""
     seen: dict[str, Any] = {}
-    for endpoint in endpoints_of(app, "get", "content"):
+    for endpoint in endpoints_of(app, "get", "content", "export"):
         response = await client.get(endpoint.url(rows[endpoint.resource]), headers=headers)
         assert response.status_code == 200, (str(endpoint), response.text)
         seen[str(endpoint)] = response.content
@@ -66,7 +66,7 @@ async def test_other_tenants_ids_are_not_found_and_stay_untouched(
 ) -> None:
     app, client = api
     before = await snapshot(app, client, owner_a, rows_a)
-    item_routes = endpoints_of(app, "get", "update", "delete", "content")
+    item_routes = endpoints_of(app, "get", "update", "delete", "content", "export")
     assert {e.op for e in item_routes} >= {"get", "update", "delete"}
     for endpoint in item_routes:
         kwargs = {"json": UPDATES[endpoint.resource]} if endpoint.op == "update" else {}

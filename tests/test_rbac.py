@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from atrium.platform.security.permissions import MEMBER_ROLE, builtin_roles, grants, manage, read, write
 from atrium.platform.settings import Settings
 from tests.api import (
+    EXPORTED_BY,
     READS,
     UPDATES,
     Api,
@@ -126,6 +127,8 @@ async def test_owner_and_admin_may_do_everything(
 def expected_success(permissions: frozenset[str], endpoint: Endpoint, owned: bool) -> bool:
     """Whether ``permissions`` allow ``endpoint`` on a row another user owns (API.md §4)."""
     resource = endpoint.resource
+    if endpoint.op == "export":
+        return grants(permissions, manage(EXPORTED_BY[resource]))
     if endpoint.op in READS:
         return grants(permissions, read(resource))
     if endpoint.op == "create":

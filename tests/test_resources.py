@@ -135,7 +135,7 @@ async def test_lifecycle(api: Api, owner_a: Headers, resource: str) -> None:
 @pytest.mark.parametrize("resource", RESOURCES)
 async def test_unknown_ids_are_not_found(api: Api, owner_a: Headers, resource: str) -> None:
     app, client = api
-    for endpoint in endpoints_of(app, "get", "update", "delete", "content"):
+    for endpoint in endpoints_of(app, "get", "update", "delete", "content", "export"):
         if endpoint.resource == resource:
             kwargs = {"json": UPDATES[resource]} if endpoint.op == "update" else {}
             response = await client.request(

@@ -136,6 +136,25 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "amount_due": ("integer", NOT_NULL),
     },
     "invoice_counters": {"name": ("text", NOT_NULL), "last": ("integer", NOT_NULL)},
+    # API.md §11 (migration 0013_forms)
+    "forms": {
+        **AUDIT,
+        "owner_id": ("uuid", NOT_NULL),
+        "title": ("text", NOT_NULL),
+        "description": ("text", NULL),
+        "status": ("text", NOT_NULL),
+        "public": ("boolean", NOT_NULL),
+        "fields": ("json", NOT_NULL),
+        "version": ("integer", NOT_NULL),
+        "response_count": ("integer", NOT_NULL),
+    },
+    "form_responses": {
+        **AUDIT,
+        "form_id": ("uuid", NOT_NULL),
+        "answers": ("json", NOT_NULL),
+        "form_version": ("integer", NOT_NULL),
+        "owner_id": ("uuid", NULL),  # null: an anonymous response to a public form
+    },
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),

@@ -27,7 +27,7 @@ holds one for a single round trip and binds no ``search_path`` (sixth pass).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,14 +139,17 @@ class ReadTransaction:
         """``work``'s row; on failure the connection is given back or dropped, then re-raised."""
         try:
             return await work
-        except psycopg.Error as exc:
+        except BaseException as exc:
+            await self._give_up(exc)
+            raise
+
+    async def _give_up(self, exc: BaseException) -> None:
+        if isinstance(exc, psycopg.Error):
             # The statement failed but the connection may be fine: ``close`` decides.
             await self.close(failed=exc)
-            raise
-        except BaseException:
+        else:
             # Cancelled mid-statement: the connection's state is unknown; never reuse it.
             await self.discard()
-            raise
 
     async def execute(self, sql: Query, params: Mapping[str, Any] | None = None) -> psycopg.AsyncCursor[Any]:
         try:
@@ -175,6 +178,23 @@ class ReadTransaction:
             return await cursor.execute(sql.sql, sql.values)
         finally:
             self._conn.prepare_threshold = threshold
+
+    async def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[Any]]:
+        """The rows of ``sql`` in lists of at most ``batch``, fetched through a server-side
+        cursor so that memory holds one batch however many rows there are; then the
+        transaction ends. A consumer that stops early (a client gone mid-download) leaves
+        the cursor open: the connection is closed rather than pooled."""
+        try:
+            async with self._conn.cursor(name="atrium_stream") as cursor:
+                await cursor.execute(sql, params)
+                while rows := await cursor.fetchmany(batch):
+                    yield rows
+        except BaseException as exc:
+            await self._give_up(exc)
+            raise
+        await self.close()
 
     async def close(self, failed: BaseException | None = None) -> None:
         """End the transaction and give the connection back (idempotent)."""
@@ -209,6 +229,12 @@ class ReadTransaction:
 
 def current(scope: Scope) -> ReadTransaction | None:
     return scope.get("state", {}).get(STATE_KEY)
+
+
+def detach(scope: Scope) -> ReadTransaction | None:
+    """Take the request's read transaction out of its hands: it then outlives the response
+    start (a streamed body reads on while it is sent), and whoever detached it ends it."""
+    return scope.get("state", {}).pop(STATE_KEY, None)
 
 
 def remember(scope: Scope, transaction: ReadTransaction) -> None:

@@ -1,0 +1,124 @@
+"""The rules of /forms and /form-responses: definitions checked at save, versions, answers
+checked against the current version, and the response count kept in the same transaction.
+
+Not ``from __future__ import annotations``: Litestar reads ``CrudService``'s annotations.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.web.bodies import refuse_nul_characters
+from atrium.platform.web.errors import problem
+from atrium.platform.web.services import CrudService, not_found
+from atrium.tenants.forms.fields import check_answers, check_fields
+from atrium.tenants.forms.models import Form, FormResponse
+
+
+class FormService(CrudService[Form]):
+    model = Form
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        values["fields"] = check_fields(values["fields"])
+        return values
+
+    async def prepare_update(self, item: Form, changes: dict[str, Any]) -> dict[str, Any]:
+        if "fields" in changes:
+            changes["fields"] = check_fields(changes["fields"])
+            # Answers keep the version they were checked against: it moves only when the
+            # questions do, not when the title or status does.
+            if changes["fields"] != item.fields:
+                changes["version"] = item.version + 1
+        return changes
+
+
+async def locked_form(session: AsyncSession, form_id: uuid.UUID) -> Form | None:
+    """The form, locked until the transaction ends: its fields cannot change between the
+    check of an answer and its insert, and its count is kept in step."""
+    return await session.scalar(
+        select(Form).where(Form.id == form_id).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+async def count_responses(session: AsyncSession, form_id: uuid.UUID, change: int) -> None:
+    # ``updated_at`` (and so the ETag) stays: a new answer is no edit of the form, and a form
+    # owner's If-Match would otherwise fail at every response that arrived meanwhile.
+    await session.execute(
+        update(Form)
+        .where(Form.id == form_id)
+        .values(response_count=Form.response_count + change, updated_at=Form.updated_at)
+    )
+
+
+def checked_response(form: Form, answers: Any, owner_id: uuid.UUID | None) -> dict[str, Any]:
+    """The values of a new response to ``form``: answers checked against its current fields."""
+    refuse_nul_characters({"answers": answers})
+    return {
+        "form_id": form.id,
+        "answers": check_answers(form.fields, answers),
+        "form_version": form.version,
+        "owner_id": owner_id,
+    }
+
+
+def not_open(form: Form) -> Exception:
+    return problem(
+        409,
+        f"This form is {form.status}: only an open form takes responses.",
+        type_="invalid-state",
+        state=form.status,
+    )
+
+
+class FormResponseService(CrudService[FormResponse]):
+    model = FormResponse
+
+    @classmethod
+    def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        # API.md §11: the respondent and the form's owner (manage sees every row).
+        return or_(
+            FormResponse.owner_id == caller,
+            FormResponse.form_id.in_(select(Form.id).where(Form.owner_id == caller)),
+        )
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        form = await locked_form(self.session, values["form_id"])
+        if form is None:
+            raise problem(
+                422,
+                "The form does not exist.",
+                errors=[{"field": "form_id", "message": "no such form in this tenant"}],
+            )
+        if form.status != "open":
+            raise not_open(form)
+        values = checked_response(form, values["answers"], values["owner_id"])
+        await count_responses(self.session, form.id, +1)
+        return values
+
+    async def prepare_update(self, item: FormResponse, changes: dict[str, Any]) -> dict[str, Any]:
+        if "answers" in changes:
+            form = await locked_form(self.session, item.form_id)
+            if form is None:  # the form's delete takes its responses with it
+                raise not_found(FormResponse)
+            if form.status != "open":
+                raise not_open(form)
+            checked = checked_response(form, changes["answers"], item.owner_id)
+            changes.update(answers=checked["answers"], form_version=checked["form_version"])
+        return changes
+
+    async def before_delete(self, item: FormResponse) -> None:
+        await count_responses(self.session, item.form_id, -1)
+
+
+async def submit_public(session: AsyncSession, form_id: uuid.UUID, answers: Any) -> FormResponse:
+    """An anonymous response to an open public form; any other form is 404, as if absent."""
+    form = await locked_form(session, form_id)
+    if form is None or not form.public or form.status != "open":
+        raise not_found(Form)
+    item = FormResponse(**checked_response(form, answers, None))
+    session.add(item)
+    await count_responses(session, form.id, +1)
+    await session.commit()
+    return item
