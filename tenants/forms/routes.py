@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atrium.platform.db import read_transaction
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ReadTransaction
 from atrium.platform.security.permissions import manage, read
-from atrium.platform.security.tokens import RELEASE_BEFORE_BODY
 from atrium.platform.settings import Settings
 from atrium.platform.stores import AttemptCounter
 from atrium.platform.tenancy.naming import quote_ident
@@ -133,7 +132,6 @@ async def get_public_form(
     security=[{}],
     status_code=201,
     request_max_body_size=JSON_BODY_LIMIT,
-    opt={RELEASE_BEFORE_BODY: True},
     responses=problem_responses(400, 404, 413, 415, 422, 429, 503),
     response_headers=[
         ResponseHeader(name="Retry-After", description="on 429: seconds", documentation_only=True)
