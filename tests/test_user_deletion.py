@@ -22,6 +22,8 @@ from tests.api import (
 )
 from tests.conftest import MadeTenant
 
+pytest_plugins = ["tests.api"]
+
 OWNED = ("user-groups", "user-roles", "media")
 
 
