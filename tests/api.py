@@ -133,6 +133,8 @@ def error_fields(problem: dict[str, Any]) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 ITEM = "{item_id:uuid}"
+# A numbered version of a row (documents): every row has its first.
+VERSION = "{version:int}"
 _PLATFORM_PREFIXES = ("/health", "/schema")
 _CATCH_ALL = {"/", "/{path:path}"}
 _IMPLICIT_METHODS = {"OPTIONS", "HEAD"}  # added by Litestar, answered without auth
@@ -144,8 +146,13 @@ _SHAPES = {
     ("PATCH", (ITEM,)): "update",
     ("DELETE", (ITEM,)): "delete",
     ("GET", (ITEM, "content")): "content",
+    ("GET", (ITEM, "versions")): "versions",
+    ("GET", (ITEM, "versions", VERSION)): "version",
+    ("POST", (ITEM, "versions", VERSION, "restore")): "restore",
 }
-READS = {"list", "get", "content"}
+READS = {"list", "get", "content", "versions", "version"}
+# Item routes besides get, update and delete: each a read or a write of one row.
+ITEM_EXTRAS = ("content", "versions", "version", "restore")
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
     ("POST", "/auth/logout"),
@@ -168,7 +175,7 @@ class Endpoint:
     def url(self, item_id: str | None = None) -> str:
         if self.on_item:
             assert item_id is not None, self
-            return self.path.replace(ITEM, item_id)
+            return self.path.replace(ITEM, item_id).replace(VERSION, "1")
         return self.path
 
     def __str__(self) -> str:
@@ -320,6 +327,20 @@ async def _forum_discussion_request(
     return {"json": {"forum_id": forum, "title": f"Topic {_tag()}", "body": "Hello, forum."}}
 
 
+async def _document_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    media = await FACTORIES["media"](client, headers, context)
+    return {
+        "json": {"title": f"Document {_tag()}", "body": "# Notes\n\nSome *markdown*.", "media_ids": [media]}
+    }
+
+
+async def _document_comment_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    document = await FACTORIES["documents"](client, headers, context)
+    return {"json": {"document_id": document, "body": "Looks good."}}
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -333,7 +354,12 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "project-discussions": _project_discussion_request,
     "forums": _forum_request,
     "forum-discussions": _forum_discussion_request,
+    "documents": _document_request,
+    "document-comments": _document_comment_request,
 }
+
+# resource → server-set fields besides ``updated_at`` that move on every change
+MOVES_ON_CHANGE: dict[str, set[str]] = {"documents": {"version"}}
 
 # resource → a valid partial change of one field
 UPDATES: dict[str, dict[str, Any]] = {
@@ -348,6 +374,8 @@ UPDATES: dict[str, dict[str, Any]] = {
     "project-discussions": {"body": "Edited body"},
     "forums": {"description": "Changed description"},
     "forum-discussions": {"body": "Edited body"},
+    "documents": {"body": "# Edited\n\nA new version."},
+    "document-comments": {"body": "Edited comment"},
 }
 
 

@@ -38,7 +38,17 @@ from tests.conftest import login, serve
 
 pytest_plugins = ["tests.api"]
 
-SUCCESS = {"list": 200, "create": 201, "get": 200, "update": 200, "delete": 204, "content": 200}
+SUCCESS = {
+    "list": 200,
+    "create": 201,
+    "get": 200,
+    "update": 200,
+    "delete": 204,
+    "content": 200,
+    "versions": 200,
+    "version": 200,
+    "restore": 200,
+}
 # API.md §6: the resources of the identity layer, each with the five CRUD operations.
 IDENTITY_RESOURCES = {"users", "user-groups", "user-roles", "user-meta", "customize"}
 

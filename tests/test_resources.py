@@ -14,6 +14,8 @@ from litestar import Litestar
 
 from atrium.platform.web.bodies import MAX_JSON_DEPTH
 from tests.api import (
+    ITEM_EXTRAS,
+    MOVES_ON_CHANGE,
     UPDATES,
     Api,
     Headers,
@@ -96,7 +98,7 @@ async def test_lifecycle(api: Api, owner_a: Headers, resource: str) -> None:
         assert patched.status_code == 200, patched.text
         updated = patched.json()
         assert {k: updated[k] for k in change} == change
-        unchanged = set(row) - set(change) - {"updated_at"}
+        unchanged = set(row) - set(change) - {"updated_at"} - MOVES_ON_CHANGE.get(resource, set())
         assert {k: updated[k] for k in unchanged} == {k: row[k] for k in unchanged}
         assert instant(updated["updated_at"]) > instant(row["updated_at"])
         assert patched.headers["etag"] != tag, "a change kept the ETag"
@@ -129,7 +131,7 @@ async def test_lifecycle(api: Api, owner_a: Headers, resource: str) -> None:
 @pytest.mark.parametrize("resource", RESOURCES)
 async def test_unknown_ids_are_not_found(api: Api, owner_a: Headers, resource: str) -> None:
     app, client = api
-    for endpoint in endpoints_of(app, "get", "update", "delete", "content"):
+    for endpoint in endpoints_of(app, "get", "update", "delete", *ITEM_EXTRAS):
         if endpoint.resource == resource:
             kwargs = {"json": UPDATES[resource]} if endpoint.op == "update" else {}
             response = await client.request(

@@ -145,6 +145,9 @@ class ResourceSpec:
     default_order: DefaultOrder | None = None
     # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
     actions: Sequence[Action] = ()
+    # The largest create or update body, in bytes: more where a field may be large itself
+    # (a document's 1 MiB body), so that the field's own limit is the one a client meets.
+    body_limit: int = JSON_BODY_LIMIT
 
     def __post_init__(self) -> None:
         # The service checks ``<resource>:manage`` itself (ownership): it learns its
@@ -360,7 +363,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=writing,
             operation_id=f"create_{one}",
             summary=f"Create a {spec.resource} row",
-            request_max_body_size=JSON_BODY_LIMIT,
+            request_max_body_size=spec.body_limit,
             opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True},
             responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         )(create_item),
@@ -382,7 +385,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=writing,
             operation_id=f"update_{one}",
             summary=f"Update a {spec.resource} row (partial)",
-            request_max_body_size=JSON_BODY_LIMIT,
+            request_max_body_size=spec.body_limit,
             opt={RELEASE_BEFORE_BODY: True, SENDS_ETAG: True, CHECKS_IF_MATCH: True},
             responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
         )(update_item),
