@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 
 from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
+from atrium.tenants.documents.routes import DOCUMENT_BODY_LIMIT
 from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 from tests.conftest import MadeTenant, login, serve, unique_slug
 
@@ -357,6 +358,11 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "documents": _document_request,
     "document-comments": _document_comment_request,
 }
+
+# Resources listed oldest first by default (API.md says so for each).
+OLDEST_FIRST = {"document-comments"}
+# resource → its JSON create/update body limit where it is not the default 1 MiB
+BODY_LIMITS = {"documents": DOCUMENT_BODY_LIMIT}
 
 # resource → server-set fields besides ``updated_at`` that move on every change
 MOVES_ON_CHANGE: dict[str, set[str]] = {"documents": {"version"}}

@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     Index,
     String,
+    all_,
     any_,
     bindparam,
     func,
@@ -108,6 +109,9 @@ class ListRequest:
     sort: str | None = None
     # Kept to the rows the resource's visibility rule shows the caller (``caller_id``).
     visible_only: bool = False
+    # Rows left out although they match (``excluded_ids``): a window's refinement, for
+    # rows whose span overlaps it with nothing in it (a series between its occurrences).
+    exclude: tuple[uuid.UUID, ...] = ()
 
     def has_null(self, name: str) -> bool:
         """Whether filter ``name`` asks for rows where its column is null."""
@@ -125,6 +129,7 @@ class ListRequest:
             self.window[0] is not None,
             self.window[1] is not None,
             self.sort,
+            bool(self.exclude),
         )
 
     def values(self) -> dict[str, Any]:
@@ -135,6 +140,8 @@ class ListRequest:
             values["from"] = self.window[0]
         if self.window[1] is not None:
             values["to"] = self.window[1]
+        if self.exclude:
+            values["excluded_ids"] = list(self.exclude)
         return values
 
 
@@ -282,6 +289,8 @@ class Listing:
             query = query.where(self.visibility)
         for name, values in request.filters:
             query = query.where(self._matching(self._filters[name], values))
+        if request.exclude:
+            query = query.where(c.id != all_(bindparam("excluded_ids", type_=ARRAY(c.id.type))))
         order: list[Any] = []
         if request.q is not None:
             vector = search_vector([c[n] for n in self.search])

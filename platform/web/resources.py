@@ -12,7 +12,7 @@ handlers are built at runtime and Litestar reads their real annotation objects.
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -38,7 +38,7 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing
+from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing, ListRequest
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -114,6 +114,9 @@ def read_transaction_provider(
     return provide_reads
 
 
+WindowRefiner = Callable[[ReadTransaction, ListRequest, dict[str, Any]], Awaitable[Sequence[uuid.UUID]]]
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     """Everything that differs between two CRUD resources."""
@@ -145,6 +148,9 @@ class ResourceSpec:
     default_order: DefaultOrder | None = None
     # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
     actions: Sequence[Action] = ()
+    # Rows a ``from``/``to`` window leaves out although their span overlaps it (an event
+    # series with no occurrence in the window): ``(reads, request, caller) -> ids``.
+    refine_window: WindowRefiner | None = None
     # The largest create or update body, in bytes: more where a field may be large itself
     # (a document's 1 MiB body), so that the field's own limit is the one a client meets.
     body_limit: int = JSON_BODY_LIMIT
@@ -274,6 +280,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     ) -> Page:  # type: ignore[valid-type]
         _, caller = queries_for(request.scope)
         wanted = listing.parse(request.query_params, visible_only=bool(caller))
+        if spec.refine_window is not None and wanted.window != (None, None):
+            wanted = replace(wanted, exclude=tuple(await spec.refine_window(reads, wanted, caller)))
         statement = listing.statement(wanted)
         values = {**wanted.values(), **caller}
         rows = await reads.fetch_all(statement, {**values, "limit": page.limit, "offset": page.offset})

@@ -42,6 +42,7 @@ def seed(conn: Connection, demo: DemoTenant) -> None:
                 "title": "Onboarding guide",
                 "body": SECOND,
                 "editor_id": editor,
+                "created_at": written + datetime.timedelta(hours=2),
             },
         ],
     )
@@ -68,6 +69,7 @@ def seed(conn: Connection, demo: DemoTenant) -> None:
                 "body": "Added a first-week section.",
                 "document_version": 2,
                 "owner_id": demo.owner_id,
+                "created_at": written + datetime.timedelta(hours=3),
             },
         ],
     )
