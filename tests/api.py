@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -33,8 +34,8 @@ from sqlalchemy import Engine
 
 from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
-from atrium.tenants.documents.routes import DOCUMENT_BODY_LIMIT
 from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
+from atrium.tenants.documents.routes import DOCUMENT_BODY_LIMIT
 from tests.conftest import MadeTenant, login, serve, unique_slug
 
 Headers = dict[str, str]
@@ -134,6 +135,8 @@ def error_fields(problem: dict[str, Any]) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 ITEM = "{item_id:uuid}"
+# ``/<resource>.ics``: a resource's calendar feed.
+FEED = ".ics"
 # A numbered version of a row (documents): every row has its first.
 VERSION = "{version:int}"
 _PLATFORM_PREFIXES = ("/health", "/schema")
@@ -150,8 +153,18 @@ _SHAPES = {
     ("GET", (ITEM, "versions")): "versions",
     ("GET", (ITEM, "versions", VERSION)): "version",
     ("POST", (ITEM, "versions", VERSION, "restore")): "restore",
+    ("GET", ("occurrences",)): "occurrences",
+    ("GET", (FEED,)): "feed",
+    ("POST", ("feed-token",)): "feed-token",
 }
-READS = {"list", "get", "content", "versions", "version"}
+# Operations that need only ``<resource>:read`` (a feed token is the caller's own address).
+READS = {"list", "get", "content", "versions", "version", "occurrences", "feed", "feed-token"}
+# op → the query a matrix sends with it
+QUERIES: dict[str, dict[str, str]] = {
+    "occurrences": {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"},
+}
+# Public routes with tests of their own (tests/test_calendar.py): no bearer, so no role matrix.
+PUBLIC_ROUTES = {("GET", "/events/feed/{name:str}")}
 # Item routes besides get, update and delete: each a read or a write of one row.
 ITEM_EXTRAS = ("content", "versions", "version", "restore")
 AUTH_ROUTES = {
@@ -177,6 +190,8 @@ class Endpoint:
         if self.on_item:
             assert item_id is not None, self
             return self.path.replace(ITEM, item_id).replace(VERSION, "1")
+        if self.op in QUERIES:
+            return f"{self.path}?{urlencode(QUERIES[self.op])}"
         return self.path
 
     def __str__(self) -> str:
@@ -199,9 +214,11 @@ def tenant_endpoints(app: Litestar) -> list[Endpoint]:
     """The resource routes (everything but auth), classified by shape."""
     endpoints = []
     for method, path in route_table(app):
-        if path.startswith("/auth/"):
+        if path.startswith("/auth/") or (method, path) in PUBLIC_ROUTES:
             continue
         resource, *rest = path.strip("/").split("/")
+        if resource.endswith(FEED):
+            resource, rest = resource.removesuffix(FEED), [FEED, *rest]
         endpoints.append(Endpoint(resource, _SHAPES.get((method, tuple(rest)), ""), method, path))
     return sorted(endpoints)
 
@@ -342,6 +359,21 @@ async def _document_comment_request(
     return {"json": {"document_id": document, "body": "Looks good."}}
 
 
+async def _event_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    me = (await client.get("/auth/me", headers=headers)).json()["user"]["id"]
+    return {
+        "json": {
+            "title": f"Event {_tag()}",
+            "starts_at": "2026-01-05T08:00:00Z",
+            "ends_at": "2026-01-05T09:00:00Z",
+            "time_zone": "Europe/Berlin",
+            "recurrence": "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+            "attendee_ids": [me],
+            "location": "Room 1",
+        }
+    }
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -356,6 +388,7 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "forums": _forum_request,
     "forum-discussions": _forum_discussion_request,
     "documents": _document_request,
+    "events": _event_request,
     "document-comments": _document_comment_request,
 }
 
@@ -381,6 +414,7 @@ UPDATES: dict[str, dict[str, Any]] = {
     "forums": {"description": "Changed description"},
     "forum-discussions": {"body": "Edited body"},
     "documents": {"body": "# Edited\n\nA new version."},
+    "events": {"location": "Room 2"},
     "document-comments": {"body": "Edited comment"},
 }
 

@@ -48,6 +48,9 @@ SUCCESS = {
     "versions": 200,
     "version": 200,
     "restore": 200,
+    "occurrences": 200,
+    "feed": 200,
+    "feed-token": 200,
 }
 # API.md §6: the resources of the identity layer, each with the five CRUD operations.
 IDENTITY_RESOURCES = {"users", "user-groups", "user-roles", "user-meta", "customize"}

@@ -15,9 +15,9 @@ from litestar import Litestar
 from atrium.platform.web.bodies import MAX_JSON_DEPTH
 from tests.api import (
     BODY_LIMITS,
-    OLDEST_FIRST,
     ITEM_EXTRAS,
     MOVES_ON_CHANGE,
+    OLDEST_FIRST,
     UPDATES,
     Api,
     Headers,
