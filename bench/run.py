@@ -71,6 +71,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import calendar_documents
 import forums
 import lists
 import memory
@@ -117,6 +118,7 @@ STEPS: list[Step] = [
     writes.STEP,
     lists.STEP,
     forums.STEP,
+    calendar_documents.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
