@@ -134,6 +134,8 @@ async def test_from_to_lists_events_with_an_occurrence_in_the_window(api: Api, o
         ({"time_zone": "Mars/Olympus_Mons"}, {"time_zone"}),
         ({"ends_at": "2026-03-16T07:00:00Z", "time_zone": "Nowhere"}, {"ends_at", "time_zone"}),
         ({"all_day": True}, {"starts_at", "ends_at"}),
+        ({"starts_at": "0001-01-01T00:00:00Z", "recurrence": "FREQ=DAILY"}, {"starts_at"}),
+        ({"starts_at": "2026-03-16T08:00:00Z", "ends_at": "9999-12-31T23:59:59Z"}, {"ends_at"}),
         ({"attendee_ids": [str(uuid.uuid4())]}, {"attendee_ids"}),
     ],
 )

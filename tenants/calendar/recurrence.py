@@ -21,6 +21,12 @@ UTC = datetime.UTC
 # A far end for series without one (``series_ends_at``): a real timestamp, which Python
 # can read back, where PostgreSQL's ``infinity`` could not be.
 NEVER = datetime.datetime(9999, 12, 31, tzinfo=UTC)
+# Events start and end within these years (422 otherwise), and series are expanded up to
+# HORIZON: far enough for any calendar, near enough that no date arithmetic overflows and
+# no expansion runs for long (daily for 400 years is about 150,000 dateutil steps).
+EARLIEST = datetime.datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime.datetime(2200, 1, 1, tzinfo=UTC)
+HORIZON = datetime.datetime(2300, 1, 1, tzinfo=UTC)
 # Sub-daily rules are refused: an impossible one (``FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30``)
 # would keep dateutil searching for minutes. Calendar apps offer daily and coarser.
 FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
@@ -31,6 +37,15 @@ MAX_RULE_LENGTH = 1000
 # relative to its start are the same 400 years later.
 _CYCLE_YEARS = 400
 _PART = re.compile(r"^[A-Z]+=[A-Z0-9,+\-]+$")
+
+
+def in_utc(value: datetime.datetime, earliest: bool) -> datetime.datetime:
+    """``value`` in UTC; a time too close to year 1 or 9999 to convert becomes the first or
+    last representable one (``earliest``: the bound it was meant as)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.datetime.min if earliest else datetime.datetime.max).replace(tzinfo=UTC)
 
 
 class RecurrenceError(ValueError):
@@ -81,6 +96,7 @@ class Series:
         """(start, end) in UTC of every occurrence that ends at or after ``window_from`` and
         starts before ``window_to``, in start order."""
         rule = self.rule()
+        window_to = min(window_to, HORIZON)
         if rule is None:
             if self.ends_at >= window_from and self.starts_at < window_to:
                 yield self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)

@@ -5,6 +5,7 @@ Not ``from __future__ import annotations``: Litestar reads the handlers' annotat
 
 import datetime
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from atrium.platform.web.listing import Filter, ListRequest
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.calendar import schemas as s
 from atrium.tenants.calendar.models import Event, EventFeedToken
+from atrium.tenants.calendar.recurrence import in_utc
 from atrium.tenants.calendar.services import (
     EventService,
     new_feed_token,
@@ -84,7 +86,9 @@ async def list_occurrences(
     ]
     window_from = _instant(from_, "from", errors)
     window_to = _instant(to, "to", errors)
-    if window_from and window_to and not (window_from < window_to <= window_from + MAX_WINDOW):
+    if window_from and window_to:
+        window_from, window_to = in_utc(window_from, earliest=True), in_utc(window_to, earliest=False)
+    if window_from and window_to and not (timedelta(0) < window_to - window_from <= MAX_WINDOW):
         errors.append({"field": "to", "message": "later than from, by at most 366 days", "source": "query"})
     if errors or window_from is None or window_to is None:
         raise problem(422, "The window is not valid.", errors=errors)

@@ -18,7 +18,15 @@ from atrium.platform.web.errors import problem
 from atrium.platform.web.listing import ListRequest
 from atrium.platform.web.services import CrudService
 from atrium.tenants.calendar.models import Event, EventFeedToken
-from atrium.tenants.calendar.recurrence import RecurrenceError, Series, normalize, zone
+from atrium.tenants.calendar.recurrence import (
+    EARLIEST,
+    LATEST,
+    RecurrenceError,
+    Series,
+    in_utc,
+    normalize,
+    zone,
+)
 from atrium.tenants.identity.models import User
 
 # The fields that decide an event's occurrences.
@@ -37,7 +45,10 @@ class EventService(CrudService[Event]):
         except RecurrenceError as refused:
             errors.append({"field": "time_zone", "message": str(refused)})
         starts_at, ends_at = values["starts_at"], values["ends_at"]
-        if ends_at <= starts_at:
+        out_of_range = [name for name in ("starts_at", "ends_at") if not EARLIEST <= values[name] < LATEST]
+        message = f"a time from {EARLIEST.year} to {LATEST.year - 1}"
+        errors += [{"field": name, "message": message} for name in out_of_range]
+        if not out_of_range and ends_at <= starts_at:
             errors.append({"field": "ends_at", "message": "must be after starts_at"})
         if values["all_day"] and not errors:
             tz = zone(values["time_zone"])
@@ -46,6 +57,8 @@ class EventService(CrudService[Event]):
                     errors.append(
                         {"field": name, "message": f"a midnight in {values['time_zone']} (all_day)"}
                     )
+        # The rule is read against the times: only once they are valid.
+        timing_valid = not errors
         attendees = values.get("attendee_ids") or []
         if len(set(attendees)) != len(attendees):
             errors.append({"field": "attendee_ids", "message": "lists a user twice"})
@@ -56,7 +69,7 @@ class EventService(CrudService[Event]):
                     {"field": "attendee_ids", "message": "names a user who does not exist in this tenant"}
                 )
         series = Series(starts_at, ends_at, values["time_zone"], values["all_day"])
-        if values.get("recurrence") is not None and not errors:
+        if values.get("recurrence") is not None and timing_valid:
             try:
                 values["recurrence"] = normalize(values["recurrence"], series)
             except RecurrenceError as refused:
@@ -119,8 +132,8 @@ async def without_occurrences(
 ) -> list[uuid.UUID]:
     """The recurring events whose series spans the list's window but none of whose
     occurrences falls in it: left out of ``?from=&to=`` (ResourceSpec.refine_window)."""
-    window_from = request.window[0] or datetime.datetime.min.replace(tzinfo=UTC)
-    window_to = request.window[1] or datetime.datetime.max.replace(tzinfo=UTC)
+    window_from = in_utc(request.window[0] or datetime.datetime.min.replace(tzinfo=UTC), earliest=True)
+    window_to = in_utc(request.window[1] or datetime.datetime.max.replace(tzinfo=UTC), earliest=False)
     rows = await reads.fetch_all(RECURRING_IN_WINDOW, {"from": window_from, "to": window_to})
     return [
         row[0] for row in rows if next(series_of(row[1:]).occurrences(window_from, window_to), None) is None
