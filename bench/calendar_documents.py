@@ -39,7 +39,10 @@ WORDS = (
     "security incident report quarterly marketing campaign research prototype feedback support "
     "migration database backup network server deploy testing quality metrics growth revenue"
 ).split()
-QUERY = "quarterly budget"
+# Each document also holds three of these rarer words, so that a search finds about one
+# document in a hundred, as a real one does, not nearly all of them.
+TOPICS = [f"topic{n}" for n in range(300)]
+QUERY = "quarterly topic17"
 PAGE = 50
 FLOOR_EVENTS = """
 SELECT id, title, starts_at, ends_at, all_day, time_zone, recurrence FROM events
@@ -72,7 +75,7 @@ def _body(rng: random.Random, size: int = 2000) -> str:
     words: list[str] = []
     while sum(len(w) + 1 for w in words) < size:
         words.append(rng.choice(WORDS))
-    return " ".join(words)
+    return " ".join([*words, *rng.sample(TOPICS, 3)])
 
 
 def _event_rows(tenant: BenchTenant, count: int) -> list[tuple[Any, ...]]:
