@@ -143,6 +143,7 @@ async def _feed(session: AsyncSession, host: str) -> Response[bytes]:
     summary="The events the caller sees, as an iCalendar (RFC 5545) feed",
     media_type=CALENDAR_TYPE,
     tags=[EVENTS],
+    security=[{"BearerToken": []}],
     responses=problem_responses(401, 403, 503),
 )
 async def calendar_feed(db_session: NamedDependency[AsyncSession], request: Request) -> Response[bytes]:
@@ -175,8 +176,9 @@ async def create_feed_token(
 
 
 @get(
-    "/feed/{name:str}",
+    "/events/feed/{name:str}",
     exclude_from_auth=True,
+    tags=[EVENTS],
     security=[{}],  # public: the secret address is the credential
     operation_id="get_events_feed",
     summary="A user's secret iCalendar feed (no bearer: for calendar apps)",
@@ -212,7 +214,7 @@ EVENTS_SPEC = ResourceSpec(
     s.EventRead,
     s.EventCreate,
     s.EventUpdate,
-    extra_handlers=[list_occurrences, create_feed_token, public_feed],
+    extra_handlers=[list_occurrences, create_feed_token],
     filters=[Filter("attendee_id", column="attendee_ids", element=True), Filter("owner_id")],
     search=["title", "description"],
     sort=["starts_at"],
@@ -229,4 +231,5 @@ EVENTS_SPEC = ResourceSpec(
 
 
 def calendar_routers(_settings: Any) -> list[Router]:
-    return [Router(path="/", route_handlers=[calendar_feed], security=[{"BearerToken": []}])]
+    # Outside the /events router, whose bearer requirement the public feed must not inherit.
+    return [Router(path="/", route_handlers=[calendar_feed, public_feed])]

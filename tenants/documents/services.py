@@ -18,6 +18,8 @@ from atrium.tenants.media.models import Media
 from atrium.tenants.projects.models import Project
 from atrium.tenants.projects.services import PROJECTS, member_of_project, refuse_writes_if_archived
 
+# Versions are an ``integer`` column: no number past it names one.
+MAX_VERSION = 2**31 - 1
 # A change of any of these makes a new version.
 VERSIONED = ("title", "body", "project_id", "media_ids")
 
@@ -120,6 +122,8 @@ class DocumentService(CrudService[Document]):
     async def version(self, document_id: uuid.UUID, number: int) -> DocumentVersion:
         """Version ``number`` of a document the caller sees; 404 otherwise."""
         await self.get(document_id)
+        if not 1 <= number <= MAX_VERSION:
+            raise problem(404, f"This document has no version {number}.")
         found = await self.session.scalar(
             select(DocumentVersion).where(
                 DocumentVersion.document_id == document_id, DocumentVersion.version == number
