@@ -230,3 +230,29 @@ def test_null_and_array_filters_and_the_default_order_compile_per_shape() -> Non
     with pytest.raises(ProblemDetailsException) as refused:
         sql(member_id="null")
     assert refused.value.status_code == 422
+
+
+def test_a_window_refinement_leaves_out_the_excluded_rows_in_a_shape_of_its_own() -> None:
+    """``ListRequest.exclude`` (ResourceSpec.refine_window): rows a window's span matched
+    but its refinement left out (an event series between its occurrences)."""
+    from dataclasses import replace
+
+    from sqlalchemy import Column, DateTime, MetaData, Table, Uuid
+
+    from atrium.platform.web.listing import Listing, ListRequest
+
+    table = Table(
+        "spans",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("starts_at", DateTime(timezone=True)),
+        Column("ends_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True)),
+    )
+    listing = Listing(table, ("id",), window=("starts_at", "ends_at"))
+    plain = ListRequest()
+    refined = replace(plain, exclude=(uuid.uuid4(), uuid.uuid4()))
+    assert plain.shape != refined.shape
+    assert "excluded_ids" not in listing.statement(plain)
+    assert "id != ALL" in listing.statement(refined)
+    assert refined.values()["excluded_ids"] == list(refined.exclude)

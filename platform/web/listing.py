@@ -260,16 +260,7 @@ class Listing:
         self, query: MultiDict[str], name: str, errors: list[dict[str, str]]
     ) -> datetime.datetime | None:
         raw = self._single(query, name, errors)
-        if raw is None:
-            return None
-        try:
-            value = datetime.datetime.fromisoformat(raw)
-        except ValueError:
-            value = None
-        if value is None or value.tzinfo is None:
-            errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
-            return None
-        return value
+        return None if raw is None else parse_instant(raw, name, errors)
 
     # -- the statement ---------------------------------------------------------------
 
@@ -382,6 +373,18 @@ class Listing:
             )
         )
         return described
+
+
+def parse_instant(raw: str, name: str, errors: list[dict[str, str]]) -> datetime.datetime | None:
+    """Query parameter ``name``'s RFC 3339 time, or None with its error added to ``errors``."""
+    try:
+        value = datetime.datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
+        return None
+    return value
 
 
 def _error(name: str, message: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from atrium.platform.security.permissions import read
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import Filter, ListRequest
+from atrium.platform.web.listing import Filter, ListRequest, parse_instant
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.calendar import schemas as s
 from atrium.tenants.calendar.models import Event, EventFeedToken
@@ -48,20 +48,7 @@ def _instant(raw: str | None, name: str, errors: list[dict[str, str]]) -> dateti
     if raw is None:
         errors.append({"field": name, "message": "required", "source": "query"})
         return None
-    try:
-        value = datetime.datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        errors.append(
-            {
-                "field": name,
-                "message": "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z",
-                "source": "query",
-            }
-        )
-        return None
-    return value
+    return parse_instant(raw, name, errors)
 
 
 @get(
