@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
-from sqlalchemy import ARRAY, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import ARRAY, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from atrium.platform.web.listing import search_index
-from atrium.tenants.base import TenantBase
+from atrium.tenants.base import TenantBase, TenantTable, utcnow
 
 TITLE_MAX = 300
 # The markdown body's limit, in UTF-8 bytes (API.md §7).
@@ -33,11 +35,19 @@ class Document(TenantBase):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
 
 
-class DocumentVersion(TenantBase):
-    """The content of one version of a document, kept for ever (restore reads it back)."""
+class DocumentVersion(TenantTable):
+    """The content of one version of a document, kept for ever (restore reads it back).
+
+    Internal (no route of its own: /documents/{id}/versions serves it), and never
+    changed once written, so without ``updated_at``.
+    """
 
     __tablename__ = "document_versions"
     __table_args__ = (UniqueConstraint("document_id", "version", name="uq_document_versions_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
 
     document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
@@ -45,6 +55,9 @@ class DocumentVersion(TenantBase):
     body: Mapped[str] = mapped_column(Text)
     # Who wrote this version. RESTRICT, as owners: a deleted user's versions are handed over.
     editor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTimeUTC(timezone=True), default=utcnow, server_default=func.now()
+    )
 
 
 class DocumentComment(TenantBase):

@@ -150,9 +150,7 @@ def _assert_problem(response: httpx.Response, status: int, what: str) -> None:
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("endpoint", _json_routes(), ids=str)
-def test_json_bodies_over_the_limit_are_refused(
-    server: Server, endpoint: Endpoint, streamed: bool
-) -> None:
+def test_json_bodies_over_the_limit_are_refused(server: Server, endpoint: Endpoint, streamed: bool) -> None:
     # Past the route's limit: 1 MiB, or more where a field may be that large (documents).
     body = b'{"name": "' + b"a" * BODY_LIMITS.get(endpoint.resource, MIB) + b'"}'
     content: bytes | Iterator[bytes] = body

@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("editor_id", sa.Uuid(), nullable=False),
-        *_audit_columns(),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         _of_document("document_versions"),
         _user("document_versions", "editor_id"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_document_versions")),
