@@ -79,6 +79,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import calendar_documents
 import forms
 import forums
 import helpdesk
@@ -131,6 +132,7 @@ STEPS: list[Step] = [
     helpdesk.STEP,
     invoices.STEP,
     forms.STEP,
+    calendar_documents.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 

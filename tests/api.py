@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -34,6 +35,7 @@ from sqlalchemy import Engine
 from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
+from atrium.tenants.documents.routes import DOCUMENT_BODY_LIMIT
 from tests.conftest import MadeTenant, login, serve, unique_slug
 
 Headers = dict[str, str]
@@ -133,6 +135,10 @@ def error_fields(problem: dict[str, Any]) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 ITEM = "{item_id:uuid}"
+# ``/<resource>.ics``: a resource's calendar feed.
+FEED = ".ics"
+# A numbered version of a row (documents): every row has its first.
+VERSION = "{version:int}"
 _PLATFORM_PREFIXES = ("/health", "/schema")
 _CATCH_ALL = {"/", "/{path:path}"}
 _IMPLICIT_METHODS = {"OPTIONS", "HEAD"}  # added by Litestar, answered without auth
@@ -146,6 +152,12 @@ _SHAPES = {
     ("GET", (ITEM, "content")): "content",
     # A download of the row's children that only some readers may take (``EXPORTED_BY``).
     ("GET", (ITEM, "responses.csv")): "export",
+    ("GET", (ITEM, "versions")): "versions",
+    ("GET", (ITEM, "versions", VERSION)): "version",
+    ("POST", (ITEM, "versions", VERSION, "restore")): "restore",
+    ("GET", ("occurrences",)): "occurrences",
+    ("GET", (FEED,)): "feed",
+    ("POST", ("feed-token",)): "feed-token",
 }
 # Routes below a row that are not a file's bytes: (method, resource, last segment) → operation.
 # ``content`` reads something of the row (a ticket's replies, an invoice's PDF); ``action``
@@ -158,20 +170,29 @@ _SUB_ROUTES = {
         ("POST", "invoices", action): "action" for action in ("finalize", "pay", "void", "mark-uncollectible")
     },
 }
-READS = {"list", "get", "content"}
+# Operations that need only ``<resource>:read`` (a feed token is the caller's own address).
+READS = {"list", "get", "content", "versions", "version", "occurrences", "feed", "feed-token"}
 # resource with an export → the resource whose ``manage`` opens another user's export
 # (the row's owner may always take their own).
 EXPORTED_BY = {"forms": "form-responses"}
+# op → the query a matrix sends with it
+QUERIES: dict[str, dict[str, str]] = {
+    "occurrences": {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"},
+}
+# Item routes besides get, update and delete: each a read or a write of one row.
+ITEM_EXTRAS = ("content", "versions", "version", "restore")
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
     ("POST", "/auth/logout"),
     ("GET", "/auth/me"),
     ("PATCH", "/auth/me"),
 }
-# Routes that need no token, each proved by its area's own tests (tests/test_forms.py).
+# Routes that need no token, each proved by its area's own tests (tests/test_forms.py,
+# tests/test_calendar.py): no bearer, so no role matrix.
 PUBLIC_ROUTES = {
     ("GET", "/public/forms/{item_id:uuid}"),
     ("POST", "/public/forms/{item_id:uuid}/responses"),
+    ("GET", "/events/feed/{name:str}"),
 }
 
 
@@ -189,7 +210,9 @@ class Endpoint:
     def url(self, item_id: str | None = None) -> str:
         if self.on_item:
             assert item_id is not None, self
-            return self.path.replace(ITEM, item_id)
+            return self.path.replace(ITEM, item_id).replace(VERSION, "1")
+        if self.op in QUERIES:
+            return f"{self.path}?{urlencode(QUERIES[self.op])}"
         return self.path
 
     @property
@@ -217,9 +240,11 @@ def tenant_endpoints(app: Litestar) -> list[Endpoint]:
     """The resource routes (everything but auth and the public routes), classified by shape."""
     endpoints = []
     for method, path in route_table(app):
-        if path.startswith(("/auth/", "/public/")):
+        if path.startswith(("/auth/", "/public/")) or (method, path) in PUBLIC_ROUTES:
             continue
         resource, *rest = path.strip("/").split("/")
+        if resource.endswith(FEED):
+            resource, rest = resource.removesuffix(FEED), [FEED, *rest]
         op = _SHAPES.get((method, tuple(rest)), "")
         if not op and len(rest) == 2 and rest[0] == ITEM:
             op = _SUB_ROUTES.get((method, resource, rest[1]), "")
@@ -406,6 +431,35 @@ async def _form_response_request(
     return {"json": {"form_id": form, "answers": FORM_ANSWERS}}
 
 
+async def _document_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    media = await FACTORIES["media"](client, headers, context)
+    return {
+        "json": {"title": f"Document {_tag()}", "body": "# Notes\n\nSome *markdown*.", "media_ids": [media]}
+    }
+
+
+async def _document_comment_request(
+    client: httpx.AsyncClient, headers: Headers, context: Context
+) -> dict[str, Any]:
+    document = await FACTORIES["documents"](client, headers, context)
+    return {"json": {"document_id": document, "body": "Looks good."}}
+
+
+async def _event_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    me = (await client.get("/auth/me", headers=headers)).json()["user"]["id"]
+    return {
+        "json": {
+            "title": f"Event {_tag()}",
+            "starts_at": "2026-01-05T08:00:00Z",
+            "ends_at": "2026-01-05T09:00:00Z",
+            "time_zone": "Europe/Berlin",
+            "recurrence": "FREQ=WEEKLY;BYDAY=MO;COUNT=10",
+            "attendee_ids": [me],
+            "location": "Room 1",
+        }
+    }
+
+
 # resource → builder of the keyword arguments of a valid POST (rows it needs first are
 # created with the given headers)
 CREATE_REQUESTS: dict[str, RequestBuilder] = {
@@ -421,6 +475,9 @@ CREATE_REQUESTS: dict[str, RequestBuilder] = {
     "forum-discussions": _forum_discussion_request,
     "forms": _form_request,
     "form-responses": _form_response_request,
+    "documents": _document_request,
+    "events": _event_request,
+    "document-comments": _document_comment_request,
 }
 
 # Fields the server keeps from writes to other resources (a form's count of its responses),
@@ -433,6 +490,14 @@ def comparable(resource: str, row: dict[str, Any]) -> dict[str, Any]:
     derived = DERIVED_FIELDS.get(resource, frozenset())
     return {name: value for name, value in row.items() if name not in derived}
 
+
+# Resources listed oldest first by default (API.md says so for each).
+OLDEST_FIRST = {"document-comments"}
+# resource → its JSON create/update body limit where it is not the default 1 MiB
+BODY_LIMITS = {"documents": DOCUMENT_BODY_LIMIT}
+
+# resource → server-set fields besides ``updated_at`` that move on every change
+MOVES_ON_CHANGE: dict[str, set[str]] = {"documents": {"version"}}
 
 # resource → a valid partial change of one field
 UPDATES: dict[str, dict[str, Any]] = {
@@ -449,6 +514,9 @@ UPDATES: dict[str, dict[str, Any]] = {
     "forum-discussions": {"body": "Edited body"},
     "forms": {"title": "Renamed Form"},
     "form-responses": {"answers": {"name": "Grace"}},
+    "documents": {"body": "# Edited\n\nA new version."},
+    "events": {"location": "Room 2"},
+    "document-comments": {"body": "Edited comment"},
 }
 
 

@@ -10,6 +10,7 @@ from litestar import Litestar
 
 from tests.api import (
     FACTORIES,
+    ITEM_EXTRAS,
     UPDATES,
     Api,
     Headers,
@@ -46,7 +47,7 @@ async def snapshot(
 ) -> dict[str, Any]:
     """What the tenant itself reads of ``rows``: every item route, bodies and bytes."""
     seen: dict[str, Any] = {}
-    for endpoint in endpoints_of(app, "get", "content", "export"):
+    for endpoint in endpoints_of(app, "get", "content", "export", "versions", "version"):
         response = await client.get(endpoint.url(rows[endpoint.resource]), headers=headers)
         assert response.status_code == 200, (str(endpoint), response.text)
         seen[str(endpoint)] = response.content
@@ -66,7 +67,7 @@ async def test_other_tenants_ids_are_not_found_and_stay_untouched(
 ) -> None:
     app, client = api
     before = await snapshot(app, client, owner_a, rows_a)
-    item_routes = endpoints_of(app, "get", "update", "delete", "content", "export")
+    item_routes = endpoints_of(app, "get", "update", "delete", "export", *ITEM_EXTRAS)
     assert {e.op for e in item_routes} >= {"get", "update", "delete"}
     for endpoint in item_routes:
         kwargs = {"json": UPDATES[endpoint.resource]} if endpoint.op == "update" else {}

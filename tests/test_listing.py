@@ -266,3 +266,29 @@ def test_array_filters_sort_keys_and_child_lists_compile_as_declared() -> None:
     with pytest.raises(ProblemDetailsException) as bad:
         listing.parse(MultiDict([("tags", "x"), ("sort", "level_rank")]))
     assert {e["field"] for e in bad.value.extra["errors"]} == {"tags", "sort"}  # type: ignore[index]
+
+
+def test_a_window_refinement_leaves_out_the_excluded_rows_in_a_shape_of_its_own() -> None:
+    """``ListRequest.exclude`` (ResourceSpec.refine_window): rows a window's span matched
+    but its refinement left out (an event series between its occurrences)."""
+    from dataclasses import replace
+
+    from sqlalchemy import Column, DateTime, MetaData, Table, Uuid
+
+    from atrium.platform.web.listing import Listing, ListRequest
+
+    table = Table(
+        "spans",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("starts_at", DateTime(timezone=True)),
+        Column("ends_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True)),
+    )
+    listing = Listing(table, ("id",), window=("starts_at", "ends_at"))
+    plain = ListRequest()
+    refined = replace(plain, exclude=(uuid.uuid4(), uuid.uuid4()))
+    assert plain.shape != refined.shape
+    assert "excluded_ids" not in listing.statement(plain)
+    assert "id != ALL" in listing.statement(refined)
+    assert refined.values()["excluded_ids"] == list(refined.exclude)

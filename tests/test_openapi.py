@@ -27,7 +27,8 @@ from tests.api import endpoints_of, resources, unserved_app
 from tests.conftest import MadeTenant, serve
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
-PUBLIC = {"health", "login", "get_public_form", "answer_public_form"}
+# The secret calendar feed is public: its address is the credential (API.md §7).
+PUBLIC = {"health", "login", "get_public_form", "answer_public_form", "get_events_feed"}
 METHODS = {"get", "put", "post", "delete", "patch"}
 OUTPUT = ("--meta", "none", "--output-path", "atrium_client")
 

@@ -155,6 +155,53 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "form_version": ("integer", NOT_NULL),
         "owner_id": ("uuid", NULL),  # null: an anonymous response to a public form
     },
+    # API.md §7 (migrations 0014 and 0015)
+    "documents": {
+        **AUDIT,
+        "title": ("text", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "project_id": ("uuid", NULL),
+        "media_ids": ("array", NOT_NULL),
+        "version": ("integer", NOT_NULL),
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    # internal: every version of each document, served by /documents/{id}/versions
+    "document_versions": {
+        "id": ("uuid", NOT_NULL),
+        "document_id": ("uuid", NOT_NULL),
+        "version": ("integer", NOT_NULL),
+        "title": ("text", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "editor_id": ("uuid", NOT_NULL),
+        "created_at": ("timestamp", NOT_NULL),
+    },
+    "document_comments": {
+        **AUDIT,
+        "document_id": ("uuid", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "document_version": ("integer", NOT_NULL),
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    "events": {
+        **AUDIT,
+        "title": ("text", NOT_NULL),
+        "description": ("text", NULL),
+        "starts_at": ("timestamp", NOT_NULL),
+        "ends_at": ("timestamp", NOT_NULL),
+        "all_day": ("boolean", NOT_NULL),
+        "time_zone": ("text", NOT_NULL),
+        "location": ("text", NULL),
+        "attendee_ids": ("array", NOT_NULL),
+        "recurrence": ("text", NULL),
+        "series_ends_at": ("timestamp", NOT_NULL),  # internal: when the last occurrence ends
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    # internal: each user's calendar-feed token, as its SHA-256
+    "event_feed_tokens": {
+        "user_id": ("uuid", NOT_NULL),
+        "token_hash": ("text", NOT_NULL),
+        "created_at": ("timestamp", NOT_NULL),
+    },
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),

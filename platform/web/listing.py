@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     Index,
     String,
+    all_,
     any_,
     bindparam,
     func,
@@ -116,6 +117,9 @@ class ListRequest:
     sort: str | None = None
     # Kept to the rows the resource's visibility rule shows the caller (``caller_id``).
     visible_only: bool = False
+    # Rows left out although they match (``excluded_ids``): a window's refinement, for
+    # rows whose span overlaps it with nothing in it (a series between its occurrences).
+    exclude: tuple[uuid.UUID, ...] = ()
 
     def has_null(self, name: str) -> bool:
         """Whether filter ``name`` asks for rows where its column is null."""
@@ -133,6 +137,7 @@ class ListRequest:
             self.window[0] is not None,
             self.window[1] is not None,
             self.sort,
+            bool(self.exclude),
         )
 
     def values(self) -> dict[str, Any]:
@@ -143,6 +148,8 @@ class ListRequest:
             values["from"] = self.window[0]
         if self.window[1] is not None:
             values["to"] = self.window[1]
+        if self.exclude:
+            values["excluded_ids"] = list(self.exclude)
         return values
 
 
@@ -268,16 +275,7 @@ class Listing:
         self, query: MultiDict[str], name: str, errors: list[dict[str, str]]
     ) -> datetime.datetime | None:
         raw = self._single(query, name, errors)
-        if raw is None:
-            return None
-        try:
-            value = datetime.datetime.fromisoformat(raw)
-        except ValueError:
-            value = None
-        if value is None or value.tzinfo is None:
-            errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
-            return None
-        return value
+        return None if raw is None else parse_instant(raw, name, errors)
 
     # -- the statement ---------------------------------------------------------------
 
@@ -299,6 +297,8 @@ class Listing:
             query = query.where(self.visibility)
         for name, values in request.filters:
             query = query.where(self._matching(self._filters[name], values))
+        if request.exclude:
+            query = query.where(c.id != all_(bindparam("excluded_ids", type_=ARRAY(c.id.type))))
         order: list[Any] = []
         if request.q is not None:
             vector = search_vector([c[n] for n in self.search])
@@ -390,6 +390,18 @@ class Listing:
             )
         )
         return described
+
+
+def parse_instant(raw: str, name: str, errors: list[dict[str, str]]) -> datetime.datetime | None:
+    """Query parameter ``name``'s RFC 3339 time, or None with its error added to ``errors``."""
+    try:
+        value = datetime.datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
+        return None
+    return value
 
 
 def _error(name: str, message: str) -> dict[str, str]:

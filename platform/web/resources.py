@@ -12,7 +12,7 @@ handlers are built at runtime and Litestar reads their real annotation objects.
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -37,7 +37,7 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing, Sort
+from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing, ListRequest, Sort
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -127,6 +127,9 @@ async def read_page(
     return rows, 0
 
 
+WindowRefiner = Callable[[ReadTransaction, ListRequest, dict[str, Any]], Awaitable[Sequence[uuid.UUID]]]
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     """Everything that differs between two CRUD resources."""
@@ -158,6 +161,12 @@ class ResourceSpec:
     default_order: DefaultOrder | None = None
     # ``POST /<resource>/{id}/<action>`` state changes (actions.py).
     actions: Sequence[Action] = ()
+    # Rows a ``from``/``to`` window leaves out although their span overlaps it (an event
+    # series with no occurrence in the window): ``(reads, request, caller) -> ids``.
+    refine_window: WindowRefiner | None = None
+    # The largest create or update body, in bytes: more where a field may be large itself
+    # (a document's 1 MiB body), so that the field's own limit is the one a client meets.
+    body_limit: int = JSON_BODY_LIMIT
 
     def __post_init__(self) -> None:
         # The service checks ``<resource>:manage`` itself (ownership): it learns its
@@ -294,6 +303,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     ) -> Page:  # type: ignore[valid-type]
         _, caller = queries_for(request.scope)
         wanted = listing.parse(request.query_params, visible_only=bool(caller))
+        if spec.refine_window is not None and wanted.window != (None, None):
+            wanted = replace(wanted, exclude=tuple(await spec.refine_window(reads, wanted, caller)))
         rows, total = await read_page(reads, listing.statement(wanted), {**wanted.values(), **caller}, page)
         await reads.close()
         return Page(items=[render(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
@@ -373,7 +384,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=writing,
             operation_id=f"create_{one}",
             summary=f"Create a {spec.resource} row",
-            request_max_body_size=JSON_BODY_LIMIT,
+            request_max_body_size=spec.body_limit,
             opt={SENDS_ETAG: True},
             responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         )(create_item),
@@ -395,7 +406,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             guards=writing,
             operation_id=f"update_{one}",
             summary=f"Update a {spec.resource} row (partial)",
-            request_max_body_size=JSON_BODY_LIMIT,
+            request_max_body_size=spec.body_limit,
             opt={SENDS_ETAG: True, CHECKS_IF_MATCH: True},
             responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
         )(update_item),

@@ -13,8 +13,8 @@ token to another tenant's host (401).
 It fails when a row shows up in the wrong tenant, is lost, or changes without a request
 that changed it; when a create, update or delete does not do exactly what was sent (the
 foreign-key rules of the tenant models, CASCADE, SET NULL or RESTRICT, included); when
-a list is not newest first; and, through ``tests/api.py``'s response hook, on any 500,
-non-problem error or leaked password.
+a list is not newest first (or oldest first, where API.md says so); and, through
+``tests/api.py``'s response hook, on any 500, non-problem error or leaked password.
 
 The resources and their operations come from the app's route table and rows are made
 with ``tests/api.py``'s ``FACTORIES``, so a new route is covered as soon as it has a
@@ -58,6 +58,8 @@ from atrium.tenants.models import TenantBase, TenantTable, tenant_metadata
 from tests.api import (
     DERIVED_FIELDS,
     FACTORIES,
+    MOVES_ON_CHANGE,
+    OLDEST_FIRST,
     UPDATES,
     Headers,
     add_user,
@@ -250,7 +252,10 @@ class Interleaving(RuleBasedStateMachine):
     async def _listed(self, headers: Headers, resource: str) -> dict[str, Row]:
         items = await list_all(self.world.client, headers, resource)
         order = [(_when(i["created_at"]), i["id"]) for i in items]
-        assert order == sorted(order, reverse=True), f"/{resource} is not listed newest first"
+        if resource in OLDEST_FIRST:
+            assert order == sorted(order), f"/{resource} is not listed oldest first"
+        else:
+            assert order == sorted(order, reverse=True), f"/{resource} is not listed newest first"
         rows = {i["id"]: i for i in items}
         assert len(rows) == len(items), f"/{resource} lists a row twice"
         return rows
@@ -442,6 +447,8 @@ class Interleaving(RuleBasedStateMachine):
                 assert _when(value) > _when(before[name]), f"{op}: updated_at did not move"
             elif name in DERIVED_FIELDS.get(op.resource, ()):
                 continue
+            elif name in MOVES_ON_CHANGE.get(op.resource, ()):
+                assert value != before[name], f"{op}: {name} did not move"
             else:
                 assert value == before[name], f"{op}: {name} changed from {before[name]!r} to {value!r}"
         model.rows[op.resource][op.row] = after

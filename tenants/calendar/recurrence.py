@@ -1,0 +1,237 @@
+"""RFC 5545 recurrence: validated, and expanded in the event's own time zone.
+
+python-dateutil's ``rrule`` does the expansion. Its occurrences are aware datetimes in
+the event's ``ZoneInfo``, so a weekly 09:00 Europe/Berlin event stays 09:00 local across
+a daylight-saving change (the offset is the zone's on each date, never a fixed one).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
+
+from dateutil.rrule import rrule, rrulestr
+
+UTC = datetime.UTC
+# A far end for series without one (``series_ends_at``): a real timestamp, which Python
+# can read back, where PostgreSQL's ``infinity`` could not be.
+NEVER = datetime.datetime(9999, 12, 31, tzinfo=UTC)
+# Events start and end within these years (422 otherwise), and series are expanded up to
+# HORIZON: far enough for any calendar, near enough that no date arithmetic overflows and
+# no expansion runs for long (daily for 400 years is about 150,000 dateutil steps).
+EARLIEST = datetime.datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime.datetime(2200, 1, 1, tzinfo=UTC)
+HORIZON = datetime.datetime(2300, 1, 1, tzinfo=UTC)
+# Sub-daily rules are refused: an impossible one (``FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30``)
+# would keep dateutil searching for minutes. Calendar apps offer daily and coarser.
+FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
+MAX_COUNT = 5000
+MAX_INTERVAL = 1000
+MAX_RULE_LENGTH = 1000
+# The Gregorian calendar repeats every 400 years to the weekday: a rule's occurrences
+# relative to its start are the same 400 years later.
+_CYCLE_YEARS = 400
+_PART = re.compile(r"^[A-Z]+=[A-Z0-9,+\-]+$")
+
+
+def in_utc(value: datetime.datetime, earliest: bool) -> datetime.datetime:
+    """``value`` in UTC; a time too close to year 1 or 9999 to convert becomes the first or
+    last representable one (``earliest``: the bound it was meant as)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.datetime.min if earliest else datetime.datetime.max).replace(tzinfo=UTC)
+
+
+class RecurrenceError(ValueError):
+    """Why a recurrence is refused (the message names the problem for the client)."""
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def zone(name: str) -> ZoneInfo:
+    if name not in time_zones():
+        raise RecurrenceError("not an IANA time zone name, e.g. Europe/Berlin")
+    return ZoneInfo(name)
+
+
+@dataclass(frozen=True)
+class Series:
+    """An event's times: its first occurrence, in its zone, and its rule, if any."""
+
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime
+    time_zone: str
+    all_day: bool = False
+    recurrence: str | None = None
+
+    @property
+    def local_start(self) -> datetime.datetime:
+        return self.starts_at.astimezone(zone(self.time_zone))
+
+    @property
+    def wall_duration(self) -> datetime.timedelta:
+        """The length on the wall clock (a 09:00-10:00 meeting stays one, across DST)."""
+        tz = zone(self.time_zone)
+        return self.ends_at.astimezone(tz).replace(tzinfo=None) - self.starts_at.astimezone(tz).replace(
+            tzinfo=None
+        )
+
+    def rule(self) -> rrule | None:
+        if self.recurrence is None:
+            return None
+        return _parse(self.recurrence, self.local_start)
+
+    def occurrences(
+        self, window_from: datetime.datetime, window_to: datetime.datetime
+    ) -> Iterator[tuple[datetime.datetime, datetime.datetime]]:
+        """(start, end) in UTC of every occurrence that ends at or after ``window_from`` and
+        starts before ``window_to``, in start order."""
+        rule = self.rule()
+        window_to = min(window_to, HORIZON)
+        if rule is None:
+            if self.ends_at >= window_from and self.starts_at < window_to:
+                yield self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
+            return
+        duration = self.wall_duration
+        for start in rule:
+            end = _after(start, duration)
+            if start.astimezone(UTC) >= window_to:
+                return
+            if end >= window_from:
+                yield start.astimezone(UTC), end.astimezone(UTC)
+
+    def series_ends_at(self) -> datetime.datetime:
+        """When the last occurrence ends (``NEVER`` without an end): the span the list's
+        ``from``/``to`` prefilter compares, refined by expanding (services.py)."""
+        rule = self.rule()
+        if rule is None:
+            return self.ends_at.astimezone(UTC)
+        if rule._count is not None:
+            last = None
+            for last in rule:  # noqa: B007 - at most MAX_COUNT, each found in bounded time (validate)
+                pass
+            return _after(last, self.wall_duration).astimezone(UTC) if last else self.ends_at
+        if rule._until is not None:
+            return max(self.ends_at, _after(rule._until.astimezone(zone(self.time_zone)), self.wall_duration))
+        return NEVER
+
+
+def _after(start: datetime.datetime, duration: datetime.timedelta) -> datetime.datetime:
+    """``start`` plus a wall-clock ``duration``, in the start's zone."""
+    tz = start.tzinfo
+    return (start.replace(tzinfo=None) + duration).replace(tzinfo=tz).astimezone(UTC)
+
+
+def normalize(value: str, series: Series) -> str:
+    """The rule as stored: upper case, ``UNTIL`` in UTC (a date for all-day events, as
+    RFC 5545 wants it beside a date ``DTSTART``). 422 (``RecurrenceError``) when it is not
+    a rule this API expands: unparsable, ``COUNT`` with ``UNTIL``, sub-daily, without any
+    occurrence in the ten years after its start."""
+    text = value.strip().upper()
+    if not text or len(text) > MAX_RULE_LENGTH:
+        raise RecurrenceError(f"an RRULE value of 1-{MAX_RULE_LENGTH} characters, e.g. FREQ=WEEKLY;BYDAY=MO")
+    parts: dict[str, str] = {}
+    for part in text.split(";"):
+        if not _PART.match(part):
+            raise RecurrenceError(f"{part!r} is not a NAME=VALUE part of an RRULE")
+        name, _, part_value = part.partition("=")
+        if name in parts:
+            raise RecurrenceError(f"{name} is given twice")
+        parts[name] = part_value
+    if "COUNT" in parts and "UNTIL" in parts:
+        raise RecurrenceError("COUNT and UNTIL cannot both be given (RFC 5545)")
+    if parts.get("FREQ") not in FREQUENCIES:
+        raise RecurrenceError(f"FREQ must be one of {', '.join(sorted(FREQUENCIES))}")
+    for name, limit in (("COUNT", MAX_COUNT), ("INTERVAL", MAX_INTERVAL)):
+        if name in parts and not (parts[name].isdigit() and 1 <= int(parts[name]) <= limit):
+            raise RecurrenceError(f"{name} must be a whole number from 1 to {limit}")
+    if "UNTIL" in parts:
+        parts["UNTIL"] = _until(parts["UNTIL"], series)
+    text = ";".join(f"{name}={part_value}" for name, part_value in parts.items())
+    rule = _parse(text, series.local_start)
+    if not _occurs_within_ten_years(rule, series.local_start):
+        raise RecurrenceError("the rule has no occurrence in the ten years after starts_at")
+    return text
+
+
+def _until(raw: str, series: Series) -> str:
+    tz = zone(series.time_zone)
+    try:
+        if len(raw) == 8:
+            # A date: through the end of that day.
+            day = datetime.datetime.strptime(raw, "%Y%m%d")
+            local = day if series.all_day else day + datetime.timedelta(days=1, seconds=-1)
+        elif raw.endswith("Z"):
+            local = datetime.datetime.strptime(raw, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone(tz)
+            local = local.replace(tzinfo=None)
+        else:
+            local = datetime.datetime.strptime(raw, "%Y%m%dT%H%M%S")
+    except ValueError:
+        raise RecurrenceError(
+            "UNTIL must be a date (YYYYMMDD) or a time (YYYYMMDDTHHMMSS, Z for UTC)"
+        ) from None
+    if series.all_day:
+        return local.strftime("%Y%m%d")
+    return local.replace(tzinfo=tz).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _parse(text: str, local_start: datetime.datetime) -> rrule:
+    until = text.partition("UNTIL=")[2].partition(";")[0]
+    if until and not until.endswith("Z"):
+        # A date UNTIL (all-day events): the end of that day in the event's zone, in UTC,
+        # as dateutil wants it beside an aware start.
+        text = _until_as_utc(text, local_start)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            rule = rrulestr(text, dtstart=local_start)
+    except (ValueError, TypeError, OverflowError, Warning) as exc:
+        raise RecurrenceError(f"not a valid RRULE: {exc}") from None
+    if not isinstance(rule, rrule):
+        raise RecurrenceError("one RRULE value, without DTSTART or other properties")
+    return rule
+
+
+def _until_as_utc(text: str, local_start: datetime.datetime) -> str:
+    parts = dict(part.partition("=")[::2] for part in text.split(";"))
+    raw = parts["UNTIL"]
+    try:
+        day = datetime.datetime.strptime(raw[:8], "%Y%m%d")
+    except ValueError:
+        raise RecurrenceError("UNTIL must be a date (YYYYMMDD) or a UTC time (YYYYMMDDTHHMMSSZ)") from None
+    end_of_day = (day + datetime.timedelta(days=1) - datetime.timedelta(seconds=1)).replace(
+        tzinfo=local_start.tzinfo
+    )
+    parts["UNTIL"] = end_of_day.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return ";".join(f"{k}={v}" for k, v in parts.items())
+
+
+def _occurs_within_ten_years(rule: rrule, local_start: datetime.datetime) -> bool:
+    """Whether the rule yields within ten years of its start, in bounded time.
+
+    dateutil checks ``UNTIL`` only when a date matches, so a rule no date matches runs to
+    the year 9999. The check runs the rule from a start shifted by whole 400-year cycles
+    (the same weekdays on the same dates) to just before that year: at most about 400
+    years of periods, whatever the rule.
+    """
+    cycles = (datetime.MAXYEAR - 11 - local_start.year) // _CYCLE_YEARS
+    # Leap years stay leap years 400 years on: 29 February shifts too.
+    shifted = local_start.replace(year=local_start.year + cycles * _CYCLE_YEARS)
+    limit = shifted + datetime.timedelta(days=3653)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for occurrence in rule.replace(dtstart=shifted, until=None, count=None):
+                return occurrence <= limit
+    except (ValueError, OverflowError):
+        return False
+    return False

@@ -1,0 +1,202 @@
+"""What is special about documents: versions, attachments, the project's archive, comments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal, or_, select
+
+from atrium.platform.security.permissions import manage
+from atrium.platform.web.concurrency import next_updated_at
+from atrium.platform.web.errors import problem
+from atrium.platform.web.idempotency import BeforeCommit
+from atrium.platform.web.services import CrudService
+from atrium.tenants.discussions import field_problem
+from atrium.tenants.documents.models import BODY_MAX_BYTES, Document, DocumentComment, DocumentVersion
+from atrium.tenants.media.models import Media
+from atrium.tenants.projects.models import Project
+from atrium.tenants.projects.services import PROJECTS, member_of_project, refuse_writes_if_archived
+
+# Versions are an ``integer`` column: no number past it names one.
+MAX_VERSION = 2**31 - 1
+# A change of any of these makes a new version.
+VERSIONED = ("title", "body", "project_id", "media_ids")
+
+
+def visible_documents(caller: ColumnElement[Any]) -> ColumnElement[bool]:
+    """A document outside any project is every reader's; one in a project, its members'.
+    Uncorrelated (``IN``): the read path compiles the rule on its own."""
+    return or_(
+        Document.project_id.is_(None),
+        Document.project_id.in_(select(Project.id).where(member_of_project(caller))),
+    )
+
+
+class DocumentService(CrudService[Document]):
+    model = Document
+    # Those who see every project see every document.
+    sees_every_row = manage(PROJECTS)
+
+    @classmethod
+    def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        return visible_documents(caller)
+
+    async def _check_values(self, values: dict[str, Any]) -> None:
+        """Every bad field in one 422: the body's size in bytes, the attachments."""
+        errors = []
+        body = values.get("body")
+        if isinstance(body, str) and len(body.encode()) > BODY_MAX_BYTES:
+            errors.append({"field": "body", "message": f"at most {BODY_MAX_BYTES} bytes of UTF-8"})
+        media_ids = values.get("media_ids")
+        if media_ids:
+            if len(set(media_ids)) != len(media_ids):
+                errors.append({"field": "media_ids", "message": "lists a media row twice"})
+            else:
+                found = await self.session.scalar(select(func.count()).where(Media.id.in_(media_ids)))
+                if found != len(media_ids):
+                    errors.append(
+                        {"field": "media_ids", "message": "names media that do not exist in this tenant"}
+                    )
+        if errors:
+            raise problem(422, "The document is not valid.", errors=errors)
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        await self._check_values(values)
+        if values.get("media_ids") is None:
+            values["media_ids"] = []
+        if values.get("project_id") is not None:
+            await refuse_writes_if_archived(self.session, values["project_id"], self.user)
+        values["version"] = 1
+        return values
+
+    async def add(self, item: Document, before_commit: BeforeCommit[Document] | None = None) -> None:
+        # The first version is written with the document, in its transaction.
+        async def with_first_version(row: Document) -> None:
+            self.session.add(self._version_of(row))
+            await self.session.flush()
+            if before_commit is not None:
+                await before_commit(row)
+
+        await super().add(item, with_first_version)
+
+    def _version_of(self, item: Document) -> DocumentVersion:
+        return DocumentVersion(
+            document_id=item.id,
+            version=item.version,
+            title=item.title,
+            body=item.body,
+            editor_id=self.user.id,
+        )
+
+    async def _refuse_if_archived(self, item: Document) -> None:
+        if item.project_id is not None:
+            # The document's own project: seen already (the document is), so 409 or nothing.
+            await refuse_writes_if_archived(self.session, item.project_id)
+
+    async def prepare_update(self, item: Document, changes: dict[str, Any]) -> dict[str, Any]:
+        await self._refuse_if_archived(item)
+        await self._check_values(changes)
+        if changes.get("project_id") is not None and changes["project_id"] != item.project_id:
+            await refuse_writes_if_archived(self.session, changes["project_id"], self.user)
+        if any(key in changes and changes[key] != getattr(item, key) for key in VERSIONED):
+            self._next_version(item, changes)
+        return changes
+
+    def _next_version(self, item: Document, changes: dict[str, Any]) -> None:
+        """One more version, with the content ``changes`` leave: kept beside the row."""
+        changes["version"] = item.version + 1
+        self.session.add(
+            DocumentVersion(
+                document_id=item.id,
+                version=changes["version"],
+                title=changes.get("title", item.title),
+                body=changes.get("body", item.body),
+                editor_id=self.user.id,
+            )
+        )
+
+    async def before_delete(self, item: Document) -> None:
+        await self._refuse_if_archived(item)
+
+    async def version(self, document_id: uuid.UUID, number: int) -> DocumentVersion:
+        """Version ``number`` of a document the caller sees; 404 otherwise."""
+        await self.get(document_id)
+        if not 1 <= number <= MAX_VERSION:
+            raise problem(404, f"This document has no version {number}.")
+        found = await self.session.scalar(
+            select(DocumentVersion).where(
+                DocumentVersion.document_id == document_id, DocumentVersion.version == number
+            )
+        )
+        if found is None:
+            raise problem(404, f"This document has no version {number}.")
+        return found
+
+    async def versions(
+        self, document_id: uuid.UUID, limit: int, offset: int
+    ) -> tuple[list[DocumentVersion], int]:
+        """A page of a document's versions, newest first, and how many there are."""
+        await self.get(document_id)
+        of_document = DocumentVersion.document_id == document_id
+        total = await self.session.scalar(select(func.count()).where(of_document))
+        rows = await self.session.scalars(
+            select(DocumentVersion)
+            .where(of_document)
+            .order_by(DocumentVersion.version.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(rows), total or 0
+
+    async def restore(
+        self,
+        document_id: uuid.UUID,
+        number: int,
+        if_match: str | None,
+        before_commit: BeforeCommit[Document] | None = None,
+    ) -> Document:
+        """Make version ``number``'s content the new latest version (the older ones stay);
+        ``before_commit(row)`` adds to the same transaction (idempotency.py)."""
+        item = await self.get_to_write(document_id, if_match, lock=True)
+        await self._refuse_if_archived(item)
+        old = await self.version(document_id, number)
+        changes = {"title": old.title, "body": old.body}
+        self._next_version(item, changes)
+        for key, value in changes.items():
+            setattr(item, key, value)
+        item.updated_at = next_updated_at(item.updated_at)
+
+        async def flushing() -> None:
+            await self.session.flush()
+            if before_commit is not None:
+                await before_commit(item)
+
+        await self._write(flushing)
+        return item
+
+
+class DocumentCommentService(CrudService[DocumentComment]):
+    model = DocumentComment
+    sees_every_row = manage(PROJECTS)
+
+    @classmethod
+    def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        # Exactly those who see the document see its comments.
+        return DocumentComment.document_id.in_(select(Document.id).where(visible_documents(caller)))
+
+    async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        statement = select(Document.version).where(Document.id == values["document_id"])
+        visible = None if self.user.can(self.sees_every_row) else visible_documents(self._caller())
+        if visible is not None:
+            statement = statement.where(visible)
+        # FOR SHARE: the version recorded is the one the comment was made on, not one a
+        # concurrent edit is writing over.
+        version = await self.session.scalar(statement.with_for_update(read=True, of=Document))
+        if version is None:
+            raise field_problem(422, "document_id", "no such document")
+        values["document_version"] = version
+        return values
+
+    def _caller(self) -> ColumnElement[Any]:
+        return literal(self.user.id, Document.id.type)

@@ -1,0 +1,261 @@
+"""Events (API.md §7): time zones, recurrence across daylight saving, windows, feeds."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import httpx
+import icalendar
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.api import Api, Headers, TenantUser, add_user, assert_problem, error_fields
+from tests.conftest import MadeTenant
+
+pytest_plugins = ["tests.api"]
+
+
+@pytest.fixture(scope="module")
+async def alice(api: Api, owner_a: Headers) -> TenantUser:
+    _, client = api
+    return await add_user(client, owner_a, role="Member")
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def event(client: httpx.AsyncClient, headers: Headers, **fields: Any) -> dict[str, Any]:
+    body = {
+        "title": f"Event {_tag()}",
+        "starts_at": "2026-03-16T08:00:00Z",
+        "ends_at": "2026-03-16T09:00:00Z",
+        **fields,
+    }
+    response = await client.post("/events", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def occurrences(
+    client: httpx.AsyncClient, headers: Headers, start: str, end: str
+) -> list[dict[str, Any]]:
+    response = await client.get("/events/occurrences", params={"from": start, "to": end}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+async def listed(client: httpx.AsyncClient, headers: Headers, **params: Any) -> list[str]:
+    response = await client.get("/events", params={"limit": 200, **params}, headers=headers)
+    assert response.status_code == 200, response.text
+    return [row["id"] for row in response.json()["items"]]
+
+
+async def test_a_weekly_meeting_stays_at_nine_local_across_daylight_saving(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    # 09:00 in Berlin is 08:00Z in winter; Berlin moves to summer time on 29 March 2026.
+    meeting = await event(
+        client,
+        owner_a,
+        title=f"Stand-up {_tag()}",
+        time_zone="Europe/Berlin",
+        recurrence="FREQ=WEEKLY;BYDAY=MO;COUNT=4",
+    )
+    found = [
+        o
+        for o in await occurrences(client, owner_a, "2026-03-01T00:00:00Z", "2026-05-01T00:00:00Z")
+        if o["event_id"] == meeting["id"]
+    ]
+    assert [(o["starts_at"], o["ends_at"]) for o in found] == [
+        ("2026-03-16T08:00:00Z", "2026-03-16T09:00:00Z"),
+        ("2026-03-23T08:00:00Z", "2026-03-23T09:00:00Z"),
+        ("2026-03-30T07:00:00Z", "2026-03-30T08:00:00Z"),
+        ("2026-04-06T07:00:00Z", "2026-04-06T08:00:00Z"),
+    ]
+    assert {o["time_zone"] for o in found} == {"Europe/Berlin"}
+
+
+async def test_occurrences_come_in_start_order_and_the_window_is_capped(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    late = await event(client, owner_a, starts_at="2030-01-02T10:00:00Z", ends_at="2030-01-02T11:00:00Z")
+    early = await event(client, owner_a, starts_at="2030-01-01T10:00:00Z", ends_at="2030-01-01T11:00:00Z")
+    daily = await event(
+        client,
+        owner_a,
+        starts_at="2030-01-01T09:00:00Z",
+        ends_at="2030-01-01T09:30:00Z",
+        recurrence="FREQ=DAILY",
+    )
+    found = await occurrences(client, owner_a, "2030-01-01T00:00:00Z", "2030-01-03T00:00:00Z")
+    assert [o["event_id"] for o in found] == [daily["id"], early["id"], daily["id"], late["id"]]
+    starts = [o["starts_at"] for o in found]
+    assert starts == sorted(starts)
+
+    too_long = await client.get(
+        "/events/occurrences",
+        params={"from": "2030-01-01T00:00:00Z", "to": "2031-01-03T00:00:00Z"},
+        headers=owner_a,
+    )
+    assert error_fields(assert_problem(too_long, 422)) == {"to"}
+    missing = await client.get("/events/occurrences", params={"to": "x", "nope": "1"}, headers=owner_a)
+    assert error_fields(assert_problem(missing, 422)) == {"from", "to", "nope"}
+
+
+async def test_from_to_lists_events_with_an_occurrence_in_the_window(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    # Mondays only: a window from Tuesday to Sunday holds none of its occurrences.
+    mondays = await event(
+        client,
+        owner_a,
+        starts_at="2031-01-06T10:00:00Z",
+        ends_at="2031-01-06T11:00:00Z",
+        recurrence="FREQ=WEEKLY",
+    )
+    once = await event(client, owner_a, starts_at="2031-01-08T10:00:00Z", ends_at="2031-01-08T11:00:00Z")
+    midweek = await listed(client, owner_a, **{"from": "2031-01-14T00:00:00Z", "to": "2031-01-19T00:00:00Z"})
+    assert mondays["id"] not in midweek and once["id"] not in midweek
+    week = await listed(client, owner_a, **{"from": "2031-01-06T00:00:00Z", "to": "2031-01-12T00:00:00Z"})
+    assert week.index(mondays["id"]) < week.index(once["id"]), "by start with a window"
+    later = await listed(client, owner_a, **{"from": "2035-06-04T00:00:00Z", "to": "2035-06-05T00:00:00Z"})
+    assert mondays["id"] in later  # 4 June 2035 is a Monday, years on
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        ({"recurrence": "FREQ=WEEKLY;COUNT=3;UNTIL=20260501T000000Z"}, {"recurrence"}),
+        ({"recurrence": "every monday"}, {"recurrence"}),
+        ({"recurrence": "FREQ=WEEKLY;BYDAY=XX"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"}, {"recurrence"}),
+        ({"time_zone": "Mars/Olympus_Mons"}, {"time_zone"}),
+        ({"ends_at": "2026-03-16T07:00:00Z", "time_zone": "Nowhere"}, {"ends_at", "time_zone"}),
+        ({"all_day": True}, {"starts_at", "ends_at"}),
+        ({"starts_at": "0001-01-01T00:00:00Z", "recurrence": "FREQ=DAILY"}, {"starts_at"}),
+        ({"starts_at": "2026-03-16T08:00:00Z", "ends_at": "9999-12-31T23:59:59Z"}, {"ends_at"}),
+        ({"attendee_ids": [str(uuid.uuid4())]}, {"attendee_ids"}),
+    ],
+)
+async def test_bad_events_are_422_naming_every_field(
+    api: Api, owner_a: Headers, fields: dict[str, Any], bad: set[str]
+) -> None:
+    _, client = api
+    body = {"title": "x", "starts_at": "2026-03-16T08:00:00Z", "ends_at": "2026-03-16T09:00:00Z", **fields}
+    response = await client.post("/events", json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == bad
+
+
+async def test_attendees_are_users_of_this_tenant_each_once(
+    api: Api, owner_a: Headers, owner_b: Headers, alice: TenantUser
+) -> None:
+    _, client = api
+    other = (await client.get("/auth/me", headers=owner_b)).json()["user"]["id"]
+    base = {"title": "x", "starts_at": "2026-03-16T08:00:00Z", "ends_at": "2026-03-16T09:00:00Z"}
+    for attendees in ([other], [alice.id, alice.id]):
+        response = await client.post("/events", json={**base, "attendee_ids": attendees}, headers=owner_a)
+        assert error_fields(assert_problem(response, 422)) == {"attendee_ids"}
+    made = await event(client, owner_a, attendee_ids=[alice.id])
+    assert made["id"] in await listed(client, owner_a, attendee_id=alice.id)
+
+
+async def test_all_day_events_and_a_normalised_until(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    holiday = await event(
+        client,
+        owner_a,
+        all_day=True,
+        time_zone="America/New_York",
+        starts_at="2026-07-03T04:00:00Z",
+        ends_at="2026-07-04T04:00:00Z",
+        recurrence="FREQ=YEARLY;UNTIL=20280703",
+    )
+    assert holiday["recurrence"] == "FREQ=YEARLY;UNTIL=20280703"
+    timed = await event(client, owner_a, time_zone="Europe/Berlin", recurrence="freq=daily;until=20260320")
+    assert timed["recurrence"] == "FREQ=DAILY;UNTIL=20260320T225959Z"
+    days = [
+        o
+        for o in await occurrences(client, owner_a, "2026-03-15T00:00:00Z", "2026-03-25T00:00:00Z")
+        if o["event_id"] == timed["id"]
+    ]
+    assert len(days) == 5  # 16 to 20 March
+
+
+async def test_a_change_of_times_is_checked_with_the_rest_of_the_row(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    made = await event(client, owner_a)
+    refused = await client.patch(
+        f"/events/{made['id']}", json={"ends_at": "2026-03-16T07:00:00Z"}, headers=owner_a
+    )
+    assert error_fields(assert_problem(refused, 422)) == {"ends_at"}
+    moved = await client.patch(
+        f"/events/{made['id']}", json={"recurrence": "FREQ=DAILY;COUNT=2"}, headers=owner_a
+    )
+    assert moved.status_code == 200, moved.text
+    found = [
+        o
+        for o in await occurrences(client, owner_a, "2026-03-15T00:00:00Z", "2026-03-25T00:00:00Z")
+        if o["event_id"] == made["id"]
+    ]
+    assert len(found) == 2
+
+
+async def test_the_ics_feed_and_the_secret_address(api: Api, owner_a: Headers, alice: TenantUser) -> None:
+    _, client = api
+    meeting = await event(
+        client, owner_a, time_zone="Europe/Berlin", recurrence="FREQ=WEEKLY;BYDAY=MO;COUNT=4"
+    )
+    feed = await client.get("/events.ics", headers=owner_a)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+    calendar = icalendar.Calendar.from_ical(feed.content)
+    host = owner_a["Host"].split(":")[0]
+    found = [c for c in calendar.walk("VEVENT") if str(c["UID"]) == f"{meeting['id']}@{host}"]
+    assert len(found) == 1
+    assert found[0]["RRULE"].to_ical() == b"FREQ=WEEKLY;COUNT=4;BYDAY=MO"
+    assert found[0]["DTSTART"].dt.tzinfo is not None and found[0]["DTSTART"].params["TZID"] == "Europe/Berlin"
+    assert any(str(tz["TZID"]) == "Europe/Berlin" for tz in calendar.walk("VTIMEZONE"))
+
+    first = await client.post("/events/feed-token", headers=alice.headers)
+    assert first.status_code == 200, first.text
+    url = httpx.URL(first.json()["url"])
+    assert url.path.startswith("/events/feed/") and url.path.endswith(".ics")
+    public = await client.get(url.path, headers={"Host": owner_a["Host"]})
+    assert public.status_code == 200 and public.content == feed.content
+
+    second = await client.post("/events/feed-token", headers=alice.headers)
+    assert_problem(await client.get(url.path, headers={"Host": owner_a["Host"]}), 404)
+    new_path = httpx.URL(second.json()["url"]).path
+    assert (await client.get(new_path, headers={"Host": owner_a["Host"]})).status_code == 200
+    for guess in (
+        "/events/feed/nothing.ics",
+        "/events/feed/" + new_path.rsplit("/", 1)[1].removesuffix(".ics"),
+    ):
+        assert_problem(await client.get(guess, headers={"Host": owner_a["Host"]}), 404)
+
+
+async def test_a_feed_address_works_only_on_its_own_tenant(
+    api: Api, owner_a: Headers, owner_b: Headers
+) -> None:
+    _, client = api
+    address = (await client.post("/events/feed-token", headers=owner_a)).json()["url"]
+    path = httpx.URL(address).path
+    assert (await client.get(path, headers={"Host": owner_a["Host"]})).status_code == 200
+    assert_problem(await client.get(path, headers={"Host": owner_b["Host"]}), 404)
+
+
+async def test_only_the_hash_of_a_feed_token_is_stored(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    _, client = api
+    address = (await client.post("/events/feed-token", headers=owner_a)).json()["url"]
+    token = httpx.URL(address).path.rsplit("/", 1)[1].removesuffix(".ics")
+    with operator_engine.connect() as conn:
+        stored = (
+            conn.execute(text(f'SELECT token_hash FROM "{tenant_a.tenant.schema}".event_feed_tokens'))
+            .scalars()
+            .all()
+        )
+    assert stored and token not in stored
+    assert hashlib.sha256(token.encode()).hexdigest() in stored
