@@ -158,6 +158,11 @@ class CrudService(Generic[M]):
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         return values
 
+    def created_status(self, item: M) -> int:
+        """The status of a create's answer: 201, or 200 where a resource's create may
+        find the row it describes already there (a direct chat room)."""
+        return 201
+
     async def prepare_update(self, item: M, changes: dict[str, Any]) -> dict[str, Any]:
         return changes
 
