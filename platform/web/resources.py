@@ -278,7 +278,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     def service(
         session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
     ) -> CrudService[Any]:
-        return spec.service(session, tenant, request.user, settings)
+        return spec.service.for_request(session, tenant, request, settings)
 
     queries = ReadQueries.build(spec.service.model, Read, caller_fields=spec.caller_fields)
     rule = visibility_sql(spec.service)

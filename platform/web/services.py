@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from litestar import Request
 from litestar.di import NamedDependency
 from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, func, literal, select
@@ -73,6 +74,18 @@ class CrudService(Generic[M]):
     # members and ``projects:manage``).
     sees_every_row: ClassVar[str] = ""
     _repository: Any = field(init=False)
+
+    @classmethod
+    def for_request(
+        cls,
+        session: AsyncSession,
+        tenant: ResolvedTenant,
+        request: Request[Any, Any, Any],
+        settings: Settings,
+    ) -> Self:
+        """The service of one request; a resource that needs more of the app than the
+        session (chats: its live channels) takes it from the request here."""
+        return cls(session, tenant, request.user, settings)
 
     @classmethod
     def sources_of(cls, target: str) -> set[str]:

@@ -23,6 +23,7 @@ from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.chats import schemas as s
+from atrium.tenants.chats.live import chat_socket
 from atrium.tenants.chats.services import UNREAD_COUNT, ChatService, render_message
 
 RESOURCE = "chats"
@@ -67,7 +68,7 @@ def message_handlers() -> list[Any]:
     def service(
         db_session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
     ) -> ChatService:
-        return ChatService(db_session, tenant, request.user, settings)
+        return ChatService.for_request(db_session, tenant, request, settings)
 
     @get(
         "/{item_id:uuid}/messages",
@@ -182,7 +183,7 @@ def message_handlers() -> list[Any]:
         room = await service(db_session, tenant, request, settings).mark_read(item_id, data.seq)
         return Response(CHATS.render(room), headers={"ETag": row_tag(room)})
 
-    return [list_messages, create_message, update_message, delete_message, mark_read]
+    return [list_messages, create_message, update_message, delete_message, mark_read, chat_socket]
 
 
 CHATS = ResourceSpec(

@@ -14,15 +14,20 @@ import uuid
 from typing import Any
 
 import msgspec
+from litestar import Request
 from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import array, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.errors import problem
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService, not_found
 from atrium.tenants.base import utcnow
 from atrium.tenants.chats import events
+from atrium.tenants.chats.live import publisher
 from atrium.tenants.chats.models import Chat, ChatMarker, ChatMessage
 from atrium.tenants.chats.schemas import MessageCreate, MessageRead, MessageUpdate
 from atrium.tenants.discussions import field_problem
@@ -70,6 +75,20 @@ class ChatService(CrudService[Chat]):
     @classmethod
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
         return member_of(caller)
+
+    @classmethod
+    def for_request(
+        cls,
+        session: AsyncSession,
+        tenant: ResolvedTenant,
+        request: Request[Any, Any, Any],
+        settings: Settings,
+    ) -> ChatService:
+        service = cls(session, tenant, request.user, settings)
+        channels = getattr(request.app.state, "channels", None)
+        if channels is not None:
+            service.publisher = publisher(channels)
+        return service
 
     def created_status(self, item: Chat) -> int:
         return 200 if item.existing else 201

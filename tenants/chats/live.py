@@ -1,0 +1,270 @@
+"""The live socket of chats, ``/chats/ws`` (API.md §9), and the publisher of its events.
+
+One channel per tenant (``platform.live.tenant_channel``) carries every room's events,
+each with the room's members at that moment; a socket forwards those whose members
+include its user. So a removed member's sockets drop the room with the very event that
+removes them, and no socket learns of rooms it may not see.
+
+Order: message events are published while the writing transaction holds the room's row
+(services.py), so they enter the channel in seq order; a ``resume`` is answered from the
+database, and live message events at or below what it sent are not sent twice.
+
+Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
+caller may not see, 4429 too many sockets for one user in this process, 1009 a frame
+over 64 KiB, 1008 more than 20 frames in a second. Idle sockets are pinged by the server
+(uvicorn's ``ws_ping_interval``), and those that do not answer are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.channels import ChannelsPlugin
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+from sqlalchemy import Uuid, bindparam, select
+from sqlalchemy.dialects.postgresql import psycopg
+
+from atrium.platform.db.read_transaction import ReadTransaction
+from atrium.platform.live import tenant_channel
+from atrium.platform.security.callers import AuthUser
+from atrium.platform.security.permissions import manage, read
+from atrium.platform.security.tokens import TokenAuth
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.tenants.chats import events
+from atrium.tenants.chats.models import Chat, ChatMessage
+from atrium.tenants.chats.schemas import MessageRead
+
+logger = logging.getLogger(__name__)
+
+TOPIC = "chats"
+AUTH_WINDOW = 5.0
+FRAME_MAX = 64 * 1024
+FRAMES_PER_SECOND = 20
+SOCKETS_PER_USER = 20
+RESUME_MAX = 1_000
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY = 4401, 4403, 4429
+CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
+
+
+def _sql(statement: Any) -> str:
+    return str(statement.compile(dialect=psycopg.dialect()))
+
+
+ROOM_MEMBERS = _sql(select(Chat.member_ids).where(Chat.id == bindparam("chat_id", type_=Uuid)))
+MESSAGES_AFTER = (
+    _sql(
+        select(*(ChatMessage.__table__.c[f] for f in MessageRead.__struct_fields__))
+        .where(
+            ChatMessage.chat_id == bindparam("chat_id", type_=Uuid),
+            ChatMessage.seq > bindparam("after"),
+        )
+        .order_by(ChatMessage.seq)
+    )
+    + f" LIMIT {RESUME_MAX}"
+)
+
+
+def publisher(channels: ChannelsPlugin) -> events.Publisher:
+    async def publish(tenant_id: uuid.UUID, members: Sequence[uuid.UUID], frame: dict[str, Any]) -> None:
+        data = msgspec.json.encode({"members": [str(m) for m in members], "event": frame})
+        try:
+            await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
+        except Exception as exc:
+            # The write stands; clients that missed the event get it with ``resume``.
+            logger.warning("could not publish a chat event (%s); clients catch up by resume", exc)
+
+    return publish
+
+
+class _Socket:
+    """One authenticated socket: what it delivered, and its frame budget."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
+        self.socket, self.user, self.tenant = socket, user, tenant
+        self.me = str(user.id)
+        self.sending = asyncio.Lock()
+        # Per room: the highest message seq sent (a resume's, or a live event's).
+        self.delivered: dict[str, int] = {}
+        self.arrivals: deque[float] = deque()
+
+    async def deliver(self, raw: bytes) -> None:
+        envelope = json.loads(raw)
+        if self.me not in envelope["members"]:
+            return
+        frame = envelope["event"]
+        async with self.sending:
+            if frame["type"] == "message.created":
+                room = frame["chat_id"]
+                if frame["seq"] <= self.delivered.get(room, 0):
+                    return  # a resume sent it already
+                self.delivered[room] = frame["seq"]
+            await self.socket.send_json(frame)
+
+    def over_rate(self) -> bool:
+        now = time.monotonic()
+        self.arrivals.append(now)
+        while self.arrivals and now - self.arrivals[0] > 1.0:
+            self.arrivals.popleft()
+        return len(self.arrivals) > FRAMES_PER_SECOND
+
+    async def resume(self, engine: Any, settings: Settings, chat_id: uuid.UUID, after: int) -> bool:
+        """Send the room's messages after ``after``; False when the caller may not see it."""
+        reads, _ = await ReadTransaction.begin(engine, self.tenant.schema, settings.db_statement_timeout_ms)
+        try:
+            row = await reads.fetch_one(ROOM_MEMBERS, {"chat_id": chat_id})
+            if row is None or (self.user.id not in row[0] and not self.user.can(manage(TOPIC))):
+                return False
+            async with self.sending:
+                rows = await reads.fetch_all(MESSAGES_AFTER, {"chat_id": chat_id, "after": after})
+                fields = MessageRead.__struct_fields__
+                for values in rows:
+                    message = MessageRead(**dict(zip(fields, values, strict=True)))
+                    kind = "message.deleted" if message.deleted else "message.created"
+                    await self.socket.send_json(events.event(kind, chat_id, message.seq, message))
+                    room = str(chat_id)
+                    self.delivered[room] = max(self.delivered.get(room, 0), message.seq)
+            return True
+        finally:
+            await reads.close()
+
+
+# Sockets per (tenant, user) in this process.
+_open: defaultdict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+
+
+async def _token_of(socket: WebSocket[Any, Any, Any]) -> str | None:
+    """The bearer token: the subprotocol pair ``bearer, <token>``, else the first frame."""
+    offered = socket.scope.get("subprotocols") or []
+    if len(offered) >= 2 and offered[0].lower() == "bearer":
+        await socket.accept(subprotocols="bearer")
+        return str(offered[1])
+    await socket.accept()
+    try:
+        async with asyncio.timeout(AUTH_WINDOW):
+            text = await socket.receive_text()
+    except (TimeoutError, WebSocketDisconnect):
+        return None
+    if len(text) > FRAME_MAX:
+        return None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+        return None
+    return str(frame["token"])
+
+
+async def _caller(token_auth: TokenAuth, socket: WebSocket[Any, Any, Any], encoded: str) -> AuthUser | None:
+    jwt = token_auth.jwt
+    try:
+        token = jwt.token_cls.decode(
+            encoded_token=encoded,
+            secret=jwt.token_secret,
+            algorithm=jwt.algorithm,
+            require_claims=jwt.require_claims,
+        )
+        user = await token_auth.retrieve_user(token, socket)
+    except Exception:
+        # Malformed, expired, revoked, another tenant's: one answer for all, as over HTTP.
+        return None
+    return user if user is not None and user.can(read(TOPIC)) else None
+
+
+def _resume_request(frame: Any) -> tuple[uuid.UUID, int] | None:
+    if not isinstance(frame, dict) or frame.get("type") != "resume":
+        return None
+    after = frame.get("after", 0)
+    try:
+        chat_id = uuid.UUID(str(frame.get("chat_id")))
+    except ValueError:
+        return None
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        return None
+    return chat_id, after
+
+
+@websocket(
+    "/ws",
+    opt={"exclude_from_auth": True},
+    # Authenticated by the handler itself: a browser cannot set an Authorization header.
+)
+async def chat_socket(
+    socket: WebSocket[Any, Any, Any],
+    tenant: NamedDependency[ResolvedTenant],
+    settings: NamedDependency[Settings],
+    token_auth: NamedDependency[TokenAuth],
+) -> None:
+    encoded = await _token_of(socket)
+    user = None if encoded is None else await _caller(token_auth, socket, encoded)
+    if user is None:
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason="a valid bearer token of this tenant is needed")
+        return
+    key = (tenant.id, user.id)
+    if _open[key] >= SOCKETS_PER_USER:
+        await socket.close(code=CLOSE_TOO_MANY, reason="too many sockets for this user")
+        return
+    _open[key] += 1
+    try:
+        await _serve(socket, _Socket(socket, user, tenant), settings)
+    finally:
+        _open[key] -= 1
+        if not _open[key]:
+            del _open[key]
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings) -> None:
+    channels: ChannelsPlugin = socket.app.state.channels
+    engine = socket.app.state.engine
+    async with channels.start_subscription([tenant_channel(state.tenant.id, TOPIC)]) as subscriber:
+        await socket.send_json({"type": "ready"})
+
+        async def forward() -> None:
+            async for raw in subscriber.iter_events():
+                await state.deliver(raw)
+
+        forwarding = asyncio.create_task(forward())
+        try:
+            while True:
+                try:
+                    text = await socket.receive_text()
+                except WebSocketDisconnect:
+                    return
+                if len(text.encode()) > FRAME_MAX:
+                    await socket.close(code=CLOSE_TOO_BIG, reason="frames are at most 64 KiB")
+                    return
+                if state.over_rate():
+                    await socket.close(code=CLOSE_POLICY, reason="at most 20 frames a second")
+                    return
+                try:
+                    frame = json.loads(text)
+                except ValueError:
+                    frame = None
+                if isinstance(frame, dict) and frame.get("type") == "ping":
+                    async with state.sending:
+                        await socket.send_json({"type": "pong"})
+                    continue
+                wanted = _resume_request(frame)
+                if wanted is None:
+                    async with state.sending:
+                        await socket.send_json({"type": "error", "detail": "expected a resume or a ping"})
+                    continue
+                if not await state.resume(engine, settings, *wanted):
+                    await socket.close(code=CLOSE_FORBIDDEN, reason="no such room")
+                    return
+        finally:
+            forwarding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await forwarding
