@@ -70,6 +70,14 @@ def _seed(
             for r in conn.execute("SELECT id FROM users WHERE id <> %s ORDER BY email", [tenant.owner_id])
         ]
         users = users[:sockets]
+        # Members, as the built-in role makes them: allowed to read and write chats.
+        conn.execute(
+            "INSERT INTO user_meta (owner_id, user_groups, user_roles)"
+            " SELECT u, (SELECT id FROM user_groups WHERE name = 'Everyone'),"
+            " (SELECT id FROM user_roles WHERE name = 'Member')"
+            " FROM unnest(%s::uuid[]) AS u",
+            [users],
+        )
         members = [users[i::rooms] for i in range(rooms)]
         ids = []
         for i, group in enumerate(members):

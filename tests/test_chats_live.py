@@ -286,3 +286,21 @@ async def test_a_tenants_events_never_reach_another_tenants_sockets(peers: dict[
         mark = await outsider.post(theirs["id"], "tenant b")
         got = await next_message(ws)
         assert got["chat_id"] == theirs["id"] and got["seq"] == mark["seq"]
+
+
+async def test_a_suspended_tenants_sockets_close(
+    peers: dict[str, Peer], operator_engine: Engine, redis_url: str | None
+) -> None:
+    """Its own tenant, so that the others stay served for the other tests."""
+    from atrium.platform.tenancy.admin import set_status
+    from atrium.platform.tenancy.registry import TenantStatus
+    from atrium.platform.tenancy.resolution import publish_tenant_change
+
+    made = new_tenant(operator_engine, "gone")
+    alice = peers["alice"]
+    headers = await login(alice.a, made.host, made.owner_email, made.owner_password)
+    owner = Peer(TenantUser("", made.owner_email, made.owner_password, headers), alice.a, alice.b, alice.port)
+    async with owner.socket() as ws:
+        tenant_id = set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        publish_tenant_change(redis_url, tenant_id)
+        assert await closed_with(ws) == 4410

@@ -83,9 +83,15 @@ class CrudService(Generic[M]):
         request: Request[Any, Any, Any],
         settings: Settings,
     ) -> Self:
-        """The service of one request; a resource that needs more of the app than the
-        session (chats: its live channels) takes it from the request here."""
-        return cls(session, tenant, request.user, settings)
+        """The service of one request, given what it needs of the app (``bind_request``)."""
+        service = cls(session, tenant, request.user, settings)
+        service.bind_request(request)
+        return service
+
+    def bind_request(self, request: Request[Any, Any, Any]) -> None:
+        """Take what the resource needs of the app beyond the session from the request
+        (chats: its live channels). Nothing by default."""
+        return None
 
     @classmethod
     def sources_of(cls, target: str) -> set[str]:

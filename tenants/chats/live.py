@@ -10,7 +10,8 @@ Order: message events are published while the writing transaction holds the room
 database, and live message events at or below what it sent are not sent twice.
 
 Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
-caller may not see, 4429 too many sockets for one user in this process, 1009 a frame
+caller may not see, 4410 the tenant was suspended or is being deleted (checked on every
+tenant change the resolver hears of), 4429 too many sockets for one user in this process, 1009 a frame
 over 64 KiB, 1008 more than 20 frames in a second. Idle sockets are pinged by the server
 (uvicorn's ``ws_ping_interval``), and those that do not answer are dropped.
 """
@@ -41,7 +42,8 @@ from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.permissions import manage, read
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings
-from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.tenancy.naming import normalize_host
+from atrium.platform.tenancy.resolution import ALL_TENANTS, ResolvedTenant
 from atrium.tenants.chats import events
 from atrium.tenants.chats.models import Chat, ChatMessage
 from atrium.tenants.chats.schemas import MessageRead
@@ -54,7 +56,7 @@ FRAME_MAX = 64 * 1024
 FRAMES_PER_SECOND = 20
 SOCKETS_PER_USER = 20
 RESUME_MAX = 1_000
-CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY = 4401, 4403, 4429
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_TENANT_GONE = 4401, 4403, 4429, 4410
 CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
 
 
@@ -93,6 +95,7 @@ class _Socket:
 
     def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
         self.socket, self.user, self.tenant = socket, user, tenant
+        self.host = _host(socket)
         self.me = str(user.id)
         self.sending = asyncio.Lock()
         # Per room: the highest message seq sent (a resume's, or a live event's).
@@ -142,6 +145,40 @@ class _Socket:
 
 # Sockets per (tenant, user) in this process.
 _open: defaultdict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+# This process's sockets by tenant, for closing them when their tenant goes away.
+_by_tenant: defaultdict[uuid.UUID, set[_Socket]] = defaultdict(set)
+_watching: set[int] = set()
+_rechecks: set[asyncio.Task[None]] = set()
+
+
+def _watch_tenants(resolver: Any) -> None:
+    """Once per resolver: on every tenant change it hears of, look the changed tenants'
+    sockets' hosts up again and close the sockets of a tenant no longer served."""
+    if id(resolver) in _watching:
+        return
+    _watching.add(id(resolver))
+
+    def changed(tenant_id: str) -> None:
+        for tenant, states in list(_by_tenant.items()):
+            if tenant_id in (ALL_TENANTS, str(tenant)) and states:
+                task = asyncio.get_running_loop().create_task(_recheck(resolver, set(states)))
+                _rechecks.add(task)
+                task.add_done_callback(_rechecks.discard)
+
+    resolver.add_listener(changed)
+
+
+async def _recheck(resolver: Any, states: set[_Socket]) -> None:
+    for state in states:
+        tenant = await resolver.resolve(state.host)
+        if tenant is None or tenant.deleting or tenant.suspended:
+            with contextlib.suppress(Exception):
+                await state.socket.close(code=CLOSE_TENANT_GONE, reason="this tenant is not served")
+
+
+def _host(socket: WebSocket[Any, Any, Any]) -> str:
+    parsed = normalize_host(socket.headers.get("host"))
+    return parsed[0] if parsed else ""
 
 
 async def _token_of(socket: WebSocket[Any, Any, Any]) -> str | None:
@@ -217,12 +254,18 @@ async def chat_socket(
         await socket.close(code=CLOSE_TOO_MANY, reason="too many sockets for this user")
         return
     _open[key] += 1
+    state = _Socket(socket, user, tenant)
+    _by_tenant[tenant.id].add(state)
+    _watch_tenants(socket.app.state.resolver)
     try:
-        await _serve(socket, _Socket(socket, user, tenant), settings)
+        await _serve(socket, state, settings)
     finally:
         _open[key] -= 1
         if not _open[key]:
             del _open[key]
+        _by_tenant[tenant.id].discard(state)
+        if not _by_tenant[tenant.id]:
+            del _by_tenant[tenant.id]
 
 
 async def _serve(socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings) -> None:

@@ -17,10 +17,7 @@ import msgspec
 from litestar import Request
 from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import array, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.settings import Settings
-from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.errors import problem
 from atrium.platform.web.idempotency import BeforeCommit
@@ -76,19 +73,11 @@ class ChatService(CrudService[Chat]):
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
         return member_of(caller)
 
-    @classmethod
-    def for_request(
-        cls,
-        session: AsyncSession,
-        tenant: ResolvedTenant,
-        request: Request[Any, Any, Any],
-        settings: Settings,
-    ) -> ChatService:
-        service = cls(session, tenant, request.user, settings)
+    def bind_request(self, request: Request[Any, Any, Any]) -> None:
+        # Events go out through the app's channels plugin (absent in apps built without it).
         channels = getattr(request.app.state, "channels", None)
         if channels is not None:
-            service.publisher = publisher(channels)
-        return service
+            self.publisher = publisher(channels)
 
     def created_status(self, item: Chat) -> int:
         return 200 if item.existing else 201
