@@ -72,6 +72,12 @@ FIGURES = [
         for figure in ("p50_ms", "p99_ms", "wall_ms")
     ),
     "forum_replies.reply_count",
+    # Issue 20: chat delivery (the whole path from the POST; the 201 → frame figure may be
+    # 0 when frames beat their 201), messages per second and memory per idle socket.
+    *(f"chat.post_to_frame.{figure}" for figure in ("p50_ms", "p99_ms")),
+    "chat.sustained_per_s",
+    "chat.frames",
+    "chat.floor.sql_posts_per_s",
 ]
 
 

@@ -309,3 +309,19 @@ async def test_rooms_of_one_tenant_are_not_another_tenants(
     assert_problem(await client.post(f"/chats/{chat['id']}/messages", json={"body": "x"}, headers=b), 404)
     assert_problem(await client.post(f"/chats/{chat['id']}/read", json={"seq": 1}, headers=b), 404)
     assert_problem(await client.delete(f"/chats/{chat['id']}/messages/{message['id']}", headers=b), 404)
+
+
+async def test_a_direct_room_found_again_is_200_with_an_idempotency_key_too(
+    api: Api, owner_a: Headers
+) -> None:
+    """answer_once: a create that finds its row already there writes nothing, remembers
+    nothing, and answers with the status the service gives (200)."""
+    _, client = api
+    gail, hal = await add_user(client, owner_a, role="Member"), await add_user(client, owner_a, role="Member")
+    body = {"kind": "direct", "member_ids": [hal.id]}
+    first = await client.post("/chats", json=body, headers={**gail.headers, "Idempotency-Key": f"d-{_tag()}"})
+    assert first.status_code == 201, first.text
+    keyed = {**hal.headers, "Idempotency-Key": f"d-{_tag()}"}
+    for _ in range(2):
+        again = await client.post("/chats", json={"kind": "direct", "member_ids": [gail.id]}, headers=keyed)
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
