@@ -1,8 +1,8 @@
 """The live socket of chats, ``/chats/ws`` (API.md §9), and the publisher of its events.
 
 One channel per tenant (``platform.live.tenant_channel``) carries every room's events,
-each with the room's members at that moment; a socket forwards those whose members
-include its user. So a removed member's sockets drop the room with the very event that
+each with the room's members at that moment; each app process subscribes once per
+tenant with sockets there (``_Hub``) and sends each event to its members' sockets. So a removed member's sockets drop the room with the very event that
 removes them, and no socket learns of rooms it may not see.
 
 Order: message events are published while the writing transaction holds the room's row
@@ -102,18 +102,14 @@ class _Socket:
         self.delivered: dict[str, int] = {}
         self.arrivals: deque[float] = deque()
 
-    async def deliver(self, raw: bytes) -> None:
-        envelope = json.loads(raw)
-        if self.me not in envelope["members"]:
-            return
-        frame = envelope["event"]
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
         async with self.sending:
             if frame["type"] == "message.created":
                 room = frame["chat_id"]
                 if frame["seq"] <= self.delivered.get(room, 0):
                     return  # a resume sent it already
                 self.delivered[room] = frame["seq"]
-            await self.socket.send_json(frame)
+            await self.socket.send_text(text)
 
     def over_rate(self) -> bool:
         now = time.monotonic()
@@ -141,6 +137,63 @@ class _Socket:
             return True
         finally:
             await reads.close()
+
+
+class _Hub:
+    """One app's sockets in this process, by tenant and user, and one subscription per
+    tenant with sockets here: each event is decoded and encoded once, then sent to the
+    sockets of its members only (not tested against every socket of the tenant)."""
+
+    def __init__(self, channels: ChannelsPlugin) -> None:
+        self.channels = channels
+        self.users: dict[uuid.UUID, defaultdict[str, set[_Socket]]] = {}
+        self.pumps: dict[uuid.UUID, tuple[Any, asyncio.Task[None]]] = {}
+
+    async def join(self, state: _Socket) -> None:
+        tenant = state.tenant.id
+        if tenant not in self.users:
+            self.users[tenant] = defaultdict(set)
+            subscriber = await self.channels.subscribe([tenant_channel(tenant, TOPIC)])
+            self.pumps[tenant] = (subscriber, asyncio.create_task(self._pump(tenant, subscriber)))
+        self.users[tenant][state.me].add(state)
+
+    async def leave(self, state: _Socket) -> None:
+        tenant = state.tenant.id
+        users = self.users.get(tenant)
+        if users is None:
+            return
+        users[state.me].discard(state)
+        if not users[state.me]:
+            del users[state.me]
+        if not users:
+            del self.users[tenant]
+            subscriber, task = self.pumps.pop(tenant)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await self.channels.unsubscribe(subscriber)
+
+    async def _pump(self, tenant: uuid.UUID, subscriber: Any) -> None:
+        async for raw in subscriber.iter_events():
+            try:
+                envelope = json.loads(raw)
+                frame = envelope["event"]
+                text = json.dumps(frame)
+            except (ValueError, KeyError, TypeError):
+                continue
+            users = self.users.get(tenant, {})
+            for member in envelope["members"]:
+                for state in list(users.get(member, ())):
+                    with contextlib.suppress(Exception):  # a socket closing meanwhile
+                        await state.deliver(frame, text)
+
+
+def _hub(socket: WebSocket[Any, Any, Any]) -> _Hub:
+    state = socket.app.state
+    hub = getattr(state, "chat_hub", None)
+    if hub is None:
+        hub = state.chat_hub = _Hub(state.channels)
+    return hub  # type: ignore[no-any-return]
 
 
 # Sockets per (tenant, user) in this process.
@@ -269,45 +322,37 @@ async def chat_socket(
 
 
 async def _serve(socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings) -> None:
-    channels: ChannelsPlugin = socket.app.state.channels
     engine = socket.app.state.engine
-    async with channels.start_subscription([tenant_channel(state.tenant.id, TOPIC)]) as subscriber:
-        await socket.send_json({"type": "ready"})
-
-        async def forward() -> None:
-            async for raw in subscriber.iter_events():
-                await state.deliver(raw)
-
-        forwarding = asyncio.create_task(forward())
-        try:
-            while True:
-                try:
-                    text = await socket.receive_text()
-                except WebSocketDisconnect:
-                    return
-                if len(text.encode()) > FRAME_MAX:
-                    await socket.close(code=CLOSE_TOO_BIG, reason="frames are at most 64 KiB")
-                    return
-                if state.over_rate():
-                    await socket.close(code=CLOSE_POLICY, reason="at most 20 frames a second")
-                    return
-                try:
-                    frame = json.loads(text)
-                except ValueError:
-                    frame = None
-                if isinstance(frame, dict) and frame.get("type") == "ping":
-                    async with state.sending:
-                        await socket.send_json({"type": "pong"})
-                    continue
-                wanted = _resume_request(frame)
-                if wanted is None:
-                    async with state.sending:
-                        await socket.send_json({"type": "error", "detail": "expected a resume or a ping"})
-                    continue
-                if not await state.resume(engine, settings, *wanted):
-                    await socket.close(code=CLOSE_FORBIDDEN, reason="no such room")
-                    return
-        finally:
-            forwarding.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await forwarding
+    hub = _hub(socket)
+    await hub.join(state)
+    await socket.send_json({"type": "ready"})
+    try:
+        while True:
+            try:
+                text = await socket.receive_text()
+            except WebSocketDisconnect:
+                return
+            if len(text.encode()) > FRAME_MAX:
+                await socket.close(code=CLOSE_TOO_BIG, reason="frames are at most 64 KiB")
+                return
+            if state.over_rate():
+                await socket.close(code=CLOSE_POLICY, reason="at most 20 frames a second")
+                return
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                frame = None
+            if isinstance(frame, dict) and frame.get("type") == "ping":
+                async with state.sending:
+                    await socket.send_json({"type": "pong"})
+                continue
+            wanted = _resume_request(frame)
+            if wanted is None:
+                async with state.sending:
+                    await socket.send_json({"type": "error", "detail": "expected a resume or a ping"})
+                continue
+            if not await state.resume(engine, settings, *wanted):
+                await socket.close(code=CLOSE_FORBIDDEN, reason="no such room")
+                return
+    finally:
+        await hub.leave(state)
