@@ -322,7 +322,8 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 
 
 def _example_url(path: str) -> str:
-    return path.replace("{item_id}", str(uuid.uuid4()))
+    # Every path parameter is an id (a row's, or a row's child's: a room's message).
+    return re.sub(r"\{[a-z_]+\}", lambda _m: str(uuid.uuid4()), path)
 
 
 def test_public_operations_are_documented_as_public(target: Target) -> None:
