@@ -2,8 +2,9 @@
 
 One channel per tenant (``platform.live.tenant_channel``) carries every room's events,
 each with the room's members at that moment; each app process subscribes once per
-tenant with sockets there (``_Hub``) and sends each event to its members' sockets. So a removed member's sockets drop the room with the very event that
-removes them, and no socket learns of rooms it may not see.
+tenant with sockets there (``_Hub``) and sends each event to its members' sockets. So a
+removed member's sockets drop the room with the very event that removes them, and no
+socket learns of rooms it may not see.
 
 Order: message events are published while the writing transaction holds the room's row
 (services.py), so they enter the channel in seq order; a ``resume`` is answered from the
@@ -24,6 +25,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +37,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from sqlalchemy import Uuid, bindparam, select
 from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.platform.db.read_transaction import ReadTransaction
 from atrium.platform.live import tenant_channel
@@ -42,6 +45,7 @@ from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.permissions import manage, read
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.middleware import TenancyPlugin
 from atrium.platform.tenancy.naming import normalize_host
 from atrium.platform.tenancy.resolution import ALL_TENANTS, ResolvedTenant
 from atrium.tenants.chats import events
@@ -188,12 +192,15 @@ class _Hub:
                         await state.deliver(frame, text)
 
 
-def _hub(socket: WebSocket[Any, Any, Any]) -> _Hub:
-    state = socket.app.state
-    hub = getattr(state, "chat_hub", None)
+# One hub per app (its channels plugin), made with the app's first socket.
+_hubs: weakref.WeakKeyDictionary[ChannelsPlugin, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub(channels: ChannelsPlugin) -> _Hub:
+    hub = _hubs.get(channels)
     if hub is None:
-        hub = state.chat_hub = _Hub(state.channels)
-    return hub  # type: ignore[no-any-return]
+        hub = _hubs[channels] = _Hub(channels)
+    return hub
 
 
 # Sockets per (tenant, user) in this process.
@@ -296,6 +303,7 @@ async def chat_socket(
     tenant: NamedDependency[ResolvedTenant],
     settings: NamedDependency[Settings],
     token_auth: NamedDependency[TokenAuth],
+    db_engine: NamedDependency[AsyncEngine],
 ) -> None:
     encoded = await _token_of(socket)
     user = None if encoded is None else await _caller(token_auth, socket, encoded)
@@ -309,9 +317,9 @@ async def chat_socket(
     _open[key] += 1
     state = _Socket(socket, user, tenant)
     _by_tenant[tenant.id].add(state)
-    _watch_tenants(socket.app.state.resolver)
+    _watch_tenants(socket.app.plugins.get(TenancyPlugin).resolver)
     try:
-        await _serve(socket, state, settings)
+        await _serve(socket, state, settings, db_engine)
     finally:
         _open[key] -= 1
         if not _open[key]:
@@ -321,9 +329,10 @@ async def chat_socket(
             del _by_tenant[tenant.id]
 
 
-async def _serve(socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings) -> None:
-    engine = socket.app.state.engine
-    hub = _hub(socket)
+async def _serve(
+    socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings, engine: AsyncEngine
+) -> None:
+    hub = _hub(socket.app.plugins.get(ChannelsPlugin))
     await hub.join(state)
     await socket.send_json({"type": "ready"})
     try:

@@ -10,11 +10,13 @@ events reach the channel in seq order whichever app process wrote them.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.channels import ChannelsPlugin
 from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import array, insert
 
@@ -75,9 +77,8 @@ class ChatService(CrudService[Chat]):
 
     def bind_request(self, request: Request[Any, Any, Any]) -> None:
         # Events go out through the app's channels plugin (absent in apps built without it).
-        channels = getattr(request.app.state, "channels", None)
-        if channels is not None:
-            self.publisher = publisher(channels)
+        with contextlib.suppress(KeyError):
+            self.publisher = publisher(request.app.plugins.get(ChannelsPlugin))
 
     def created_status(self, item: Chat) -> int:
         return 200 if item.existing else 201
