@@ -56,6 +56,9 @@ Figures (each with its floor measured in the same run):
 - ``forms``: a response to a 50-field form against a raw INSERT, the streamed CSV export
   of N responses (rows/s, the app's peak memory above idle) against the same rows read by
   raw psycopg, and anonymous public posts from distinct client addresses (bench/forms.py).
+- ``chat``: sockets over rooms on two app processes sharing Redis, messages posted at a
+  steady rate: delivery delay from the 201 to every member socket's frame, messages/s
+  sustained, memory per idle socket, beside raw Redis and raw SQL floors (bench/chats.py).
 
 Each area's figures are a module of bench/ (provisioning.py, migrations.py, reads.py,
 spread.py, memory.py, ...), sharing the harness of common.py (the scratch database, the
@@ -80,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 import calendar_documents
+import chats
 import forms
 import forums
 import helpdesk
@@ -133,6 +137,7 @@ STEPS: list[Step] = [
     invoices.STEP,
     forms.STEP,
     calendar_documents.STEP,
+    chats.STEP,
 ]
 FIGURES = list(dict.fromkeys(s.figure for s in STEPS))
 
@@ -194,6 +199,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tickets", type=int, help="tickets in the helpdesk figure's tenant (full: 100000, quick: 5000)"
     )
+    parser.add_argument("--chat-sockets", type=int, help="sockets of the chat figure (full: 200, quick: 40)")
+    parser.add_argument("--chat-rooms", type=int, help="rooms of the chat figure (full: 20, quick: 4)")
+    parser.add_argument(
+        "--chat-rate", type=float, help="messages per second of the chat figure (full: 100, quick: 20)"
+    )
     parser.add_argument(
         "--finalizes", type=int, help="invoices finalized by 20 concurrent clients (full: 200, quick: 60)"
     )
@@ -221,6 +231,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.raw_samples = args.raw_samples or min(args.tenants, 200)
     args.list_rows = args.list_rows or (5000 if quick else 100_000)
     args.forum_posts = args.forum_posts or (2000 if quick else 50_000)
+    args.chat_sockets = args.chat_sockets or (40 if quick else 200)
+    args.chat_rooms = args.chat_rooms or (4 if quick else 20)
+    args.chat_rate = args.chat_rate or (20.0 if quick else 100.0)
     # The first round always meets the backends' first contacts with the T tenants, and one
     # burst of outside load spoils any round: with 3 rounds those two decide the median; 5
     # leave it to a clean round (bench/RESULTS.md, sixth pass).

@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 from atrium.platform.db.engines import create_app_engine
 from atrium.platform.db.read_transaction import release_on_response
 from atrium.platform.db.sessions import sqlalchemy_config
+from atrium.platform.live import channels_plugin
 from atrium.platform.security.caller_cache import CallerCache, CallerInvalidation
 from atrium.platform.security.callers import CALLER_TABLES
 from atrium.platform.security.login_throttle import LoginThrottle
@@ -120,12 +121,14 @@ def create_app(
             await engine.dispose()
 
     routers = tenant_routers(settings)
+    live = channels_plugin(settings)
     app = Litestar(
         route_handlers=[health, docs_assets_router(), *routers, *(route_handlers or ()), not_found],
         on_app_init=[token_auth.jwt.on_app_init],
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             ProblemDetailsPlugin(problem_details_config()),
+            live,
             TenancyPlugin(resolver),  # last: its middleware must end up first
         ],
         dependencies={
@@ -156,6 +159,7 @@ def create_app(
     app.state.resolver = resolver
     app.state.engine = engine
     app.state.token_auth = token_auth
+    app.state.channels = live
     return app
 
 

@@ -166,6 +166,9 @@ _SUB_ROUTES = {
     ("GET", "help-desk", "replies"): "content",
     ("POST", "help-desk", "replies"): "action",
     ("GET", "invoices", "pdf"): "content",
+    ("GET", "chats", "messages"): "content",
+    ("POST", "chats", "messages"): "action",
+    ("POST", "chats", "read"): "action",
     **{
         ("POST", "invoices", action): "action" for action in ("finalize", "pay", "void", "mark-uncollectible")
     },
@@ -181,6 +184,16 @@ QUERIES: dict[str, dict[str, str]] = {
 }
 # Item routes besides get, update and delete: each a read or a write of one row.
 ITEM_EXTRAS = ("content", "versions", "version", "restore")
+# A row's child by its own id (a room's message, ``/chats/{id}/messages/{message_id}``):
+# no matrix makes those ids; the area's own tests cover their isolation and ownership
+# (tests/test_chats.py).
+_CHILD_ROUTES = {
+    ("PATCH", "chats", "messages"): "child",
+    ("DELETE", "chats", "messages"): "child",
+}
+# The live socket (``/chats/ws``): HTTP matrices cannot call it; tests/test_chats_live.py does.
+_SOCKETS = {("WEBSOCKET", "/chats/ws")}
+UNMATRIXED = {"child", "socket"}
 AUTH_ROUTES = {
     ("POST", "/auth/login"),
     ("POST", "/auth/logout"),
@@ -236,8 +249,9 @@ def route_table(app: Litestar) -> Iterator[tuple[str, str]]:
             yield method, path
 
 
-def tenant_endpoints(app: Litestar) -> list[Endpoint]:
-    """The resource routes (everything but auth and the public routes), classified by shape."""
+def tenant_endpoints(app: Litestar, every: bool = False) -> list[Endpoint]:
+    """The resource routes (everything but auth), classified by shape; without ``every``,
+    only those the HTTP matrices run (not a row's children by id, not sockets)."""
     endpoints = []
     for method, path in route_table(app):
         if path.startswith(("/auth/", "/public/")) or (method, path) in PUBLIC_ROUTES:
@@ -248,7 +262,13 @@ def tenant_endpoints(app: Litestar) -> list[Endpoint]:
         op = _SHAPES.get((method, tuple(rest)), "")
         if not op and len(rest) == 2 and rest[0] == ITEM:
             op = _SUB_ROUTES.get((method, resource, rest[1]), "")
-        endpoints.append(Endpoint(resource, op, method, path))
+        if not op and len(rest) == 3 and rest[0] == ITEM:
+            op = _CHILD_ROUTES.get((method, resource, rest[1]), "")
+        if (method, path) in _SOCKETS:
+            # Never an HTTP matrix's: no matrix selects this op.
+            op = "socket"
+        if every or op not in UNMATRIXED:
+            endpoints.append(Endpoint(resource, op, method, path))
     return sorted(endpoints)
 
 
@@ -284,7 +304,7 @@ def uncovered(app: Litestar) -> list[str]:
         for method, path in route_table(app)
         if path.startswith("/public/") and (method, path) not in PUBLIC_ROUTES
     ]
-    for e in tenant_endpoints(app):
+    for e in tenant_endpoints(app, every=True):
         if not e.op:
             problems.append(f"{e}: a route shape no matrix knows")
         elif e.resource not in FACTORIES:
@@ -547,6 +567,16 @@ CREATE_REQUESTS["invoices"] = _invoice_request
 UPDATES["invoices"] = {"notes": "Changed notes"}
 
 
+async def _chat_request(client: httpx.AsyncClient, headers: Headers, context: Context) -> dict[str, Any]:
+    """A group room of its creator alone: a restricted row, which other callers without
+    chats:manage do not see (404), as the matrices expect of a resource with visibility."""
+    return {"json": {"kind": "group", "name": f"Room {_tag()}"}}
+
+
+CREATE_REQUESTS["chats"] = _chat_request
+UPDATES["chats"] = {"name": "Renamed room"}
+
+
 @dataclass(frozen=True)
 class ActionCase:
     """How to run ``POST /<resource>/{id}/<action>`` on a fresh row the factory made."""
@@ -571,6 +601,14 @@ async def _finalized(client: httpx.AsyncClient, headers: Headers, row_id: str) -
     return {"json": {}}
 
 
+async def _chat_message(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    return {"json": {"body": f"Hello {_tag()}"}}
+
+
+async def _chat_read(client: httpx.AsyncClient, headers: Headers, row_id: str) -> dict[str, Any]:
+    return {"json": {"seq": 0}}
+
+
 # (resource, action) → its case
 ACTIONS: dict[tuple[str, str], ActionCase] = {
     ("help-desk", "replies"): ActionCase(_reply, status=201),
@@ -578,6 +616,8 @@ ACTIONS: dict[tuple[str, str], ActionCase] = {
     ("invoices", "pay"): ActionCase(_finalized),
     ("invoices", "void"): ActionCase(_finalized),
     ("invoices", "mark-uncollectible"): ActionCase(_finalized),
+    ("chats", "messages"): ActionCase(_chat_message, status=201),
+    ("chats", "read"): ActionCase(_chat_read),
 }
 
 

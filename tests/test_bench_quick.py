@@ -1,4 +1,4 @@
-"""bench/run.py --quick runs end to end and reports every figure of issues 5, 17, 18, 19, 21 and 22.
+"""bench/run.py --quick runs end to end and reports every figure of issues 5, 17, 18, 19, 20, 21 and 22.
 
 It needs a TCP PostgreSQL server on this machine (``ATRIUM_TEST_DATABASE_URL``: the bench
 reads its backends' memory from /proc) and ``wrk``; locally it is skipped without them,
@@ -77,7 +77,6 @@ FIGURES = [
     "forms.response.p99_ratio",
     *(f"forms.export.{figure}" for figure in ("rows_per_s", "peak_mb", "idle_mb", "floor_rows_per_s")),
     *(f"forms.public_posts.{figure}" for figure in ("addresses", "posts_per_s", "p50_ms", "p99_ms")),
-    "forum_replies.reply_count_exact",
     # Issue 18: a month's occurrences, q over documents, document creation, beside raw SQL.
     *(
         f"calendar_documents.{figure}.{side}.{part}"
@@ -85,6 +84,12 @@ FIGURES = [
         for side in ("app", "floor")
         for part in ("p50_ms", "p99_ms")
     ),
+    # Issue 20: chat delivery (the whole path from the POST; the 201 → frame figure may be
+    # 0 when frames beat their 201), messages per second and memory per idle socket.
+    *(f"chat.post_to_frame.{figure}" for figure in ("p50_ms", "p99_ms")),
+    "chat.sustained_per_s",
+    "chat.frames",
+    "chat.floor.sql_posts_per_s",
 ]
 
 

@@ -202,6 +202,32 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "token_hash": ("text", NOT_NULL),
         "created_at": ("timestamp", NOT_NULL),
     },
+    # API.md §9: chat rooms, their messages, and each member's read marker (internal).
+    "chats": {
+        **AUDIT,
+        "name": ("text", NULL),
+        "kind": ("text", NOT_NULL),
+        "member_ids": ("array", NOT_NULL),
+        "direct_pair": ("text", NULL),  # internal: the pair's ids, one direct room per pair
+        "last_seq": ("integer", NOT_NULL),  # the per-room message counter
+        "last_message_at": ("timestamp", NULL),
+        "owner_id": ("uuid", NOT_NULL),
+    },
+    "chat_messages": {
+        **AUDIT,
+        "chat_id": ("uuid", NOT_NULL),
+        "seq": ("integer", NOT_NULL),
+        "body": ("text", NOT_NULL),
+        "parent_id": ("uuid", NULL),
+        "owner_id": ("uuid", NOT_NULL),
+        "edited_at": ("timestamp", NULL),
+        "deleted": ("boolean", NOT_NULL),
+    },
+    "chat_reads": {
+        "chat_id": ("uuid", NOT_NULL),
+        "user_id": ("uuid", NOT_NULL),
+        "seq": ("integer", NOT_NULL),
+    },
     # internal: the answers to POSTs sent with an Idempotency-Key (migration 0007)
     "idempotency_keys": {
         "user_id": ("uuid", NOT_NULL),

@@ -125,6 +125,13 @@ def _any_of(column: Any, values: list[str]) -> ColumnElement[bool]:
     return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 
+def redis_connection(redis_url: str, **options: Any) -> aioredis.Redis:
+    """The asyncio Redis client of the app's channels: the tenant-invalidation listener and
+    its publisher here, and the live events' channels plugin (platform/live.py). Timeouts
+    short, so a Redis that went away is noticed and the caller falls back."""
+    return aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, **options)
+
+
 class TenantResolver:
     def __init__(
         self,
@@ -329,9 +336,7 @@ class TenantResolver:
             return
         try:
             if self._publisher is None:
-                self._publisher = aioredis.Redis.from_url(
-                    self.redis_url, socket_timeout=2, socket_connect_timeout=2
-                )
+                self._publisher = redis_connection(self.redis_url, socket_timeout=2)
             await self._publisher.publish(CHANNEL, str(tenant_id))
         except (redis.RedisError, OSError) as exc:
             # The change is committed; other processes catch up within their cache TTL.
@@ -340,9 +345,7 @@ class TenantResolver:
     async def _listen(self) -> None:
         backoff = 0.1
         while True:
-            client = aioredis.Redis.from_url(
-                self.redis_url or "", socket_connect_timeout=2, health_check_interval=5
-            )
+            client = redis_connection(self.redis_url or "", health_check_interval=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)

@@ -187,7 +187,7 @@ async def answer_once(
     write: Callable[[BeforeCommit[T] | None], Awaitable[T]],
     render: Callable[[T], Any],
     headers: Callable[[T], dict[str, str]] = lambda _row: {},
-    status: int = 201,
+    status: int | Callable[[T], int] = 201,
     body: Sequence[bytes] | None = None,
 ) -> Response[Any]:
     """Answer a POST that writes, once per ``Idempotency-Key`` when the request has one.
@@ -198,10 +198,14 @@ async def answer_once(
     beside its method and path (default: the raw body; an upload passes its file's name,
     type and bytes, since multipart boundaries differ from one retry to the next).
     """
+
+    def status_of(row: T) -> int:
+        return status(row) if callable(status) else status
+
     key = requested_key(request)
     if key is None:
         row = await write(None)
-        return Response(render(row), status_code=status, headers=headers(row))
+        return Response(render(row), status_code=status_of(row), headers=headers(row))
     parts = [await request.body()] if body is None else body
     claim = _Claim(
         request.user.id,
@@ -217,8 +221,12 @@ async def answer_once(
     async def before_commit(row: T) -> None:
         # Encoded here, once: the first answer and every replay are the same bytes.
         content, described = encode_json(render(row)), headers(row)
-        claim.remember(session, status, content, described)
-        answers.append(_response(content, status, described))
+        claim.remember(session, status_of(row), content, described)
+        answers.append(_response(content, status_of(row), described))
 
-    await write(before_commit)
+    row = await write(before_commit)
+    if not answers:
+        # The write found its row already there (a direct room) and wrote nothing, so
+        # nothing is remembered: a retry finds the row again.
+        return Response(render(row), status_code=status_of(row), headers=headers(row))
     return answers[0]

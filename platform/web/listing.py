@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +175,8 @@ class Listing:
     # A condition every statement carries, whose parameters the caller supplies: a list
     # of a row's children (a ticket's replies) is kept to that row.
     within: ColumnElement[bool] | None = None
+    # Read fields that are expressions, not columns (ResourceSpec.caller_fields).
+    computed: Mapping[str, ColumnElement[Any]] = field(default_factory=dict)
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -290,7 +292,10 @@ class Listing:
 
     def _compile(self, request: ListRequest) -> str:
         c = self.table.c
-        query = select(*(c[f] for f in self.fields), func.count().over()).select_from(self.table)
+        query = select(
+            *(self.computed[f].label(f) if f in self.computed else c[f] for f in self.fields),
+            func.count().over(),
+        ).select_from(self.table)
         if self.within is not None:
             query = query.where(self.within)
         if request.visible_only and self.visibility is not None:

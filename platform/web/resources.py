@@ -11,8 +11,8 @@ handlers are built at runtime and Litestar reads their real annotation objects.
 """
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -20,7 +20,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.types import Scope
-from sqlalchemy import bindparam
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -62,26 +62,41 @@ class ReadQueries:
 
     @classmethod
     def build(
-        cls, model: type[Any], read_schema: type[msgspec.Struct], visibility: str | None = None
+        cls,
+        model: type[Any],
+        read_schema: type[msgspec.Struct],
+        visibility: str | None = None,
+        caller_fields: Mapping[str, ColumnElement[Any]] | None = None,
     ) -> "ReadQueries":
         """The reads of ``model``; with ``visibility`` (an SQL condition on the row, with
-        ``%(caller_id)s``), kept to the rows it shows."""
+        ``%(caller_id)s``), kept to the rows it shows; ``caller_fields``: read fields that
+        are not columns but expressions of the row and the caller (ResourceSpec)."""
+        caller_fields = caller_fields or {}
         fields = tuple(read_schema.__struct_fields__)
-        missing = [f for f in fields if f not in model.__table__.c]
+        missing = [f for f in fields if f not in model.__table__.c and f not in caller_fields]
         if missing:
             raise TypeError(f"{read_schema.__name__} fields {missing} are not columns of {model.__name__}")
         if not {"id", "updated_at"} <= set(fields):
             raise TypeError(f"{read_schema.__name__} lacks id or updated_at, which its ETag is made of")
         table = quote_ident(model.__tablename__)
-        columns = ", ".join(quote_ident(f) for f in fields)
         and_visible = f" AND ({visibility})" if visibility else ""
+        by_id = f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {table} WHERE id = %(id)s"
+        if caller_fields:
+            # Compiled as a whole, so that an expression's subqueries correlate with the row.
+            c = model.__table__.c
+            selected = (caller_fields[f].label(f) if f in caller_fields else c[f] for f in fields)
+            by_id = _compiled(select(*selected).where(c.id == bindparam("id", type_=c.id.type)))
         return cls(
             fields,
             id_at=fields.index("id"),
             updated_at=fields.index("updated_at"),
-            by_id=f"SELECT {columns} FROM {table} WHERE id = %(id)s{and_visible}",
+            by_id=by_id + and_visible,
             row_by_id=RowById(model.__tablename__, fields, "item_id"),
         )
+
+
+def _compiled(expression: Any) -> str:
+    return str(expression.compile(dialect=psycopg.dialect()))
 
 
 def visibility_sql(service: type[CrudService[Any]]) -> str | None:
@@ -90,7 +105,7 @@ def visibility_sql(service: type[CrudService[Any]]) -> str | None:
     rule = service.visibility(bindparam("caller_id", type_=service.model.id.type))
     if rule is None:
         return None
-    return str(rule.compile(dialect=psycopg.dialect()))
+    return _compiled(rule)
 
 
 def read_transaction_provider(
@@ -167,6 +182,10 @@ class ResourceSpec:
     # The largest create or update body, in bytes: more where a field may be large itself
     # (a document's 1 MiB body), so that the field's own limit is the one a client meets.
     body_limit: int = JSON_BODY_LIMIT
+    # Read fields that are no column but depend on the caller (a room's ``unread_count``):
+    # name → an SQL expression of the row and ``bindparam("caller_id")``, evaluated in
+    # lists and gets alike; the service sets them on the rows it writes.
+    caller_fields: Mapping[str, ColumnElement[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The service checks ``<resource>:manage`` itself (ownership): it learns its
@@ -268,19 +287,23 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     def service(
         session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
     ) -> CrudService[Any]:
-        return spec.service(session, tenant, request.user, settings)
+        return spec.service.for_request(session, tenant, request, settings)
 
-    queries = ReadQueries.build(spec.service.model, Read)
+    queries = ReadQueries.build(spec.service.model, Read, caller_fields=spec.caller_fields)
     rule = visibility_sql(spec.service)
     # Where a visibility rule applies, callers without manage read through it.
-    kept_to_visible = None if rule is None else ReadQueries.build(spec.service.model, Read, rule)
+    kept_to_visible = (
+        None if rule is None else ReadQueries.build(spec.service.model, Read, rule, spec.caller_fields)
+    )
     managing = spec.service.sees_every_row_permission()
 
-    def queries_for(scope: Scope) -> tuple[ReadQueries, dict[str, Any]]:
+    def queries_for(scope: Scope) -> tuple[ReadQueries, dict[str, Any], bool]:
+        """The queries for the caller, their parameters, and whether they keep to the
+        visible rows."""
         user = scope["user"]
         if kept_to_visible is None or user.can(managing):
-            return queries, {}
-        return kept_to_visible, {"caller_id": user.id}
+            return queries, {"caller_id": user.id} if spec.caller_fields else {}, False
+        return kept_to_visible, {"caller_id": user.id}, True
 
     listing = Listing(
         spec.service.model.__table__,
@@ -291,6 +314,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         spec.window,
         visibility=spec.service.visibility(bindparam("caller_id", type_=spec.service.model.id.type)),
         default_order=spec.default_order,
+        computed=spec.caller_fields,
     )
 
     def render(row: Sequence[Any]) -> Any:
@@ -301,8 +325,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         reads: NamedDependency[ReadTransaction],
         page: NamedDependency[PageParams],
     ) -> Page:  # type: ignore[valid-type]
-        _, caller = queries_for(request.scope)
-        wanted = listing.parse(request.query_params, visible_only=bool(caller))
+        _, caller, visible_only = queries_for(request.scope)
+        wanted = listing.parse(request.query_params, visible_only=visible_only)
         if spec.refine_window is not None and wanted.window != (None, None):
             wanted = replace(wanted, exclude=tuple(await spec.refine_window(reads, wanted, caller)))
         rows, total = await read_page(reads, listing.statement(wanted), {**wanted.values(), **caller}, page)
@@ -324,6 +348,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             lambda before_commit: crud.create(data, before_commit),
             spec.render,
             lambda item: {"Location": f"/{spec.resource}/{item.id}", "ETag": row_tag(item)},
+            status=crud.created_status,
         )
 
     async def get_item(scope: Scope, item_id: FromPath[uuid.UUID]) -> Response[Read]:  # type: ignore[valid-type]
@@ -337,7 +362,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             reads = read_transaction.current(scope)
             if reads is None:
                 raise RuntimeError("a GET by id reached its handler without passing authentication's reader")
-            chosen, caller = queries_for(scope)
+            chosen, caller, _ = queries_for(scope)
             row = await reads.fetch_one(chosen.by_id, {"id": item_id, **caller})
             await reads.close()
         if row is None:

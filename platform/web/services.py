@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from litestar import Request
 from litestar.di import NamedDependency
 from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, func, literal, select
@@ -73,6 +74,24 @@ class CrudService(Generic[M]):
     # members and ``projects:manage``).
     sees_every_row: ClassVar[str] = ""
     _repository: Any = field(init=False)
+
+    @classmethod
+    def for_request(
+        cls,
+        session: AsyncSession,
+        tenant: ResolvedTenant,
+        request: Request[Any, Any, Any],
+        settings: Settings,
+    ) -> Self:
+        """The service of one request, given what it needs of the app (``bind_request``)."""
+        service = cls(session, tenant, request.user, settings)
+        service.bind_request(request)
+        return service
+
+    def bind_request(self, request: Request[Any, Any, Any]) -> None:
+        """Take what the resource needs of the app beyond the session from the request
+        (chats: its live channels). Nothing by default."""
+        return None
 
     @classmethod
     def sources_of(cls, target: str) -> set[str]:
@@ -157,6 +176,11 @@ class CrudService(Generic[M]):
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         return values
+
+    def created_status(self, item: M) -> int:
+        """The status of a create's answer: 201, or 200 where a resource's create may
+        find the row it describes already there (a direct chat room)."""
+        return 201
 
     async def prepare_update(self, item: M, changes: dict[str, Any]) -> dict[str, Any]:
         return changes

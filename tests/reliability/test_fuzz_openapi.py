@@ -324,8 +324,9 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 
 
 def _example_url(path: str) -> str:
-    # Other path parameters (a version number, a feed's file name) get a plain value.
-    return re.sub(r"\{(?!item_id)[^}]+\}", "1", path.replace("{item_id}", str(uuid.uuid4())))
+    # Every id (a row's, or a row's child's: a room's message) is a UUID; other path
+    # parameters (a version number, a feed's file name) get a plain value.
+    return re.sub(r"\{([a-z_]+)\}", lambda m: str(uuid.uuid4()) if m.group(1).endswith("_id") else "1", path)
 
 
 def test_public_operations_are_documented_as_public(target: Target) -> None:

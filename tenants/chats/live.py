@@ -1,0 +1,367 @@
+"""The live socket of chats, ``/chats/ws`` (API.md §9), and the publisher of its events.
+
+One channel per tenant (``platform.live.tenant_channel``) carries every room's events,
+each with the room's members at that moment; each app process subscribes once per
+tenant with sockets there (``_Hub``) and sends each event to its members' sockets. So a
+removed member's sockets drop the room with the very event that removes them, and no
+socket learns of rooms it may not see.
+
+Order: message events are published while the writing transaction holds the room's row
+(services.py), so they enter the channel in seq order; a ``resume`` is answered from the
+database, and live message events at or below what it sent are not sent twice.
+
+Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
+caller may not see, 4410 the tenant was suspended or is being deleted (checked on every
+tenant change the resolver hears of), 4429 too many sockets for one user in this process, 1009 a frame
+over 64 KiB, 1008 more than 20 frames in a second. Idle sockets are pinged by the server
+(uvicorn's ``ws_ping_interval``), and those that do not answer are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+import weakref
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.channels import ChannelsPlugin
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+from sqlalchemy import Uuid, bindparam, select
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from atrium.platform.db.read_transaction import ReadTransaction
+from atrium.platform.live import tenant_channel
+from atrium.platform.security.callers import AuthUser
+from atrium.platform.security.permissions import manage, read
+from atrium.platform.security.tokens import TokenAuth
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.middleware import TenancyPlugin
+from atrium.platform.tenancy.naming import normalize_host
+from atrium.platform.tenancy.resolution import ALL_TENANTS, ResolvedTenant
+from atrium.tenants.chats import events
+from atrium.tenants.chats.models import Chat, ChatMessage
+from atrium.tenants.chats.schemas import MessageRead
+
+logger = logging.getLogger(__name__)
+
+TOPIC = "chats"
+AUTH_WINDOW = 5.0
+FRAME_MAX = 64 * 1024
+FRAMES_PER_SECOND = 20
+SOCKETS_PER_USER = 20
+RESUME_MAX = 1_000
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_TENANT_GONE = 4401, 4403, 4429, 4410
+CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
+
+
+def _sql(statement: Any) -> str:
+    return str(statement.compile(dialect=psycopg.dialect()))
+
+
+ROOM_MEMBERS = _sql(select(Chat.member_ids).where(Chat.id == bindparam("chat_id", type_=Uuid)))
+MESSAGES_AFTER = (
+    _sql(
+        select(*(ChatMessage.__table__.c[f] for f in MessageRead.__struct_fields__))
+        .where(
+            ChatMessage.chat_id == bindparam("chat_id", type_=Uuid),
+            ChatMessage.seq > bindparam("after"),
+        )
+        .order_by(ChatMessage.seq)
+    )
+    + f" LIMIT {RESUME_MAX}"
+)
+
+
+def publisher(channels: ChannelsPlugin) -> events.Publisher:
+    async def publish(tenant_id: uuid.UUID, members: Sequence[uuid.UUID], frame: dict[str, Any]) -> None:
+        data = msgspec.json.encode({"members": [str(m) for m in members], "event": frame})
+        try:
+            await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
+        except Exception as exc:
+            # The write stands; clients that missed the event get it with ``resume``.
+            logger.warning("could not publish a chat event (%s); clients catch up by resume", exc)
+
+    return publish
+
+
+class _Socket:
+    """One authenticated socket: what it delivered, and its frame budget."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
+        self.socket, self.user, self.tenant = socket, user, tenant
+        self.host = _host(socket)
+        self.me = str(user.id)
+        self.sending = asyncio.Lock()
+        # Per room: the highest message seq sent (a resume's, or a live event's).
+        self.delivered: dict[str, int] = {}
+        self.arrivals: deque[float] = deque()
+
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+        async with self.sending:
+            if frame["type"] == "message.created":
+                room = frame["chat_id"]
+                if frame["seq"] <= self.delivered.get(room, 0):
+                    return  # a resume sent it already
+                self.delivered[room] = frame["seq"]
+            await self.socket.send_text(text)
+
+    def over_rate(self) -> bool:
+        now = time.monotonic()
+        self.arrivals.append(now)
+        while self.arrivals and now - self.arrivals[0] > 1.0:
+            self.arrivals.popleft()
+        return len(self.arrivals) > FRAMES_PER_SECOND
+
+    async def resume(self, engine: Any, settings: Settings, chat_id: uuid.UUID, after: int) -> bool:
+        """Send the room's messages after ``after``; False when the caller may not see it."""
+        reads, _ = await ReadTransaction.begin(engine, self.tenant.schema, settings.db_statement_timeout_ms)
+        try:
+            row = await reads.fetch_one(ROOM_MEMBERS, {"chat_id": chat_id})
+            if row is None or (self.user.id not in row[0] and not self.user.can(manage(TOPIC))):
+                return False
+            async with self.sending:
+                rows = await reads.fetch_all(MESSAGES_AFTER, {"chat_id": chat_id, "after": after})
+                fields = MessageRead.__struct_fields__
+                for values in rows:
+                    message = MessageRead(**dict(zip(fields, values, strict=True)))
+                    kind = "message.deleted" if message.deleted else "message.created"
+                    await self.socket.send_json(events.event(kind, chat_id, message.seq, message))
+                    room = str(chat_id)
+                    self.delivered[room] = max(self.delivered.get(room, 0), message.seq)
+            return True
+        finally:
+            await reads.close()
+
+
+class _Hub:
+    """One app's sockets in this process, by tenant and user, and one subscription per
+    tenant with sockets here: each event is decoded and encoded once, then sent to the
+    sockets of its members only (not tested against every socket of the tenant)."""
+
+    def __init__(self, channels: ChannelsPlugin) -> None:
+        self.channels = channels
+        self.users: dict[uuid.UUID, defaultdict[str, set[_Socket]]] = {}
+        self.pumps: dict[uuid.UUID, tuple[Any, asyncio.Task[None]]] = {}
+
+    async def join(self, state: _Socket) -> None:
+        tenant = state.tenant.id
+        if tenant not in self.users:
+            self.users[tenant] = defaultdict(set)
+            subscriber = await self.channels.subscribe([tenant_channel(tenant, TOPIC)])
+            self.pumps[tenant] = (subscriber, asyncio.create_task(self._pump(tenant, subscriber)))
+        self.users[tenant][state.me].add(state)
+
+    async def leave(self, state: _Socket) -> None:
+        tenant = state.tenant.id
+        users = self.users.get(tenant)
+        if users is None:
+            return
+        users[state.me].discard(state)
+        if not users[state.me]:
+            del users[state.me]
+        if not users:
+            del self.users[tenant]
+            subscriber, task = self.pumps.pop(tenant)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await self.channels.unsubscribe(subscriber)
+
+    async def _pump(self, tenant: uuid.UUID, subscriber: Any) -> None:
+        async for raw in subscriber.iter_events():
+            try:
+                envelope = json.loads(raw)
+                frame = envelope["event"]
+                text = json.dumps(frame)
+            except (ValueError, KeyError, TypeError):
+                continue
+            users = self.users.get(tenant, {})
+            for member in envelope["members"]:
+                for state in list(users.get(member, ())):
+                    with contextlib.suppress(Exception):  # a socket closing meanwhile
+                        await state.deliver(frame, text)
+
+
+# One hub per app (its channels plugin), made with the app's first socket.
+_hubs: weakref.WeakKeyDictionary[ChannelsPlugin, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub(channels: ChannelsPlugin) -> _Hub:
+    hub = _hubs.get(channels)
+    if hub is None:
+        hub = _hubs[channels] = _Hub(channels)
+    return hub
+
+
+# Sockets per (tenant, user) in this process.
+_open: defaultdict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+# This process's sockets by tenant, for closing them when their tenant goes away.
+_by_tenant: defaultdict[uuid.UUID, set[_Socket]] = defaultdict(set)
+_watching: set[int] = set()
+_rechecks: set[asyncio.Task[None]] = set()
+
+
+def _watch_tenants(resolver: Any) -> None:
+    """Once per resolver: on every tenant change it hears of, look the changed tenants'
+    sockets' hosts up again and close the sockets of a tenant no longer served."""
+    if id(resolver) in _watching:
+        return
+    _watching.add(id(resolver))
+
+    def changed(tenant_id: str) -> None:
+        for tenant, states in list(_by_tenant.items()):
+            if tenant_id in (ALL_TENANTS, str(tenant)) and states:
+                task = asyncio.get_running_loop().create_task(_recheck(resolver, set(states)))
+                _rechecks.add(task)
+                task.add_done_callback(_rechecks.discard)
+
+    resolver.add_listener(changed)
+
+
+async def _recheck(resolver: Any, states: set[_Socket]) -> None:
+    for state in states:
+        tenant = await resolver.resolve(state.host)
+        if tenant is None or tenant.deleting or tenant.suspended:
+            with contextlib.suppress(Exception):
+                await state.socket.close(code=CLOSE_TENANT_GONE, reason="this tenant is not served")
+
+
+def _host(socket: WebSocket[Any, Any, Any]) -> str:
+    parsed = normalize_host(socket.headers.get("host"))
+    return parsed[0] if parsed else ""
+
+
+async def _token_of(socket: WebSocket[Any, Any, Any]) -> str | None:
+    """The bearer token: the subprotocol pair ``bearer, <token>``, else the first frame."""
+    offered = socket.scope.get("subprotocols") or []
+    if len(offered) >= 2 and offered[0].lower() == "bearer":
+        await socket.accept(subprotocols="bearer")
+        return str(offered[1])
+    await socket.accept()
+    try:
+        async with asyncio.timeout(AUTH_WINDOW):
+            text = await socket.receive_text()
+    except (TimeoutError, WebSocketDisconnect):
+        return None
+    if len(text) > FRAME_MAX:
+        return None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+        return None
+    return str(frame["token"])
+
+
+async def _caller(token_auth: TokenAuth, socket: WebSocket[Any, Any, Any], encoded: str) -> AuthUser | None:
+    jwt = token_auth.jwt
+    try:
+        token = jwt.token_cls.decode(
+            encoded_token=encoded,
+            secret=jwt.token_secret,
+            algorithm=jwt.algorithm,
+            require_claims=jwt.require_claims,
+        )
+        user = await token_auth.retrieve_user(token, socket)
+    except Exception:
+        # Malformed, expired, revoked, another tenant's: one answer for all, as over HTTP.
+        return None
+    return user if user is not None and user.can(read(TOPIC)) else None
+
+
+def _resume_request(frame: Any) -> tuple[uuid.UUID, int] | None:
+    if not isinstance(frame, dict) or frame.get("type") != "resume":
+        return None
+    after = frame.get("after", 0)
+    try:
+        chat_id = uuid.UUID(str(frame.get("chat_id")))
+    except ValueError:
+        return None
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        return None
+    return chat_id, after
+
+
+@websocket(
+    "/ws",
+    opt={"exclude_from_auth": True},
+    # Authenticated by the handler itself: a browser cannot set an Authorization header.
+)
+async def chat_socket(
+    socket: WebSocket[Any, Any, Any],
+    tenant: NamedDependency[ResolvedTenant],
+    settings: NamedDependency[Settings],
+    token_auth: NamedDependency[TokenAuth],
+    db_engine: NamedDependency[AsyncEngine],
+) -> None:
+    encoded = await _token_of(socket)
+    user = None if encoded is None else await _caller(token_auth, socket, encoded)
+    if user is None:
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason="a valid bearer token of this tenant is needed")
+        return
+    key = (tenant.id, user.id)
+    if _open[key] >= SOCKETS_PER_USER:
+        await socket.close(code=CLOSE_TOO_MANY, reason="too many sockets for this user")
+        return
+    _open[key] += 1
+    state = _Socket(socket, user, tenant)
+    _by_tenant[tenant.id].add(state)
+    _watch_tenants(socket.app.plugins.get(TenancyPlugin).resolver)
+    try:
+        await _serve(socket, state, settings, db_engine)
+    finally:
+        _open[key] -= 1
+        if not _open[key]:
+            del _open[key]
+        _by_tenant[tenant.id].discard(state)
+        if not _by_tenant[tenant.id]:
+            del _by_tenant[tenant.id]
+
+
+async def _serve(
+    socket: WebSocket[Any, Any, Any], state: _Socket, settings: Settings, engine: AsyncEngine
+) -> None:
+    hub = _hub(socket.app.plugins.get(ChannelsPlugin))
+    await hub.join(state)
+    await socket.send_json({"type": "ready"})
+    try:
+        while True:
+            try:
+                text = await socket.receive_text()
+            except WebSocketDisconnect:
+                return
+            if len(text.encode()) > FRAME_MAX:
+                await socket.close(code=CLOSE_TOO_BIG, reason="frames are at most 64 KiB")
+                return
+            if state.over_rate():
+                await socket.close(code=CLOSE_POLICY, reason="at most 20 frames a second")
+                return
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                frame = None
+            if isinstance(frame, dict) and frame.get("type") == "ping":
+                async with state.sending:
+                    await socket.send_json({"type": "pong"})
+                continue
+            wanted = _resume_request(frame)
+            if wanted is None:
+                async with state.sending:
+                    await socket.send_json({"type": "error", "detail": "expected a resume or a ping"})
+                continue
+            if not await state.resume(engine, settings, *wanted):
+                await socket.close(code=CLOSE_FORBIDDEN, reason="no such room")
+                return
+    finally:
+        await hub.leave(state)

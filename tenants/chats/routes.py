@@ -1,0 +1,205 @@
+"""/chats: rooms through the shared conventions, their messages and read markers beside them.
+
+Like ``atrium.platform.web.resources``, this module does not use ``from __future__ import
+annotations``: the handlers are built at runtime and Litestar reads their annotations.
+"""
+
+import uuid
+from typing import Any
+
+from litestar import Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.security.guards import requires
+from atrium.platform.security.permissions import read, write
+from atrium.platform.settings import Settings
+from atrium.platform.tenancy.resolution import ResolvedTenant
+from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.concurrency import row_tag
+from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.idempotency import answer_once
+from atrium.platform.web.listing import Filter
+from atrium.platform.web.resources import ResourceSpec
+from atrium.tenants.chats import schemas as s
+from atrium.tenants.chats.live import chat_socket
+from atrium.tenants.chats.services import UNREAD_COUNT, ChatService, render_message
+
+RESOURCE = "chats"
+LIMIT_DEFAULT, LIMIT_MAX = 50, 200
+SEQ_MAX = 2**31 - 1
+
+
+def _query_int(request: Request, name: str, low: int, high: int, errors: list[dict[str, str]]) -> int | None:
+    values = request.query_params.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        errors.append({"field": name, "message": "given more than once"})
+        return None
+    try:
+        value = int(values[0])
+    except ValueError:
+        errors.append({"field": name, "message": "not an integer"})
+        return None
+    if not low <= value <= high:
+        errors.append({"field": name, "message": f"must be between {low} and {high}"})
+        return None
+    return value
+
+
+def _page_parameters(request: Request) -> tuple[int | None, int | None, int]:
+    """``before``, ``after`` and ``limit``; every bad or unknown one named in one 422."""
+    errors = [
+        {"field": name, "message": "unknown parameter"}
+        for name in request.query_params
+        if name not in {"before", "after", "limit"}
+    ]
+    before = _query_int(request, "before", 0, SEQ_MAX, errors)
+    after = _query_int(request, "after", 0, SEQ_MAX, errors)
+    limit = _query_int(request, "limit", 1, LIMIT_MAX, errors)
+    if errors:
+        raise problem(422, "The list parameters are not valid.", errors=errors)
+    return before, after, LIMIT_DEFAULT if limit is None else limit
+
+
+def message_handlers() -> list[Any]:
+    def service(
+        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
+    ) -> ChatService:
+        return ChatService.for_request(db_session, tenant, request, settings)
+
+    @get(
+        "/{item_id:uuid}/messages",
+        guards=[requires(read(RESOURCE))],
+        operation_id="list_chat_messages",
+        summary="List a room's messages",
+        description=(
+            "Newest first, `before` a seq when given; with `after`, the `limit` messages right "
+            "after that seq, oldest first. `limit` 1 to 200, default 50."
+        ),
+        responses=problem_responses(401, 403, 404, 422, 503),
+    )
+    async def list_messages(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+    ) -> s.MessagePage:
+        before, after, limit = _page_parameters(request)
+        found = await service(db_session, tenant, request, settings).messages(item_id, before, after, limit)
+        return s.MessagePage(items=[render_message(m) for m in found], limit=limit)
+
+    @post(
+        "/{item_id:uuid}/messages",
+        guards=[requires(write(RESOURCE))],
+        operation_id="create_chat_message",
+        summary="Post a message to a room",
+        description=(
+            "`body` 1 to 4,000 characters; `parent_id`: a top-level message of the room (a reply to a "
+            "reply is 422). Answered once per `Idempotency-Key`."
+        ),
+        status_code=201,
+        request_max_body_size=JSON_BODY_LIMIT,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    )
+    async def create_message(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        data: JSONBody[s.MessageCreate],
+    ) -> Response[s.MessageRead]:
+        crud = service(db_session, tenant, request, settings)
+        return await answer_once(
+            request,
+            db_session,
+            tenant,
+            lambda before_commit: crud.post(item_id, data, before_commit),
+            render_message,
+        )
+
+    @patch(
+        "/{item_id:uuid}/messages/{message_id:uuid}",
+        guards=[requires(write(RESOURCE))],
+        operation_id="update_chat_message",
+        summary="Edit a message",
+        description="The author, or `chats:manage`. Sets `edited_at`; a deleted message: 409.",
+        request_max_body_size=JSON_BODY_LIMIT,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    )
+    async def update_message(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        message_id: FromPath[uuid.UUID],
+        data: JSONBody[s.MessageUpdate],
+    ) -> s.MessageRead:
+        message = await service(db_session, tenant, request, settings).edit(item_id, message_id, data)
+        return render_message(message)
+
+    @delete(
+        "/{item_id:uuid}/messages/{message_id:uuid}",
+        guards=[requires(write(RESOURCE))],
+        operation_id="delete_chat_message",
+        summary="Delete a message",
+        description="The author, or `chats:manage`. The message keeps its seq, with an empty body.",
+        status_code=204,
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def delete_message(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        message_id: FromPath[uuid.UUID],
+    ) -> None:
+        await service(db_session, tenant, request, settings).remove(item_id, message_id)
+
+    @post(
+        "/{item_id:uuid}/read",
+        guards=[requires(read(RESOURCE))],
+        operation_id="read_chat",
+        summary="Move the caller's read marker",
+        description="Forward only: a `seq` below the marker changes nothing. Answers the room.",
+        status_code=200,
+        request_max_body_size=JSON_BODY_LIMIT,
+        responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    )
+    async def mark_read(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        data: JSONBody[s.ReadMarker],
+    ) -> Response[s.ChatRead]:
+        room = await service(db_session, tenant, request, settings).mark_read(item_id, data.seq)
+        return Response(CHATS.render(room), headers={"ETag": row_tag(room)})
+
+    return [list_messages, create_message, update_message, delete_message, mark_read, chat_socket]
+
+
+CHATS = ResourceSpec(
+    RESOURCE,
+    ChatService,
+    s.ChatRead,
+    s.ChatCreate,
+    s.ChatUpdate,
+    extra_handlers=message_handlers(),
+    description=(
+        "Chat rooms (`group`, `direct`) seen by their members and `chats:manage`, their "
+        "messages (per-room `seq`, threads one level deep) and each member's read marker. "
+        "Live events: the websocket at `/chats/ws`."
+    ),
+    member="write",
+    filters=[Filter("kind"), Filter("owner_id")],
+    sort=["updated_at", "last_message_at", "name"],
+    caller_fields={"unread_count": UNREAD_COUNT},
+)

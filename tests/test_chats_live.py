@@ -1,0 +1,306 @@
+"""Chats' live socket (API.md §9) against real servers: ``atrium serve --workers 2`` and a
+second app instance, both on one real Redis, so events cross processes as in production.
+
+Sockets connect to server A; messages are posted through A or B. What a socket must not
+receive is checked with a sentinel: an event it must receive, posted after the one it
+must not, has to be the next frame it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from atrium.platform.settings import Settings
+from tests import servers
+from tests.api import TenantUser, add_user, new_tenant
+from tests.conftest import MadeTenant, login
+
+TIMEOUT = 10.0
+
+
+def _start(settings: Settings, redis_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": redis_url,
+        "ATRIUM_SECRET_KEY": settings.secret_key,
+        "ATRIUM_BCRYPT_ROUNDS": "4",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "atrium.scripts",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    log = open(os.path.join(tempfile.gettempdir(), f"atrium-live-{port}.log"), "wb")  # noqa: SIM115
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ports(settings: Settings, redis_url: str | None, operator_engine: Engine) -> Iterator[tuple[int, int]]:
+    servers.require(redis_url is not None, "a Redis server (ATRIUM_TEST_REDIS_URL or redis-server on PATH)")
+    assert redis_url is not None
+    a, b = servers.free_port(), servers.free_port()
+    procs = [_start(settings, redis_url, a, 2), _start(settings, redis_url, b, 1)]
+    try:
+        for port, proc in zip((a, b), procs, strict=True):
+            servers.wait_for_port(port, timeout=60, proc=proc)  # type: ignore[arg-type]
+        yield a, b
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def tenants(operator_engine: Engine) -> tuple[MadeTenant, MadeTenant]:
+    return new_tenant(operator_engine, "live"), new_tenant(operator_engine, "other")
+
+
+class Peer:
+    """A tenant user with a client on each server."""
+
+    def __init__(self, user: TenantUser, a: httpx.AsyncClient, b: httpx.AsyncClient, port: int) -> None:
+        self.user, self.a, self.b, self.port = user, a, b, port
+
+    @property
+    def token(self) -> str:
+        return self.user.headers["Authorization"].removeprefix("Bearer ")
+
+    @property
+    def host(self) -> str:
+        return self.user.headers["Host"]
+
+    @asynccontextmanager
+    async def socket(
+        self, token: str | None = None, host: str | None = None
+    ) -> AsyncIterator[ClientConnection]:
+        async with connect(
+            f"ws://{host or self.host}/chats/ws",
+            host="127.0.0.1",
+            port=self.port,
+            subprotocols=["bearer", token or self.token],  # type: ignore[list-item]
+            open_timeout=TIMEOUT,
+        ) as ws:
+            assert await frame(ws) == {"type": "ready"}
+            yield ws
+
+    async def post(self, chat: str, body: str, via: str = "b") -> dict[str, Any]:
+        client = self.b if via == "b" else self.a
+        response = await client.post(
+            f"/chats/{chat}/messages", json={"body": body}, headers=self.user.headers
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def room(self, members: list[Peer], **extra: Any) -> dict[str, Any]:
+        body = {"name": f"Room {uuid.uuid4().hex[:6]}", "member_ids": [m.user.id for m in members], **extra}
+        response = await self.a.post("/chats", json=body, headers=self.user.headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+async def frame(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(TIMEOUT):
+        return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+
+async def next_message(ws: ClientConnection) -> dict[str, Any]:
+    """The next ``message.*`` frame (membership and read events of room creation skipped)."""
+    while True:
+        got = await frame(ws)
+        if got["type"].startswith("message."):
+            return got
+
+
+async def _drain(ws: ClientConnection) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            await ws.recv()
+
+
+async def closed_with(ws: ClientConnection) -> int | None:
+    with pytest.raises(ConnectionClosed):
+        await _drain(ws)
+    return ws.close_code
+
+
+@pytest.fixture(scope="module")
+async def peers(
+    ports: tuple[int, int], tenants: tuple[MadeTenant, MadeTenant]
+) -> AsyncIterator[dict[str, Peer]]:
+    a_port, b_port = ports
+    made, other = tenants
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{a_port}", timeout=30) as a,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{b_port}", timeout=30) as b,
+    ):
+        owner = await login(a, made.host, made.owner_email, made.owner_password)
+        outsider = await login(a, other.host, other.owner_email, other.owner_password)
+        found = {"owner": Peer(TenantUser("", made.owner_email, made.owner_password, owner), a, b, a_port)}
+        me = (await a.get("/auth/me", headers=owner)).json()["user"]["id"]
+        found["owner"].user = TenantUser(me, made.owner_email, made.owner_password, owner)
+        for name in ("alice", "bob", "carol"):
+            found[name] = Peer(await add_user(a, owner, role="Member"), a, b, a_port)
+        other_me = (await a.get("/auth/me", headers=outsider)).json()["user"]["id"]
+        found["outsider"] = Peer(
+            TenantUser(other_me, other.owner_email, other.owner_password, outsider), a, b, a_port
+        )
+        yield found
+
+
+async def test_delivery_across_app_processes_in_seq_order(peers: dict[str, Peer]) -> None:
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    # Several sockets on server A (two workers: most likely both), posts through server B.
+    async with bob.socket() as one, bob.socket() as two, alice.socket() as three:
+        posted = [await alice.post(room["id"], f"m{i}", via="b" if i % 2 else "a") for i in range(6)]
+        for ws in (one, two, three):
+            got = [await next_message(ws) for _ in posted]
+            assert [g["type"] for g in got] == ["message.created"] * 6
+            assert [g["seq"] for g in got] == [p["seq"] for p in posted] == sorted(p["seq"] for p in posted)
+            assert got[0]["chat_id"] == room["id"] and got[0]["data"]["body"] == "m0"
+        edited = await bob.b.patch(
+            f"/chats/{room['id']}/messages/{posted[0]['id']}", json={"body": "M0"}, headers=alice.user.headers
+        )
+        assert edited.status_code == 200
+        got = await next_message(one)
+        assert got["type"] == "message.updated" and got["data"]["body"] == "M0"
+        deleted = await bob.b.delete(
+            f"/chats/{room['id']}/messages/{posted[1]['id']}", headers=alice.user.headers
+        )
+        assert deleted.status_code == 204
+        got = await next_message(one)
+        assert (
+            got["type"] == "message.deleted" and got["seq"] == posted[1]["seq"] and got["data"]["body"] == ""
+        )
+        marked = await bob.b.post(f"/chats/{room['id']}/read", json={"seq": 3}, headers=bob.user.headers)
+        assert marked.status_code == 200
+        got = await frame(one)
+        assert got["type"] == "read.updated" and got["data"] == {"user_id": bob.user.id, "seq": 3}
+
+
+async def test_first_frame_authentication_and_resume_after_a_disconnect(peers: dict[str, Peer]) -> None:
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    first = await alice.post(room["id"], "before")
+    async with connect(f"ws://{bob.host}/chats/ws", host="127.0.0.1", port=bob.port) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": bob.token}))
+        assert await frame(ws) == {"type": "ready"}
+    # Down: three messages are posted.
+    missed = [await alice.post(room["id"], f"missed {i}") for i in range(3)]
+    async with bob.socket() as ws:
+        await ws.send(json.dumps({"type": "resume", "chat_id": room["id"], "after": first["seq"]}))
+        got = [await next_message(ws) for _ in missed]
+        assert [g["seq"] for g in got] == [m["seq"] for m in missed]
+        assert [g["data"]["body"] for g in got] == ["missed 0", "missed 1", "missed 2"]
+        # Live again: the next message arrives once, after what was resumed.
+        latest = await alice.post(room["id"], "live")
+        assert (await next_message(ws))["seq"] == latest["seq"]
+
+
+async def test_close_codes(peers: dict[str, Peer]) -> None:
+    alice, outsider, owner = peers["alice"], peers["outsider"], peers["owner"]
+    # A bad token, another tenant's token, a bad first frame: 4401.
+    for token in ("not-a-token", outsider.token):
+        async with connect(
+            f"ws://{alice.host}/chats/ws",
+            host="127.0.0.1",
+            port=alice.port,
+            subprotocols=["bearer", token],  # type: ignore[list-item]
+        ) as ws:
+            assert await closed_with(ws) == 4401
+    async with connect(f"ws://{alice.host}/chats/ws", host="127.0.0.1", port=alice.port) as ws:
+        await ws.send(json.dumps({"type": "hello"}))
+        assert await closed_with(ws) == 4401
+    # No token at all: closed once the 5 s are up.
+    async with connect(f"ws://{alice.host}/chats/ws", host="127.0.0.1", port=alice.port) as ws:
+        assert await closed_with(ws) == 4401
+    # A resume of a room the caller does not see: 4403.
+    private = await owner.room([])
+    async with alice.socket() as ws:
+        await ws.send(json.dumps({"type": "resume", "chat_id": private["id"], "after": 0}))
+        assert await closed_with(ws) == 4403
+    # A frame over 64 KiB: 1009; more than 20 frames a second: 1008.
+    async with alice.socket() as ws:
+        await ws.send("x" * (64 * 1024 + 1))
+        assert await closed_with(ws) == 1009
+    async with alice.socket() as ws:
+        for _ in range(25):
+            await ws.send(json.dumps({"type": "ping"}))
+        assert await closed_with(ws) == 1008
+
+
+async def test_a_removed_member_stops_receiving_at_once(peers: dict[str, Peer]) -> None:
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    sentinel = await alice.room([bob])
+    async with bob.socket() as ws:
+        removed = await alice.b.patch(
+            f"/chats/{room['id']}", json={"member_ids": [alice.user.id]}, headers=alice.user.headers
+        )
+        assert removed.status_code == 200
+        while (got := await frame(ws))["type"] != "member.removed":
+            pass
+        assert got["chat_id"] == room["id"] and got["data"] == {"user_id": bob.user.id}
+        await alice.post(room["id"], "not for bob")
+        mark = await alice.post(sentinel["id"], "for bob")
+        got = await next_message(ws)
+        assert got["chat_id"] == sentinel["id"] and got["seq"] == mark["seq"]
+
+
+async def test_a_tenants_events_never_reach_another_tenants_sockets(peers: dict[str, Peer]) -> None:
+    alice, outsider = peers["alice"], peers["outsider"]
+    room = await alice.room([])
+    theirs = await outsider.room([])
+    async with outsider.socket() as ws:
+        await alice.post(room["id"], "tenant a only")
+        mark = await outsider.post(theirs["id"], "tenant b")
+        got = await next_message(ws)
+        assert got["chat_id"] == theirs["id"] and got["seq"] == mark["seq"]
+
+
+async def test_a_suspended_tenants_sockets_close(
+    peers: dict[str, Peer], operator_engine: Engine, redis_url: str | None
+) -> None:
+    """Its own tenant, so that the others stay served for the other tests."""
+    from atrium.platform.tenancy.admin import set_status
+    from atrium.platform.tenancy.registry import TenantStatus
+    from atrium.platform.tenancy.resolution import publish_tenant_change
+
+    made = new_tenant(operator_engine, "gone")
+    alice = peers["alice"]
+    headers = await login(alice.a, made.host, made.owner_email, made.owner_password)
+    owner = Peer(TenantUser("", made.owner_email, made.owner_password, headers), alice.a, alice.b, alice.port)
+    async with owner.socket() as ws:
+        tenant_id = set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
+        publish_tenant_change(redis_url, tenant_id)
+        assert await closed_with(ws) == 4410
