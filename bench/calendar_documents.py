@@ -21,13 +21,23 @@ from __future__ import annotations
 
 import datetime
 import random
-import statistics
 import time
 from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, Target, ms, percentile, step
+from common import (
+    Bench,
+    BenchError,
+    BenchTenant,
+    Goal,
+    Row,
+    Step,
+    Target,
+    latency_summary,
+    step,
+    target_headers,
+)
 
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.tenants.calendar.recurrence import Series
@@ -117,18 +127,6 @@ def seed(bench: Bench, tenant: BenchTenant, events: int, documents: int) -> floa
     return time.perf_counter() - started
 
 
-def _summary(latencies: list[float]) -> dict[str, Any]:
-    return {
-        "requests": len(latencies),
-        "p50_ms": round(ms(statistics.median(latencies)), 2),
-        "p99_ms": round(ms(percentile(latencies, 99)), 2),
-    }
-
-
-def _headers(target: Target) -> dict[str, str]:
-    return {"Host": target.host, "Authorization": f"Bearer {target.token}"}
-
-
 def _timed_gets(
     bench: Bench, target: Target, path: str, params: dict[str, Any], count: int
 ) -> tuple[Any, list[float]]:
@@ -136,7 +134,7 @@ def _timed_gets(
     assert served is not None
     url = f"http://127.0.0.1:{served.port}{path}"
     latencies = []
-    with httpx.Client(headers=_headers(target), timeout=60) as client:
+    with httpx.Client(headers=target_headers(target), timeout=60) as client:
         first = client.get(url, params=params)
         if first.status_code != 200:
             raise BenchError(f"GET {path} answered {first.status_code}: {first.text[:300]}")
@@ -175,8 +173,8 @@ def occurrences_figure(
         "route": "GET /events/occurrences (one month)",
         "events": events,
         "occurrences": len(answer["items"]),
-        "app": _summary(app),
-        "floor": _summary(floor),
+        "app": latency_summary(app),
+        "floor": latency_summary(floor),
     }
 
 
@@ -191,8 +189,8 @@ def search_figure(
         "route": f"GET /documents?q={QUERY}",
         "documents": documents,
         "matches": page["total"],
-        "app": _summary(app),
-        "floor": _summary(floor),
+        "app": latency_summary(app),
+        "floor": latency_summary(floor),
     }
 
 
@@ -202,7 +200,7 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
     body = _body(random.Random(1))
     app = []
     with httpx.Client(
-        base_url=f"http://127.0.0.1:{served.port}", headers=_headers(target), timeout=60
+        base_url=f"http://127.0.0.1:{served.port}", headers=target_headers(target), timeout=60
     ) as client:
         for i in range(count + 1):
             started = time.perf_counter()
@@ -218,7 +216,11 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
                 _bind(conn, tenant)
                 conn.execute(FLOOR_CREATE, {"title": f"Floor {i}", "body": body, "owner": tenant.owner_id})
             floor.append(time.perf_counter() - started)
-    return {"route": "POST /documents (2 KB body)", "app": _summary(app[1:]), "floor": _summary(floor[1:])}
+    return {
+        "route": "POST /documents (2 KB body)",
+        "app": latency_summary(app[1:]),
+        "floor": latency_summary(floor[1:]),
+    }
 
 
 def calendar_documents_figures(bench: Bench) -> None:

@@ -79,6 +79,15 @@ def percentile(values: list[float], pct: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(pct) - 1]
 
 
+def latency_summary(latencies: list[float]) -> dict[str, Any]:
+    """The count, p50 and p99 (ms) of request latencies given in seconds."""
+    return {
+        "requests": len(latencies),
+        "p50_ms": round(ms(statistics.median(latencies)), 2),
+        "p99_ms": round(ms(percentile(latencies, 99)), 2),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -261,6 +270,11 @@ class Target:
     host: str
     token: str
     path: str
+
+
+def target_headers(target: Target) -> dict[str, str]:
+    """The Host and bearer token of a request to ``target``."""
+    return {"Host": target.host, "Authorization": f"Bearer {target.token}"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,25 @@ schema (the first two hold the other figures' rows), then analysed.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, Target, ms, percentile, step
+from common import (
+    Bench,
+    BenchError,
+    BenchTenant,
+    Goal,
+    Row,
+    Step,
+    Target,
+    latency_summary,
+    ms,
+    step,
+    target_headers,
+)
 
 from atrium.platform.tenancy.naming import quote_ident
 
@@ -107,18 +118,6 @@ def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID
     return forum, time.perf_counter() - started
 
 
-def _summary(latencies: list[float]) -> dict[str, Any]:
-    return {
-        "requests": len(latencies),
-        "p50_ms": round(ms(statistics.median(latencies)), 2),
-        "p99_ms": round(ms(percentile(latencies, 99)), 2),
-    }
-
-
-def _headers(target: Target) -> dict[str, str]:
-    return {"Host": target.host, "Authorization": f"Bearer {target.token}"}
-
-
 def topics_page(
     bench: Bench, target: Target, tenant: BenchTenant, forum: uuid.UUID, count: int
 ) -> dict[str, Any]:
@@ -127,7 +126,7 @@ def topics_page(
     url = f"http://127.0.0.1:{served.port}/forum-discussions"
     params = {"forum_id": str(forum), "parent_id": "null", "limit": PAGE}
     app: list[float] = []
-    with httpx.Client(headers=_headers(target), timeout=30) as client:
+    with httpx.Client(headers=target_headers(target), timeout=30) as client:
         first = client.get(url, params=params)
         if first.status_code != 200:
             raise BenchError(f"GET {url} answered {first.status_code}: {first.text[:300]}")
@@ -150,7 +149,7 @@ def topics_page(
         floor = floor[1:]
     if [str(r[0]) for r in rows] != [row["id"] for row in page["items"]]:
         raise BenchError("the floor's page differs from the app's")
-    return {"topics": page["total"], "app": _summary(app), "floor": _summary(floor)}
+    return {"topics": page["total"], "app": latency_summary(app), "floor": latency_summary(floor)}
 
 
 async def _app_replies(bench: Bench, target: Target, forum: uuid.UUID) -> tuple[str, list[float], float]:
@@ -159,7 +158,7 @@ async def _app_replies(bench: Bench, target: Target, forum: uuid.UUID) -> tuple[
     base = f"http://127.0.0.1:{served.port}"
     limits = httpx.Limits(max_connections=REPLIES)
     async with httpx.AsyncClient(
-        base_url=base, headers=_headers(target), timeout=60, limits=limits
+        base_url=base, headers=target_headers(target), timeout=60, limits=limits
     ) as client:
         made = await client.post(
             "/forum-discussions", json={"forum_id": str(forum), "title": "Busy", "body": "b"}
@@ -252,8 +251,8 @@ def forum_figures(bench: Bench) -> None:
         "route": "POST /forum-discussions (a reply)",
         "replies": REPLIES,
         "reply_count": REPLIES,  # checked exactly above, else the bench fails
-        "app": {**_summary(app), "wall_ms": round(ms(app_wall), 1)},
-        "floor": {**_summary(floor), "wall_ms": round(ms(floor_wall), 1)},
+        "app": {**latency_summary(app), "wall_ms": round(ms(app_wall), 1)},
+        "floor": {**latency_summary(floor), "wall_ms": round(ms(floor_wall), 1)},
     }
 
 
