@@ -5,8 +5,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from litestar import Litestar
 from sqlalchemy import Engine, event
@@ -170,3 +172,22 @@ def statements_run(engine: AsyncEngine, containing: str) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
+
+
+@contextmanager
+def driver_statements() -> Iterator[list[str]]:
+    """Every statement this process's psycopg cursors execute while inside, whichever path
+    sent it (a session, a Core connection, or the app's own driver-level reads and writes).
+    Instrumentation only: each call still goes to the real ``execute``."""
+    statements: list[str] = []
+    real = psycopg.AsyncCursor.execute
+
+    async def execute(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(query if isinstance(query, str) else str(query))
+        return await real(self, query, *args, **kwargs)
+
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield statements
+    finally:
+        psycopg.AsyncCursor.execute = real  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.web.idempotency import HEADER, REPLAYED_HEADER, _lock_id
 from tests import servers
 from tests.api import Api, Headers, add_user, assert_problem, error_fields, serve_api, unserved_app
-from tests.conftest import MadeTenant, login_owner, statements_run
+from tests.conftest import MadeTenant, driver_statements, login_owner
 
 pytest_plugins = ["tests.api"]
 
@@ -321,10 +321,10 @@ async def test_media_upload_is_replayed(
 
 
 async def test_without_the_header_no_statement_is_added(api: Api, owner_a: Headers) -> None:
-    app, client = api
-    with statements_run(app.state.engine, "") as plain:
+    _, client = api
+    with driver_statements() as plain:
         assert_first(await post_group(client, owner_a, "Plain"))
-    with statements_run(app.state.engine, "") as with_key:
+    with driver_statements() as with_key:
         assert_first(await post_group(client, keyed(owner_a, new_key()), "Keyed"))
     assert not any("idempotency" in s for s in plain)
     added = [s for s in with_key if "idempotency_keys" in s]

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from atrium.platform.settings import Settings
-from tests.conftest import MadeTenant, login, login_owner, serve
+from tests.conftest import MadeTenant, driver_statements, login, login_owner, serve
 
 BOUNDARY = "atrium-test-boundary-7d1f3c"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -65,76 +64,71 @@ async def test_upload_download_list_rename_delete(
 ) -> None:
     made = make_tenant()
     payload = os.urandom(200 * 1024)
-    async with serve(settings) as (app, client):
+    async with serve(settings) as (_app, client):
         headers = await login_owner(client, made)
         me = (await client.get("/auth/me", headers=headers)).json()
-        statements: list[str] = []
-        event.listen(
-            app.state.engine.sync_engine,
-            "before_cursor_execute",
-            lambda _conn, _cursor, statement, *_: statements.append(statement),
-        )
+        with driver_statements() as statements:
 
-        created = await client.post(
-            "/media", files={"file": ("report.pdf", payload, "application/pdf")}, headers=headers
-        )
-        assert created.status_code == 201, created.text
-        meta = created.json()
-        assert set(meta) == METADATA_FIELDS  # never the bytes
-        assert created.headers["location"] == f"/media/{meta['id']}"
-        assert meta["owner_id"] == me["user"]["id"]
-        assert meta["name"] == "report.pdf"
-        assert meta["type"] == "application/pdf"
-        assert meta["size"] == len(payload)
-        assert len(created.content) < 1024
+            created = await client.post(
+                "/media", files={"file": ("report.pdf", payload, "application/pdf")}, headers=headers
+            )
+            assert created.status_code == 201, created.text
+            meta = created.json()
+            assert set(meta) == METADATA_FIELDS  # never the bytes
+            assert created.headers["location"] == f"/media/{meta['id']}"
+            assert meta["owner_id"] == me["user"]["id"]
+            assert meta["name"] == "report.pdf"
+            assert meta["type"] == "application/pdf"
+            assert meta["size"] == len(payload)
+            assert len(created.content) < 1024
 
-        fetched = await client.get(created.headers["location"], headers=headers)
-        assert fetched.status_code == 200 and fetched.json() == meta
-        assert (await client.get("/media", headers=headers)).status_code == 200
-        # Metadata and lists never load the bytes; only the download does.
-        assert any(q.startswith("INSERT INTO media") for q in statements), statements
-        assert not any("media.data" in q for q in statements), statements
+            fetched = await client.get(created.headers["location"], headers=headers)
+            assert fetched.status_code == 200 and fetched.json() == meta
+            assert (await client.get("/media", headers=headers)).status_code == 200
+            # Metadata and lists never load the bytes; only the download does.
+            assert any(q.startswith("INSERT INTO media") for q in statements), statements
+            assert not any("media.data" in q for q in statements), statements
 
-        content = await client.get(f"/media/{meta['id']}/content", headers=headers)
-        assert any("media.data" in q for q in statements), statements
-        assert content.status_code == 200
-        assert hashlib.sha256(content.content).hexdigest() == hashlib.sha256(payload).hexdigest()
-        assert content.headers["content-type"] == "application/pdf"
-        assert content.headers["content-length"] == str(len(payload))
-        assert content.headers["content-disposition"] == (
-            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
-        )
-        assert content.headers["x-content-type-options"] == "nosniff"
-        assert "sandbox" in content.headers["content-security-policy"]
+            content = await client.get(f"/media/{meta['id']}/content", headers=headers)
+            assert any("media.data" in q for q in statements), statements
+            assert content.status_code == 200
+            assert hashlib.sha256(content.content).hexdigest() == hashlib.sha256(payload).hexdigest()
+            assert content.headers["content-type"] == "application/pdf"
+            assert content.headers["content-length"] == str(len(payload))
+            assert content.headers["content-disposition"] == (
+                "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+            )
+            assert content.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in content.headers["content-security-policy"]
 
-        second = await client.post("/media", files={"file": ("b.txt", b"second")}, headers=headers)
-        assert second.status_code == 201, second.text
-        listed = await client.get("/media", headers=headers)
-        assert listed.status_code == 200
-        page = listed.json()
-        assert page["total"] == 2 and page["limit"] == 50 and page["offset"] == 0
-        assert [i["id"] for i in page["items"]] == [second.json()["id"], meta["id"]]  # newest first
-        assert page["items"][1] == meta
-        assert all(set(i) == METADATA_FIELDS for i in page["items"])
+            second = await client.post("/media", files={"file": ("b.txt", b"second")}, headers=headers)
+            assert second.status_code == 201, second.text
+            listed = await client.get("/media", headers=headers)
+            assert listed.status_code == 200
+            page = listed.json()
+            assert page["total"] == 2 and page["limit"] == 50 and page["offset"] == 0
+            assert [i["id"] for i in page["items"]] == [second.json()["id"], meta["id"]]  # newest first
+            assert page["items"][1] == meta
+            assert all(set(i) == METADATA_FIELDS for i in page["items"])
 
-        renamed = await client.patch(f"/media/{meta['id']}", json={"name": "final.pdf"}, headers=headers)
-        assert renamed.status_code == 200, renamed.text
-        assert renamed.json()["name"] == "final.pdf" and renamed.json()["size"] == len(payload)
-        assert renamed.json()["updated_at"] > meta["updated_at"]
-        assert (await client.get(f"/media/{meta['id']}", headers=headers)).json() == renamed.json()
-        content = await client.get(f"/media/{meta['id']}/content", headers=headers)
-        assert content.content == payload
-        assert "filename*=UTF-8''final.pdf" in content.headers["content-disposition"]
-        for bad in ({"name": "../x"}, {"name": ""}, {"size": 1}, {"type": "text/html"}):
-            assert_problem(await client.patch(f"/media/{meta['id']}", json=bad, headers=headers), 422)
+            renamed = await client.patch(f"/media/{meta['id']}", json={"name": "final.pdf"}, headers=headers)
+            assert renamed.status_code == 200, renamed.text
+            assert renamed.json()["name"] == "final.pdf" and renamed.json()["size"] == len(payload)
+            assert renamed.json()["updated_at"] > meta["updated_at"]
+            assert (await client.get(f"/media/{meta['id']}", headers=headers)).json() == renamed.json()
+            content = await client.get(f"/media/{meta['id']}/content", headers=headers)
+            assert content.content == payload
+            assert "filename*=UTF-8''final.pdf" in content.headers["content-disposition"]
+            for bad in ({"name": "../x"}, {"name": ""}, {"size": 1}, {"type": "text/html"}):
+                assert_problem(await client.patch(f"/media/{meta['id']}", json=bad, headers=headers), 422)
 
-        deleted = await client.delete(f"/media/{meta['id']}", headers=headers)
-        assert deleted.status_code == 204 and deleted.content == b""
-        for path in (f"/media/{meta['id']}", f"/media/{meta['id']}/content"):
-            assert_problem(await client.get(path, headers=headers), 404)
-        assert_problem(await client.delete(f"/media/{meta['id']}", headers=headers), 404)
-        remaining = (await client.get("/media", headers=headers)).json()
-        assert remaining["total"] == 1 and remaining["items"][0]["id"] == second.json()["id"]
+            deleted = await client.delete(f"/media/{meta['id']}", headers=headers)
+            assert deleted.status_code == 204 and deleted.content == b""
+            for path in (f"/media/{meta['id']}", f"/media/{meta['id']}/content"):
+                assert_problem(await client.get(path, headers=headers), 404)
+            assert_problem(await client.delete(f"/media/{meta['id']}", headers=headers), 404)
+            remaining = (await client.get("/media", headers=headers)).json()
+            assert remaining["total"] == 1 and remaining["items"][0]["id"] == second.json()["id"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_only
 
@@ -24,6 +25,10 @@ from atrium.platform.db.listeners import listen_once
 from atrium.platform.tenancy.naming import quote_ident
 
 SCHEMA_INFO_KEY = "atrium_tenant_schema"
+# ``session.info`` keys: a statement (text, values) to send in the binding's pipeline, as
+# the transaction's first; and its first row once sent (``run_first``).
+FIRST_STATEMENT_KEY = "atrium_first_statement"
+FIRST_ROW_KEY = "atrium_first_row"
 TENANT_ID_INFO_KEY = "atrium_tenant_id"
 STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # A session with no tenant sees no tenant table at all: an empty search_path leaves
@@ -66,19 +71,45 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
     schema = session.info.get(SCHEMA_INFO_KEY)
     timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
     params = bind_parameters(schema, timeout)
+    first = session.info.pop(FIRST_STATEMENT_KEY, None)
     driver = connection.connection.driver_connection
     if isinstance(driver, psycopg.AsyncConnection):
-        await_only(_bind_pipelined(driver, params))
+        row = await_only(_bind_pipelined(driver, params, first))
     elif isinstance(driver, psycopg.Connection):
         with driver.pipeline():
             driver.execute(BIND_SQL, params)
+            cursor = None if first is None else driver.execute(*first)
+        row = None if cursor is None else cursor.fetchone()
     else:
         connection.exec_driver_sql(BIND_SQL, params)
+        row = None if first is None else connection.exec_driver_sql(*first).first()
+    if first is not None:
+        session.info[FIRST_ROW_KEY] = row
 
 
-async def _bind_pipelined(driver: psycopg.AsyncConnection[Any], params: Mapping[str, str]) -> None:
+async def _bind_pipelined(
+    driver: psycopg.AsyncConnection[Any], params: Mapping[str, str], first: tuple[str, Any] | None
+) -> Any:
     async with driver.pipeline():
         await driver.execute(BIND_SQL, params)
+        cursor = None if first is None else await driver.execute(*first)
+    return None if cursor is None else await cursor.fetchone()
+
+
+async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> Any:
+    """Run ``sql`` in the session's transaction and return its first row: sent in one
+    pipeline with ``BEGIN`` and the binding when the transaction has not begun yet (one
+    round trip for all three), on the transaction's connection otherwise."""
+    if not session.in_transaction():
+        session.info[FIRST_STATEMENT_KEY] = (sql, params)
+        try:
+            await session.connection()
+            return session.info.pop(FIRST_ROW_KEY)
+        finally:
+            session.info.pop(FIRST_STATEMENT_KEY, None)
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    return await (await driver.execute(sql, params)).fetchone()  # type: ignore[union-attr]
 
 
 # Operators (provisioning, migrations) run without a statement time limit: migrating a

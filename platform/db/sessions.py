@@ -26,6 +26,7 @@ from atrium.platform.db.binding import (
 )
 from atrium.platform.db.library_seams import listener_sessionmaker, request_session
 from atrium.platform.db.listeners import listen_once
+from atrium.platform.db.queued_inserts import attach_queued_inserts, has_queued
 from atrium.platform.security.caller_cache import CallerInvalidation
 from atrium.platform.tenancy.middleware import scope_tenant
 
@@ -60,6 +61,7 @@ class TenantSQLAlchemyConfig(SQLAlchemyAsyncConfig):
         # hangs its own listeners on.
         sync_maker = listener_sessionmaker(maker)
         attach_tenant_binding(sync_maker)
+        attach_queued_inserts(sync_maker)
         listen_once(sync_maker, "after_begin", _holds_connection)
         listen_once(sync_maker, "after_transaction_end", _released_connection)
         if self.caller_invalidation is not None:
@@ -94,7 +96,13 @@ async def _commit_if_read_only(session: AsyncSession) -> None:
     """
     # Without a connection (none came in time: a 503), there is nothing to keep, and
     # asking for one would wait for the pool again.
-    if not session.info.get(_HOLDS_CONNECTION_KEY) or session.new or session.dirty or session.deleted:
+    if (
+        not session.info.get(_HOLDS_CONNECTION_KEY)
+        or session.new
+        or session.dirty
+        or session.deleted
+        or has_queued(session)
+    ):
         return
     try:
         connection = await session.connection()

@@ -37,6 +37,8 @@ from litestar.enums import MediaType
 from litestar.serialization import encode_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atrium.platform.db.binding import run_first
+from atrium.platform.db.queued_inserts import queue_insert
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH, IdempotencyKey
@@ -140,8 +142,9 @@ class _Claim:
 
     async def take(self, session: AsyncSession) -> Response[bytes] | None:
         """The first answer to send again, or ``None`` when this request is to do the write."""
-        connection = await session.connection()
-        result = await connection.exec_driver_sql(
+        # Usually the transaction's first statement: sent with its BEGIN and binding.
+        locked, stored_fingerprint, status, body, headers = await run_first(
+            session,
             _CLAIM,
             {
                 "kept": KEPT_FOR,
@@ -151,7 +154,6 @@ class _Claim:
                 "lock": self.lock_id,
             },
         )
-        locked, stored_fingerprint, status, body, headers = result.one()
         if stored_fingerprint is not None:
             if bytes(stored_fingerprint) != self.fingerprint:
                 raise _header_problem("already used for another request (a different method, path or body)")
@@ -161,7 +163,9 @@ class _Claim:
         return None
 
     def remember(self, session: AsyncSession, status: int, body: bytes, headers: dict[str, str]) -> None:
-        session.add(
+        # Sent with the COMMIT (queued_inserts.py); its ``created_at`` is the server's.
+        queue_insert(
+            session,
             IdempotencyKey(
                 user_id=self.user_id,
                 key=self.key,
@@ -169,7 +173,8 @@ class _Claim:
                 status=status,
                 body=body,
                 headers=headers,
-            )
+            ),
+            reads_back=False,
         )
 
 

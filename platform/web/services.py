@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
+from atrium.platform.db.queued_inserts import commit, insertable, queue_insert
 from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.permissions import manage
 from atrium.platform.settings import Settings
@@ -204,10 +205,14 @@ class CrudService(Generic[M]):
 
     async def add(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
         async def adding() -> None:
-            # No refresh after the INSERT: every column is set by the app or returned by the
-            # INSERT itself, so advanced-alchemy's default re-read was one SELECT and round
-            # trip more per create for nothing (bench/RESULTS.md, the write path).
-            await self._repository.add(item, auto_refresh=False)
+            if insertable(self.session, self.model):
+                # Sent with the COMMIT, past the unit of work (queued_inserts.py).
+                queue_insert(self.session, item)
+            else:
+                # No refresh after the INSERT: every column is set by the app or returned by
+                # the INSERT itself, so advanced-alchemy's default re-read was one SELECT and
+                # round trip more per create for nothing (bench/RESULTS.md, the write path).
+                await self._repository.add(item, auto_refresh=False)
             if before_commit is not None:
                 await before_commit(item)
 
@@ -310,7 +315,7 @@ class CrudService(Generic[M]):
     async def _write(self, operation: Callable[[], Any], deleting: bool = False) -> None:
         try:
             await operation()
-            await self.session.commit()
+            await commit(self.session)
         except (
             Exception
         ) as exc:  # raw, or wrapped by advanced-alchemy: integrity_problem looks down the causes
