@@ -68,7 +68,6 @@ async def test_upload_download_list_rename_delete(
         headers = await login_owner(client, made)
         me = (await client.get("/auth/me", headers=headers)).json()
         with driver_statements() as statements:
-
             created = await client.post(
                 "/media", files={"file": ("report.pdf", payload, "application/pdf")}, headers=headers
             )
