@@ -6,6 +6,7 @@ Errors are one line on stderr, never a traceback. Exit codes: 0 success, 1 failu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -72,18 +73,41 @@ def cli() -> None:
 # --- serve -------------------------------------------------------------------------
 
 
+def _proxy_addresses(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Each entry an IP address or network, or ``*``; uvicorn would take a typo as a
+    literal that never matches, and every client would silently share the proxy's limits."""
+    if value is None or not value.strip():
+        return None
+    entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{entry!r} is not an IP address or network") from None
+    return ",".join(entries)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    envvar="ATRIUM_FORWARDED_ALLOW_IPS",
+    callback=_proxy_addresses,
+    help="Reverse proxies (comma-separated addresses or networks, or *) whose "
+    "X-Forwarded-For names the client. Default: none; the peer is the client.",
+)
+def serve(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -> None:
     """Run the API. Without DATABASE_URL, an embedded PostgreSQL under ./.atrium/ is used."""
     from atrium.scripts.serving import prepare_embedded, run_server
 
     if not os.environ.get("DATABASE_URL"):
         prepare_embedded(port)
     load_settings()  # fail fast, with one line, before any worker starts
-    run_server(host, port, workers)
+    run_server(host, port, workers, forwarded_allow_ips)
 
 
 # --- db ------------------------------------------------------------------------------

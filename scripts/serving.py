@@ -62,7 +62,10 @@ def prepare_embedded(port: int) -> None:
     click.echo(f"  API docs:    http://{DEMO_SLUG}.{settings.base_domain}:{port}/schema", err=True)
 
 
-def run_server(host: str, port: int, workers: int) -> None:
+def run_server(host: str, port: int, workers: int, forwarded_allow_ips: str | None = None) -> None:
+    """uvicorn with the app's limits. ``forwarded_allow_ips``: the proxies whose
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` uvicorn's own proxy-headers middleware
+    applies (the client address that per-address limits count); none by default."""
     import uvicorn
 
     from atrium.platform.web.server import GuardedHttpToolsProtocol
@@ -73,7 +76,8 @@ def run_server(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=False,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
