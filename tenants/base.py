@@ -13,7 +13,7 @@ import uuid
 from advanced_alchemy.base import CommonTableAttributes, create_registry
 from advanced_alchemy.mixins import AuditColumns
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import func, text
+from sqlalchemy import ARRAY, Uuid, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 tenant_registry = create_registry()
@@ -59,6 +59,17 @@ class TenantBase(AuditColumns, TenantTable):
         nullable=False,
         sort_order=3003,
     )
+
+
+# ``Column.info`` mark of an array of user ids (a project's members, an event's attendees):
+# deleting a user takes them out of every such column (identity's user deletion finds the
+# columns by this mark, as it finds ``owner_id`` columns by their foreign keys).
+USER_IDS = "user_ids"
+
+
+def user_ids_column() -> Mapped[list[uuid.UUID]]:
+    """An array of this tenant's user ids, kept free of deleted users."""
+    return mapped_column(ARRAY(Uuid), default=list, server_default="{}", info={USER_IDS: True})
 
 
 tenant_metadata = TenantTable.metadata

@@ -8,8 +8,10 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import ARRAY, Uuid
 
-from atrium.tenants.identity.services import owner_references
+from atrium.tenants.base import tenant_metadata
+from atrium.tenants.identity.services import owner_references, user_id_arrays
 from tests.api import (
     Api,
     Headers,
@@ -154,3 +156,55 @@ async def test_user_meta_needs_a_group_and_a_role(api: Api, owner_a: Headers) ->
     for field in ("user_groups", "user_roles", "owner_id"):
         patched = await client.patch(f"/user-meta/{row}", json={field: None}, headers=owner_a)
         assert field in error_fields(assert_problem(patched, 422))
+
+
+def test_every_array_of_user_ids_is_cleaned_on_deletion() -> None:
+    """An array column of uuids holds user ids (marked, and cleaned when a user is deleted)
+    or says what else it holds: a new area's member list cannot be forgotten."""
+    marked = {(t.name, c.name) for t, c in user_id_arrays()}
+    arrays = {
+        (table.name, column.name)
+        for table in tenant_metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, ARRAY) and isinstance(column.type.item_type, Uuid)
+    }
+    not_users = {
+        ("documents", "media_ids"),  # media rows, not users
+        # A room keeps who was in it (a direct room stays the pair's); a deleted user's
+        # token no longer opens it (API.md §9).
+        ("chats", "member_ids"),
+    }
+    assert marked >= {("projects", "member_ids"), ("events", "attendee_ids")}
+    assert arrays - not_users == marked
+
+
+async def test_a_deleted_user_leaves_member_and_attendee_lists(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Member")
+    staying = await add_user(client, owner_a, role="Member")
+    owner = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    project = await client.post(
+        "/projects",
+        json={"name": f"Team {uuid.uuid4().hex[:8]}", "member_ids": [owner, leaving.id, staying.id]},
+        headers=owner_a,
+    )
+    event = await client.post(
+        "/events",
+        json={
+            "title": "Planning",
+            "starts_at": "2026-03-02T09:00:00Z",
+            "ends_at": "2026-03-02T10:00:00Z",
+            "attendee_ids": [leaving.id, staying.id],
+        },
+        headers=owner_a,
+    )
+    assert project.status_code == 201 and event.status_code == 201, (project.text, event.text)
+
+    assert (await client.delete(f"/users/{leaving.id}", headers=owner_a)).status_code == 204
+
+    after = await _row(client, owner_a, "projects", project.json()["id"])
+    assert after["member_ids"] == [owner, staying.id]
+    assert after["updated_at"] > project.json()["updated_at"]
+    attended = await _row(client, owner_a, "events", event.json()["id"])
+    assert attended["attendee_ids"] == [staying.id]
+    assert attended["updated_at"] > event.json()["updated_at"]

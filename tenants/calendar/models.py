@@ -6,11 +6,11 @@ import datetime
 import uuid
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ARRAY, Boolean, ForeignKey, Index, String, Text, Uuid, func
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from atrium.platform.web.listing import search_index
-from atrium.tenants.base import TenantBase, TenantTable
+from atrium.tenants.base import TenantBase, TenantTable, user_ids_column
 
 
 class Event(TenantBase):
@@ -31,7 +31,7 @@ class Event(TenantBase):
     all_day: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     location: Mapped[str | None] = mapped_column(String(500))
-    attendee_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), default=list, server_default="{}")
+    attendee_ids: Mapped[list[uuid.UUID]] = user_ids_column()
     recurrence: Mapped[str | None] = mapped_column(String(1000))
     # Server-set, never shown: when the last occurrence ends (far future for a series
     # without end), so a window finds an event's series by an index before expanding it.

@@ -8,7 +8,8 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, Table, delete, exists, select, update
+from sqlalchemy import Column, Table, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import array
 
 from atrium.platform.security.callers import load_auth_user
 from atrium.platform.security.login_throttle import LoginThrottle
@@ -18,7 +19,7 @@ from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
-from atrium.tenants.base import tenant_metadata
+from atrium.tenants.base import USER_IDS, tenant_metadata
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.identity.schemas import MeUpdate
 
@@ -132,6 +133,12 @@ class UserService(CrudService[User], PrivilegeGuard):
                 if "updated_at" in table.c:
                     values["updated_at"] = next_updated_at_sql(table.c.updated_at)
                 await self.session.execute(update(table).where(column == item.id).values(values))
+            for table, column in user_id_arrays():
+                values = {column.name: func.array_remove(column, item.id)}
+                if "updated_at" in table.c:
+                    values["updated_at"] = next_updated_at_sql(table.c.updated_at)
+                holding = column.op("@>")(array([item.id]))
+                await self.session.execute(update(table).where(holding).values(values))
             await self._repository.delete(item.id)
 
         await self._write(hand_over_and_delete, deleting=True)
@@ -172,6 +179,18 @@ def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
             if fk.column is users.c.id:
                 found.append((table, fk.parent, (fk.ondelete or "").upper() == "CASCADE"))
     return tuple(found)
+
+
+@cache
+def user_id_arrays() -> tuple[tuple[Table, Column[Any]], ...]:
+    """Every array column of user ids (``base.USER_IDS``), from the tenant metadata: a
+    deleted user leaves each of them."""
+    return tuple(
+        (table, column)
+        for table in tenant_metadata.sorted_tables
+        for column in table.columns
+        if column.info.get(USER_IDS)
+    )
 
 
 class UserGroupService(CrudService[UserGroup]):

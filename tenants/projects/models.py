@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ARRAY, CheckConstraint, ForeignKey, Index, String, Text, Uuid, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from atrium.platform.web.listing import search_index
-from atrium.tenants.base import TenantBase
+from atrium.tenants.base import TenantBase, user_ids_column
 from atrium.tenants.discussions import DiscussionColumns, shape_constraint
 
 STATUSES = ("active", "archived")
@@ -29,7 +29,7 @@ class Project(TenantBase):
     status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     # Who sees the project (and its discussions): the owner always among them. An array,
     # not a link table: visibility is one indexed condition on the row itself.
-    member_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), default=list, server_default="{}")
+    member_ids: Mapped[list[uuid.UUID]] = user_ids_column()
     # RESTRICT: a deleted user's projects are handed to another user first.
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
 
