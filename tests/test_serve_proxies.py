@@ -8,7 +8,6 @@ there, not in the app) with one anonymous public post allowed per address and mi
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,12 +41,7 @@ def _served(settings: Settings, *options: str) -> Iterator[int]:
         servers.wait_for_port(port, timeout=60, proc=proc)  # type: ignore[arg-type]
         yield port
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        servers.stop_server(proc)
 
 
 @pytest.fixture(scope="module")
