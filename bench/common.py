@@ -61,7 +61,12 @@ def ms(seconds: float) -> float:
 def beside_floor(
     app_run: dict[str, Any], floor_run: dict[str, Any], ratio: float, ratio_rounds: list[float]
 ) -> dict[str, Any]:
-    """A figure's runs against its floor, in the keys every such figure reports."""
+    """A figure's runs against its floor, in the keys every such figure reports.
+
+    ``cpu_ratio`` (the floor's server CPU per request over the app's, in the same round)
+    reads what the rate ratio reads on a quiet machine, but moves far less with outside
+    load: time the servers were not run is not counted (serving.py)."""
+    cpus = app_run.get("cpu_ms"), floor_run.get("cpu_ms")
     return {
         "app": app_run,
         "floor": floor_run,
@@ -70,6 +75,7 @@ def beside_floor(
         "p99_ms": app_run["p99_ms"],
         "ratio": round(ratio, 2),
         "ratio_rounds": ratio_rounds,
+        "cpu_ratio": round(cpus[1] / cpus[0], 2) if all(cpus) else None,
     }
 
 

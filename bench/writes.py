@@ -70,7 +70,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             f"write ({w['route']}{keyed})",
             load(w["app"]),
             f"floor {load(w['floor'])}; ratio {w['ratio']:.2f} (median of rounds "
-            f"{', '.join(f'{r:.2f}' for r in w['ratio_rounds'])})",
+            f"{', '.join(f'{r:.2f}' for r in w['ratio_rounds'])})"
+            + (f"; CPU ratio {w['cpu_ratio']:.2f}" if w.get("cpu_ratio") else ""),
         )
     ]
 
