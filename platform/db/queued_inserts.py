@@ -137,6 +137,11 @@ def queue_insert(session: AsyncSession, row: Any, *, reads_back: bool = True) ->
     plan = _plan_for(type(row), _dialect(session.sync_session))
     if plan is None or (reads_back and plan.server_filled):
         raise TypeError(f"{type(row).__name__} rows are written through the ORM (queued_inserts.insertable)")
+    sync = session.sync_session
+    if not sync.in_transaction():
+        # A transaction (no I/O yet), so that a rollback, which ends only a transaction
+        # and fires its events only then, drops the queue.
+        sync.begin()
     session.info.setdefault(QUEUE_KEY, []).append((plan.sql, plan.values_of(row)))
 
 

@@ -1,0 +1,145 @@
+"""Rows queued on the driver (platform/db/queued_inserts.py) keep the ORM's order of effects:
+sent before any flush, ORM statement or commit, dropped by a rollback; on a real tenant
+schema through the app's own session maker (binding and listeners attached)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atrium.platform.db.binding import SCHEMA_INFO_KEY, TENANT_ID_INFO_KEY, qualified_table
+from atrium.platform.db.engines import create_app_engine
+from atrium.platform.db.queued_inserts import commit, insertable, queue_insert
+from atrium.platform.db.sessions import sqlalchemy_config
+from atrium.platform.settings import Settings
+from atrium.tenants.helpdesk.models import Ticket
+from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
+from tests.conftest import MadeTenant
+
+
+@asynccontextmanager
+async def tenant_session(settings: Settings, made: MadeTenant) -> AsyncIterator[AsyncSession]:
+    engine = create_app_engine(settings)
+    maker = sqlalchemy_config(engine, 30_000).create_session_maker()
+    session = maker()
+    session.info[SCHEMA_INFO_KEY] = made.tenant.schema
+    session.info[TENANT_ID_INFO_KEY] = made.tenant.id
+    try:
+        yield session
+    finally:
+        await session.close()
+        await engine.dispose()
+
+
+def _groups_named(operator_engine: Engine, made: MadeTenant, name: str) -> int:
+    table = qualified_table(made.tenant.schema, "user_groups")
+    with operator_engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table} WHERE name = :n"), {"n": name}).scalar_one()
+
+
+def _group(made: MadeTenant, name: str) -> UserGroup:
+    return UserGroup(name=name, owner_id=made.tenant.owner_id)
+
+
+@pytest.fixture
+def made(make_tenant: Callable[..., MadeTenant]) -> MadeTenant:
+    return make_tenant()
+
+
+async def test_a_queued_row_is_written_with_the_commit_and_filled_as_the_orm_would(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"queued {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        group = _group(made, name)
+        queue_insert(session, group)
+        # Defaults are set on the row itself, so that it renders as written.
+        assert isinstance(group.id, uuid.UUID) and group.created_at is not None
+        assert group.updated_at is not None
+        assert _groups_named(operator_engine, made, name) == 0
+        await commit(session)
+    assert _groups_named(operator_engine, made, name) == 1
+
+
+async def test_a_query_after_the_queue_sees_the_row(settings: Settings, made: MadeTenant) -> None:
+    name = f"seen {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        queue_insert(session, _group(made, name))
+        found = await session.scalar(select(func.count()).where(UserGroup.name == name))
+        assert found == 1
+        await session.rollback()
+
+
+async def test_a_rollback_drops_the_queue(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"dropped {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        queue_insert(session, _group(made, name))
+        await session.rollback()
+        # Nothing left to send with a later commit.
+        await commit(session)
+    assert _groups_named(operator_engine, made, name) == 0
+
+
+async def test_pending_orm_rows_may_reference_a_queued_one(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"linked {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        role = await session.scalar(select(UserRole.id).where(UserRole.name == "Member"))
+        group = _group(made, name)
+        queue_insert(session, group)
+        # The link's flush needs the group there first (a foreign key).
+        session.add(UserMeta(owner_id=made.tenant.owner_id, user_groups=group.id, user_roles=role))
+        await commit(session)
+    assert _groups_named(operator_engine, made, name) == 1
+
+
+async def test_a_plain_session_commit_still_writes_the_queue(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"plain {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        queue_insert(session, _group(made, name))
+        await session.commit()
+    assert _groups_named(operator_engine, made, name) == 1
+
+
+async def test_a_failing_queued_row_fails_the_commit_and_the_session_recovers(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"twice {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        first = _group(made, name)
+        queue_insert(session, first)
+        await commit(session)
+        again = _group(made, f"{name} again")
+        again.id = first.id
+        queue_insert(session, again)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await commit(session)
+        await session.rollback()
+        later = f"{name} later"
+        queue_insert(session, _group(made, later))
+        await commit(session)
+    assert _groups_named(operator_engine, made, name) == 1
+    assert _groups_named(operator_engine, made, f"{name} again") == 0
+    assert _groups_named(operator_engine, made, f"{name} later") == 1
+
+
+async def test_rows_the_app_reads_back_or_the_caller_cache_watches_keep_the_orm(
+    settings: Settings, made: MadeTenant
+) -> None:
+    async with tenant_session(settings, made) as session:
+        assert insertable(session, UserGroup)
+        # Tickets have computed columns; users are the callers' own rows.
+        assert not insertable(session, Ticket) and not insertable(session, User)
+        with pytest.raises(TypeError):
+            queue_insert(session, User(name="x", email="x@example.test", phone="1", password="x"))
