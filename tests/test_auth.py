@@ -263,21 +263,23 @@ async def test_every_user_changes_their_own_name_phone_and_password(
         user.email,
     )
     assert body["updated_at"] > before["updated_at"]
-    # The remembered caller was dropped: the next read shows the change.
-    assert (await client.get("/auth/me", headers=user.headers)).json()["user"] == body
     assert (await client.get(f"/users/{user.id}", headers=owner_a)).json() == body
+    # A new password signs the user out everywhere, the token that changed it included.
+    assert_problem(await client.get("/auth/me", headers=user.headers), 401)
     # The new password logs in, the old one no longer does.
-    await login(client, tenant_a.host, user.email, new_password)
+    fresh = await login(client, tenant_a.host, user.email, new_password)
+    assert (await client.get("/auth/me", headers=fresh)).json()["user"] == body
     refused = await client.post(
         "/auth/login", json={"email": user.email, "password": user.password}, headers={"Host": tenant_a.host}
     )
     assert_problem(refused, 401)
-    # A partial change leaves the rest as it is.
+    # A partial change leaves the rest as it is, and signs no one out.
     renamed = await client.patch(
-        "/auth/me", json={"name": "Only Name", "current_password": new_password}, headers=user.headers
+        "/auth/me", json={"name": "Only Name", "current_password": new_password}, headers=fresh
     )
     assert renamed.status_code == 200, renamed.text
     assert (renamed.json()["name"], renamed.json()["phone"]) == ("Only Name", "+1 555 0199")
+    assert (await client.get("/auth/me", headers=fresh)).status_code == 200
 
 
 async def test_changing_oneself_needs_the_current_password(api: Api, owner_a: Headers) -> None:
@@ -685,3 +687,26 @@ async def test_a_burst_from_one_address_checks_exactly_its_limit_of_passwords(
         # Only that address is refused: the owner logs in from another.
         async with _from(app, "10.9.2.2") as other:
             assert (await attempt(other, made)).status_code == 200
+
+
+async def test_a_password_set_by_an_admin_signs_the_user_out_everywhere(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant
+) -> None:
+    _, client = api
+    user = await add_user(client, owner_a)
+    other_device = await login(client, tenant_a.host, user.email, user.password)
+    renamed = await client.patch(f"/users/{user.id}", json={"name": "Renamed"}, headers=owner_a)
+    assert renamed.status_code == 200, renamed.text
+    # Other changes sign no one out.
+    for headers in (user.headers, other_device):
+        assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    new_password = remember_password(f"reset-{uuid.uuid4().hex[:12]}")
+    reset = await client.patch(f"/users/{user.id}", json={"password": new_password}, headers=owner_a)
+    assert reset.status_code == 200, reset.text
+    for headers in (user.headers, other_device):
+        assert_problem(await client.get("/auth/me", headers=headers), 401)
+        assert_problem(await client.post("/user-groups", json={"name": "x"}, headers=headers), 401)
+    fresh = await login(client, tenant_a.host, user.email, new_password)
+    assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+    # The admin who reset it stays signed in.
+    assert (await client.get("/auth/me", headers=owner_a)).status_code == 200

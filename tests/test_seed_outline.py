@@ -46,6 +46,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "phone": ("text", NOT_NULL),
         "password": ("text", NOT_NULL),
         "revoked_token_ids": ("json", NOT_NULL),  # internal: logged-out tokens (migration 0004)
+        "tokens_valid_after": ("timestamp", NULL),  # internal: password change (migration 0017)
     },
     "user_meta": {
         **AUDIT,

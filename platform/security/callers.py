@@ -37,8 +37,12 @@ class AuthUser:
         return grants(self.permissions, permission)
 
 
-# Whether this token was revoked (``u``: the caller's ``users`` row).
-_REVOKED = "u.revoked_token_ids ? %(jti)s"
+# Whether this token was revoked (``u``: the caller's ``users`` row): logged out, or
+# issued (``iat``, milliseconds since the epoch) before the user's last password change.
+_REVOKED = (
+    "(u.revoked_token_ids ? %(jti)s"
+    " OR coalesce(u.tokens_valid_after > to_timestamp(%(iat)s::bigint / 1000.0), false))"
+)
 
 # The caller, their roles, their effective permissions and whether this token was
 # revoked, in one statement. ``{s}`` is the quoted tenant schema and a dot
@@ -87,10 +91,10 @@ def auth_user(row: Any) -> AuthUser | None:
 
 
 async def load_auth_user(
-    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None
+    session: AsyncSession, user_id: uuid.UUID, jti: str | None = None, iat: int | None = None
 ) -> AuthUser | None:
     """The user with their permissions, in the session's tenant-bound transaction;
-    with ``jti``, ``None`` also when that token was revoked."""
+    with ``jti`` (and ``iat``), ``None`` also when that token was revoked."""
     connection = await session.connection()
-    result = await connection.exec_driver_sql(_LOAD_BOUND_USER, {"user_id": user_id, "jti": jti})
+    result = await connection.exec_driver_sql(_LOAD_BOUND_USER, {"user_id": user_id, "jti": jti, "iat": iat})
     return auth_user(result.one_or_none())

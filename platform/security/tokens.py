@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,19 @@ _REVOKE = """
     ) || jsonb_build_object(%(jti)s::text, %(expires_at)s::bigint)
     WHERE id = %(user_id)s
 """
+
+
+# A token's issue time in milliseconds since the epoch (``issue``).
+ISSUED_MS_CLAIM = "iat_ms"
+
+
+def issued_ms(token: Token) -> int:
+    """When ``token`` was issued, in milliseconds; a token without the claim counts from
+    the start of its ``iat`` second, so a password change in that second refuses it."""
+    claimed = token.extras.get(ISSUED_MS_CLAIM)
+    if isinstance(claimed, int) and not isinstance(claimed, bool):
+        return claimed
+    return int(token.iat.timestamp()) * 1000
 
 
 # Verified tokens remembered per process; when full, the one remembered longest goes
@@ -179,7 +193,9 @@ class TokenAuth:
             identifier=str(user_id),
             token_expiration=self.ttl,
             token_unique_jwt_id=uuid.uuid4().hex,
-            token_extras={"tid": str(tenant_id)},
+            # The issue time to the millisecond: a password change refuses the tokens issued
+            # before it (callers.py), and ``iat`` has whole seconds only.
+            token_extras={"tid": str(tenant_id), ISSUED_MS_CLAIM: time.time_ns() // 1_000_000},
         )
 
     async def retrieve_user(
@@ -204,9 +220,10 @@ class TokenAuth:
             user_id = uuid.UUID(token.sub)
         except ValueError:
             raise NotAuthorizedException(Refusal.MALFORMED) from None
+        token_of = {"jti": token.jti, "iat": issued_ms(token)}
         if connection.route_handler.opt.get(READS_ON_DRIVER):
-            return await self._reader(tenant, user_id, token.jti, connection)
-        return await self._checked_alone(tenant, user_id, token.jti)
+            return await self._reader(tenant, user_id, token_of, connection)
+        return await self._checked_alone(tenant, user_id, token_of)
 
     def _remembered(self, tenant: ResolvedTenant, user_id: uuid.UUID) -> AuthUser | None:
         remembered, stale = self.callers.lookup(tenant.id, user_id)
@@ -232,7 +249,9 @@ class TokenAuth:
             self._remember(tenant.id, user_id, user, generation)
         return user
 
-    async def _checked_alone(self, tenant: ResolvedTenant, user_id: uuid.UUID, jti: str) -> AuthUser | None:
+    async def _checked_alone(
+        self, tenant: ResolvedTenant, user_id: uuid.UUID, token_of: dict[str, Any]
+    ) -> AuthUser | None:
         """The caller of a write (or any route that does not read on the driver).
 
         As for reads, a remembered caller is checked (the user exists, the token is not
@@ -247,7 +266,7 @@ class TokenAuth:
         generation = self.callers.generation
         statement = CHECK_CALLER if remembered is not None else LOAD_USER
         row = await ReadTransaction.fetch_alone(
-            self.engine, statement.for_tenant(tenant.schema, {"user_id": user_id, "jti": jti})
+            self.engine, statement.for_tenant(tenant.schema, {"user_id": user_id, **token_of})
         )
         return self._outcome(tenant, user_id, remembered, row, generation)
 
@@ -255,7 +274,7 @@ class TokenAuth:
         self,
         tenant: ResolvedTenant,
         user_id: uuid.UUID,
-        jti: str,
+        token_of: dict[str, Any],
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> AuthUser | None:
         """The caller of a read, in the transaction the handler then reads in (read_transaction.py)."""
@@ -267,7 +286,7 @@ class TokenAuth:
                 self.engine,
                 check_and_fetch(wanted).for_tenant(
                     tenant.schema,
-                    {"user_id": user_id, "jti": jti, "row_id": connection.path_params[wanted.param]},
+                    {"user_id": user_id, **token_of, "row_id": connection.path_params[wanted.param]},
                 ),
             )
             if row is None or not row[0]:
@@ -276,7 +295,7 @@ class TokenAuth:
             keep_row(connection.scope, values if found else None)
             return remembered
         statement = CHECK_CALLER if remembered is not None else LOAD_USER
-        query = statement.for_tenant(tenant.schema, {"user_id": user_id, "jti": jti})
+        query = statement.for_tenant(tenant.schema, {"user_id": user_id, **token_of})
         transaction, row = await ReadTransaction.begin(
             self.engine, tenant.schema, self.statement_timeout_ms, query
         )
@@ -303,9 +322,9 @@ class TokenAuth:
                 generation = self.callers.generation
                 affinity.set(tenant.schema)  # this task's own context: the tenant's connections
                 try:
-                    row = await ReadTransaction.fetch_alone(
-                        self.engine, LOAD_USER.for_tenant(tenant.schema, {"user_id": user_id, "jti": None})
-                    )
+                    no_token = {"user_id": user_id, "jti": None, "iat": None}
+                    statement = LOAD_USER.for_tenant(tenant.schema, no_token)
+                    row = await ReadTransaction.fetch_alone(self.engine, statement)
                 except Exception as exc:
                     # The database is down, or the tenant just went: the requests that need
                     # the database report it; the stale entry simply runs out.

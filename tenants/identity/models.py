@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
+from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import ARRAY, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -33,6 +35,12 @@ class User(TenantBase):
     # it is in no response body. Last, where migration 0004 added it.
     revoked_token_ids: Mapped[dict[str, int]] = mapped_column(
         JSONB, server_default="{}", default=dict, deferred=True, sort_order=4000
+    )
+    # Tokens issued before it (their ``iat_ms`` claim) are refused: set by a
+    # password change, which signs the user out everywhere (migration 0017). Deferred
+    # and in no response body, like the ids above.
+    tokens_valid_after: Mapped[datetime.datetime | None] = mapped_column(
+        DateTimeUTC(timezone=True), deferred=True, sort_order=4001
     )
 
 

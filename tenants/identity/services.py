@@ -19,7 +19,7 @@ from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
-from atrium.tenants.base import USER_IDS, tenant_metadata
+from atrium.tenants.base import USER_IDS, tenant_metadata, utcnow
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.identity.schemas import MeUpdate
 
@@ -94,8 +94,7 @@ class UserService(CrudService[User], PrivilegeGuard):
             if v is not msgspec.UNSET and k != "current_password"
         }
         refuse_nul_characters(changes)
-        if "password" in changes:
-            changes["password"] = await self._hash(changes["password"])
+        await self._new_password(changes)
         for key, value in changes.items():
             setattr(user, key, value)
         # A flush of users: CallerInvalidation drops the caller in every process on commit.
@@ -104,9 +103,16 @@ class UserService(CrudService[User], PrivilegeGuard):
 
     async def prepare_update(self, item: User, changes: dict[str, Any]) -> dict[str, Any]:
         self.require_covered(await self.user_permissions(item.id), "change this user")
+        await self._new_password(changes)
+        return changes
+
+    async def _new_password(self, changes: dict[str, Any]) -> None:
+        """A new password is hashed, and signs the user out everywhere: every token issued
+        before now is refused from now on, the one that made the change included (a token
+        may have been stolen; the password change is how a user ends it)."""
         if "password" in changes:
             changes["password"] = await self._hash(changes["password"])
-        return changes
+            changes["tokens_valid_after"] = utcnow()
 
     async def before_delete(self, item: User) -> None:
         if item.id == self.user.id:
