@@ -124,7 +124,8 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
         "Every user may change their own `name`, `phone` and `password`; no permission is "
         "needed. `current_password` is required: missing, 422; wrong, 403 (and it counts as "
         "a failed login, 429 past the limit). Passwords follow the rules of `/users`: 8 "
-        "characters to 72 bytes in UTF-8."
+        "characters to 72 bytes in UTF-8. A new password signs the user out everywhere: "
+        "every token issued before it, this one included, is refused from then on."
     ),
     request_max_body_size=JSON_BODY_LIMIT,
     responses=problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
