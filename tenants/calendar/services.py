@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -146,11 +147,18 @@ async def occurrences_in(
     """Every occurrence in the window, in start order (then by event, for a stable order)."""
     rows = await reads.fetch_all(EVENTS_IN_WINDOW, {"from": window_from, "to": window_to})
     found = []
-    for row in rows:
-        series = series_of(row[2:])
+    for event_id, title, starts_at, ends_at, time_zone, all_day, recurrence in rows:
+        if recurrence is None:
+            # A single event: no Series to build, only the window to check (most rows).
+            if ends_at >= window_from and starts_at < window_to:
+                start, end = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
+                found.append((event_id, title, start, end, all_day, time_zone))
+            continue
+        series = Series(starts_at, ends_at, time_zone, all_day, recurrence)
         for start, end in series.occurrences(window_from, window_to):
-            found.append((row[0], row[1], start, end, series.all_day, series.time_zone))
-    found.sort(key=lambda o: (o[2], str(o[0])))
+            found.append((event_id, title, start, end, all_day, time_zone))
+    # UUIDs order as their text does; compared only between occurrences that start together.
+    found.sort(key=itemgetter(2, 0))
     return found
 
 
