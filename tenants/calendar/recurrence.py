@@ -41,6 +41,9 @@ _PART = re.compile(r"^[A-Z]+=[A-Z0-9,+\-]+$")
 # Parsed rules kept per process, by (rule, start, zone): a listing parses the same series
 # on every request. An rrule is not changed by iterating it (dateutil's cache is off).
 PARSED_RULES_MAX = 4096
+# Series' occurrences kept per window (``Series.in_window``): a few occurrences each, about
+# 1 KB, so at most a few MB per process.
+WINDOWS_KEPT = 4096
 # How far before a window an expansion moved near it starts (``near``): more than any
 # daylight-saving or zone offset change between the start and the window.
 _NEAR_MARGIN = datetime.timedelta(days=2)
@@ -117,6 +120,14 @@ class Series:
             if end >= window_from:
                 yield start_utc, end
 
+    def in_window(
+        self, window_from: datetime.datetime, window_to: datetime.datetime
+    ) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
+        """``occurrences`` of a window of at most a year or so (the occurrences route), kept
+        per process: calendar apps ask for the same weeks and months again and again, and
+        the key (the series' times, rule and zone, and the window) changes with any edit."""
+        return _in_window(self, window_from, window_to)
+
     def series_ends_at(self) -> datetime.datetime:
         """When the last occurrence ends (``NEVER`` without an end): the span the list's
         ``from``/``to`` prefilter compares, refined by expanding (services.py)."""
@@ -171,6 +182,13 @@ def near(rule: rrule, window_from: datetime.datetime, duration: datetime.timedel
     if moved <= wall_start:
         return rule
     return _moved(rule, moved)
+
+
+@lru_cache(maxsize=WINDOWS_KEPT)
+def _in_window(
+    series: Series, window_from: datetime.datetime, window_to: datetime.datetime
+) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
+    return tuple(series.occurrences(window_from, window_to))
 
 
 @lru_cache(maxsize=PARSED_RULES_MAX)

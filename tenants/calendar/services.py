@@ -155,7 +155,7 @@ async def occurrences_in(
                 found.append((event_id, title, start, end, all_day, time_zone))
             continue
         series = Series(starts_at, ends_at, time_zone, all_day, recurrence)
-        for start, end in series.occurrences(window_from, window_to):
+        for start, end in series.in_window(window_from, window_to):
             found.append((event_id, title, start, end, all_day, time_zone))
     # UUIDs order as their text does; compared only between occurrences that start together.
     found.sort(key=itemgetter(2, 0))
