@@ -121,12 +121,13 @@ class Series:
                 yield start_utc, end
 
     def in_window(
-        self, window_from: datetime.datetime, window_to: datetime.datetime
+        self, window_from: datetime.datetime, window_to: datetime.datetime, tz: datetime.tzinfo = UTC
     ) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
-        """``occurrences`` of a window of at most a year or so (the occurrences route), kept
-        per process: calendar apps ask for the same weeks and months again and again, and
-        the key (the series' times, rule and zone, and the window) changes with any edit."""
-        return _in_window(self, window_from, window_to)
+        """``occurrences`` of a window of at most a year or so (the occurrences route), given
+        in ``tz`` (a UTC zone: the one the caller's other times are in), kept per process:
+        calendar apps ask for the same weeks and months again and again, and the key (the
+        series' times, rule and zone, and the window) changes with any edit."""
+        return _in_window(self, window_from, window_to, tz)
 
     def series_ends_at(self) -> datetime.datetime:
         """When the last occurrence ends (``NEVER`` without an end): the span the list's
@@ -186,9 +187,10 @@ def near(rule: rrule, window_from: datetime.datetime, duration: datetime.timedel
 
 @lru_cache(maxsize=WINDOWS_KEPT)
 def _in_window(
-    series: Series, window_from: datetime.datetime, window_to: datetime.datetime
+    series: Series, window_from: datetime.datetime, window_to: datetime.datetime, tz: datetime.tzinfo
 ) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
-    return tuple(series.occurrences(window_from, window_to))
+    found = series.occurrences(window_from, window_to)
+    return tuple((start.astimezone(tz), end.astimezone(tz)) for start, end in found)
 
 
 @lru_cache(maxsize=PARSED_RULES_MAX)
