@@ -37,6 +37,7 @@ from common import (
     latency_summary,
     step,
     target_headers,
+    tree_cpu_seconds,
 )
 
 from atrium.platform.tenancy.naming import quote_ident
@@ -138,11 +139,26 @@ def _timed_gets(
         first = client.get(url, params=params)
         if first.status_code != 200:
             raise BenchError(f"GET {path} answered {first.status_code}: {first.text[:300]}")
+        cpu = _server_cpu(bench)
         for _ in range(count):
             started = time.perf_counter()
             client.get(url, params=params).raise_for_status()
             latencies.append(time.perf_counter() - started)
-    return first.json(), latencies
+        cpu = _server_cpu(bench) - cpu
+    return first.json(), latencies, cpu / count
+
+
+def _server_cpu(bench: Bench) -> float:
+    """The app server's CPU seconds so far: per request, far steadier than its latency on a
+    shared machine (bench/serving.py)."""
+    served = bench.served
+    assert served is not None
+    assert served.app.proc is not None
+    return tree_cpu_seconds(served.app.proc.pid)
+
+
+def _app_summary(latencies: list[float], cpu_seconds: float) -> dict[str, Any]:
+    return {**latency_summary(latencies), "cpu_ms": round(cpu_seconds * 1000, 2)}
 
 
 def _timed_floor(
@@ -164,7 +180,7 @@ def occurrences_figure(
     bench: Bench, target: Target, tenant: BenchTenant, events: int, count: int
 ) -> dict[str, Any]:
     window = {"from": WINDOW_FROM.isoformat(), "to": WINDOW_TO.isoformat()}
-    answer, app = _timed_gets(bench, target, "/events/occurrences", window, count)
+    answer, app, cpu = _timed_gets(bench, target, "/events/occurrences", window, count)
     rows, floor = _timed_floor(bench, tenant, FLOOR_EVENTS, {"from": WINDOW_FROM, "to": WINDOW_TO}, count)
     expected = {str(r[0]) for r in rows}
     if not {o["event_id"] for o in answer["items"]} <= expected:
@@ -173,7 +189,7 @@ def occurrences_figure(
         "route": "GET /events/occurrences (one month)",
         "events": events,
         "occurrences": len(answer["items"]),
-        "app": latency_summary(app),
+        "app": _app_summary(app, cpu),
         "floor": latency_summary(floor),
     }
 
@@ -181,7 +197,7 @@ def occurrences_figure(
 def search_figure(
     bench: Bench, target: Target, tenant: BenchTenant, documents: int, count: int
 ) -> dict[str, Any]:
-    page, app = _timed_gets(bench, target, "/documents", {"q": QUERY, "limit": PAGE}, count)
+    page, app, cpu = _timed_gets(bench, target, "/documents", {"q": QUERY, "limit": PAGE}, count)
     rows, floor = _timed_floor(bench, tenant, FLOOR_SEARCH, {"q": QUERY, "limit": PAGE}, count)
     if (rows[0][-1] if rows else 0) != page["total"]:
         raise BenchError(f"the floor finds {rows[0][-1] if rows else 0} documents, the app {page['total']}")
@@ -189,7 +205,7 @@ def search_figure(
         "route": f"GET /documents?q={QUERY}",
         "documents": documents,
         "matches": page["total"],
-        "app": latency_summary(app),
+        "app": _app_summary(app, cpu),
         "floor": latency_summary(floor),
     }
 
@@ -202,12 +218,16 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
     with httpx.Client(
         base_url=f"http://127.0.0.1:{served.port}", headers=target_headers(target), timeout=60
     ) as client:
+        cpu = 0.0
         for i in range(count + 1):
+            if i == 1:  # the first is a warm-up, as below
+                cpu = _server_cpu(bench)
             started = time.perf_counter()
             response = client.post("/documents", json={"title": f"Created {i}", "body": body})
             app.append(time.perf_counter() - started)
             if response.status_code != 201:
                 raise BenchError(f"POST /documents answered {response.status_code}: {response.text[:300]}")
+        cpu = (_server_cpu(bench) - cpu) / count
     floor = []
     with psycopg.connect(bench.url) as conn:
         for i in range(count + 1):
@@ -218,7 +238,7 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
             floor.append(time.perf_counter() - started)
     return {
         "route": "POST /documents (2 KB body)",
-        "app": latency_summary(app[1:]),
+        "app": _app_summary(app[1:], cpu),
         "floor": latency_summary(floor[1:]),
     }
 
@@ -255,7 +275,7 @@ def _row(name: str, figure: dict[str, Any]) -> Row:
     app, floor = figure["app"], figure["floor"]
     return (
         name,
-        f"p50 {app['p50_ms']:.1f} ms, p99 {app['p99_ms']:.1f} ms",
+        f"p50 {app['p50_ms']:.1f} ms, p99 {app['p99_ms']:.1f} ms, {app['cpu_ms']:.2f} ms server CPU each",
         f"floor p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms; p99 ratio {_ratio(figure):.1f}x",
     )
 

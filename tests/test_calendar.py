@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import uuid
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 import httpx
 import icalendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from atrium.tenants.calendar.recurrence import RecurrenceError, Series, normalize
 from tests.api import Api, Headers, TenantUser, add_user, assert_problem, error_fields
 from tests.conftest import MadeTenant
 
@@ -122,6 +126,85 @@ async def test_from_to_lists_events_with_an_occurrence_in_the_window(api: Api, o
     assert week.index(mondays["id"]) < week.index(once["id"]), "by start with a window"
     later = await listed(client, owner_a, **{"from": "2035-06-04T00:00:00Z", "to": "2035-06-05T00:00:00Z"})
     assert mondays["id"] in later  # 4 June 2035 is a Monday, years on
+
+
+async def test_a_series_started_years_ago_keeps_its_wall_time_across_daylight_saving(
+    api: Api, owner_a: Headers
+) -> None:
+    """Expanded from near the window (recurrence.near), not from 2015: still 09:00 in Berlin
+    on each side of the change to summer time (29 March 2026), and on the right Mondays."""
+    _, client = api
+    meeting = await event(
+        client,
+        owner_a,
+        title=f"Since 2015 {_tag()}",
+        time_zone="Europe/Berlin",
+        starts_at="2015-01-05T08:00:00Z",  # a Monday, 09:00 in Berlin
+        ends_at="2015-01-05T09:00:00Z",
+        recurrence="FREQ=WEEKLY;INTERVAL=2",
+    )
+    found = [
+        (o["starts_at"], o["ends_at"])
+        for o in await occurrences(client, owner_a, "2026-03-10T00:00:00Z", "2026-04-20T00:00:00Z")
+        if o["event_id"] == meeting["id"]
+    ]
+    # Every other Monday from 5 January 2015: 16 March 2026 is one (584 weeks on).
+    assert found == [
+        ("2026-03-16T08:00:00Z", "2026-03-16T09:00:00Z"),
+        ("2026-03-30T07:00:00Z", "2026-03-30T08:00:00Z"),
+        ("2026-04-13T07:00:00Z", "2026-04-13T08:00:00Z"),
+    ]
+
+
+_ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago")
+_BYDAY = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+@st.composite
+def _series_and_window(draw: st.DrawFn) -> tuple[Series, datetime.datetime, datetime.datetime]:
+    freq = draw(st.sampled_from(("DAILY", "WEEKLY", "MONTHLY", "YEARLY")))
+    parts = [f"FREQ={freq}", f"INTERVAL={draw(st.integers(1, 5))}"]
+    if draw(st.booleans()):
+        days = draw(st.lists(st.sampled_from(_BYDAY), min_size=1, max_size=3, unique=True))
+        parts.append("BYDAY=" + ",".join(days))
+        if freq in ("MONTHLY", "YEARLY") and draw(st.booleans()):
+            parts.append(f"BYSETPOS={draw(st.sampled_from((1, 2, -1)))}")
+    elif freq == "MONTHLY" and draw(st.booleans()):
+        parts.append(f"BYMONTHDAY={draw(st.sampled_from((1, 15, 29, 31, -1)))}")
+    minutes = draw(st.integers(0, 24 * 60 - 1))
+    year = datetime.datetime(draw(st.integers(1995, 2025)), 1, 1, tzinfo=datetime.UTC)
+    starts_at = year + datetime.timedelta(days=draw(st.integers(0, 365)), minutes=minutes)
+    if draw(st.booleans()):
+        until = starts_at + datetime.timedelta(days=draw(st.integers(1, 40 * 365)))
+        parts.append(f"UNTIL={until:%Y%m%dT%H%M%SZ}")
+    ends_at = starts_at + datetime.timedelta(minutes=draw(st.sampled_from((30, 60, 24 * 60, 3 * 24 * 60))))
+    time_zone = draw(st.sampled_from(_ZONES))
+    timing = Series(starts_at, ends_at, time_zone)
+    try:
+        rule = normalize(";".join(parts), timing)
+    except RecurrenceError:
+        rule = "FREQ=WEEKLY"
+    window_from = starts_at + datetime.timedelta(days=draw(st.integers(-30, 40 * 365)))
+    window_to = window_from + datetime.timedelta(days=draw(st.integers(1, 62)))
+    return Series(starts_at, ends_at, time_zone, recurrence=rule), window_from, window_to
+
+
+@settings(max_examples=300, deadline=None)
+@given(_series_and_window())
+def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
+    case: tuple[Series, datetime.datetime, datetime.datetime],
+) -> None:
+    series, window_from, window_to = case
+    rule, duration = series.rule(), series.wall_duration
+    assert rule is not None
+    expected = []
+    for start in rule:  # the whole series from its first start, as the reference
+        end = (start.replace(tzinfo=None) + duration).replace(tzinfo=start.tzinfo)
+        if start >= window_to:
+            break
+        if end >= window_from:
+            expected.append((start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)))
+    assert list(series.occurrences(window_from, window_to)) == expected
 
 
 @pytest.mark.parametrize(

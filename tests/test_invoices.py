@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from atrium.platform.db.binding import set_transaction_search_path
 from atrium.tenants.invoices import money
+from atrium.tenants.invoices.routes import NUMBER_FORMAT
 from tests.api import Api, Headers, add_user, assert_problem, error_fields, new_tenant
 from tests.conftest import login
 
@@ -302,3 +304,25 @@ async def test_concurrent_finalizes_never_share_or_skip_a_number(api: Api, opera
     other_owner = await login(client, other.host, other.owner_email, other.owner_password)
     first = await invoice(client, other_owner)
     assert (await act(client, other_owner, first, "finalize")).json()["number"] == "INV-000001"
+
+
+async def test_numbers_grow_past_six_digits(api: Api, operator_engine: Engine) -> None:
+    """The number is written by SQL (routes._numbered), in NUMBER_FORMAT's form to the last
+    digit: zero-padded to six, and longer, never cut, once six are used up."""
+    _, client = api
+    made = new_tenant(operator_engine, "inv")
+    owner = await login(client, made.host, made.owner_email, made.owner_password)
+    with operator_engine.begin() as conn:
+        set_transaction_search_path(conn, made.tenant.schema)
+        conn.execute(text("INSERT INTO invoice_counters (name, last) VALUES ('invoices', 999998)"))
+    numbers = [(await act(client, owner, await invoice(client, owner), "finalize")).json() for _ in range(2)]
+    assert (
+        [n["number"] for n in numbers]
+        == ["INV-999999", "INV-1000000"]
+        == [NUMBER_FORMAT.format(n) for n in (999_999, 1_000_000)]
+    )
+    assert all(n["status"] == "open" and n["issue_date"] for n in numbers)
+    # What the answer showed is what was stored.
+    for answered in numbers:
+        stored = (await client.get(f"/invoices/{answered['id']}", headers=owner)).json()
+        assert (stored["number"], stored["updated_at"]) == (answered["number"], answered["updated_at"])

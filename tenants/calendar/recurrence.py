@@ -8,14 +8,15 @@ a daylight-saving change (the offset is the zone's on each date, never a fixed o
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from dateutil.rrule import rrule, rrulestr
+from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
 
 UTC = datetime.UTC
 # A far end for series without one (``series_ends_at``): a real timestamp, which Python
@@ -37,6 +38,15 @@ MAX_RULE_LENGTH = 1000
 # relative to its start are the same 400 years later.
 _CYCLE_YEARS = 400
 _PART = re.compile(r"^[A-Z]+=[A-Z0-9,+\-]+$")
+# Parsed rules kept per process, by (rule, start, zone): a listing parses the same series
+# on every request. An rrule is not changed by iterating it (dateutil's cache is off).
+PARSED_RULES_MAX = 4096
+# Series' occurrences kept per window (``Series.in_window``): a few occurrences each, about
+# 1 KB, so at most a few MB per process.
+WINDOWS_KEPT = 4096
+# How far before a window an expansion moved near it starts (``near``): more than any
+# daylight-saving or zone offset change between the start and the window.
+_NEAR_MARGIN = datetime.timedelta(days=2)
 
 
 def in_utc(value: datetime.datetime, earliest: bool) -> datetime.datetime:
@@ -88,7 +98,7 @@ class Series:
     def rule(self) -> rrule | None:
         if self.recurrence is None:
             return None
-        return _parse(self.recurrence, self.local_start)
+        return _parse_kept(self.recurrence, self.starts_at, self.time_zone)
 
     def occurrences(
         self, window_from: datetime.datetime, window_to: datetime.datetime
@@ -102,12 +112,22 @@ class Series:
                 yield self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
             return
         duration = self.wall_duration
-        for start in rule:
-            end = _after(start, duration)
-            if start.astimezone(UTC) >= window_to:
+        for start in near(_expansion_rule(rule), window_from, duration):
+            start_utc = start.astimezone(UTC)
+            if start_utc >= window_to:
                 return
+            end = _after(start, duration)
             if end >= window_from:
-                yield start.astimezone(UTC), end.astimezone(UTC)
+                yield start_utc, end
+
+    def in_window(
+        self, window_from: datetime.datetime, window_to: datetime.datetime, tz: datetime.tzinfo = UTC
+    ) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
+        """``occurrences`` of a window of at most a year or so (the occurrences route), given
+        in ``tz`` (a UTC zone: the one the caller's other times are in), kept per process:
+        calendar apps ask for the same weeks and months again and again, and the key (the
+        series' times, rule and zone, and the window) changes with any edit."""
+        return _in_window(self, window_from, window_to, tz)
 
     def series_ends_at(self) -> datetime.datetime:
         """When the last occurrence ends (``NEVER`` without an end): the span the list's
@@ -123,6 +143,75 @@ class Series:
         if rule._until is not None:
             return max(self.ends_at, _after(rule._until.astimezone(zone(self.time_zone)), self.wall_duration))
         return NEVER
+
+
+def near(rule: rrule, window_from: datetime.datetime, duration: datetime.timedelta) -> rrule:
+    """``rule`` with its start moved forward by whole periods to shortly before the first
+    occurrence that can end at or after ``window_from``, where that leaves its occurrences
+    from there on the same; ``rule`` itself otherwise (``COUNT`` counts from the first start).
+
+    A series started years ago is then expanded from near the window, not from its start.
+    The start keeps its wall-clock time and everything dateutil derives from it (weekday,
+    day of the month, month), and the periods stay aligned: days and weeks move by whole
+    intervals, months and years by whole years that are whole intervals. So each period
+    from the new start holds the occurrences it held before (``BYSETPOS`` included);
+    those dropped start before the new start, and so end before ``window_from``.
+    """
+    if rule._count is not None:
+        return rule
+    start = rule._dtstart
+    tz = start.tzinfo
+    wall_start = start.replace(tzinfo=None)
+    latest = window_from.astimezone(tz).replace(tzinfo=None) - duration - _NEAR_MARGIN
+    if latest <= wall_start:
+        return rule
+    if rule._freq in (DAILY, WEEKLY):
+        period = datetime.timedelta(days=rule._interval * (7 if rule._freq == WEEKLY else 1))
+        moved = wall_start + (latest - wall_start) // period * period
+    elif rule._freq in (MONTHLY, YEARLY):
+        months = rule._interval * (12 if rule._freq == YEARLY else 1)
+        years = math.lcm(months, 12) // 12
+        periods = (latest.year - 1 - wall_start.year) // years
+        if periods <= 0:
+            return rule
+        try:
+            moved = wall_start.replace(year=wall_start.year + periods * years)
+        except ValueError:  # 29 February into a common year: expanded from its start
+            return rule
+    else:
+        return rule
+    if moved <= wall_start:
+        return rule
+    return _moved(rule, moved)
+
+
+@lru_cache(maxsize=WINDOWS_KEPT)
+def _in_window(
+    series: Series, window_from: datetime.datetime, window_to: datetime.datetime, tz: datetime.tzinfo
+) -> tuple[tuple[datetime.datetime, datetime.datetime], ...]:
+    found = series.occurrences(window_from, window_to)
+    return tuple((start.astimezone(tz), end.astimezone(tz)) for start, end in found)
+
+
+@lru_cache(maxsize=PARSED_RULES_MAX)
+def _moved(rule: rrule, wall_start: datetime.datetime) -> rrule:
+    # Kept by the kept rule (``_expansion_rule``) and the new start, which is the same for
+    # every window that begins in the same period: windows are asked for again and again.
+    return rule.replace(dtstart=wall_start.replace(tzinfo=rule._dtstart.tzinfo))
+
+
+@lru_cache(maxsize=PARSED_RULES_MAX)
+def _expansion_rule(rule: rrule) -> rrule:
+    """``rule`` (a kept one, ``Series.rule``) with ``COUNT`` turned into the ``UNTIL`` of its
+    last occurrence: the same occurrences, in a form ``near`` can move forward."""
+    if rule._count is None:
+        return rule
+    last = None
+    for last in rule:  # noqa: B007 - at most MAX_COUNT, each found in bounded time (validate)
+        pass
+    if last is None:
+        return rule
+    return rule.replace(count=None, until=last.astimezone(UTC))
 
 
 def _after(start: datetime.datetime, duration: datetime.timedelta) -> datetime.datetime:
@@ -182,6 +271,12 @@ def _until(raw: str, series: Series) -> str:
     if series.all_day:
         return local.strftime("%Y%m%d")
     return local.replace(tzinfo=tz).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@lru_cache(maxsize=PARSED_RULES_MAX)
+def _parse_kept(text: str, starts_at: datetime.datetime, time_zone: str) -> rrule:
+    # Keyed by the zone's name too: aware datetimes of the same instant are equal in any zone.
+    return _parse(text, starts_at.astimezone(zone(time_zone)))
 
 
 def _parse(text: str, local_start: datetime.datetime) -> rrule:

@@ -7,7 +7,9 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql
@@ -29,9 +31,12 @@ from atrium.tenants.calendar.recurrence import (
 )
 from atrium.tenants.identity.models import User
 
+# UTC under the names the driver may give it (ZoneInfo keeps one instance per name):
+# times in them are answered as they are read, and serialise as UTC ("Z").
+UTC = datetime.UTC
+_UTC_ZONES = (UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"))
 # The fields that decide an event's occurrences.
 TIMING = ("starts_at", "ends_at", "all_day", "time_zone", "recurrence")
-UTC = datetime.UTC
 
 
 class EventService(CrudService[Event]):
@@ -145,12 +150,28 @@ async def occurrences_in(
 ) -> list[tuple[uuid.UUID, str, datetime.datetime, datetime.datetime, bool, str]]:
     """Every occurrence in the window, in start order (then by event, for a stable order)."""
     rows = await reads.fetch_all(EVENTS_IN_WINDOW, {"from": window_from, "to": window_to})
+    if not rows:
+        return []
+    # Every time is given in one zone: the driver's (the session's TimeZone), kept as is
+    # where it is UTC under another name. Aware times of one tzinfo compare as plain ones,
+    # where two zones cost an offset lookup for each side of every comparison and sort step:
+    # most of this function's time over a month of 10,000 events.
+    read_in = rows[0][2].tzinfo
+    out = read_in if read_in in _UTC_ZONES else UTC
+    window = (window_from.astimezone(read_in), window_to.astimezone(read_in))
     found = []
-    for row in rows:
-        series = series_of(row[2:])
-        for start, end in series.occurrences(window_from, window_to):
-            found.append((row[0], row[1], start, end, series.all_day, series.time_zone))
-    found.sort(key=lambda o: (o[2], str(o[0])))
+    for event_id, title, starts_at, ends_at, time_zone, all_day, recurrence in rows:
+        if recurrence is None:
+            # A single event: no Series to build, only the window to check (most rows).
+            if ends_at >= window[0] and starts_at < window[1]:
+                start, end = starts_at.astimezone(out), ends_at.astimezone(out)
+                found.append((event_id, title, start, end, all_day, time_zone))
+            continue
+        series = Series(starts_at, ends_at, time_zone, all_day, recurrence)
+        for start, end in series.in_window(window_from, window_to, out):
+            found.append((event_id, title, start, end, all_day, time_zone))
+    # UUIDs order as their text does; compared only between occurrences that start together.
+    found.sort(key=itemgetter(2, 0))
     return found
 
 

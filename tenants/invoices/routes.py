@@ -13,9 +13,10 @@ from litestar import Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read
@@ -24,6 +25,7 @@ from atrium.platform.tenancy.registry import Tenant
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import refuse_nul_characters
+from atrium.platform.web.concurrency import next_updated_at
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
@@ -34,8 +36,42 @@ from atrium.tenants.invoices.pdf import render_pdf
 from atrium.tenants.invoices.schemas import InvoiceCreate, InvoiceRead, InvoiceUpdate, Payment
 
 RESOURCE = "invoices"
-NUMBER_FORMAT = "INV-{:06d}"
+NUMBER_PREFIX, NUMBER_DIGITS = "INV-", 6
+NUMBER_FORMAT = f"{NUMBER_PREFIX}{{:0{NUMBER_DIGITS}d}}"
 COUNTER = "invoices"
+
+
+def _numbered() -> Any:
+    """Finalize's last statement: bump the tenant's counter row and number the invoice.
+
+    The counter row stays locked until the transaction ends, so concurrent finalizes wait
+    their turn and a rollback gives the number back (gapless; a sequence would skip). One
+    statement, so the lock is held for it and the COMMIT only. Its caller has locked the
+    draft and checked it (``CrudService.act``): the UPDATE always finds its row, and the
+    bump (which a data-modifying CTE runs whether or not the UPDATE matches) never skips.
+    Parameters: ``invoice_id``, ``counter``; the other columns are added by ``values()``.
+    """
+    bump = (
+        insert(InvoiceCounter)
+        .values(name=bindparam("counter"), last=1)
+        .on_conflict_do_update(index_elements=[InvoiceCounter.name], set_={"last": InvoiceCounter.last + 1})
+        .returning(InvoiceCounter.last)
+        .cte("bump")
+    )
+    digits = cast(bump.c.last, Text)
+    invoices = Invoice.__table__
+    # NUMBER_FORMAT in SQL: at least NUMBER_DIGITS digits, more once they run out.
+    width = func.greatest(NUMBER_DIGITS, func.length(digits))
+    number = select(literal(NUMBER_PREFIX) + func.lpad(digits, width, "0")).scalar_subquery()
+    return (
+        update(invoices)
+        .where(invoices.c.id == bindparam("invoice_id"))
+        .values(number=number)
+        .returning(invoices.c.number)
+    )
+
+
+_NUMBERED = _numbered()
 
 
 def _invalid(errors: list[dict[str, str]]) -> None:
@@ -107,22 +143,15 @@ class InvoiceService(CrudService[Invoice]):
                 "The due date is before the issue date.",
                 errors=[{"field": "due_date", "message": f"must be on or after the issue date {issue}"}],
             )
-        item.issue_date = issue
-        item.number = NUMBER_FORMAT.format(await self._next_number())
-        item.status = "open"
-
-    async def _next_number(self) -> int:
-        """The tenant's next number, from its counter row, which stays locked until this
-        transaction ends: no two finalizes share a number, and a rollback gives it back."""
-        bump = (
-            insert(InvoiceCounter)
-            .values(name=COUNTER, last=1)
-            .on_conflict_do_update(
-                index_elements=[InvoiceCounter.name], set_={"last": InvoiceCounter.last + 1}
-            )
-            .returning(InvoiceCounter.last)
-        )
-        return int((await self.session.execute(bump)).scalar_one())
+        values = {"status": "open", "issue_date": issue, "updated_at": next_updated_at(item.updated_at)}
+        # Every other write of the finalize is in this one statement, after every check: the
+        # counter row is locked from here to the COMMIT that follows (bench/RESULTS.md, issue 21).
+        number = (
+            await self.session.execute(_NUMBERED.values(values), {"invoice_id": item.id, "counter": COUNTER})
+        ).scalar_one()
+        # What the statement wrote, known to the ORM as written: its flush has nothing left to do.
+        for name, value in {**values, "number": number}.items():
+            set_committed_value(item, name, value)
 
     async def pay(self, item: Invoice, data: Payment) -> None:
         due = item.total - item.amount_paid
