@@ -4,14 +4,18 @@ Sequence numbers: a post increments the room's ``last_seq`` with one ``UPDATE ..
 RETURNING`` in the post's own transaction. The statement takes the room's row lock, so
 concurrent posts to one room queue on it, each reads the counter its predecessor
 committed, and none gets a seq twice (the unique ``(chat_id, seq)`` index backs this).
-Events are published while that lock is held, just before the commit, so one room's
-events reach the channel in seq order whichever app process wrote them.
+
+Events: a write's events are kept while it runs and published once it has committed
+(``_write``), so a write that rolls back publishes nothing, and whoever hears of a message
+finds it in the database. Published after the lock is released, one room's events may
+reach the channel out of seq order; each app process puts them back in order (live.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -70,6 +74,8 @@ class ChatService(CrudService[Chat]):
     model = Chat
     # Set by the application (live.py) when it has its channels plugin.
     publisher: events.Publisher | None = None
+    # The events of the write under way, published after its commit (``_write``).
+    _outbox: list[tuple[list[uuid.UUID], dict[str, Any]]] | None = None
 
     @classmethod
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
@@ -84,8 +90,21 @@ class ChatService(CrudService[Chat]):
         return 200 if item.existing else 201
 
     async def publish(self, members: list[uuid.UUID], frame: dict[str, Any]) -> None:
-        if self.publisher is not None:
+        """Publish an event; inside a write (``_write``), once that write has committed."""
+        if self._outbox is not None:
+            self._outbox.append((members, frame))
+        elif self.publisher is not None:
             await self.publisher(self.tenant.id, members, frame)
+
+    async def _write(self, operation: Callable[[], Any], deleting: bool = False) -> None:
+        self._outbox = []
+        try:
+            await super()._write(operation, deleting)
+            committed = self._outbox
+        finally:
+            self._outbox = None
+        for members, frame in committed:
+            await self.publish(members, frame)
 
     # -- rooms ------------------------------------------------------------------------
 
