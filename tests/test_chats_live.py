@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from atrium.platform.live import tenant_channel
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.web.server import HEADER_TIMEOUT
 from atrium.tenants.chats import events
 from tests import servers
 from tests.api import TenantUser, add_user, new_tenant
@@ -276,6 +277,19 @@ async def test_events_published_out_of_order_are_delivered_in_seq_order(
             assert [(g["seq"], g["data"]["body"]) for g in got] == [(2, "seq 2"), (3, "seq 3"), (5, "seq 5")]
     finally:
         await client.aclose()
+
+
+async def test_a_socket_outlives_the_http_header_timeout(peers: dict[str, Peer]) -> None:
+    """The HTTP slow-client guard (platform/web/server.py) must let go of a connection once
+    it is a websocket: it used to close every socket HEADER_TIMEOUT seconds after it
+    opened, as an HTTP connection that sent no next request."""
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    async with bob.socket() as ws:
+        await asyncio.sleep(HEADER_TIMEOUT + 1.5)  # the guard checks every 0.5 s
+        posted = await alice.post(room["id"], "still here")
+        got = await next_message(ws)
+        assert got["seq"] == posted["seq"] and got["data"]["body"] == "still here"
 
 
 async def test_first_frame_authentication_and_resume_after_a_disconnect(peers: dict[str, Peer]) -> None:
