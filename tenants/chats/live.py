@@ -90,10 +90,22 @@ MESSAGES_AFTER = (
 )
 
 
+# One publish at a time per app and process, in the order the writes reached it (just
+# after their commits): concurrent publishes on several Redis connections would reach the
+# channel in any order, and each one out of order makes subscribers wait (``_Order``).
+_publishing: weakref.WeakKeyDictionary[ChannelsPlugin, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 def publisher(channels: ChannelsPlugin) -> events.Publisher:
+    lock = _publishing.get(channels)
+    if lock is None:
+        lock = _publishing[channels] = asyncio.Lock()
+
     async def publish(tenant_id: uuid.UUID, members: Sequence[uuid.UUID], frame: dict[str, Any]) -> None:
+        data = events.envelope(members, frame)
         try:
-            await channels.wait_published(events.envelope(members, frame), tenant_channel(tenant_id, TOPIC))
+            async with lock:
+                await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
         except Exception as exc:
             # The write stands; clients that missed the event get it with ``resume``.
             logger.warning("could not publish a chat event (%s); clients catch up by resume", exc)
@@ -102,23 +114,23 @@ def publisher(channels: ChannelsPlugin) -> events.Publisher:
 
 
 class _Socket:
-    """One authenticated socket: what it delivered, and its frame budget."""
+    """One authenticated socket: what its resumes sent, and its frame budget."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
         self.socket, self.user, self.tenant = socket, user, tenant
         self.host = _host(socket)
         self.me = str(user.id)
         self.sending = asyncio.Lock()
-        # Per room: the highest message seq sent (a resume's, or a live event's).
-        self.delivered: dict[str, int] = {}
+        # Per room: the highest message seq a resume sent, whose live events are not sent
+        # again. Only a resume's: a live event that comes late (out of order beyond
+        # ``HOLD``) is still sent, late rather than never.
+        self.resumed: dict[str, int] = {}
         self.arrivals: deque[float] = deque()
 
     async def deliver(self, head: events.Header, text: str) -> None:
         async with self.sending:
-            if head.type == events.CREATED:
-                if head.seq <= self.delivered.get(head.chat_id, 0):
-                    return  # a resume sent it already
-                self.delivered[head.chat_id] = head.seq
+            if head.type == events.CREATED and head.seq <= self.resumed.get(head.chat_id, 0):
+                return  # a resume sent it already
             await self.socket.send_text(text)
 
     def over_rate(self) -> bool:
@@ -143,7 +155,7 @@ class _Socket:
                     kind = "message.deleted" if message.deleted else "message.created"
                     await self.socket.send_json(events.event(kind, chat_id, message.seq, message))
                     room = str(chat_id)
-                    self.delivered[room] = max(self.delivered.get(room, 0), message.seq)
+                    self.resumed[room] = max(self.resumed.get(room, 0), message.seq)
             return True
         finally:
             await reads.close()
