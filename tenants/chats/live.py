@@ -167,13 +167,14 @@ class _Order:
     the message its seq names is out. An event that would go out of order is held until
     the ones before it arrive, or ``HOLD`` seconds have passed (``flush``)."""
 
-    __slots__ = ("arrived", "expect", "held", "timer")
+    __slots__ = ("arrived", "expect", "held", "holds", "timer")
 
     def __init__(self) -> None:
         self.expect: int | None = None  # the next message.created seq
         self.held: list[tuple[int, int, int, events.Header, str]] = []
         self.arrived = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.holds = 0  # numbers each hold's flush marker
 
     def arrive(self, head: events.Header, text: str) -> list[tuple[events.Header, str]]:
         """What may go out now that ``head`` has arrived, in order."""
@@ -248,10 +249,10 @@ class _Hub:
         try:
             async for raw in subscriber.iter_events():
                 if raw.startswith(_FLUSH):
-                    room = raw[len(_FLUSH) :].decode()
+                    room, _, hold = raw[len(_FLUSH) :].decode().partition(" ")
                     order = rooms.get(room)
-                    if order is None:
-                        continue
+                    if order is None or order.timer is None or hold != str(order.holds):
+                        continue  # the marker of a hold that ended before it came
                     order.timer = None
                     ready = order.flush()
                 else:
@@ -265,7 +266,9 @@ class _Hub:
                         order = rooms[room] = _Order()
                     ready = order.arrive(head, text)
                 if order.held and order.timer is None:
-                    order.timer = loop.call_later(HOLD, subscriber.put_nowait, _FLUSH + room.encode())
+                    order.holds += 1
+                    marker = _FLUSH + f"{room} {order.holds}".encode()
+                    order.timer = loop.call_later(HOLD, subscriber.put_nowait, marker)
                 elif not order.held and order.timer is not None:
                     order.timer.cancel()
                     order.timer = None

@@ -22,7 +22,7 @@ import msgspec
 from litestar import Request
 from litestar.channels import ChannelsPlugin
 from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_column, select, text
-from sqlalchemy.dialects.postgresql import array, insert
+from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.errors import problem
@@ -80,8 +80,10 @@ WITH counted AS (
 )
 SELECT last_seq, member_ids FROM counted
 """
-POST_AS_MEMBER = _POST.format(visible=" AND member_ids @> ARRAY[%(owner_id)s]::uuid[]")
 POST_IN_ANY_ROOM = _POST.format(visible="")
+POST_AS_MEMBER = _POST.format(
+    visible=" AND " + str(member_of(bindparam("owner_id", type_=Uuid)).compile(dialect=psycopg.dialect()))
+)
 
 
 def render_message(message: ChatMessage | MessageRead) -> MessageRead:
@@ -269,7 +271,7 @@ class ChatService(CrudService[Chat]):
             edited_at=None,
             deleted=False,
         )
-        everyone = self.user.can(self.sees_every_row_permission())
+        everyone = self.visible_to_caller() is None  # chats:manage: any room
 
         async def adding() -> None:
             connection = await self.session.connection()
