@@ -68,6 +68,8 @@ SOCKETS_PER_USER = 20
 RESUME_MAX = 1_000
 # How long an event waits for an earlier one of its room (see the module's docstring).
 HOLD = 0.5
+# How long a post waits for Redis to take its event before giving up on it (logged).
+PUBLISH_WAIT = 2.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_TENANT_GONE = 4401, 4403, 4429, 4410
 CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
 
@@ -104,7 +106,9 @@ def publisher(channels: ChannelsPlugin) -> events.Publisher:
     async def publish(tenant_id: uuid.UUID, members: Sequence[uuid.UUID], frame: dict[str, Any]) -> None:
         data = events.envelope(members, frame)
         try:
-            async with lock:
+            # Bounded, the wait for the lock too: a Redis that stops answering must not hold
+            # every later post back.
+            async with asyncio.timeout(PUBLISH_WAIT), lock:
                 await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
         except Exception as exc:
             # The write stands; clients that missed the event get it with ``resume``.
