@@ -82,5 +82,9 @@ def run_server(host: str, port: int, workers: int, forwarded_allow_ips: str | No
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
         http=GuardedHttpToolsProtocol,  # header size and slow-client limits
+        # No permessage-deflate on websockets: its zlib contexts, kept per socket for its
+        # lifetime, were about half of an idle chat socket's memory, to compress frames of a
+        # few hundred bytes (bench/RESULTS.md, chats).
+        ws_per_message_deflate=False,
         log_level="info",
     )

@@ -88,6 +88,7 @@ FIGURES = [
     # 0 when frames beat their 201), messages per second and memory per idle socket.
     *(f"chat.post_to_frame.{figure}" for figure in ("p50_ms", "p99_ms")),
     "chat.sustained_per_s",
+    "chat.cpu_ms_per_message",
     "chat.frames",
     "chat.floor.sql_posts_per_s",
 ]

@@ -22,11 +22,16 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from atrium.platform.live import tenant_channel
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.web.server import HEADER_TIMEOUT
+from atrium.tenants.chats import events
 from tests import servers
 from tests.api import TenantUser, add_user, new_tenant
 from tests.conftest import MadeTenant, login
@@ -206,6 +211,85 @@ async def test_delivery_across_app_processes_in_seq_order(peers: dict[str, Peer]
         assert marked.status_code == 200
         got = await frame(one)
         assert got["type"] == "read.updated" and got["data"] == {"user_id": bob.user.id, "seq": 3}
+
+
+async def test_a_post_that_rolls_back_publishes_nothing(
+    peers: dict[str, Peer], tenants: tuple[MadeTenant, MadeTenant], operator_engine: Engine
+) -> None:
+    """A post whose commit fails (a deferred check refuses it at COMMIT, after the message
+    and its marker were written in the transaction) is never announced: the next frame is
+    the next post, which takes the seq the failed one had."""
+    alice, bob = peers["alice"], peers["bob"]
+    schema = quote_ident(tenants[0].tenant.schema)
+    refused = f"refused {uuid.uuid4().hex}"
+    room = await alice.room([bob])
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE FUNCTION {schema}.refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.body = '{refused}' THEN"
+            " RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation'; END IF;"
+            " RETURN NULL; END $$"
+        )
+        conn.exec_driver_sql(
+            f"CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON {schema}.chat_messages"
+            f" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_at_commit()"
+        )
+    try:
+        async with bob.socket() as ws:
+            failed = await alice.b.post(
+                f"/chats/{room['id']}/messages", json={"body": refused}, headers=alice.user.headers
+            )
+            assert failed.status_code == 422, failed.text
+            after = await alice.post(room["id"], "after")
+            got = await next_message(ws)
+            assert got["data"]["body"] == "after" and got["seq"] == after["seq"] == 1
+    finally:
+        with operator_engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TRIGGER refuse_at_commit ON {schema}.chat_messages")
+            conn.exec_driver_sql(f"DROP FUNCTION {schema}.refuse_at_commit()")
+
+
+async def test_events_published_out_of_order_are_delivered_in_seq_order(
+    peers: dict[str, Peer], tenants: tuple[MadeTenant, MadeTenant], redis_url: str | None
+) -> None:
+    """Published after their commits, two posts to one room may reach the channel in the
+    other order (two processes): sockets still get them in seq order. Here the events are
+    put on the tenant's channel directly, the later first; then one with a seq missing
+    before it, which is let out once the wait for the missing one is over."""
+    assert redis_url is not None
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    members = [uuid.UUID(alice.user.id), uuid.UUID(bob.user.id)]
+    channel = tenant_channel(tenants[0].tenant.id, "chats")
+
+    def created(seq: int) -> bytes:
+        data = {"id": str(uuid.uuid4()), "body": f"seq {seq}"}
+        return events.envelope(members, events.event("message.created", uuid.UUID(room["id"]), seq, data))
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with bob.socket() as ws:
+            first = await alice.post(room["id"], "first")  # the seq this process goes on from
+            assert (await next_message(ws))["seq"] == first["seq"] == 1
+            for seq in (3, 2, 5):
+                await client.publish(channel, created(seq))
+            got = [await next_message(ws) for _ in range(3)]
+            assert [(g["seq"], g["data"]["body"]) for g in got] == [(2, "seq 2"), (3, "seq 3"), (5, "seq 5")]
+    finally:
+        await client.aclose()
+
+
+async def test_a_socket_outlives_the_http_header_timeout(peers: dict[str, Peer]) -> None:
+    """The HTTP slow-client guard (platform/web/server.py) must let go of a connection once
+    it is a websocket: it used to close every socket HEADER_TIMEOUT seconds after it
+    opened, as an HTTP connection that sent no next request."""
+    alice, bob = peers["alice"], peers["bob"]
+    room = await alice.room([bob])
+    async with bob.socket() as ws:
+        await asyncio.sleep(HEADER_TIMEOUT + 1.5)  # the guard checks every 0.5 s
+        posted = await alice.post(room["id"], "still here")
+        got = await next_message(ws)
+        assert got["seq"] == posted["seq"] and got["data"]["body"] == "still here"
 
 
 async def test_first_frame_authentication_and_resume_after_a_disconnect(peers: dict[str, Peer]) -> None:

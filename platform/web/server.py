@@ -59,10 +59,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._watch: asyncio.TimerHandle | None = self.loop.call_later(CHECK_EVERY, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The transport now belongs to the websocket protocol, which has its own limits
+        # (frame size, pings): left running, the watch saw an HTTP connection that sent no
+        # next request and closed the socket about HEADER_TIMEOUT seconds after it opened.
+        self._stop_watching()
+        super().handle_websocket_upgrade()
+
+    def _stop_watching(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        super().connection_lost(exc)
 
     # --- counting --------------------------------------------------------------------
 

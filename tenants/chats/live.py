@@ -6,9 +6,14 @@ tenant with sockets there (``_Hub``) and sends each event to its members' socket
 removed member's sockets drop the room with the very event that removes them, and no
 socket learns of rooms it may not see.
 
-Order: message events are published while the writing transaction holds the room's row
-(services.py), so they enter the channel in seq order; a ``resume`` is answered from the
-database, and live message events at or below what it sent are not sent twice.
+Order: events are published after their write commits (services.py), so two posts to
+one room, committed one after the other (the room's row lock), may reach the channel in
+the other order when different tasks or processes publish them. Each process puts a
+room's events back in seq order (``_Order``): a ``message.created`` waits for the one
+before it, and any other event for the message or marker it names, at most ``HOLD``
+seconds (an event lost to a Redis outage is not waited for longer; ``resume`` finds it).
+A ``resume`` is answered from the database, and live message events at or below what it
+sent are not sent twice.
 
 Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
 caller may not see, 4410 the tenant was suspended or is being deleted (checked on every
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import time
@@ -60,6 +66,10 @@ FRAME_MAX = 64 * 1024
 FRAMES_PER_SECOND = 20
 SOCKETS_PER_USER = 20
 RESUME_MAX = 1_000
+# How long an event waits for an earlier one of its room (see the module's docstring).
+HOLD = 0.5
+# How long a post waits for Redis to take its event before giving up on it (logged).
+PUBLISH_WAIT = 2.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_TENANT_GONE = 4401, 4403, 4429, 4410
 CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
 
@@ -82,11 +92,24 @@ MESSAGES_AFTER = (
 )
 
 
+# One publish at a time per app and process, in the order the writes reached it (just
+# after their commits): concurrent publishes on several Redis connections would reach the
+# channel in any order, and each one out of order makes subscribers wait (``_Order``).
+_publishing: weakref.WeakKeyDictionary[ChannelsPlugin, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 def publisher(channels: ChannelsPlugin) -> events.Publisher:
+    lock = _publishing.get(channels)
+    if lock is None:
+        lock = _publishing[channels] = asyncio.Lock()
+
     async def publish(tenant_id: uuid.UUID, members: Sequence[uuid.UUID], frame: dict[str, Any]) -> None:
-        data = msgspec.json.encode({"members": [str(m) for m in members], "event": frame})
+        data = events.envelope(members, frame)
         try:
-            await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
+            # Bounded, the wait for the lock too: a Redis that stops answering must not hold
+            # every later post back.
+            async with asyncio.timeout(PUBLISH_WAIT), lock:
+                await channels.wait_published(data, tenant_channel(tenant_id, TOPIC))
         except Exception as exc:
             # The write stands; clients that missed the event get it with ``resume``.
             logger.warning("could not publish a chat event (%s); clients catch up by resume", exc)
@@ -95,24 +118,23 @@ def publisher(channels: ChannelsPlugin) -> events.Publisher:
 
 
 class _Socket:
-    """One authenticated socket: what it delivered, and its frame budget."""
+    """One authenticated socket: what its resumes sent, and its frame budget."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
         self.socket, self.user, self.tenant = socket, user, tenant
         self.host = _host(socket)
         self.me = str(user.id)
         self.sending = asyncio.Lock()
-        # Per room: the highest message seq sent (a resume's, or a live event's).
-        self.delivered: dict[str, int] = {}
+        # Per room: the highest message seq a resume sent, whose live events are not sent
+        # again. Only a resume's: a live event that comes late (out of order beyond
+        # ``HOLD``) is still sent, late rather than never.
+        self.resumed: dict[str, int] = {}
         self.arrivals: deque[float] = deque()
 
-    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+    async def deliver(self, head: events.Header, text: str) -> None:
         async with self.sending:
-            if frame["type"] == "message.created":
-                room = frame["chat_id"]
-                if frame["seq"] <= self.delivered.get(room, 0):
-                    return  # a resume sent it already
-                self.delivered[room] = frame["seq"]
+            if head.type == events.CREATED and head.seq <= self.resumed.get(head.chat_id, 0):
+                return  # a resume sent it already
             await self.socket.send_text(text)
 
     def over_rate(self) -> bool:
@@ -137,16 +159,64 @@ class _Socket:
                     kind = "message.deleted" if message.deleted else "message.created"
                     await self.socket.send_json(events.event(kind, chat_id, message.seq, message))
                     room = str(chat_id)
-                    self.delivered[room] = max(self.delivered.get(room, 0), message.seq)
+                    self.resumed[room] = max(self.resumed.get(room, 0), message.seq)
             return True
         finally:
             await reads.close()
 
 
+class _Order:
+    """One room's events in this process, let out in seq order: a ``message.created``
+    when it is the next seq (or the first this process hears of), any other event once
+    the message its seq names is out. An event that would go out of order is held until
+    the ones before it arrive, or ``HOLD`` seconds have passed (``flush``)."""
+
+    __slots__ = ("arrived", "expect", "held", "holds", "timer")
+
+    def __init__(self) -> None:
+        self.expect: int | None = None  # the next message.created seq
+        self.held: list[tuple[int, int, int, events.Header, str]] = []
+        self.arrived = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.holds = 0  # numbers each hold's flush marker
+
+    def arrive(self, head: events.Header, text: str) -> list[tuple[events.Header, str]]:
+        """What may go out now that ``head`` has arrived, in order."""
+        self.arrived += 1
+        # Same seq: the message before what names it (an edit, a marker).
+        rank = 0 if head.type == events.CREATED else 1
+        heapq.heappush(self.held, (head.seq, rank, self.arrived, head, text))
+        return self._ready(force=False)
+
+    def flush(self) -> list[tuple[events.Header, str]]:
+        """Everything held, in order: what it waited for is not coming."""
+        return self._ready(force=True)
+
+    def _ready(self, force: bool) -> list[tuple[events.Header, str]]:
+        out = []
+        while self.held:
+            seq, rank, _, head, text = self.held[0]
+            expect = self.expect
+            if not (force or expect is None or seq < expect or (rank == 0 and seq == expect)):
+                break
+            heapq.heappop(self.held)
+            if rank == 0:
+                self.expect = seq + 1 if expect is None else max(expect, seq + 1)
+            out.append((head, text))
+        return out
+
+
+# Put in a subscriber's stream by a room's ``HOLD`` timer, so that its pump, which sends
+# everything of its tenant in order, lets the room's held events out. Never the start of
+# an event from the channel (``events.envelope`` starts with ``{``).
+_FLUSH = b"\0flush "
+
+
 class _Hub:
     """One app's sockets in this process, by tenant and user, and one subscription per
-    tenant with sockets here: each event is decoded and encoded once, then sent to the
-    sockets of its members only (not tested against every socket of the tenant)."""
+    tenant with sockets here: each event's header is decoded once, and its frame sent as
+    published to the sockets of its members only (not tested against every socket of the
+    tenant), in each room's seq order (``_Order``)."""
 
     def __init__(self, channels: ChannelsPlugin) -> None:
         self.channels = channels
@@ -178,18 +248,47 @@ class _Hub:
             await self.channels.unsubscribe(subscriber)
 
     async def _pump(self, tenant: uuid.UUID, subscriber: Any) -> None:
-        async for raw in subscriber.iter_events():
-            try:
-                envelope = json.loads(raw)
-                frame = envelope["event"]
-                text = json.dumps(frame)
-            except (ValueError, KeyError, TypeError):
-                continue
-            users = self.users.get(tenant, {})
-            for member in envelope["members"]:
-                for state in list(users.get(member, ())):
-                    with contextlib.suppress(Exception):  # a socket closing meanwhile
-                        await state.deliver(frame, text)
+        rooms: dict[str, _Order] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            async for raw in subscriber.iter_events():
+                if raw.startswith(_FLUSH):
+                    room, _, hold = raw[len(_FLUSH) :].decode().partition(" ")
+                    order = rooms.get(room)
+                    if order is None or order.timer is None or hold != str(order.holds):
+                        continue  # the marker of a hold that ended before it came
+                    order.timer = None
+                    ready = order.flush()
+                else:
+                    try:
+                        head, text = events.open_envelope(raw)
+                    except (ValueError, msgspec.DecodeError):
+                        continue
+                    room = head.chat_id
+                    order = rooms.get(room)
+                    if order is None:
+                        order = rooms[room] = _Order()
+                    ready = order.arrive(head, text)
+                if order.held and order.timer is None:
+                    order.holds += 1
+                    marker = _FLUSH + f"{room} {order.holds}".encode()
+                    order.timer = loop.call_later(HOLD, subscriber.put_nowait, marker)
+                elif not order.held and order.timer is not None:
+                    order.timer.cancel()
+                    order.timer = None
+                for head, text in ready:
+                    await self._send(tenant, head, text)
+        finally:
+            for order in rooms.values():
+                if order.timer is not None:
+                    order.timer.cancel()
+
+    async def _send(self, tenant: uuid.UUID, head: events.Header, text: str) -> None:
+        users = self.users.get(tenant, {})
+        for member in head.members:
+            for state in list(users.get(member, ())):
+                with contextlib.suppress(Exception):  # a socket closing meanwhile
+                    await state.deliver(head, text)
 
 
 # One hub per app (its channels plugin), made with the app's first socket.
