@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,15 +60,6 @@ def _start(settings: Settings, redis_url: str, port: int, workers: int) -> subpr
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def ports(settings: Settings, redis_url: str | None, operator_engine: Engine) -> Iterator[tuple[int, int]]:
     servers.require(redis_url is not None, "a Redis server (ATRIUM_TEST_REDIS_URL or redis-server on PATH)")
@@ -82,7 +72,7 @@ def ports(settings: Settings, redis_url: str | None, operator_engine: Engine) ->
         yield a, b
     finally:
         for proc in procs:
-            _stop(proc)
+            servers.stop_server(proc)
 
 
 @pytest.fixture(scope="module")
