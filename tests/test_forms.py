@@ -355,6 +355,34 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
     assert last[3:7] == ["'\tTab", "'\rReturn", "", "'+plus@example.test"]
 
 
+async def test_the_export_reads_answers_kept_from_an_earlier_version_of_the_fields(
+    api: Api, owner_a: Headers
+) -> None:
+    """A response keeps the answers of its version: a key whose field changed type since
+    reads as it was stored, where a multiselect's join once failed the whole export."""
+    _, client = api
+    fields = [
+        {"key": "pick", "label": "Pick", "type": "text", "required": False},
+        {"key": "many", "label": "Many", "type": "multiselect", "required": False, "options": ["x", "y"]},
+    ]
+    form = await make_form(client, owner_a, fields=fields)
+    assert (
+        await answer(client, owner_a, form["id"], {"pick": "-1, a", "many": ["y", "x"]})
+    ).status_code == 201
+    swapped = [
+        {"key": "pick", "label": "Pick", "type": "multiselect", "required": False, "options": ["a", "b"]},
+        {"key": "many", "label": "Many", "type": "text", "required": False},
+    ]
+    changed = await client.patch(f"/forms/{form['id']}", json={"fields": swapped}, headers=owner_a)
+    assert changed.status_code == 200 and changed.json()["version"] == 2, changed.text
+    assert (await answer(client, owner_a, form["id"], {"pick": ["b", "a"], "many": "=z"})).status_code == 201
+    exported = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)
+    assert exported.status_code == 200, exported.text
+    header, *rows = list(csv.reader(io.StringIO(exported.text)))
+    assert header[3:] == ["pick", "many"]
+    assert [row[3:] for row in rows] == [["'-1, a", '["y", "x"]'], ["b; a", "'=z"]]
+
+
 async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: Headers) -> None:
     _, client = api
     member = await add_user(client, owner_a, role="Member")
