@@ -82,8 +82,8 @@ class FormState(Protocol):
 
 
 def checked_response(form: FormState, answers: Any, owner_id: uuid.UUID | None) -> dict[str, Any]:
-    """The values of a new response to ``form``: answers checked against its current fields."""
-    refuse_nul_characters({"answers": answers})
+    """The values of a new response to ``form``: answers checked against its current fields.
+    NUL characters are refused before (``CrudService`` refuses them in every body)."""
     return {
         "form_id": form.id,
         "answers": check_answers(form.fields, answers),
@@ -144,6 +144,7 @@ async def submit_public(session: AsyncSession, form_id: uuid.UUID, answers: Any)
     form = await take_response(session, form_id)
     if form is None or not form.public or form.status != "open":
         raise not_found(Form)
+    refuse_nul_characters({"answers": answers})
     item = FormResponse(**checked_response(form, answers, None))
     session.add(item)
     await session.commit()
