@@ -2,8 +2,10 @@
 
 - ``response``: ``POST /form-responses`` to an open 50-field form (the answers checked
   against every field, the form locked, the response inserted and the count kept), one
-  request at a time on a kept-alive connection, p50 and p99; against the floor, the same
-  INSERT (and commit) of the same answers by raw psycopg, one at a time.
+  request at a time on a kept-alive connection, p50 and p99, and the CPU per request of
+  the app's processes and database backends; against the floor, the same INSERT (and
+  commit) of the same answers by raw psycopg, one at a time, and its client's and
+  backend's CPU per request.
 - ``export``: ``GET /forms/{id}/responses.csv`` of N responses (200,000; quick: 2,000,
   seeded by one ``INSERT … SELECT generate_series``): rows/s, and the app's peak resident
   memory above idle while it streams (server and workers, sampled from /proc every 20 ms);
@@ -24,7 +26,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, percentile, step
+from common import Bench, BenchError, BenchTenant, Goal, Row, Step, percentile, step, tree_cpu_seconds
 
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.tenants.forms.export import export_query
@@ -90,14 +92,33 @@ def _create_form(port: int, host: str, token: str, public: bool) -> str:
     return str(response.json()["id"])
 
 
+def _backends_cpu_seconds(bench: Bench) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to the bench's database (the
+    app's pooled connections and the floor's), read from /proc: the server is local."""
+    with psycopg.connect(bench.url, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    return sum(tree_cpu_seconds(pid) for pid in pids)
+
+
 def _response_figure(
     bench: Bench, tenant: BenchTenant, port: int, token: str, form_id: str
 ) -> dict[str, Any]:
     rounds, fields = RESPONSE_ROUNDS[bench.args.quick], form_fields()
     headers = {"Host": tenant.host, "Authorization": f"Bearer {token}"}
     app_times: list[float] = []
+    assert bench.served is not None
+    server = bench.served.app.proc
+    assert server is not None
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
         for n in range(rounds + 20):
+            if n == 20:
+                app_cpu = -tree_cpu_seconds(server.pid) - _backends_cpu_seconds(bench)
             body = {"form_id": form_id, "answers": answers(fields, n)}
             started = time.perf_counter()
             response = client.post("/form-responses", json=body)
@@ -108,19 +129,29 @@ def _response_figure(
                 )
             if n >= 20:  # the first requests warm the connection and the caller cache
                 app_times.append(elapsed)
+    app_cpu += tree_cpu_seconds(server.pid) + _backends_cpu_seconds(bench)
     floor_times: list[float] = []
     insert = (
         "INSERT INTO form_responses (form_id, answers, form_version, owner_id) VALUES (%s, %s::jsonb, 1, %s)"
     )
     with psycopg.connect(bench.url) as conn:
+        floor_backend = conn.info.backend_pid
         for n in range(rounds + 20):
+            if n == 20:
+                floor_cpu = -time.process_time() - tree_cpu_seconds(floor_backend)
             started = time.perf_counter()
             with conn.transaction():
                 conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
                 conn.execute(insert, [form_id, json.dumps(answers(fields, n)), tenant.owner_id])
             if n >= 20:
                 floor_times.append(time.perf_counter() - started)
+        floor_cpu += time.process_time() + tree_cpu_seconds(floor_backend)
     app, floor = _ms(app_times), _ms(floor_times)
+    # CPU per request, the steadier figure on a shared machine: the app's server processes
+    # and database backends; the floor's client (this process, answers' JSON included) and
+    # its backend.
+    app["cpu_ms"] = round(app_cpu * 1000 / rounds, 2)
+    floor["cpu_ms"] = round(floor_cpu * 1000 / rounds, 2)
     return {
         "requests": rounds,
         "app": app,
@@ -292,9 +323,10 @@ def rows(results: dict[str, Any]) -> list[Row]:
     return [
         (
             f"form response ({FIELD_COUNT} fields, POST /form-responses)",
-            f"p50 {r['app']['p50_ms']:.1f} ms, p99 {r['app']['p99_ms']:.1f} ms",
-            f"floor (raw INSERT) p50 {r['floor']['p50_ms']:.1f} ms, p99 {r['floor']['p99_ms']:.1f} ms; "
-            f"p99 ratio {r['p99_ratio']:.2f}",
+            f"p50 {r['app']['p50_ms']:.1f} ms, p99 {r['app']['p99_ms']:.1f} ms, "
+            f"CPU {r['app']['cpu_ms']:.2f} ms/req (server + db)",
+            f"floor (raw INSERT) p50 {r['floor']['p50_ms']:.1f} ms, p99 {r['floor']['p99_ms']:.1f} ms, "
+            f"CPU {r['floor']['cpu_ms']:.2f} ms/req (client + db); p99 ratio {r['p99_ratio']:.2f}",
         ),
         (
             f"CSV export ({e['rows']:,} responses)",

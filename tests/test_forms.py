@@ -311,6 +311,25 @@ async def test_public_posts_are_limited_per_client_address(settings: Settings, t
         assert (await get_form(client, owner, form["id"]))["response_count"] == 4
 
 
+async def test_a_nul_character_in_an_answer_is_refused_on_every_path(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant
+) -> None:
+    _, client = api
+    form = await make_form(client, owner_a, public=True)
+    bad = {**FORM_ANSWERS, "bio": "a\x00b"}
+    assert "answers" in error_fields(assert_problem(await answer(client, owner_a, form["id"], bad), 422))
+    kept = await answer(client, owner_a, form["id"], FORM_ANSWERS)
+    patched = await client.patch(
+        f"/form-responses/{kept.json()['id']}", json={"answers": bad}, headers=owner_a
+    )
+    assert "answers" in error_fields(assert_problem(patched, 422))
+    public = await client.post(
+        f"/public/forms/{form['id']}/responses", json={"answers": bad}, headers={"Host": tenant_a.host}
+    )
+    assert "answers" in error_fields(assert_problem(public, 422))
+    assert (await get_form(client, owner_a, form["id"]))["response_count"] == 1
+
+
 # --- CSV export ----------------------------------------------------------------------------------
 
 
@@ -353,6 +372,34 @@ async def test_the_export_streams_every_response_oldest_first_with_formulas_neut
     exported = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)
     last = list(csv.reader(io.StringIO(exported.text)))[-1]
     assert last[3:7] == ["'\tTab", "'\rReturn", "", "'+plus@example.test"]
+
+
+async def test_the_export_reads_answers_kept_from_an_earlier_version_of_the_fields(
+    api: Api, owner_a: Headers
+) -> None:
+    """A response keeps the answers of its version: a key whose field changed type since
+    reads as it was stored, where a multiselect's join once failed the whole export."""
+    _, client = api
+    fields = [
+        {"key": "pick", "label": "Pick", "type": "text", "required": False},
+        {"key": "many", "label": "Many", "type": "multiselect", "required": False, "options": ["x", "y"]},
+    ]
+    form = await make_form(client, owner_a, fields=fields)
+    assert (
+        await answer(client, owner_a, form["id"], {"pick": "-1, a", "many": ["y", "x"]})
+    ).status_code == 201
+    swapped = [
+        {"key": "pick", "label": "Pick", "type": "multiselect", "required": False, "options": ["a", "b"]},
+        {"key": "many", "label": "Many", "type": "text", "required": False},
+    ]
+    changed = await client.patch(f"/forms/{form['id']}", json={"fields": swapped}, headers=owner_a)
+    assert changed.status_code == 200 and changed.json()["version"] == 2, changed.text
+    assert (await answer(client, owner_a, form["id"], {"pick": ["b", "a"], "many": "=z"})).status_code == 201
+    exported = await client.get(f"/forms/{form['id']}/responses.csv", headers=owner_a)
+    assert exported.status_code == 200, exported.text
+    header, *rows = list(csv.reader(io.StringIO(exported.text)))
+    assert header[3:] == ["pick", "many"]
+    assert [row[3:] for row in rows] == [["'-1, a", '["y", "x"]'], ["b; a", "'=z"]]
 
 
 async def test_the_export_is_for_the_form_owner_and_manage(api: Api, owner_a: Headers) -> None:
