@@ -5,7 +5,6 @@ annotations``: the handlers are built at runtime and Litestar reads their annota
 """
 
 import uuid
-from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -23,6 +22,7 @@ from atrium.platform.stores import AttemptCounter
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.client_address import client_address
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.openapi import TAG_DESCRIPTION
@@ -50,10 +50,6 @@ PUBLIC_FORM_SQL = (
 )
 EXPORTED_FORM_SQL = f"SELECT owner_id, fields FROM {_FORMS} WHERE id = %(id)s"
 POSTS_WINDOW_SECONDS = 60
-
-
-def _client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @get(
@@ -146,7 +142,7 @@ async def answer_public_form(
     item_id: FromPath[uuid.UUID],
     data: JSONBody[PublicAnswers],
 ) -> Response[PublicReceipt]:
-    key = f"{tenant.id}:public-form-posts:{_client_address(request)}"
+    key = f"{tenant.id}:public-form-posts:{client_address(request)}"
     retry_after = await attempt_counter.take([(key, settings.public_posts_per_minute)], POSTS_WINDOW_SECONDS)
     if retry_after:
         raise problem(

@@ -22,6 +22,7 @@ from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
+from atrium.platform.web.client_address import client_address
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.tenants.identity.models import User
@@ -31,10 +32,6 @@ from atrium.tenants.identity.services import UserService
 
 def _profile(user: User | AuthUser) -> UserRead:
     return msgspec.convert(user, UserRead, from_attributes=True)
-
-
-def _client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @post(
@@ -56,7 +53,7 @@ async def login(
     login_throttle: NamedDependency[LoginThrottle],
     request: Request[Any, Any, Any],
 ) -> LoginResponse:
-    client = _client_address(request)
+    client = client_address(request)
     # Taken before the password is checked, so a burst cannot check more than the limit.
     await login_throttle.take(tenant.id, data.email, client)
     email = data.email.strip().lower()
@@ -139,7 +136,7 @@ async def update_me(
     request: Request[AuthUser, Token, Any],
 ) -> UserRead:
     service = UserService(db_session, tenant, request.user, settings)
-    return _profile(await service.update_me(data, login_throttle, _client_address(request)))
+    return _profile(await service.update_me(data, login_throttle, client_address(request)))
 
 
 auth_router = Router(
