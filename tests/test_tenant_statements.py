@@ -49,7 +49,7 @@ async def test_the_caller_statements_run_on_their_own_tenant_only(
         wanted = RowById("users", ("id", "email"), "item_id")
         for made, other in ((first.tenant, second.tenant), (second.tenant, first.tenant)):
             email = first.owner_email if made is first.tenant else second.owner_email
-            params = {"user_id": made.owner_id, "jti": "never-revoked", "row_id": made.owner_id}
+            params = {"user_id": made.owner_id, "jti": "never-revoked", "iat": 0, "row_id": made.owner_id}
             row = await ReadTransaction.fetch_alone(
                 engine, check_and_fetch(wanted).for_tenant(made.schema, params)
             )
@@ -58,7 +58,7 @@ async def test_the_caller_statements_run_on_their_own_tenant_only(
             elsewhere = check_and_fetch(wanted).for_tenant(other.schema, params)
             row = await ReadTransaction.fetch_alone(engine, elsewhere)
             assert row == (False, False, None, None)
-            load = LOAD_USER.for_tenant(made.schema, {"user_id": made.owner_id, "jti": None})
+            load = LOAD_USER.for_tenant(made.schema, {"user_id": made.owner_id, "jti": None, "iat": None})
             transaction, loaded = await ReadTransaction.begin(engine, made.schema, 1000, load)
             path = await transaction.fetch_one("SELECT current_setting('search_path')")
             await transaction.close()
@@ -73,7 +73,7 @@ async def test_a_statement_run_about_once_per_caller_is_never_counted_nor_prepar
 ) -> None:
     made = new_tenant(operator_engine, "ts-once").tenant
     engine: AsyncEngine = create_app_engine(settings.with_overrides(db_pool_size=1, db_max_overflow=0))
-    params = {"user_id": made.owner_id, "jti": None, "row_id": made.owner_id}
+    params = {"user_id": made.owner_id, "jti": None, "iat": None, "row_id": made.owner_id}
     wanted = RowById("users", ("id",), "item_id")
     try:
         for _ in range(7):  # psycopg prepares a statement on its fifth run (or sixth)
