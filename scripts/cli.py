@@ -23,8 +23,8 @@ from atrium.platform.db import embedded
 from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.security.passwords import PasswordRejected, generate_password
 from atrium.platform.settings import Settings, SettingsError, load_settings
+from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.naming import InvalidName
-from atrium.platform.tenancy.provisioning import InvalidInput, OwnerSpec, ProvisioningError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -178,7 +178,7 @@ def tenants_create(
 ) -> None:
     """Provision a tenant: schema at head, owner user, built-in roles and group."""
     from atrium.platform.tenancy.naming import validate_slug
-    from atrium.platform.tenancy.provisioning import provision_tenant
+    from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 
     validate_slug(slug)  # bad input is refused before touching the database
     generated = not owner_password_stdin

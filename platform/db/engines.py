@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from atrium.platform.db.affinity import TenantAffinePool
 from atrium.platform.settings import Settings
 
 
@@ -27,6 +26,10 @@ def create_app_engine(settings: Settings) -> AsyncEngine:
     that died is detected by the failing statement, SQLAlchemy then invalidates the
     whole pool, and the request gets a 503 (see ``web/errors.py``).
     """
+    # Imported here: the pool reaches into advanced-alchemy's Litestar extension, which
+    # the command line (the operator engine only) would otherwise load on every command.
+    from atrium.platform.db.affinity import TenantAffinePool
+
     engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,

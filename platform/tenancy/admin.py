@@ -13,8 +13,8 @@ import psycopg.errors
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.naming import validate_domain
-from atrium.platform.tenancy.provisioning import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.registry import Tenant, TenantDomain, TenantStatus
 
 

@@ -31,6 +31,7 @@ from atrium.platform.db.alembic_runner import VERSION_TABLE, head_revision
 from atrium.platform.db.binding import create_tenant_schema, drop_tenant_schema
 from atrium.platform.security import permissions
 from atrium.platform.security.passwords import hash_password
+from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.naming import schema_for_slug, validate_slug
 from atrium.platform.tenancy.registry import Tenant, TenantStatus
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
@@ -38,14 +39,6 @@ from atrium.tenants.models import tenant_metadata
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 LOCK_TIMEOUT = "5s"
-
-
-class ProvisioningError(Exception):
-    """Provisioning was refused or failed; the message is fit for an operator."""
-
-
-class InvalidInput(ProvisioningError):
-    """The request itself is wrong (bad slug, name, email...): exit code 2."""
 
 
 class TenantExists(ProvisioningError):
