@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from atrium.tenants.chats import events
+from atrium.tenants.chats.live import _Order, forget_idle
 from tests.api import Api, Headers, TenantUser, add_user, assert_problem, error_fields, user_with
 
 pytest_plugins = ["tests.api"]
@@ -325,3 +327,20 @@ async def test_a_direct_room_found_again_is_200_with_an_idempotency_key_too(
     for _ in range(2):
         again = await client.post("/chats", json={"kind": "direct", "member_ids": [gail.id]}, headers=keyed)
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+
+
+def test_a_subscription_forgets_idle_rooms_but_not_held_events() -> None:
+    """The per-room order a subscription keeps stays bounded: idle rooms are forgotten,
+    a room with an event held for an earlier one is kept."""
+
+    def head(room: str, seq: int) -> events.Header:
+        return events.Header(members=[], type=events.CREATED, chat_id=room, seq=seq)
+
+    rooms = {f"room-{i}": _Order() for i in range(3)}
+    for name, order in rooms.items():
+        assert [h.seq for h, _ in order.arrive(head(name, 1), "{}")] == [1]
+    # Seq 3 before seq 2: held until 2 arrives (or the hold ends).
+    assert rooms["room-0"].arrive(head("room-0", 3), "{}") == []
+    forget_idle(rooms)
+    assert list(rooms) == ["room-0"]
+    assert [h.seq for h, _ in rooms["room-0"].arrive(head("room-0", 2), "{}")] == [2, 3]

@@ -66,6 +66,9 @@ FRAME_MAX = 64 * 1024
 FRAMES_PER_SECOND = 20
 SOCKETS_PER_USER = 20
 RESUME_MAX = 1_000
+# Rooms whose order a tenant's subscription keeps in this process before it forgets the
+# idle ones (nothing held): a room forgotten starts afresh with its next event.
+ROOMS_REMEMBERED = 10_000
 # How long an event waits for an earlier one of its room (see the module's docstring).
 HOLD = 0.5
 # How long a post waits for Redis to take its event before giving up on it (logged).
@@ -206,6 +209,13 @@ class _Order:
         return out
 
 
+def forget_idle(rooms: dict[str, _Order]) -> None:
+    """Drop the rooms that hold nothing: a long-lived subscription of a busy tenant would
+    otherwise keep one entry for every room that ever had an event."""
+    for room in [room for room, order in rooms.items() if not order.held and order.timer is None]:
+        del rooms[room]
+
+
 # Put in a subscriber's stream by a room's ``HOLD`` timer, so that its pump, which sends
 # everything of its tenant in order, lets the room's held events out. Never the start of
 # an event from the channel (``events.envelope`` starts with ``{``).
@@ -278,6 +288,8 @@ class _Hub:
                     order.timer = None
                 for head, text in ready:
                     await self._send(tenant, head, text)
+                if len(rooms) > ROOMS_REMEMBERED:
+                    forget_idle(rooms)
         finally:
             for order in rooms.values():
                 if order.timer is not None:
