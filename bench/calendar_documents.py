@@ -34,6 +34,7 @@ from common import (
     Row,
     Step,
     Target,
+    bind,
     latency_summary,
     step,
     target_headers,
@@ -78,10 +79,6 @@ SELECT id, 1, title, body, owner_id FROM made
 """
 
 
-def _bind(conn: psycopg.Connection[Any], tenant: BenchTenant) -> Any:
-    return conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
-
-
 def _body(rng: random.Random, size: int = 2000) -> str:
     words: list[str] = []
     while sum(len(w) + 1 for w in words) < size:
@@ -109,7 +106,7 @@ def seed(bench: Bench, tenant: BenchTenant, events: int, documents: int) -> floa
     rng = random.Random(5545)
     with psycopg.connect(bench.url) as conn:
         with conn.transaction():
-            _bind(conn, tenant)
+            bind(conn, tenant.schema)
             with (
                 conn.cursor() as cur,
                 cur.copy(
@@ -170,7 +167,7 @@ def _timed_floor(
         for _ in range(count + 1):
             started = time.perf_counter()
             with conn.transaction():
-                _bind(conn, tenant)
+                bind(conn, tenant.schema)
                 rows = conn.execute(sql, params).fetchall()
             latencies.append(time.perf_counter() - started)
     return rows, latencies[1:]
@@ -233,7 +230,7 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
         for i in range(count + 1):
             started = time.perf_counter()
             with conn.transaction():
-                _bind(conn, tenant)
+                bind(conn, tenant.schema)
                 conn.execute(FLOOR_CREATE, {"title": f"Floor {i}", "body": body, "owner": tenant.owner_id})
             floor.append(time.perf_counter() - started)
     return {

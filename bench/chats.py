@@ -45,6 +45,7 @@ from common import (
     Row,
     Step,
     atrium_command,
+    bind,
     free_port,
     ms,
     percentile,
@@ -55,7 +56,6 @@ from serving import Server
 from websockets.asyncio.client import ClientConnection, connect
 
 from atrium.platform.security.tokens import TokenAuth
-from atrium.platform.tenancy.naming import quote_ident
 
 FLOOR_POST = """
 WITH counted AS (
@@ -80,7 +80,7 @@ def _seed(
     """``sockets`` users, and ``rooms`` rooms sharing them out, the owner in every room."""
     bench.seed_users(tenant, sockets)
     with psycopg.connect(bench.url) as conn, conn.transaction():
-        conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+        bind(conn, tenant.schema)
         users = [
             r[0]
             for r in conn.execute("SELECT id FROM users WHERE id <> %s ORDER BY email", [tenant.owner_id])
@@ -261,7 +261,7 @@ def _sql_floor(bench: Bench, tenant: BenchTenant, rooms: list[uuid.UUID], messag
         started = time.perf_counter()
         for i in range(messages):
             with conn.transaction():
-                conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+                bind(conn, tenant.schema)
                 conn.execute(FLOOR_POST, {"chat": rooms[i % len(rooms)], "owner": tenant.owner_id})
         return messages / (time.perf_counter() - started)
 

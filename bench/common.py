@@ -79,6 +79,12 @@ def beside_floor(
     }
 
 
+def bind(conn: Any, schema: str) -> Any:
+    """Bind a raw psycopg transaction (sync or async) to ``schema``, as the seeds and floors
+    do: ``conn.execute``'s result (a cursor, or a coroutine of one)."""
+    return conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(schema)])
+
+
 def percentile(values: list[float], pct: float) -> float:
     if len(values) == 1:
         return values[0]
@@ -337,7 +343,7 @@ class Bench:
     def seed_users(self, tenant: BenchTenant, count: int) -> None:
         password = hash_password("bench-user-password", 4)
         with psycopg.connect(self.url) as conn, conn.transaction():
-            conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+            bind(conn, tenant.schema)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO users (name, email, phone, password) VALUES (%s, %s, %s, %s)",

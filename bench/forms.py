@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, percentile, step, tree_cpu_seconds
+from common import Bench, BenchError, BenchTenant, Goal, Row, Step, bind, percentile, step, tree_cpu_seconds
 
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.tenants.forms.export import export_query
@@ -141,7 +141,7 @@ def _response_figure(
                 floor_cpu = -time.process_time() - tree_cpu_seconds(floor_backend)
             started = time.perf_counter()
             with conn.transaction():
-                conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+                bind(conn, tenant.schema)
                 conn.execute(insert, [form_id, json.dumps(answers(fields, n)), tenant.owner_id])
             if n >= 20:
                 floor_times.append(time.perf_counter() - started)
@@ -165,7 +165,7 @@ def _seed_responses(bench: Bench, tenant: BenchTenant, form_id: str, count: int)
     row = json.dumps(answers(form_fields(), 7))
     with psycopg.connect(bench.url) as conn:
         with conn.transaction():
-            conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+            bind(conn, tenant.schema)
             conn.execute(
                 "INSERT INTO form_responses (form_id, answers, form_version, owner_id, created_at)"
                 " SELECT %s, %s::jsonb, 1, CASE WHEN g %% 2 = 0 THEN %s::uuid END,"
@@ -225,7 +225,7 @@ def _export_figure(bench: Bench, tenant: BenchTenant, port: int, token: str, for
     if lines - 1 != count:
         raise BenchError(f"the export held {lines - 1} rows, not {count}")
     with psycopg.connect(bench.url) as conn, conn.transaction():
-        conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+        bind(conn, tenant.schema)
         floor_started = time.perf_counter()
         # The app's own statement: the floor is reading the rows, the figure adds the CSV.
         sql, params = export_query(form_fields())

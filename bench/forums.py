@@ -33,6 +33,7 @@ from common import (
     Row,
     Step,
     Target,
+    bind,
     latency_summary,
     ms,
     step,
@@ -69,10 +70,6 @@ SELECT forum_id, %(topic)s, 'floor reply', %(owner)s FROM counted
 """
 
 
-def _bind(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], tenant: BenchTenant) -> Any:
-    return conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
-
-
 def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID, float]:
     """A forum of ``posts`` posts in ``tenant``; its id and the seconds it took."""
     topics = max(posts // 10, PINNED + 1)
@@ -80,7 +77,7 @@ def seed_forum(bench: Bench, tenant: BenchTenant, posts: int) -> tuple[uuid.UUID
     started = time.perf_counter()
     with psycopg.connect(bench.url) as conn:
         with conn.transaction():
-            _bind(conn, tenant)
+            bind(conn, tenant.schema)
             conn.execute(
                 "INSERT INTO forums (id, name, owner_id) VALUES (%s, 'Bench forum', %s)",
                 [forum, tenant.owner_id],
@@ -143,7 +140,7 @@ def topics_page(
         for _ in range(count + 1):
             started = time.perf_counter()
             with conn.transaction():
-                _bind(conn, tenant)
+                bind(conn, tenant.schema)
                 rows = conn.execute(FLOOR_PAGE, {"forum": [forum], "limit": PAGE}).fetchall()
             floor.append(time.perf_counter() - started)
         floor = floor[1:]
@@ -189,7 +186,7 @@ async def _floor_replies(
 ) -> tuple[uuid.UUID, list[float], float]:
     topic = uuid.uuid4()
     async with await psycopg.AsyncConnection.connect(bench.url) as conn, conn.transaction():
-        await _bind(conn, tenant)
+        await bind(conn, tenant.schema)
         await conn.execute(
             "INSERT INTO forum_discussions (id, forum_id, title, body, owner_id)"
             " VALUES (%s, %s, 'Floor', 'b', %s)",
@@ -202,7 +199,7 @@ async def _floor_replies(
         async def reply(conn: psycopg.AsyncConnection[Any]) -> float:
             started = time.perf_counter()
             async with conn.transaction():
-                await _bind(conn, tenant)
+                await bind(conn, tenant.schema)
                 await conn.execute(FLOOR_REPLY, {"topic": topic, "owner": tenant.owner_id})
             return time.perf_counter() - started
 
@@ -217,7 +214,7 @@ async def _floor_replies(
 
 def _check_counted(bench: Bench, tenant: BenchTenant, topic: Any) -> None:
     with psycopg.connect(bench.url) as conn, conn.transaction():
-        _bind(conn, tenant)
+        bind(conn, tenant.schema)
         row = conn.execute(
             "SELECT t.reply_count, (SELECT count(*) FROM forum_discussions WHERE parent_id = t.id)"
             " FROM forum_discussions AS t WHERE t.id = %s",

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import psycopg
-from common import RATIO_ROUNDS, Bench, BenchTenant, Goal, Row, Step, Target, beside_floor, load, step
+from common import RATIO_ROUNDS, Bench, BenchTenant, Goal, Row, Step, Target, beside_floor, bind, load, step
 from reads import alternate
 
 from atrium.platform.tenancy.naming import quote_ident
@@ -32,7 +32,7 @@ def seed_tickets(bench: Bench, tenant: BenchTenant, count: int) -> float:
     agents = [tenant.owner_id, *(uuid.uuid4() for _ in range(AGENTS - 1))]
     with psycopg.connect(bench.url) as conn:
         with conn.transaction():
-            conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+            bind(conn, tenant.schema)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO users (id, name, email, phone, password) VALUES (%s, %s, %s, '1', 'x')",

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, percentile, step, tree_cpu_seconds
+from common import Bench, BenchError, BenchTenant, Goal, Row, Step, bind, percentile, step, tree_cpu_seconds
 
 from atrium.platform.db.binding import BIND_SQL
 from atrium.platform.tenancy.naming import quote_ident
@@ -59,7 +59,7 @@ def seed_drafts(bench: Bench, tenant: BenchTenant, count: int) -> list[uuid.UUID
     )
     ids = [uuid.uuid4() for _ in range(count)]
     with psycopg.connect(bench.url) as conn, conn.transaction():
-        conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+        bind(conn, tenant.schema)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO invoices (id, owner_id, customer_name, currency, items, subtotal, tax, total)"

@@ -27,6 +27,7 @@ from common import (
     Step,
     Target,
     beside_floor,
+    bind,
     load,
     step,
 )
@@ -46,7 +47,7 @@ def seed_rows(bench: Bench, tenant: BenchTenant, count: int) -> float:
     started = time.perf_counter()
     with psycopg.connect(bench.url) as conn:
         with conn.transaction():
-            conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)])
+            bind(conn, tenant.schema)
             conn.execute(
                 "INSERT INTO users (name, email, phone, password)"
                 " SELECT 'Listed ' || g, 'listed' || g || '@' || %s, '+1 555 0102', %s"

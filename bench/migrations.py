@@ -15,10 +15,9 @@ import uuid
 from typing import Any
 
 import psycopg
-from common import ROOT, Bench, BenchError, Goal, Row, Step, atrium_command, progress_bar, step
+from common import ROOT, Bench, BenchError, Goal, Row, Step, atrium_command, bind, progress_bar, step
 
 from atrium.platform.db.alembic_runner import MIGRATIONS_DIR, VERSION_TABLE, head_revision
-from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.schema_migrations import DEFAULT_CONCURRENCY, migrate_tenants
 
 BENCH_COLUMN = "bench_note"
@@ -141,9 +140,7 @@ def _raw_apply(bench: Bench, revision: str, concurrency: int) -> float:
                             return
                         tenant = pending.pop()
                     with conn.transaction():
-                        conn.execute(
-                            "SELECT set_config('search_path', %s, true)", [quote_ident(tenant.schema)]
-                        )
+                        bind(conn, tenant.schema)
                         conn.execute(f"ALTER TABLE users ADD COLUMN {RAW_COLUMN} TEXT")
                         conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = %s", [revision])
                         conn.execute(

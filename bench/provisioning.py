@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import psycopg
-from common import Bench, BenchTenant, Goal, Row, Step, console, ms, percentile, progress_bar, step
+from common import Bench, BenchTenant, Goal, Row, Step, bind, console, ms, percentile, progress_bar, step
 
 from atrium.platform.db.alembic_runner import VERSION_TABLE, head_revision, upgrade_platform
 from atrium.platform.security.passwords import hash_password
@@ -122,7 +122,7 @@ class _RawDDL:
         t0 = time.perf_counter()
         with conn.transaction():
             conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
-            conn.execute("SELECT set_config('search_path', %s, true)", [quote_ident(schema)])
+            bind(conn, schema)
             for statement in statements:
                 conn.execute(statement)
             conn.execute(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (%s)", [head])
