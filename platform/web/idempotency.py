@@ -3,12 +3,13 @@
 A POST sent with the header is answered once per (tenant, user, key) for 24 hours:
 
 1. One statement, in the request's transaction, takes a transaction-scoped advisory lock
-   on the key and reads the key's row (``_CLAIM``). A fresh row with the same fingerprint
+   on the key and reads the key's row (``_CLAIM``), sent with the transaction's ``BEGIN``
+   and binding when it is the first (``binding.run_first``). A fresh row with the same fingerprint
    is the first answer, sent again with ``Idempotent-Replayed: true``; with another
    fingerprint, 422. No row and no lock: the first request with the key is still running,
    409. No row and the lock: this request does the write.
-2. The write, then the key's row with the answer (``IdempotencyKey``) added to the same
-   transaction, flushed by its commit. A write that fails leaves no key behind, so its
+2. The write, then the key's row with the answer (``IdempotencyKey``) queued in the same
+   transaction and sent with its ``COMMIT`` (``queued_inserts.py``). A write that fails leaves no key behind, so its
    retry runs again.
 
 The row lives in the tenant's schema and commits with the row it describes: a retry finds
