@@ -9,8 +9,8 @@ A POST sent with the header is answered once per (tenant, user, key) for 24 hour
    fingerprint, 422. No row and no lock: the first request with the key is still running,
    409. No row and the lock: this request does the write.
 2. The write, then the key's row with the answer (``IdempotencyKey``) queued in the same
-   transaction and sent with its ``COMMIT`` (``queued_inserts.py``). A write that fails leaves no key behind, so its
-   retry runs again.
+   transaction and sent with its ``COMMIT`` (``queued_inserts.py``). A write that fails
+   leaves no key behind, so its retry runs again.
 
 The row lives in the tenant's schema and commits with the row it describes: a retry finds
 it from any app process, and no Redis outage can lose it between the write and the key.
