@@ -333,11 +333,15 @@ async def test_without_the_header_no_statement_is_added(api: Api, owner_a: Heade
     with driver_statements() as with_key:
         assert_first(await post_group(client, keyed(owner_a, new_key()), "Keyed"))
     assert not any("idempotency" in s for s in plain)
-    added = [s for s in with_key if "idempotency_keys" in s]
-    assert len(added) == 2 and "pg_try_advisory_xact_lock" in added[0] and "INSERT" in added[1], added
+    added = [s for s in with_key if "idempotency_keys" in s or "advisory" in s]
+    # The claim, its guard, and the key's answer: sent with the write, no statement between.
+    assert len(added) == 3, added
+    assert "pg_try_advisory_xact_lock" in added[0] and "idempotency_keys" in added[0]
+    assert added[1].strip() == "SELECT 1 / pg_try_advisory_xact_lock(%(lock)s)::int"
+    assert added[2].startswith("INSERT INTO idempotency_keys"), added
     # The host cache may look a tenant up beside either request: not the request's own work.
     plain, with_key = ([s for s in run if "platform." not in s] for run in (plain, with_key))
-    assert len(with_key) == len(plain) + 2, (plain, with_key)
+    assert len(with_key) == len(plain) + 3, (plain, with_key)
 
 
 async def test_the_replay_holds_across_app_processes(

@@ -11,8 +11,10 @@ bound parameters in ``SET``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import psycopg
@@ -25,10 +27,13 @@ from atrium.platform.db.listeners import listen_once
 from atrium.platform.tenancy.naming import quote_ident
 
 SCHEMA_INFO_KEY = "atrium_tenant_schema"
-# ``session.info`` keys: a statement (text, values) to send in the binding's pipeline, as
-# the transaction's first; and its first row once sent (``run_first``).
+# ``session.info`` keys, each read by the binding's pipeline when the transaction begins:
+# statements (text, values) to send as the transaction's first, the first one's row once
+# sent (``run_first``, ``defer_first``); and queued rows to send after them, with or
+# without ``COMMIT`` (``queued_inserts.commit``).
 FIRST_STATEMENT_KEY = "atrium_first_statement"
 FIRST_ROW_KEY = "atrium_first_row"
+THEN_KEY = "atrium_then"
 TENANT_ID_INFO_KEY = "atrium_tenant_id"
 STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # A session with no tenant sees no tenant table at all: an empty search_path leaves
@@ -67,33 +72,69 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
     go at once, each still a statement of its own, as the driver read path sends them
     (read_transaction.py); on this 2-core machine every round trip also costs a context
     switch, which made the extra one a measurable share of a write (bench/RESULTS.md).
+    The statements asked for first (``FIRST_STATEMENT_KEY``) and, when the transaction's
+    first contact with the server is its commit, its queued rows and ``COMMIT``
+    (``THEN_KEY``) go in the same pipeline.
     """
     schema = session.info.get(SCHEMA_INFO_KEY)
     timeout = session.info.get(STATEMENT_TIMEOUT_KEY, 30_000)
     params = bind_parameters(schema, timeout)
-    first = session.info.pop(FIRST_STATEMENT_KEY, None)
+    first: Sequence[Statement] = session.info.pop(FIRST_STATEMENT_KEY, ())
     driver = connection.connection.driver_connection
     if isinstance(driver, psycopg.AsyncConnection):
-        row = await_only(_bind_pipelined(driver, params, first))
-    elif isinstance(driver, psycopg.Connection):
+        then = session.info.pop(THEN_KEY, None)
+        await_only(_bind_pipelined(session, driver, params, first, then))
+        return
+    if isinstance(driver, psycopg.Connection):
         with driver.pipeline():
             driver.execute(BIND_SQL, params)
-            cursor = None if first is None else driver.execute(*first)
-        row = None if cursor is None else cursor.fetchone()
+            cursors = [driver.execute(*statement) for statement in first]
+        row = cursors[0].fetchone() if cursors else None
     else:
         connection.exec_driver_sql(BIND_SQL, params)
-        row = None if first is None else connection.exec_driver_sql(*first).first()
-    if first is not None:
+        rows = [connection.exec_driver_sql(*statement).first() for statement in first]
+        row = rows[0] if rows else None
+    if first:
         session.info[FIRST_ROW_KEY] = row
 
 
+# A statement's text (psycopg placeholders) and its values.
+Statement = tuple[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Then:
+    """Rows to send after the binding and the first statements, and whether to commit."""
+
+    statements: Sequence[Statement]
+    commit: bool
+
+
 async def _bind_pipelined(
-    driver: psycopg.AsyncConnection[Any], params: Mapping[str, str], first: tuple[str, Any] | None
-) -> Any:
-    async with driver.pipeline():
-        await driver.execute(BIND_SQL, params)
-        cursor = None if first is None else await driver.execute(*first)
-    return None if cursor is None else await cursor.fetchone()
+    session: Session,
+    driver: psycopg.AsyncConnection[Any],
+    params: Mapping[str, str],
+    first: Sequence[Statement],
+    then: Then | None,
+) -> None:
+    cursor = None
+    try:
+        async with driver.pipeline():
+            await driver.execute(BIND_SQL, params)
+            for statement in first:
+                sent = await driver.execute(*statement)
+                cursor = cursor or sent
+            if then is not None:
+                for statement in then.statements:
+                    await driver.execute(*statement)
+                if then.commit:
+                    await driver.commit()
+    finally:
+        if cursor is not None:
+            # Its answer came before any later statement's error, and is kept with it: a
+            # guard after the first statement fails the pipeline on what the first found.
+            with contextlib.suppress(psycopg.Error):
+                session.info[FIRST_ROW_KEY] = await cursor.fetchone()
 
 
 async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> Any:
@@ -101,7 +142,7 @@ async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) 
     pipeline with ``BEGIN`` and the binding when the transaction has not begun yet (one
     round trip for all three), on the transaction's connection otherwise."""
     if not session.in_transaction():
-        session.info[FIRST_STATEMENT_KEY] = (sql, params)
+        session.info[FIRST_STATEMENT_KEY] = ((sql, params),)
         try:
             await session.connection()
             return session.info.pop(FIRST_ROW_KEY)
@@ -110,6 +151,24 @@ async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) 
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     return await (await driver.execute(sql, params)).fetchone()  # type: ignore[union-attr]
+
+
+def defer_first(session: AsyncSession, statements: Sequence[Statement]) -> bool:
+    """Have ``statements`` sent first in the session's next transaction, with its ``BEGIN``
+    and binding, whenever that reaches the server (the first statement's row is then
+    ``first_row``); ``False`` when a transaction has begun, and nothing is deferred."""
+    if session.in_transaction():
+        return False
+    session.info[FIRST_STATEMENT_KEY] = tuple(statements)
+    session.info.pop(FIRST_ROW_KEY, None)
+    return True
+
+
+def first_row(session: AsyncSession) -> Any:
+    """The row of the deferred first statement, or ``None`` when it was not sent; and
+    the deferral is over: a later transaction sends nothing of it."""
+    session.info.pop(FIRST_STATEMENT_KEY, None)
+    return session.info.pop(FIRST_ROW_KEY, None)
 
 
 # Operators (provisioning, migrations) run without a statement time limit: migrating a

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, class_mapper
 from sqlalchemy.util import await_only
 
+from atrium.platform.db.binding import THEN_KEY, Then
 from atrium.platform.db.listeners import listen_once
 from atrium.platform.security.callers import CALLER_TABLES
 
@@ -153,20 +154,29 @@ async def _send(driver: psycopg.AsyncConnection[Any], queued: list[Queued], comm
             await driver.commit()
 
 
-def _send_now(session: Session) -> None:
-    """Send the queue before anything else reaches the database through ``session``."""
+def _send_queued(session: Session, commit: bool = False) -> None:
+    """Send the queue (and ``COMMIT``) before anything else reaches the database through
+    ``session``. When this begins the transaction (nothing before reached the server),
+    the rows go with its ``BEGIN``, binding and deferred first statements (binding.py):
+    a whole create in one round trip."""
     queued = session.info.pop(QUEUE_KEY, None)
-    if queued:
+    if not queued:
+        return
+    session.info[THEN_KEY] = Then(queued, commit)
+    try:
         driver = session.connection().connection.driver_connection
-        await_only(_send(driver, queued, commit=False))
+    finally:
+        unsent = session.info.pop(THEN_KEY, None)
+    if unsent is not None:
+        await_only(_send(driver, queued, commit))
 
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
-    _send_now(session)
+    _send_queued(session)
 
 
 def _before_orm_statement(state: ORMExecuteState) -> None:
-    _send_now(state.session)
+    _send_queued(state.session)
 
 
 def _drop(session: Session) -> None:
@@ -177,7 +187,7 @@ def attach_queued_inserts(target: Any) -> None:
     """Keep the queue's order of effects in sessions made by ``target`` (a sync maker)."""
     listen_once(target, "before_flush", _before_flush)
     listen_once(target, "do_orm_execute", _before_orm_statement)
-    listen_once(target, "before_commit", _send_now)
+    listen_once(target, "before_commit", _send_queued)
     listen_once(target, "after_rollback", _drop)
 
 
@@ -190,9 +200,5 @@ async def commit(session: AsyncSession) -> None:
     session's transaction (whose ``COMMIT`` then finds nothing left to do)."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
-    queued = session.info.pop(QUEUE_KEY, None)
-    if queued:
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        await _send(raw.driver_connection, queued, commit=True)  # type: ignore[arg-type]
+    await session.run_sync(_send_queued, True)
     await session.commit()

@@ -3,14 +3,21 @@
 A POST sent with the header is answered once per (tenant, user, key) for 24 hours:
 
 1. One statement, in the request's transaction, takes a transaction-scoped advisory lock
-   on the key and reads the key's row (``_CLAIM``), sent with the transaction's ``BEGIN``
-   and binding when it is the first (``binding.run_first``). A fresh row with the same fingerprint
+   on the key and reads the key's row (``_CLAIM``). A fresh row with the same fingerprint
    is the first answer, sent again with ``Idempotent-Replayed: true``; with another
    fingerprint, 422. No row and no lock: the first request with the key is still running,
    409. No row and the lock: this request does the write.
 2. The write, then the key's row with the answer (``IdempotencyKey``) queued in the same
    transaction and sent with its ``COMMIT`` (``queued_inserts.py``). A write that fails
    leaves no key behind, so its retry runs again.
+
+The claim is not a round trip of its own: it is deferred to the transaction's first
+contact with the server (``binding.defer_first``) and sent with its ``BEGIN`` and binding;
+for a create whose rows are all queued that is its ``COMMIT``, so the whole create is one
+round trip. Since the claim's answer then comes with the write's, it decides the outcome
+whatever the write met: a guard after it (``_GUARD``) fails the transaction at once when
+another request holds the key; a kept answer makes the key's row collide, so the write
+rolls back and the answer is replayed.
 
 The row lives in the tenant's schema and commits with the row it describes: a retry finds
 it from any app process, and no Redis outage can lose it between the write and the key.
@@ -38,7 +45,7 @@ from litestar.enums import MediaType
 from litestar.serialization import encode_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.db.binding import run_first
+from atrium.platform.db.binding import defer_first, first_row, run_first
 from atrium.platform.db.queued_inserts import queue_insert
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem
@@ -73,6 +80,12 @@ _CLAIM = """
     LEFT JOIN idempotency_keys AS k
         ON k.user_id = %(user_id)s AND k.key = %(key)s AND k.created_at >= now() - %(kept)s
 """
+
+# Sent right after the claim when the claim goes with the write (``answer_once``): fails
+# the transaction, before the write's statements run, when the first request with the key
+# is still running (the lock is re-entrant within a transaction, so a claim that took it
+# passes). Division by zero is how plain SQL fails on a condition; the claim's row says why.
+_GUARD = "SELECT 1 / pg_try_advisory_xact_lock(%(lock)s)::int"
 
 T = TypeVar("T")
 # Called with the new row after the write is flushed and before the commit.
@@ -141,20 +154,19 @@ class _Claim:
     fingerprint: bytes
     lock_id: int
 
-    async def take(self, session: AsyncSession) -> Response[bytes] | None:
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "kept": KEPT_FOR,
+            "batch": PURGE_BATCH,
+            "user_id": self.user_id,
+            "key": self.key,
+            "lock": self.lock_id,
+        }
+
+    def answer(self, claimed: Sequence[Any]) -> Response[bytes] | None:
         """The first answer to send again, or ``None`` when this request is to do the write."""
-        # Usually the transaction's first statement: sent with its BEGIN and binding.
-        locked, stored_fingerprint, status, body, headers = await run_first(
-            session,
-            _CLAIM,
-            {
-                "kept": KEPT_FOR,
-                "batch": PURGE_BATCH,
-                "user_id": self.user_id,
-                "key": self.key,
-                "lock": self.lock_id,
-            },
-        )
+        locked, stored_fingerprint, status, body, headers = claimed
         if stored_fingerprint is not None:
             if bytes(stored_fingerprint) != self.fingerprint:
                 raise _header_problem("already used for another request (a different method, path or body)")
@@ -219,9 +231,12 @@ async def answer_once(
         fingerprint(request.method, request.url.path, parts),
         _lock_id(tenant.schema, request.user.id, key),
     )
-    replay = await claim.take(session)
-    if replay is not None:
-        return replay
+    deferred = defer_first(session, ((_CLAIM, claim.params), (_GUARD, claim.params)))
+    if not deferred:
+        # A transaction has begun: the claim runs now, and is answered before the write.
+        replay = claim.answer(await run_first(session, _CLAIM, claim.params))
+        if replay is not None:
+            return replay
     answers: list[Response[bytes]] = []
 
     async def before_commit(row: T) -> None:
@@ -230,9 +245,22 @@ async def answer_once(
         claim.remember(session, status_of(row), content, described)
         answers.append(_response(content, status_of(row), described))
 
-    row = await write(before_commit)
+    try:
+        row = await write(before_commit)
+    except Exception:
+        # The claim went with the write's first statement, so its answer stands before
+        # anything the write met: the key's row the write's own collided with, the guard.
+        claimed = first_row(session) if deferred else None
+        replay = None if claimed is None else claim.answer(claimed)
+        if replay is not None:
+            return replay
+        raise
+    claimed = first_row(session) if deferred else None
     if not answers:
         # The write found its row already there (a direct room) and wrote nothing, so
-        # nothing is remembered: a retry finds the row again.
+        # nothing is remembered: a retry finds the row again, or the first answer.
+        replay = None if claimed is None else claim.answer(claimed)
+        if replay is not None:
+            return replay
         return Response(render(row), status_code=status_of(row), headers=headers(row))
     return answers[0]
