@@ -10,17 +10,23 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.db.binding import SCHEMA_INFO_KEY, TENANT_ID_INFO_KEY, qualified_table
+from atrium.platform.db.binding import (
+    SCHEMA_INFO_KEY,
+    TENANT_ID_INFO_KEY,
+    defer_first,
+    first_row,
+    qualified_table,
+)
 from atrium.platform.db.engines import create_app_engine
-from atrium.platform.db.queued_inserts import commit, insertable, queue_insert
+from atrium.platform.db.queued_inserts import commit, has_queued, insertable, queue_insert, queue_statement
 from atrium.platform.db.sessions import sqlalchemy_config
 from atrium.platform.settings import Settings
 from atrium.tenants.helpdesk.models import Ticket
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
-from tests.conftest import MadeTenant
+from tests.conftest import MadeTenant, driver_statements
 
 
 @asynccontextmanager
@@ -143,3 +149,57 @@ async def test_rows_the_app_reads_back_or_the_caller_cache_watches_keep_the_orm(
         assert not insertable(session, Ticket) and not insertable(session, User)
         with pytest.raises(TypeError):
             queue_insert(session, User(name="x", email="x@example.test", phone="1", password="x"))
+
+
+_GROUPS = UserGroup.__table__
+# A Core statement queued as it is: its identity is its compiled plan's key.
+_INSERT_GROUP = insert(_GROUPS).values(
+    {column: bindparam(column, type_=_GROUPS.c[column].type) for column in ("id", "name", "owner_id")}
+    | {"created_at": func.now(), "updated_at": func.now()}
+)
+
+
+async def test_a_queued_statement_is_sent_with_the_commit_and_dropped_by_a_rollback(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"statement {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        values = {"id": uuid.uuid4(), "name": name, "owner_id": made.tenant.owner_id}
+        queue_statement(session, _INSERT_GROUP, values)
+        assert has_queued(session)
+        await session.rollback()
+        assert not has_queued(session)
+        await session.execute(text("SELECT 1"))  # the engine's first connection, set up
+        await session.commit()
+        with driver_statements() as sent:
+            queue_statement(session, _INSERT_GROUP, values)
+            await commit(session)
+    assert _groups_named(operator_engine, made, name) == 1
+    # Nothing reached the server before the commit: the binding, then the row.
+    assert [s.split()[0] for s in sent] == ["SELECT", "INSERT"], sent
+    assert "set_config('search_path'" in sent[0]
+
+
+async def test_the_deferred_first_statement_answers_even_when_a_later_one_fails(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"deferred {uuid.uuid4().hex[:8]}"
+    async with tenant_session(settings, made) as session:
+        first = _group(made, name)
+        queue_insert(session, first)
+        await commit(session)
+        assert defer_first(session, [("SELECT 41 + 1", None)])
+        again = _group(made, f"{name} again")
+        again.id = first.id
+        queue_insert(session, again)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await commit(session)
+        assert first_row(session) == (42,)
+        await session.rollback()
+        # The deferral is over: the next transaction sends the statement no more.
+        assert not defer_first(session, []) or first_row(session) is None
+        with driver_statements() as sent:
+            queue_insert(session, _group(made, f"{name} later"))
+            await commit(session)
+        assert not any("41 + 1" in s for s in sent)
+    assert _groups_named(operator_engine, made, f"{name} again") == 0

@@ -18,15 +18,16 @@ whose flush events drive that invalidation; so do tables with a column the serve
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from sqlalchemy import insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, class_mapper
+from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_only
 
 from atrium.platform.db.binding import THEN_KEY, Then
@@ -37,7 +38,7 @@ QUEUE_KEY = "atrium_queued_inserts"
 _MISSING = object()
 
 Processor = Callable[[Any], Any] | None
-Queued = tuple[str, Sequence[Any]]
+Queued = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +139,55 @@ def queue_insert(session: AsyncSession, row: Any, *, reads_back: bool = True) ->
     plan = _plan_for(type(row), _dialect(session.sync_session))
     if plan is None or (reads_back and plan.server_filled):
         raise TypeError(f"{type(row).__name__} rows are written through the ORM (queued_inserts.insertable)")
+    _queue(session, plan.sql, plan.values_of(row))
+
+
+def queue_statement(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
+    """Queue a Core statement whose result nobody reads (an ``INSERT ... SELECT`` that
+    writes rows from the values given), as ``queue_insert`` queues a row. The statement
+    must keep its identity (a module constant): it is compiled once per dialect."""
+    dialect = _dialect(session.sync_session)
+    plans = _STATEMENT_PLANS.setdefault(dialect, {})
+    plan = plans.get(statement)
+    if plan is None:
+        plan = plans[statement] = _StatementPlan.of(statement, dialect)
+    _queue(session, plan.compiled.string, plan.values_of(params))
+
+
+@dataclass(frozen=True, slots=True)
+class _StatementPlan:
+    compiled: Compiled
+    processors: dict[str, Processor]
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> _StatementPlan:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        processors = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        return cls(compiled, processors)
+
+    def values_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        values = self.compiled.construct_params(dict(params))
+        return {
+            name: value if (process := self.processors.get(name)) is None else process(value)
+            for name, value in values.items()
+        }
+
+
+_STATEMENT_PLANS: weakref.WeakKeyDictionary[Dialect, dict[Executable, _StatementPlan]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _queue(session: AsyncSession, sql: str, values: Sequence[Any] | Mapping[str, Any]) -> None:
     sync = session.sync_session
     if not sync.in_transaction():
         # A transaction (no I/O yet), so that a rollback, which ends only a transaction
         # and fires its events only then, drops the queue.
         sync.begin()
-    session.info.setdefault(QUEUE_KEY, []).append((plan.sql, plan.values_of(row)))
+    session.info.setdefault(QUEUE_KEY, []).append((sql, values))
 
 
 async def _send(driver: psycopg.AsyncConnection[Any], queued: list[Queued], commit: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, literal, or_, select
 
+from atrium.platform.db.queued_inserts import queue_statement
 from atrium.platform.security.permissions import manage
 from atrium.platform.web.concurrency import next_updated_at
 from atrium.platform.web.errors import problem
@@ -101,15 +102,16 @@ class DocumentService(CrudService[Document]):
         return values
 
     async def add(self, item: Document, before_commit: BeforeCommit[Document] | None = None) -> None:
-        """The document and its first version in one statement (``_CREATE``), in the
-        request's transaction: one round trip and no unit of work, where the ORM took two
-        flushes. Every column is known here, so the row is rendered from ``item`` as is."""
+        """The document and its first version in one statement (``_CREATE``), queued with
+        the commit (queued_inserts.py): no round trip of its own and no unit of work, where
+        the ORM took two flushes. Every column is known here, so the row is rendered from
+        ``item`` as is."""
         item.id = uuid.uuid4()
         item.created_at = item.updated_at = utcnow()
 
         async def adding() -> None:
             values = {column: getattr(item, column) for column in _CREATED}
-            await self.session.execute(_CREATE, {**values, "editor_id": self.user.id})
+            queue_statement(self.session, _CREATE, {**values, "editor_id": self.user.id})
             if before_commit is not None:
                 await before_commit(item)
 
