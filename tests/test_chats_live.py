@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.web.server import HEADER_TIMEOUT
 from atrium.tenants.chats import events
+from atrium.tenants.chats.live import CLOSE_TOO_SLOW, OUTBOX
 from tests import servers
 from tests.api import TenantUser, add_user, new_tenant
 from tests.conftest import MadeTenant, login
@@ -378,3 +380,55 @@ async def test_a_suspended_tenants_sockets_close(
         tenant_id = set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
         publish_tenant_change(redis_url, tenant_id)
         assert await closed_with(ws) == 4410
+
+
+async def test_a_slow_reader_holds_up_no_other_socket_and_is_closed_when_far_behind(
+    peers: dict[str, Peer], tenants: tuple[MadeTenant, MadeTenant], redis_url: str | None
+) -> None:
+    """A client that stops reading fills its connection's buffers, and a send to it waits.
+    That wait used to hold up every other socket of the tenant in its app process (~20 s,
+    until the ping timeout). Now each socket's events queue for it alone, and a socket
+    ``OUTBOX`` events behind is closed with 1013 (its client resumes). Four fast sockets:
+    one shares the slow one's process of two in all but 1 run in 16."""
+    assert redis_url is not None
+    alice, bob, carol = peers["alice"], peers["bob"], peers["carol"]
+    room = await alice.room([bob, carol])
+    members = [uuid.UUID(p.user.id) for p in (alice, bob, carol)]
+    channel = tenant_channel(tenants[0].tenant.id, "chats")
+    body = "x" * 4000
+    count = OUTBOX * 3
+
+    def created(seq: int) -> bytes:
+        data = {"id": str(uuid.uuid4()), "body": body}
+        return events.envelope(members, events.event("message.created", uuid.UUID(room["id"]), seq, data))
+
+    # The slow client: a small receive buffer, and it reads nothing until the end.
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", carol.port))
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with (
+            connect(
+                f"ws://{carol.host}/chats/ws",
+                sock=raw,
+                subprotocols=["bearer", carol.token],  # type: ignore[list-item]
+                open_timeout=TIMEOUT,
+                max_queue=1,
+            ) as slow,
+            AsyncExitStack() as stack,
+        ):
+            assert await frame(slow) == {"type": "ready"}
+            fast = [await stack.enter_async_context(bob.socket()) for _ in range(4)]
+
+            async def seqs(ws: ClientConnection) -> list[int]:
+                return [(await next_message(ws))["seq"] for _ in range(count)]
+
+            reading = [asyncio.create_task(seqs(ws)) for ws in fast]
+            for seq in range(1, count + 1):
+                await client.publish(channel, created(seq))
+            for got in await asyncio.gather(*reading):
+                assert got == list(range(1, count + 1))
+            assert await closed_with(slow) == CLOSE_TOO_SLOW
+    finally:
+        await client.aclose()

@@ -17,8 +17,9 @@ sent are not sent twice.
 
 Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
 caller may not see, 4410 the tenant was suspended or is being deleted (checked on every
-tenant change the resolver hears of), 4429 too many sockets for one user in this process, 1009 a frame
-over 64 KiB, 1008 more than 20 frames in a second. Idle sockets are pinged by the server
+tenant change the resolver hears of), 4429 too many sockets for one user in this
+process, 1009 a frame over 64 KiB, 1008 more than 20 frames in a second, 1013 fell
+``OUTBOX`` events behind (each socket has its own queue and writer). Idle sockets are pinged by the server
 (uvicorn's ``ws_ping_interval``), and those that do not answer are dropped.
 """
 
@@ -75,6 +76,11 @@ HOLD = 0.5
 PUBLISH_WAIT = 2.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_TENANT_GONE = 4401, 4403, 4429, 4410
 CLOSE_TOO_BIG, CLOSE_POLICY = 1009, 1008
+# Events a socket may fall behind (queued for it, beyond what the network holds) before it
+# is closed with 1013: its client reconnects and resumes from the last seq it has. A
+# socket's sends never hold up the others': each has its own queue and writer.
+OUTBOX = 1_000
+CLOSE_TOO_SLOW = 1013
 
 
 def _sql(statement: Any) -> str:
@@ -133,12 +139,51 @@ class _Socket:
         # ``HOLD``) is still sent, late rather than never.
         self.resumed: dict[str, int] = {}
         self.arrivals: deque[float] = deque()
+        self.outbox: asyncio.Queue[tuple[events.Header, str]] = asyncio.Queue(OUTBOX)
+        self.writer: asyncio.Task[None] | None = None
+        self.closing: asyncio.Task[None] | None = None
 
-    async def deliver(self, head: events.Header, text: str) -> None:
-        async with self.sending:
-            if head.type == events.CREATED and head.seq <= self.resumed.get(head.chat_id, 0):
-                return  # a resume sent it already
-            await self.socket.send_text(text)
+    def deliver(self, head: events.Header, text: str) -> None:
+        """Queue an event for this socket's writer; a socket too far behind is closed.
+
+        Not sent from here: a client that reads slowly (or not at all) fills its
+        connection's buffers, and a send to it waits; sent in turn by the tenant's one
+        subscription, every other socket of the tenant would wait with it (~20 s, until
+        the ping timeout dropped the slow one)."""
+        if self.closing is not None:
+            return
+        try:
+            self.outbox.put_nowait((head, text))
+        except asyncio.QueueFull:
+            if self.writer is not None:
+                self.writer.cancel()
+            self.closing = asyncio.create_task(self._close_too_slow())
+
+    def start_writing(self) -> None:
+        """Send the events queued since the socket joined (after ``ready``), then the rest."""
+        self.writer = asyncio.create_task(self._write())
+
+    async def stop_writing(self) -> None:
+        """End the writer; a close for falling behind is let finish (the server bounds it)."""
+        if self.writer is not None and not self.writer.done():
+            self.writer.cancel()
+        for task in (self.writer, self.closing):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _write(self) -> None:
+        with contextlib.suppress(Exception):  # the socket closed: its serve loop ends it
+            while True:
+                head, text = await self.outbox.get()
+                async with self.sending:
+                    if head.type == events.CREATED and head.seq <= self.resumed.get(head.chat_id, 0):
+                        continue  # a resume sent it already
+                    await self.socket.send_text(text)
+
+    async def _close_too_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=CLOSE_TOO_SLOW, reason="fell too far behind: resume")
 
     def over_rate(self) -> bool:
         now = time.monotonic()
@@ -287,7 +332,7 @@ class _Hub:
                     order.timer.cancel()
                     order.timer = None
                 for head, text in ready:
-                    await self._send(tenant, head, text)
+                    self._send(tenant, head, text)
                 if len(rooms) > ROOMS_REMEMBERED:
                     forget_idle(rooms)
         finally:
@@ -295,12 +340,11 @@ class _Hub:
                 if order.timer is not None:
                     order.timer.cancel()
 
-    async def _send(self, tenant: uuid.UUID, head: events.Header, text: str) -> None:
+    def _send(self, tenant: uuid.UUID, head: events.Header, text: str) -> None:
         users = self.users.get(tenant, {})
         for member in head.members:
-            for state in list(users.get(member, ())):
-                with contextlib.suppress(Exception):  # a socket closing meanwhile
-                    await state.deliver(head, text)
+            for state in users.get(member, ()):
+                state.deliver(head, text)
 
 
 # One hub per app (its channels plugin), made with the app's first socket.
@@ -445,8 +489,9 @@ async def _serve(
 ) -> None:
     hub = _hub(socket.app.plugins.get(ChannelsPlugin))
     await hub.join(state)
-    await socket.send_json({"type": "ready"})
     try:
+        await socket.send_json({"type": "ready"})
+        state.start_writing()
         while True:
             try:
                 text = await socket.receive_text()
@@ -476,3 +521,4 @@ async def _serve(
                 return
     finally:
         await hub.leave(state)
+        await state.stop_writing()
