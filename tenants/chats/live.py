@@ -139,9 +139,10 @@ class _Socket:
         # ``HOLD``) is still sent, late rather than never.
         self.resumed: dict[str, int] = {}
         self.arrivals: deque[float] = deque()
-        self.outbox: asyncio.Queue[tuple[events.Header, str]] = asyncio.Queue(OUTBOX)
+        self.outbox: deque[tuple[events.Header, str]] = deque()
         self.writer: asyncio.Task[None] | None = None
         self.closing: asyncio.Task[None] | None = None
+        self.live = False  # ``ready`` sent, and not stopped
 
     def deliver(self, head: events.Header, text: str) -> None:
         """Queue an event for this socket's writer; a socket too far behind is closed.
@@ -152,19 +153,28 @@ class _Socket:
         the ping timeout dropped the slow one)."""
         if self.closing is not None:
             return
-        try:
-            self.outbox.put_nowait((head, text))
-        except asyncio.QueueFull:
+        if len(self.outbox) >= OUTBOX:
             if self.writer is not None:
                 self.writer.cancel()
             self.closing = asyncio.create_task(self._close_too_slow())
+            return
+        self.outbox.append((head, text))
+        self._wake_writer()
 
     def start_writing(self) -> None:
         """Send the events queued since the socket joined (after ``ready``), then the rest."""
-        self.writer = asyncio.create_task(self._write())
+        self.live = True
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        # A writer runs only while there is something to send: an idle socket keeps no
+        # task (a few KB each, against the 50 KB an idle socket may cost).
+        if self.live and self.writer is None and self.outbox:
+            self.writer = asyncio.create_task(self._write())
 
     async def stop_writing(self) -> None:
         """End the writer; a close for falling behind is let finish (the server bounds it)."""
+        self.live = False
         if self.writer is not None and not self.writer.done():
             self.writer.cancel()
         for task in (self.writer, self.closing):
@@ -173,13 +183,17 @@ class _Socket:
                     await task
 
     async def _write(self) -> None:
-        with contextlib.suppress(Exception):  # the socket closed: its serve loop ends it
-            while True:
-                head, text = await self.outbox.get()
+        try:
+            while self.outbox:
+                head, text = self.outbox.popleft()
                 async with self.sending:
                     if head.type == events.CREATED and head.seq <= self.resumed.get(head.chat_id, 0):
                         continue  # a resume sent it already
                     await self.socket.send_text(text)
+        except Exception:
+            self.live = False  # the socket closed: its serve loop ends it
+        finally:
+            self.writer = None
 
     async def _close_too_slow(self) -> None:
         with contextlib.suppress(Exception):
