@@ -184,6 +184,42 @@ def assert_one_created(answers: list[httpx.Response]) -> None:
             assert_replay_of(answer, firsts[0])
 
 
+async def test_a_write_that_reads_first_is_replayed_and_a_held_key_stops_it_at_its_first_read(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine
+) -> None:
+    """An event's create reads its attendees before it writes: the claim goes with that
+    read, so a retry is replayed (its write rolled back) and a key held by a request in
+    flight is 409 before the write runs."""
+    _, client = api
+    me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    title = f"Standup {uuid.uuid4().hex[:8]}"
+    body = {
+        "title": title,
+        "starts_at": "2026-01-05T08:00:00Z",
+        "ends_at": "2026-01-05T09:00:00Z",
+        "time_zone": "Europe/Berlin",
+        "attendee_ids": [me],
+    }
+    key = new_key()
+    with driver_statements() as sent:
+        first = await client.post("/events", json=body, headers=keyed(owner_a, key))
+    assert_first(first)
+    claim = next(i for i, s in enumerate(sent) if "pg_try_advisory_xact_lock" in s)
+    assert "users" in sent[claim + 2], sent[claim:]  # the attendees' read, right after the guard
+    for _ in range(2):
+        assert_replay_of(await client.post("/events", json=body, headers=keyed(owner_a, key)), first)
+    assert count(operator_engine, tenant_a, "events", "title = %(t)s", t=title) == 1
+    held = new_key()
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%(id)s)",
+            {"id": _lock_id(tenant_a.tenant.schema, uuid.UUID(me), held)},
+        )
+        busy = assert_problem(await client.post("/events", json=body, headers=keyed(owner_a, held)), 409)
+        assert busy["type"] == "idempotency-key-in-use"
+    assert count(operator_engine, tenant_a, "events", "title = %(t)s", t=title) == 1
+
+
 async def test_a_key_held_by_a_request_in_flight_is_409(
     api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine
 ) -> None:
