@@ -144,7 +144,7 @@ class RedisCounter:
 
 
 class FallbackCounter:
-    """Redis decides while it answers; the local copy, counted all along, decides when not."""
+    """Redis decides while it answers; the local copy of its grants decides when not."""
 
     def __init__(self, primary: RedisCounter, local: MemoryCounter | None = None) -> None:
         self.primary = primary
@@ -160,13 +160,20 @@ class FallbackCounter:
         self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
 
     async def take(self, limits: Limits, window: int) -> int:
-        local = await self.local.take(limits, window)
         if self._available():
             try:
-                return await self.primary.take(limits, window)
+                shared = await self.primary.take(limits, window)
             except (RedisError, OSError) as exc:
                 self._failed(exc)
-        return local
+            else:
+                if not shared:
+                    await self.local.take(limits, window)  # the copy: a grant, counted
+                return shared
+        # Counted once Redis has answered or failed, not before: the requests of a burst
+        # that fall back then find every attempt Redis granted meanwhile counted, and the
+        # two counters never grant a full limit each (counted before, a burst in which
+        # some connections to Redis timed out checked 10 passwords for a limit of 5).
+        return await self.local.take(limits, window)
 
     async def give_back(self, key: str) -> None:
         await self.local.give_back(key)
