@@ -3,9 +3,9 @@
 - ``finalize``: ``--finalizes`` drafts (200; quick 60) finalized by ``FINALIZERS`` (20)
   concurrent clients through ``POST /invoices/{id}/finalize``; throughput, p50 and p99, and
   a check that the numbers given are exactly INV-000001 … INV-<n>, none missing or repeated.
-  The floor does the same transaction by raw psycopg (bind, lock the invoice, one
-  statement that bumps the counter row and numbers the invoice, commit) at the same
-  concurrency, in another tenant, and is checked the same way.
+  The floor does the same transaction by raw psycopg (bind, lock the invoice, then one
+  statement that bumps the counter row and numbers the invoice, in one pipeline with the
+  commit) at the same concurrency, in another tenant, and is checked the same way.
 - ``pdf``: ``GET /invoices/{id}/pdf`` of a 50-line invoice, one request at a time (p50);
   the floor is the invoice row read by raw psycopg, and rendering alone is shown beside it.
 
@@ -39,7 +39,7 @@ PDF_LINES = 50
 ITEM = {"description": "Bench work", "quantity": "1.5", "unit_price": 1999, "tax_rate": "20"}
 
 # The floor's finalize: what the app's transaction does, by hand. The counter row is
-# locked by the last statement before the COMMIT only, as in the app (routes._numbered).
+# locked by the statement sent with the COMMIT only, as in the app (routes._numbered).
 _LOCK = "SELECT id, issue_date FROM invoices WHERE id = %(id)s AND status = 'draft' FOR UPDATE"
 _NUMBER = """
 WITH bump AS (
@@ -149,10 +149,14 @@ async def finalize_floor(url: str, schema: str, ids: list[uuid.UUID]) -> tuple[l
 
         async def one(index: int, invoice_id: uuid.UUID) -> None:
             conn = connections[index]
-            async with conn.transaction():
+            # As the app sends them: the binding with BEGIN, the draft locked, then the
+            # number in one pipeline with the COMMIT (routes._numbered).
+            async with conn.pipeline():
                 await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": "30s"})
                 await conn.execute(_LOCK, {"id": invoice_id})
+            async with conn.pipeline():
                 await conn.execute(_NUMBER, {"id": invoice_id, "counter": COUNTER})
+                await conn.commit()
 
         return await _in_parallel(ids, one)
     finally:

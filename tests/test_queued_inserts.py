@@ -21,7 +21,14 @@ from atrium.platform.db.binding import (
     qualified_table,
 )
 from atrium.platform.db.engines import create_app_engine
-from atrium.platform.db.queued_inserts import commit, has_queued, insertable, queue_insert, queue_statement
+from atrium.platform.db.queued_inserts import (
+    commit,
+    has_queued,
+    insertable,
+    queue_insert,
+    queue_statement,
+    settle,
+)
 from atrium.platform.db.sessions import sqlalchemy_config
 from atrium.platform.settings import Settings
 from atrium.tenants.helpdesk.models import Ticket
@@ -178,6 +185,49 @@ async def test_a_queued_statement_is_sent_with_the_commit_and_dropped_by_a_rollb
     # Nothing reached the server before the commit: the binding, then the row.
     assert [s.split()[0] for s in sent] == ["SELECT", "INSERT"], sent
     assert "set_config('search_path'" in sent[0]
+
+
+# A statement whose answer only the server knows: the reader is handed its row.
+_INSERT_GROUP_RETURNING = _INSERT_GROUP.returning(_GROUPS.c.name, _GROUPS.c.created_at)
+
+
+async def test_a_queued_statements_reader_gets_its_row_after_the_commit_or_at_settle(
+    settings: Settings, made: MadeTenant, operator_engine: Engine
+) -> None:
+    name = f"read back {uuid.uuid4().hex[:8]}"
+    rows: list[tuple[object, ...]] = []
+
+    def values(suffix: str) -> dict[str, object]:
+        return {"id": uuid.uuid4(), "name": f"{name} {suffix}", "owner_id": made.tenant.owner_id}
+
+    async with tenant_session(settings, made) as session:
+        await session.execute(text("SELECT 1"))  # the engine's first connection, set up
+        await session.commit()
+        # The transaction's first contact: sent with BEGIN and the binding, read after COMMIT.
+        with driver_statements() as sent:
+            queue_statement(session, _INSERT_GROUP_RETURNING, values("first"), rows.append)
+            assert rows == []
+            await commit(session)
+        assert [s.split()[0] for s in sent] == ["SELECT", "INSERT"], sent
+        assert [r[0] for r in rows] == [f"{name} first"]
+        # In a begun transaction: one pipeline with the COMMIT.
+        await session.execute(text("SELECT 1"))
+        queue_statement(session, _INSERT_GROUP_RETURNING, values("second"), rows.append)
+        await commit(session)
+        # Needed before the commit: ``settle`` sends it (no COMMIT), and a rollback undoes it.
+        queue_statement(session, _INSERT_GROUP_RETURNING, values("third"), rows.append)
+        await settle(session)
+        assert not has_queued(session) and rows[-1][0] == f"{name} third"
+        await session.rollback()
+        # Without a reader, ``settle`` leaves the queue for the commit.
+        queue_statement(session, _INSERT_GROUP, values("fourth"))
+        await settle(session)
+        assert has_queued(session)
+        await commit(session)
+    assert [r[0] for r in rows] == [f"{name} first", f"{name} second", f"{name} third"]
+    assert all(r[1] is not None for r in rows)
+    for suffix, count in (("first", 1), ("second", 1), ("third", 0), ("fourth", 1)):
+        assert _groups_named(operator_engine, made, f"{name} {suffix}") == count, suffix
 
 
 async def test_the_deferred_first_statement_answers_even_when_a_later_one_fails(

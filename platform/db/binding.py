@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -100,14 +100,37 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
 
 # A statement's text (psycopg placeholders) and its values.
 Statement = tuple[str, Any]
+# A statement sent later (queued_inserts.py): its text and values, and what takes its first
+# row once the pipeline it went in has been answered (``None``: nobody reads it).
+Reader = Callable[[Any], None]
+Queued = tuple[str, Any, Reader | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Then:
-    """Rows to send after the binding and the first statements, and whether to commit."""
+    """Queued statements to send after the binding and the first statements, and whether
+    to commit."""
 
-    statements: Sequence[Statement]
+    statements: Sequence[Queued]
     commit: bool
+
+
+async def send_queued(
+    driver: psycopg.AsyncConnection[Any], queued: Sequence[Queued]
+) -> list[tuple[psycopg.AsyncCursor[Any], Reader]]:
+    """Send ``queued`` into the driver's open pipeline; the cursors whose rows are awaited,
+    for ``deliver`` once the pipeline has been answered."""
+    awaited = []
+    for sql, values, reader in queued:
+        cursor = await driver.execute(sql, values)
+        if reader is not None:
+            awaited.append((cursor, reader))
+    return awaited
+
+
+async def deliver(awaited: Sequence[tuple[psycopg.AsyncCursor[Any], Reader]]) -> None:
+    for cursor, reader in awaited:
+        reader(await cursor.fetchone())
 
 
 async def _bind_pipelined(
@@ -118,6 +141,7 @@ async def _bind_pipelined(
     then: Then | None,
 ) -> None:
     cursor = None
+    awaited: list[tuple[psycopg.AsyncCursor[Any], Reader]] = []
     try:
         async with driver.pipeline():
             await driver.execute(BIND_SQL, params)
@@ -125,10 +149,10 @@ async def _bind_pipelined(
                 sent = await driver.execute(*statement)
                 cursor = cursor or sent
             if then is not None:
-                for statement in then.statements:
-                    await driver.execute(*statement)
+                awaited = await send_queued(driver, then.statements)
                 if then.commit:
                     await driver.commit()
+        await deliver(awaited)
     finally:
         if cursor is not None:
             # Its answer came before any later statement's error, and is kept with it: a

@@ -30,7 +30,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, class_mapper
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_only
 
-from atrium.platform.db.binding import THEN_KEY, Then
+from atrium.platform.db.binding import THEN_KEY, Queued, Reader, Then, deliver, send_queued
 from atrium.platform.db.listeners import listen_once
 from atrium.platform.security.callers import CALLER_TABLES
 
@@ -38,7 +38,6 @@ QUEUE_KEY = "atrium_queued_inserts"
 _MISSING = object()
 
 Processor = Callable[[Any], Any] | None
-Queued = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +141,20 @@ def queue_insert(session: AsyncSession, row: Any, *, reads_back: bool = True) ->
     _queue(session, plan.sql, plan.values_of(row))
 
 
-def queue_statement(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
-    """Queue a Core statement whose result nobody reads (an ``INSERT ... SELECT`` that
-    writes rows from the values given), as ``queue_insert`` queues a row. The statement
-    must keep its identity (a module constant): it is compiled once per dialect."""
+def queue_statement(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any], reader: Reader | None = None
+) -> None:
+    """Queue a Core statement (an ``INSERT ... SELECT`` that writes rows from the values
+    given), as ``queue_insert`` queues a row. The statement must keep its identity (a
+    module constant): it is compiled once per dialect. ``reader`` takes its first row once
+    the server has answered it: a value only the server can give (an invoice's number) is
+    then known after the commit it went with, or at ``settle`` when it is needed sooner."""
     dialect = _dialect(session.sync_session)
     plans = _STATEMENT_PLANS.setdefault(dialect, {})
     plan = plans.get(statement)
     if plan is None:
         plan = plans[statement] = _StatementPlan.of(statement, dialect)
-    _queue(session, plan.compiled.string, plan.values_of(params))
+    _queue(session, plan.compiled.string, plan.values_of(params), reader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,21 +184,23 @@ _STATEMENT_PLANS: weakref.WeakKeyDictionary[Dialect, dict[Executable, _Statement
 )
 
 
-def _queue(session: AsyncSession, sql: str, values: Sequence[Any] | Mapping[str, Any]) -> None:
+def _queue(
+    session: AsyncSession, sql: str, values: Sequence[Any] | Mapping[str, Any], reader: Reader | None = None
+) -> None:
     sync = session.sync_session
     if not sync.in_transaction():
         # A transaction (no I/O yet), so that a rollback, which ends only a transaction
         # and fires its events only then, drops the queue.
         sync.begin()
-    session.info.setdefault(QUEUE_KEY, []).append((sql, values))
+    session.info.setdefault(QUEUE_KEY, []).append((sql, values, reader))
 
 
 async def _send(driver: psycopg.AsyncConnection[Any], queued: list[Queued], commit: bool) -> None:
     async with driver.pipeline():
-        for sql, values in queued:
-            await driver.execute(sql, values)
+        awaited = await send_queued(driver, queued)
         if commit:
             await driver.commit()
+    await deliver(awaited)
 
 
 def _send_queued(session: Session, commit: bool = False) -> None:
@@ -237,6 +242,13 @@ def attach_queued_inserts(target: Any) -> None:
 
 def has_queued(session: AsyncSession | Session) -> bool:
     return bool(session.info.get(QUEUE_KEY))
+
+
+async def settle(session: AsyncSession) -> None:
+    """Send the queue now (without ``COMMIT``) when a queued statement's row is awaited:
+    what is rendered before the commit (an ``Idempotency-Key``'s answer) must see it."""
+    if any(reader is not None for _, _, reader in session.info.get(QUEUE_KEY, ())):
+        await session.run_sync(_send_queued)
 
 
 async def commit(session: AsyncSession) -> None:

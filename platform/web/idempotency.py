@@ -46,7 +46,7 @@ from litestar.serialization import encode_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.db.binding import defer_first, first_row, run_first
-from atrium.platform.db.queued_inserts import queue_insert
+from atrium.platform.db.queued_inserts import queue_insert, settle
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH, IdempotencyKey
@@ -240,7 +240,9 @@ async def answer_once(
     answers: list[Response[bytes]] = []
 
     async def before_commit(row: T) -> None:
-        # Encoded here, once: the first answer and every replay are the same bytes.
+        # The row as the server wrote it (a number it gave), then encoded here, once: the
+        # first answer and every replay are the same bytes.
+        await settle(session)
         content, described = encode_json(render(row)), headers(row)
         claim.remember(session, status_of(row), content, described)
         answers.append(_response(content, status_of(row), described))

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from atrium.platform.db.queued_inserts import queue_statement
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read
 from atrium.platform.settings import Settings
@@ -45,11 +46,13 @@ def _numbered() -> Any:
     """Finalize's last statement: bump the tenant's counter row and number the invoice.
 
     The counter row stays locked until the transaction ends, so concurrent finalizes wait
-    their turn and a rollback gives the number back (gapless; a sequence would skip). One
-    statement, so the lock is held for it and the COMMIT only. Its caller has locked the
-    draft and checked it (``CrudService.act``): the UPDATE always finds its row, and the
-    bump (which a data-modifying CTE runs whether or not the UPDATE matches) never skips.
-    Parameters: ``invoice_id``, ``counter``; the other columns are added by ``values()``.
+    their turn and a rollback gives the number back (gapless; a sequence would skip). It
+    is queued and sent in one pipeline with the COMMIT (``queued_inserts.queue_statement``),
+    so the lock is held for the server's work on both only, never across a round trip or
+    the app's turn on its event loop (bench/RESULTS.md, issue 21). Its caller has locked
+    the draft and checked it (``CrudService.act``): the UPDATE always finds its row, and
+    the bump (which a data-modifying CTE runs whether or not the UPDATE matches) never skips.
+    Parameters: ``invoice_id``, ``counter``, and the columns of ``_FINALIZED``.
     """
     bump = (
         insert(InvoiceCounter)
@@ -63,14 +66,17 @@ def _numbered() -> Any:
     # NUMBER_FORMAT in SQL: at least NUMBER_DIGITS digits, more once they run out.
     width = func.greatest(NUMBER_DIGITS, func.length(digits))
     number = select(literal(NUMBER_PREFIX) + func.lpad(digits, width, "0")).scalar_subquery()
+    finalized = {name: bindparam(name, type_=invoices.c[name].type) for name in _FINALIZED}
     return (
         update(invoices)
-        .where(invoices.c.id == bindparam("invoice_id"))
-        .values(number=number)
+        .where(invoices.c.id == bindparam("invoice_id", type_=invoices.c.id.type))
+        .values(number=number, **finalized)
         .returning(invoices.c.number)
     )
 
 
+# What finalize writes besides the number.
+_FINALIZED = ("status", "issue_date", "updated_at")
 _NUMBERED = _numbered()
 
 
@@ -144,14 +150,16 @@ class InvoiceService(CrudService[Invoice]):
                 errors=[{"field": "due_date", "message": f"must be on or after the issue date {issue}"}],
             )
         values = {"status": "open", "issue_date": issue, "updated_at": next_updated_at(item.updated_at)}
-        # Every other write of the finalize is in this one statement, after every check: the
-        # counter row is locked from here to the COMMIT that follows (bench/RESULTS.md, issue 21).
-        number = (
-            await self.session.execute(_NUMBERED.values(values), {"invoice_id": item.id, "counter": COUNTER})
-        ).scalar_one()
-        # What the statement wrote, known to the ORM as written: its flush has nothing left to do.
-        for name, value in {**values, "number": number}.items():
-            set_committed_value(item, name, value)
+
+        def numbered(row: Any) -> None:
+            # What the statement wrote, known to the ORM as written: no flush repeats it.
+            for name, value in {**values, "number": row[0]}.items():
+                set_committed_value(item, name, value)
+
+        # Every write of the finalize is this one statement, after every check.
+        queue_statement(
+            self.session, _NUMBERED, {**values, "invoice_id": item.id, "counter": COUNTER}, numbered
+        )
 
     async def pay(self, item: Invoice, data: Payment) -> None:
         due = item.total - item.amount_paid
