@@ -36,6 +36,7 @@ from common import (
     Target,
     bind,
     latency_summary,
+    posts_one_at_a_time,
     step,
     target_headers,
     tree_cpu_seconds,
@@ -211,20 +212,22 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
     served = bench.served
     assert served is not None
     body = _body(random.Random(1))
-    app = []
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{served.port}", headers=target_headers(target), timeout=60
-    ) as client:
-        cpu = 0.0
-        for i in range(count + 1):
-            if i == 1:  # the first is a warm-up, as below
-                cpu = _server_cpu(bench)
-            started = time.perf_counter()
-            response = client.post("/documents", json={"title": f"Created {i}", "body": body})
-            app.append(time.perf_counter() - started)
-            if response.status_code != 201:
-                raise BenchError(f"POST /documents answered {response.status_code}: {response.text[:300]}")
-        cpu = (_server_cpu(bench) - cpu) / count
+    cpu = 0.0
+
+    def at_warm() -> None:  # the first is a warm-up, as below
+        nonlocal cpu
+        cpu = _server_cpu(bench)
+
+    app = posts_one_at_a_time(
+        served.port,
+        target_headers(target),
+        "/documents",
+        lambda i: {"title": f"Created {i}", "body": body},
+        count,
+        warm=1,
+        at_warm=at_warm,
+    )
+    cpu = (_server_cpu(bench) - cpu) / count
     floor = []
     with psycopg.connect(bench.url) as conn:
         for i in range(count + 1):
@@ -235,7 +238,7 @@ def create_figure(bench: Bench, target: Target, tenant: BenchTenant, count: int)
             floor.append(time.perf_counter() - started)
     return {
         "route": "POST /documents (2 KB body)",
-        "app": _app_summary(app[1:], cpu),
+        "app": _app_summary(app, cpu),
         "floor": latency_summary(floor[1:]),
     }
 

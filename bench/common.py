@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import secrets
@@ -320,6 +321,42 @@ class KeptAlive:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def posts_one_at_a_time(
+    port: int,
+    headers: dict[str, str],
+    path: str,
+    body: Callable[[int], Any],
+    count: int,
+    warm: int,
+    at_warm: Callable[[], None] = lambda: None,
+) -> list[float]:
+    """``warm`` + ``count`` POSTs of ``body(i)`` to ``path``, one after another on one
+    kept-alive connection; the latencies of the last ``count``. Each body is encoded as JSON
+    inside the timing, as the floors encode theirs; ``at_warm()`` runs once the warm-up
+    requests are answered (a CPU reading starts there). Anything but 201 stops the bench."""
+    sent = {**headers, "Content-Type": "application/json"}
+
+    async def run() -> list[float]:
+        connection = await KeptAlive.open(port)
+        latencies = []
+        try:
+            for i in range(warm + count):
+                if i == warm:
+                    at_warm()
+                started = time.perf_counter()
+                status, answer = await connection.send("POST", path, sent, json.dumps(body(i)).encode())
+                elapsed = time.perf_counter() - started
+                if status != 201:
+                    raise BenchError(f"POST {path} answered {status}: {answer[:300]!r}")
+                if i >= warm:
+                    latencies.append(elapsed)
+        finally:
+            connection.close()
+        return latencies
+
+    return asyncio.run(run())
 
 
 @dataclass(frozen=True, slots=True)

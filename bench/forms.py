@@ -26,7 +26,19 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import Bench, BenchError, BenchTenant, Goal, Row, Step, bind, percentile, step, tree_cpu_seconds
+from common import (
+    Bench,
+    BenchError,
+    BenchTenant,
+    Goal,
+    Row,
+    Step,
+    bind,
+    percentile,
+    posts_one_at_a_time,
+    step,
+    tree_cpu_seconds,
+)
 
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.tenants.forms.export import export_query
@@ -111,24 +123,24 @@ def _response_figure(
 ) -> dict[str, Any]:
     rounds, fields = RESPONSE_ROUNDS[bench.args.quick], form_fields()
     headers = {"Host": tenant.host, "Authorization": f"Bearer {token}"}
-    app_times: list[float] = []
     assert bench.served is not None
     server = bench.served.app.proc
     assert server is not None
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
-        for n in range(rounds + 20):
-            if n == 20:
-                app_cpu = -tree_cpu_seconds(server.pid) - _backends_cpu_seconds(bench)
-            body = {"form_id": form_id, "answers": answers(fields, n)}
-            started = time.perf_counter()
-            response = client.post("/form-responses", json=body)
-            elapsed = time.perf_counter() - started
-            if response.status_code != 201:
-                raise BenchError(
-                    f"POST /form-responses answered {response.status_code}: {response.text[:300]}"
-                )
-            if n >= 20:  # the first requests warm the connection and the caller cache
-                app_times.append(elapsed)
+    app_cpu = 0.0
+
+    def at_warm() -> None:  # the first requests warm the connection and the caller cache
+        nonlocal app_cpu
+        app_cpu = -tree_cpu_seconds(server.pid) - _backends_cpu_seconds(bench)
+
+    app_times = posts_one_at_a_time(
+        port,
+        headers,
+        "/form-responses",
+        lambda n: {"form_id": form_id, "answers": answers(fields, n)},
+        rounds,
+        warm=20,
+        at_warm=at_warm,
+    )
     app_cpu += tree_cpu_seconds(server.pid) + _backends_cpu_seconds(bench)
     floor_times: list[float] = []
     insert = (
