@@ -65,13 +65,13 @@ def attach_tenant_binding(target: Any) -> None:
 
 
 def bind_search_path(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
-    """Bind the session's new transaction, in one round trip with its ``BEGIN``.
+    """Bind the session's new transaction, in one pipeline with its ``BEGIN``.
 
-    psycopg sends ``BEGIN`` with a transaction's first statement, and would wait for its
-    answer before sending the binding: two round trips before any work. In a pipeline both
-    go at once, each still a statement of its own, as the driver read path sends them
-    (read_transaction.py); on this 2-core machine every round trip also costs a context
-    switch, which made the extra one a measurable share of a write (bench/RESULTS.md).
+    psycopg sends ``BEGIN`` with a transaction's first statement. In a pipeline the
+    binding and what follows it go together, each still a statement of its own, as the
+    driver read path sends them (read_transaction.py). (psycopg still waits for the
+    ``BEGIN``'s answer at a Sync of its own; sending it as a statement instead measured no
+    different: bench/RESULTS.md, 2026-12-07.)
     The statements asked for first (``FIRST_STATEMENT_KEY``) and, when the transaction's
     first contact with the server is its commit, its queued rows and ``COMMIT``
     (``THEN_KEY``) go in the same pipeline.

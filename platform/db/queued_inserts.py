@@ -207,7 +207,7 @@ def _send_queued(session: Session, commit: bool = False) -> None:
     """Send the queue (and ``COMMIT``) before anything else reaches the database through
     ``session``. When this begins the transaction (nothing before reached the server),
     the rows go with its ``BEGIN``, binding and deferred first statements (binding.py):
-    a whole create in one round trip."""
+    a whole create in one pipeline."""
     queued = session.info.pop(QUEUE_KEY, None)
     if not queued:
         return
@@ -252,7 +252,7 @@ async def settle(session: AsyncSession) -> None:
 
 
 async def commit(session: AsyncSession) -> None:
-    """Flush, then send the queued rows and ``COMMIT`` in one round trip, then end the
+    """Flush, then send the queued rows and ``COMMIT`` in one pipeline, then end the
     session's transaction (whose ``COMMIT`` then finds nothing left to do)."""
     if session.new or session.dirty or session.deleted:
         await session.flush()

@@ -14,7 +14,7 @@ A POST sent with the header is answered once per (tenant, user, key) for 24 hour
 The claim is not a round trip of its own: it is deferred to the transaction's first
 contact with the server (``binding.defer_first``) and sent with its ``BEGIN`` and binding;
 for a create whose rows are all queued that is its ``COMMIT``, so the whole create is one
-round trip. Since the claim's answer then comes with the write's, it decides the outcome
+pipeline. Since the claim's answer then comes with the write's, it decides the outcome
 whatever the write met: a guard after it (``_GUARD``) fails the transaction at once when
 another request holds the key; a kept answer makes the key's row collide, so the write
 rolls back and the answer is replayed.
