@@ -16,7 +16,17 @@ from atrium.platform.db.binding import qualified_table
 from atrium.platform.settings import Settings
 from atrium.platform.web.idempotency import HEADER, REPLAYED_HEADER, _lock_id
 from tests import servers
-from tests.api import Api, Headers, add_user, assert_problem, error_fields, serve_api, unserved_app
+from tests.api import (
+    FORM_ANSWERS,
+    FORM_FIELDS,
+    Api,
+    Headers,
+    add_user,
+    assert_problem,
+    error_fields,
+    serve_api,
+    unserved_app,
+)
 from tests.conftest import MadeTenant, driver_statements, login_owner
 
 pytest_plugins = ["tests.api"]
@@ -218,6 +228,49 @@ async def test_a_write_that_reads_first_is_replayed_and_a_held_key_stops_it_at_i
         busy = assert_problem(await client.post("/events", json=body, headers=keyed(owner_a, held)), 409)
         assert busy["type"] == "idempotency-key-in-use"
     assert count(operator_engine, tenant_a, "events", "title = %(t)s", t=title) == 1
+
+
+async def test_a_form_response_takes_its_form_with_the_claim_and_is_answered_once(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine
+) -> None:
+    """A response's first statement (the form counted and locked, ``take_response``) is
+    sent with the key's claim and guard, after them: a retry is replayed and counts once,
+    and a key held by a request in flight is 409 before the form is counted."""
+    _, client = api
+    made = await client.post(
+        "/forms", json={"title": "Poll", "status": "open", "fields": FORM_FIELDS}, headers=owner_a
+    )
+    assert made.status_code == 201, made.text
+    form = made.json()
+    body = {"form_id": form["id"], "answers": FORM_ANSWERS}
+    key = new_key()
+    with driver_statements() as sent:
+        first = await client.post("/form-responses", json=body, headers=keyed(owner_a, key))
+    assert_first(first)
+    claim = next(i for i, s in enumerate(sent) if "pg_try_advisory_xact_lock" in s)
+    assert sent[claim + 2].lstrip().startswith("UPDATE forms"), sent[claim:]
+    for _ in range(2):
+        assert_replay_of(await client.post("/form-responses", json=body, headers=keyed(owner_a, key)), first)
+
+    def counted() -> int:
+        return count(operator_engine, tenant_a, "forms", "id = %(id)s AND response_count = 1", id=form["id"])
+
+    assert count(operator_engine, tenant_a, "form_responses", "form_id = %(f)s", f=form["id"]) == 1
+    assert counted() == 1
+    me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    held = new_key()
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%(id)s)",
+            {"id": _lock_id(tenant_a.tenant.schema, uuid.UUID(me), held)},
+        )
+        busy = assert_problem(
+            await client.post("/form-responses", json=body, headers=keyed(owner_a, held)), 409
+        )
+        assert busy["type"] == "idempotency-key-in-use"
+    assert counted() == 1
+    # Without a key the form is taken by the same first statement.
+    assert (await client.post("/form-responses", json=body, headers=owner_a)).status_code == 201
 
 
 async def test_a_key_held_by_a_request_in_flight_is_409(

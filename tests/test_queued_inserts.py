@@ -19,6 +19,7 @@ from atrium.platform.db.binding import (
     defer_first,
     first_row,
     qualified_table,
+    run_first,
 )
 from atrium.platform.db.engines import create_app_engine
 from atrium.platform.db.queued_inserts import (
@@ -228,6 +229,23 @@ async def test_a_queued_statements_reader_gets_its_row_after_the_commit_or_at_se
     assert all(r[1] is not None for r in rows)
     for suffix, count in (("first", 1), ("second", 1), ("third", 0), ("fourth", 1)):
         assert _groups_named(operator_engine, made, f"{name} {suffix}") == count, suffix
+
+
+async def test_a_first_statement_asked_for_after_a_deferred_one_goes_after_it_in_one_pipeline(
+    settings: Settings, made: MadeTenant
+) -> None:
+    async with tenant_session(settings, made) as session:
+        await session.execute(text("SELECT 1"))  # the engine's first connection, set up
+        await session.commit()
+        assert defer_first(session, [("SELECT 41 + 1", None), ("SELECT 'guard'", None)])
+        with driver_statements() as sent:
+            assert await run_first(session, "SELECT 'mine'", None) == ("mine",)
+        # The deferred statements kept their places and their rows: the binding, then them.
+        assert [s.split()[1] for s in sent] == ["set_config('search_path',", "41", "'guard'", "'mine'"], sent
+        assert first_row(session) == (42,)
+        # In a begun transaction it runs at once, on the transaction's connection.
+        assert await run_first(session, "SELECT 'again'", None) == ("again",)
+        await session.rollback()
 
 
 async def test_the_deferred_first_statement_answers_even_when_a_later_one_fails(

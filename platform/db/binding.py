@@ -28,11 +28,11 @@ from atrium.platform.tenancy.naming import quote_ident
 
 SCHEMA_INFO_KEY = "atrium_tenant_schema"
 # ``session.info`` keys, each read by the binding's pipeline when the transaction begins:
-# statements (text, values) to send as the transaction's first, the first one's row once
-# sent (``run_first``, ``defer_first``); and queued rows to send after them, with or
-# without ``COMMIT`` (``queued_inserts.commit``).
+# statements (text, values) to send as the transaction's first, their rows once sent, in
+# order (``None`` for one that failed; ``run_first``, ``defer_first``); and queued rows to
+# send after them, with or without ``COMMIT`` (``queued_inserts.commit``).
 FIRST_STATEMENT_KEY = "atrium_first_statement"
-FIRST_ROW_KEY = "atrium_first_row"
+FIRST_ROWS_KEY = "atrium_first_rows"
 THEN_KEY = "atrium_then"
 TENANT_ID_INFO_KEY = "atrium_tenant_id"
 STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
@@ -89,13 +89,12 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
         with driver.pipeline():
             driver.execute(BIND_SQL, params)
             cursors = [driver.execute(*statement) for statement in first]
-        row = cursors[0].fetchone() if cursors else None
+        rows = [cursor.fetchone() for cursor in cursors]
     else:
         connection.exec_driver_sql(BIND_SQL, params)
         rows = [connection.exec_driver_sql(*statement).first() for statement in first]
-        row = rows[0] if rows else None
     if first:
-        session.info[FIRST_ROW_KEY] = row
+        session.info[FIRST_ROWS_KEY] = rows
 
 
 # A statement's text (psycopg placeholders) and its values.
@@ -140,36 +139,44 @@ async def _bind_pipelined(
     first: Sequence[Statement],
     then: Then | None,
 ) -> None:
-    cursor = None
+    cursors: list[psycopg.AsyncCursor[Any]] = []
     awaited: list[tuple[psycopg.AsyncCursor[Any], Reader]] = []
     try:
         async with driver.pipeline():
             await driver.execute(BIND_SQL, params)
             for statement in first:
-                sent = await driver.execute(*statement)
-                cursor = cursor or sent
+                cursors.append(await driver.execute(*statement))
             if then is not None:
                 awaited = await send_queued(driver, then.statements)
                 if then.commit:
                     await driver.commit()
         await deliver(awaited)
     finally:
-        if cursor is not None:
-            # Its answer came before any later statement's error, and is kept with it: a
-            # guard after the first statement fails the pipeline on what the first found.
-            with contextlib.suppress(psycopg.Error):
-                session.info[FIRST_ROW_KEY] = await cursor.fetchone()
+        if cursors:
+            # Each answer that came before a later statement's error is kept with it: a guard
+            # after the first statement fails the pipeline on what the first found.
+            session.info[FIRST_ROWS_KEY] = [await _row_or_none(cursor) for cursor in cursors]
+
+
+async def _row_or_none(cursor: psycopg.AsyncCursor[Any]) -> Any:
+    with contextlib.suppress(psycopg.Error):
+        return await cursor.fetchone()
+    return None
 
 
 async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> Any:
     """Run ``sql`` in the session's transaction and return its first row: sent in one
-    pipeline with ``BEGIN`` and the binding when the transaction has not begun yet (one
-    round trip for all three), on the transaction's connection otherwise."""
+    pipeline with ``BEGIN``, the binding and any statements deferred before it
+    (``defer_first``, which keep their places and rows) when the transaction has not begun
+    yet; on the transaction's connection otherwise."""
     if not session.in_transaction():
-        session.info[FIRST_STATEMENT_KEY] = ((sql, params),)
+        deferred = session.info.get(FIRST_STATEMENT_KEY, ())
+        session.info[FIRST_STATEMENT_KEY] = (*deferred, (sql, params))
         try:
             await session.connection()
-            return session.info.pop(FIRST_ROW_KEY)
+            # The deferred statements' rows stay for their owner (``first_row``).
+            rows = (session.info.get if deferred else session.info.pop)(FIRST_ROWS_KEY, None) or ()
+            return rows[len(deferred)] if len(rows) > len(deferred) else None
         finally:
             session.info.pop(FIRST_STATEMENT_KEY, None)
     connection = await session.connection()
@@ -184,7 +191,7 @@ def defer_first(session: AsyncSession, statements: Sequence[Statement]) -> bool:
     if session.in_transaction():
         return False
     session.info[FIRST_STATEMENT_KEY] = tuple(statements)
-    session.info.pop(FIRST_ROW_KEY, None)
+    session.info.pop(FIRST_ROWS_KEY, None)
     return True
 
 
@@ -192,7 +199,8 @@ def first_row(session: AsyncSession) -> Any:
     """The row of the deferred first statement, or ``None`` when it was not sent; and
     the deferral is over: a later transaction sends nothing of it."""
     session.info.pop(FIRST_STATEMENT_KEY, None)
-    return session.info.pop(FIRST_ROW_KEY, None)
+    rows = session.info.pop(FIRST_ROWS_KEY, None)
+    return rows[0] if rows else None
 
 
 # Operators (provisioning, migrations) run without a statement time limit: migrating a

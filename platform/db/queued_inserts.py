@@ -141,6 +141,25 @@ def queue_insert(session: AsyncSession, row: Any, *, reads_back: bool = True) ->
     _queue(session, plan.sql, plan.values_of(row))
 
 
+def statement_text(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """A Core statement as the driver takes it (text with psycopg placeholders, values
+    converted), compiled once per dialect: for ``binding.run_first``. The statement must
+    keep its identity (a module constant)."""
+    plan = _statement_plan(session, statement)
+    return plan.compiled.string, plan.values_of(params)
+
+
+def _statement_plan(session: AsyncSession, statement: Executable) -> _StatementPlan:
+    dialect = _dialect(session.sync_session)
+    plans = _STATEMENT_PLANS.setdefault(dialect, {})
+    plan = plans.get(statement)
+    if plan is None:
+        plan = plans[statement] = _StatementPlan.of(statement, dialect)
+    return plan
+
+
 def queue_statement(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any], reader: Reader | None = None
 ) -> None:
@@ -149,12 +168,8 @@ def queue_statement(
     module constant): it is compiled once per dialect. ``reader`` takes its first row once
     the server has answered it: a value only the server can give (an invoice's number) is
     then known after the commit it went with, or at ``settle`` when it is needed sooner."""
-    dialect = _dialect(session.sync_session)
-    plans = _STATEMENT_PLANS.setdefault(dialect, {})
-    plan = plans.get(statement)
-    if plan is None:
-        plan = plans[statement] = _StatementPlan.of(statement, dialect)
-    _queue(session, plan.compiled.string, plan.values_of(params), reader)
+    sql, values = statement_text(session, statement, params)
+    _queue(session, sql, values, reader)
 
 
 @dataclass(frozen=True, slots=True)
