@@ -91,7 +91,13 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
     if not _accepts(expected, request.headers.get("content-type")):
         raise problem(415, f"This route reads a body of type {expected}.")
     if expected == _JSON:
-        depth = json_depth(await request.body())
+        body = await request.body()
+        # Fewer brackets than the limit (strings' included) cannot nest deeper than it: the
+        # walk is for the rare body that might (a 50-answer form response spent ~2 % of its
+        # CPU in it).
+        if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+            return
+        depth = json_depth(body)
         if depth > MAX_JSON_DEPTH:
             raise problem(400, f"The JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}.")
 
