@@ -174,8 +174,11 @@ async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) 
         session.info[FIRST_STATEMENT_KEY] = (*deferred, (sql, params))
         try:
             await session.connection()
-            # The deferred statements' rows stay for their owner (``first_row``).
-            rows = (session.info.get if deferred else session.info.pop)(FIRST_ROWS_KEY, None) or ()
+            rows = session.info.get(FIRST_ROWS_KEY) or ()
+            if not deferred:
+                # Nobody else waits for these rows; deferred statements' owners read theirs
+                # with ``first_row``.
+                session.info.pop(FIRST_ROWS_KEY, None)
             return rows[len(deferred)] if len(rows) > len(deferred) else None
         finally:
             session.info.pop(FIRST_STATEMENT_KEY, None)

@@ -40,6 +40,8 @@ RESOURCE = "invoices"
 NUMBER_PREFIX, NUMBER_DIGITS = "INV-", 6
 NUMBER_FORMAT = f"{NUMBER_PREFIX}{{:0{NUMBER_DIGITS}d}}"
 COUNTER = "invoices"
+# What finalize writes besides the number (``_numbered``).
+_FINALIZED = ("status", "issue_date", "updated_at")
 
 
 def _numbered() -> Any:
@@ -75,8 +77,6 @@ def _numbered() -> Any:
     )
 
 
-# What finalize writes besides the number.
-_FINALIZED = ("status", "issue_date", "updated_at")
 _NUMBERED = _numbered()
 
 
