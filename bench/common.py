@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,6 +323,19 @@ class KeptAlive:
         self.writer.close()
 
 
+@contextlib.asynccontextmanager
+async def kept_alive(port: int, count: int = 1) -> AsyncIterator[list[KeptAlive]]:
+    """``count`` kept-alive connections to the app at ``port``, closed on the way out."""
+    connections: list[KeptAlive] = []
+    try:
+        for _ in range(count):
+            connections.append(await KeptAlive.open(port))
+        yield connections
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def posts_one_at_a_time(
     port: int,
     headers: dict[str, str],
@@ -339,9 +352,8 @@ def posts_one_at_a_time(
     sent = {**headers, "Content-Type": "application/json"}
 
     async def run() -> list[float]:
-        connection = await KeptAlive.open(port)
         latencies = []
-        try:
+        async with kept_alive(port) as (connection,):
             for i in range(warm + count):
                 if i == warm:
                     at_warm()
@@ -352,8 +364,6 @@ def posts_one_at_a_time(
                     raise BenchError(f"POST {path} answered {status}: {answer[:300]!r}")
                 if i >= warm:
                     latencies.append(elapsed)
-        finally:
-            connection.close()
         return latencies
 
     return asyncio.run(run())

@@ -31,13 +31,14 @@ from common import (
     BenchError,
     BenchTenant,
     Goal,
-    KeptAlive,
     Row,
     Step,
     Target,
     bind,
+    kept_alive,
     percentile,
     step,
+    target_headers,
     tree_cpu_seconds,
 )
 
@@ -141,10 +142,9 @@ async def _in_parallel(ids: list[uuid.UUID], one: Any) -> tuple[list[float], flo
     return latencies, time.perf_counter() - started
 
 
-async def finalize_app(port: int, host: str, token: str, ids: list[uuid.UUID]) -> tuple[list[float], float]:
-    headers = {"Host": host, "Authorization": f"Bearer {token}"}
-    connections = [await KeptAlive.open(port) for _ in range(FINALIZERS)]
-    try:
+async def finalize_app(port: int, target: Target, ids: list[uuid.UUID]) -> tuple[list[float], float]:
+    headers = target_headers(target)
+    async with kept_alive(port, FINALIZERS) as connections:
 
         async def one(index: int, invoice_id: uuid.UUID) -> None:
             status, answer = await connections[index].send(
@@ -154,19 +154,16 @@ async def finalize_app(port: int, host: str, token: str, ids: list[uuid.UUID]) -
                 raise BenchError(f"finalize answered {status}: {answer[:300]!r}")
 
         return await _in_parallel(ids, one)
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 async def warm_up(port: int, app: Target, spare: Target, spare_ids: list[uuid.UUID]) -> None:
     """What the floor has before its clock starts (its connections open): the app's pool
     filled and the finalize path run once in each worker, on a spare tenant's drafts, and
     the app tenant's host and caller known, by reads of its drafts."""
-    await finalize_app(port, spare.host, spare.token, spare_ids)
-    headers = {"Host": app.host, "Authorization": f"Bearer {app.token}"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
-        await asyncio.gather(*(client.get("/invoices?limit=1") for _ in range(FINALIZERS)))
+    await finalize_app(port, spare, spare_ids)
+    async with kept_alive(port, FINALIZERS) as connections:
+        headers = target_headers(app)
+        await asyncio.gather(*(c.send("GET", "/invoices?limit=1", headers) for c in connections))
 
 
 async def finalize_floor(url: str, schema: str, ids: list[uuid.UUID]) -> tuple[list[float], float]:
@@ -253,7 +250,7 @@ def invoices(bench: Bench) -> None:
     step(f"invoices: finalizing {count} by {FINALIZERS} concurrent clients, app then floor")
     assert served.app.proc is not None
     cpu = tree_cpu_seconds(served.app.proc.pid)
-    latencies, wall = asyncio.run(finalize_app(served.port, target.host, target.token, app_ids))
+    latencies, wall = asyncio.run(finalize_app(served.port, target, app_ids))
     # The server's CPU per finalize: far steadier than the latency on a shared machine.
     cpu_ms = round((tree_cpu_seconds(served.app.proc.pid) - cpu) * 1000 / count, 2)
     app = {
