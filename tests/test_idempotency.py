@@ -18,11 +18,11 @@ from atrium.platform.web.idempotency import HEADER, REPLAYED_HEADER, _lock_id
 from tests import servers
 from tests.api import (
     FORM_ANSWERS,
-    FORM_FIELDS,
     Api,
     Headers,
     add_user,
     assert_problem,
+    create,
     error_fields,
     serve_api,
     unserved_app,
@@ -237,12 +237,8 @@ async def test_a_form_response_takes_its_form_with_the_claim_and_is_answered_onc
     sent with the key's claim and guard, after them: a retry is replayed and counts once,
     and a key held by a request in flight is 409 before the form is counted."""
     _, client = api
-    made = await client.post(
-        "/forms", json={"title": "Poll", "status": "open", "fields": FORM_FIELDS}, headers=owner_a
-    )
-    assert made.status_code == 201, made.text
-    form = made.json()
-    body = {"form_id": form["id"], "answers": FORM_ANSWERS}
+    form_id = await create(client, owner_a, "forms")  # open, with FORM_FIELDS
+    body = {"form_id": form_id, "answers": FORM_ANSWERS}
     key = new_key()
     with driver_statements() as sent:
         first = await client.post("/form-responses", json=body, headers=keyed(owner_a, key))
@@ -253,9 +249,9 @@ async def test_a_form_response_takes_its_form_with_the_claim_and_is_answered_onc
         assert_replay_of(await client.post("/form-responses", json=body, headers=keyed(owner_a, key)), first)
 
     def counted() -> int:
-        return count(operator_engine, tenant_a, "forms", "id = %(id)s AND response_count = 1", id=form["id"])
+        return count(operator_engine, tenant_a, "forms", "id = %(id)s AND response_count = 1", id=form_id)
 
-    assert count(operator_engine, tenant_a, "form_responses", "form_id = %(f)s", f=form["id"]) == 1
+    assert count(operator_engine, tenant_a, "form_responses", "form_id = %(f)s", f=form_id) == 1
     assert counted() == 1
     me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
     held = new_key()
