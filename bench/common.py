@@ -273,6 +273,8 @@ class Step:
 def load(r: dict[str, Any]) -> str:
     """One wrk run's figures."""
     cpu = f", {r['cpu_ms']:.2f} ms CPU/req" if r.get("cpu_ms") is not None else ""
+    if r.get("db_cpu_ms") is not None:
+        cpu += f" + {r['db_cpu_ms']:.2f} ms database CPU/req"
     return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms{cpu}"
 
 
@@ -406,6 +408,20 @@ class Bench:
             database_url=self.url, secret_key=self.secret, bcrypt_rounds=self.args.bcrypt_rounds
         )
         self.engine = create_operator_engine(self.settings, pool_size=2)
+        self.wrk.database_cpu = self.backends_cpu_seconds
+
+    def backends_cpu_seconds(self) -> float:
+        """CPU seconds so far of the PostgreSQL backends connected to the bench's database (the
+        served apps' pooled connections and the floors'), read from /proc: the server is local."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            pids = [
+                pid
+                for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ]
+        return sum(tree_cpu_seconds(pid) for pid in pids)
 
     def on_close(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)

@@ -104,20 +104,6 @@ def _create_form(port: int, host: str, token: str, public: bool) -> str:
     return str(response.json()["id"])
 
 
-def _backends_cpu_seconds(bench: Bench) -> float:
-    """CPU seconds so far of the PostgreSQL backends connected to the bench's database (the
-    app's pooled connections and the floor's), read from /proc: the server is local."""
-    with psycopg.connect(bench.url, autocommit=True) as conn:
-        pids = [
-            pid
-            for (pid,) in conn.execute(
-                "SELECT pid FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ]
-    return sum(tree_cpu_seconds(pid) for pid in pids)
-
-
 def _response_figure(
     bench: Bench, tenant: BenchTenant, port: int, token: str, form_id: str
 ) -> dict[str, Any]:
@@ -130,7 +116,7 @@ def _response_figure(
 
     def at_warm() -> None:  # the first requests warm the connection and the caller cache
         nonlocal app_cpu
-        app_cpu = -tree_cpu_seconds(server.pid) - _backends_cpu_seconds(bench)
+        app_cpu = -tree_cpu_seconds(server.pid) - bench.backends_cpu_seconds()
 
     app_times = posts_one_at_a_time(
         port,
@@ -141,7 +127,7 @@ def _response_figure(
         warm=20,
         at_warm=at_warm,
     )
-    app_cpu += tree_cpu_seconds(server.pid) + _backends_cpu_seconds(bench)
+    app_cpu += tree_cpu_seconds(server.pid) + bench.backends_cpu_seconds()
     floor_times: list[float] = []
     insert = (
         "INSERT INTO form_responses (form_id, answers, form_version, owner_id) VALUES (%s, %s::jsonb, 1, %s)"

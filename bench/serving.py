@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,10 @@ class Wrk:
         if binary is None:
             raise BenchError("wrk is not installed (Debian: apt-get install -y wrk)")
         self.binary, self.args, self.workdir = binary, args, workdir
+        # CPU seconds so far of the database backends (``Bench.backends_cpu_seconds``), set
+        # once the bench has its database: a run then also reports the database's CPU per
+        # request, which a rate ratio mixes with the app's on a machine they share.
+        self.database_cpu: Callable[[], float] | None = None
 
     def run(
         self,
@@ -162,8 +167,14 @@ class Wrk:
         ]
         server = SERVERS.get(port)
         cpu_before = tree_cpu_seconds(server) if server is not None else None
+        db_before = self.database_cpu() if self.database_cpu is not None else None
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
         cpu = tree_cpu_seconds(server) - cpu_before if server is not None and cpu_before is not None else None
+        db_cpu = (
+            self.database_cpu() - db_before
+            if self.database_cpu is not None and db_before is not None
+            else None
+        )
         targets_file.unlink(missing_ok=True)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
         if done.returncode != 0 or line is None:
@@ -183,6 +194,10 @@ class Wrk:
             "tenants": len({t.host for t in targets}),
             # The server's CPU (master and workers) per request of this run (not its warm-up).
             "cpu_ms": round(cpu * 1000 / raw["requests"], 3) if cpu is not None and raw["requests"] else None,
+            # The database backends' CPU per request of this run (one server is loaded at a time).
+            "db_cpu_ms": round(db_cpu * 1000 / raw["requests"], 3)
+            if db_cpu is not None and raw["requests"]
+            else None,
         }
 
     def measure(
@@ -203,7 +218,13 @@ class Wrk:
         step(
             f"  {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms ({result['requests']} requests"
-            + (f", {result['cpu_ms']:.2f} ms server CPU each)" if result["cpu_ms"] is not None else ")")
+            + (f", {result['cpu_ms']:.2f} ms server CPU each" if result["cpu_ms"] is not None else "")
+            + (
+                f", {result['db_cpu_ms']:.2f} ms database CPU each"
+                if result.get("db_cpu_ms") is not None
+                else ""
+            )
+            + ")"
         )
         return result
 

@@ -158,6 +158,15 @@ async def login_owner(client: httpx.AsyncClient, made: MadeTenant) -> dict[str, 
     return await login(client, made.host, made.owner_email, made.owner_password)
 
 
+async def server_prepared(driver_connection: Any) -> list[str]:
+    """The statements the server holds prepared for a psycopg connection, then committed:
+    the pool's reset would roll back, and psycopg drops its prepared statements with that."""
+    cursor = await driver_connection.execute("SELECT statement FROM pg_prepared_statements")
+    statements = [row[0] for row in await cursor.fetchall()]
+    await driver_connection.commit()
+    return statements
+
+
 @contextmanager
 def statements_run(engine: AsyncEngine, containing: str) -> Iterator[list[str]]:
     """The statements ``engine`` sends while inside, those whose text has ``containing``."""

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.util import greenlet_spawn
 
 from atrium.platform.db.binding import qualified_table
 from atrium.platform.settings import Settings
@@ -27,7 +28,7 @@ from tests.api import (
     serve_api,
     unserved_app,
 )
-from tests.conftest import MadeTenant, driver_statements, login_owner
+from tests.conftest import MadeTenant, driver_statements, login_owner, serve, server_prepared
 
 pytest_plugins = ["tests.api"]
 
@@ -480,3 +481,24 @@ def test_the_openapi_document_describes_the_header_on_every_post() -> None:
             continue
         assert created["headers"][REPLAYED_HEADER]["schema"] == {"type": "string", "enum": ["true"]}, path
         assert "409" in operation["responses"], path
+
+
+async def test_the_claim_is_planned_at_each_run_never_kept_prepared(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    """A prepared claim kept the plan made while the tenant's keys were few: a sequential
+    scan, which every keyed POST then ran over all the keys until something analyzed the
+    table (never, with autovacuum off). Other statements are still prepared."""
+    made = make_tenant()
+    one_connection = settings.with_overrides(db_pool_size=1, db_max_overflow=0)
+    async with serve(one_connection, host=made.host) as (app, client):
+        headers = await login_owner(client, made)
+        for n in range(8):  # past psycopg's prepare threshold (5)
+            assert_first(await post_group(client, keyed(headers, new_key()), f"Planned {n}"))
+        fairy = await app.state.engine.raw_connection()
+        try:
+            prepared = await server_prepared(fairy.driver_connection)
+        finally:
+            await greenlet_spawn(fairy.close)
+    assert any("INSERT INTO user_groups" in s for s in prepared), prepared
+    assert not any("pg_try_advisory_xact_lock" in s and "purged" in s for s in prepared), prepared

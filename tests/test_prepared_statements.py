@@ -21,16 +21,9 @@ from atrium.platform.settings import Settings, SettingsError, load_settings
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem
-from tests.conftest import MadeTenant, serve, statements_run
+from tests.conftest import MadeTenant, serve, server_prepared, statements_run
 
 PROBE = "SELECT 1 AS kept_prepared"
-
-
-async def _server_prepared(driver_connection: Any) -> list[str]:
-    cursor = await driver_connection.execute("SELECT statement FROM pg_prepared_statements")
-    statements = [row[0] for row in await cursor.fetchall()]
-    await driver_connection.commit()  # the pool's reset would roll back, dropping them
-    return statements
 
 
 async def _prepare_probe(engine: Any) -> None:
@@ -39,7 +32,7 @@ async def _prepare_probe(engine: Any) -> None:
     try:
         await fairy.driver_connection.execute(PROBE, prepare=True)
         await fairy.driver_connection.commit()
-        assert PROBE in await _server_prepared(fairy.driver_connection)
+        assert PROBE in await server_prepared(fairy.driver_connection)
     finally:
         await greenlet_spawn(fairy.close)
 
@@ -47,7 +40,7 @@ async def _prepare_probe(engine: Any) -> None:
 async def _probe_still_prepared(engine: Any) -> bool:
     fairy = await engine.raw_connection()
     try:
-        return PROBE in await _server_prepared(fairy.driver_connection)
+        return PROBE in await server_prepared(fairy.driver_connection)
     finally:
         await greenlet_spawn(fairy.close)
 

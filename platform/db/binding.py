@@ -59,6 +59,15 @@ def bind_parameters(schema: str | None, timeout_ms: int) -> dict[str, str]:
     return {"path": search_path_for(schema), "timeout": f"{int(timeout_ms)}ms"}
 
 
+class Statement(NamedTuple):
+    """A statement's text (psycopg placeholders) and its values. ``prepare=False``: never
+    prepared, so planned afresh with its values at every run (psycopg's ``prepare``)."""
+
+    sql: str
+    values: Any
+    prepare: bool | None = None
+
+
 def attach_tenant_binding(target: Any) -> None:
     """Bind every transaction of sessions made by ``target`` (a session class or maker)."""
     listen_once(target, "after_begin", bind_search_path)
@@ -88,17 +97,15 @@ def bind_search_path(session: Session, transaction: SessionTransaction, connecti
     if isinstance(driver, psycopg.Connection):
         with driver.pipeline():
             driver.execute(BIND_SQL, params)
-            cursors = [driver.execute(*statement) for statement in first]
+            cursors = [driver.execute(s.sql, s.values, prepare=s.prepare) for s in first]
         rows = [cursor.fetchone() for cursor in cursors]
     else:
         connection.exec_driver_sql(BIND_SQL, params)
-        rows = [connection.exec_driver_sql(*statement).first() for statement in first]
+        rows = [connection.exec_driver_sql(s.sql, s.values).first() for s in first]
     if first:
         session.info[FIRST_ROWS_KEY] = rows
 
 
-# A statement's text (psycopg placeholders) and its values.
-Statement = tuple[str, Any]
 # A statement sent later (queued_inserts.py): its text and values, and what takes its first
 # row once the pipeline it went in has been answered (``None``: nobody reads it).
 Reader = Callable[[Any], None]
@@ -144,8 +151,8 @@ async def _bind_pipelined(
     try:
         async with driver.pipeline():
             await driver.execute(BIND_SQL, params)
-            for statement in first:
-                cursors.append(await driver.execute(*statement))
+            for s in first:
+                cursors.append(await driver.execute(s.sql, s.values, prepare=s.prepare))
             if then is not None:
                 awaited = await send_queued(driver, then.statements)
                 if then.commit:
@@ -164,14 +171,16 @@ async def _row_or_none(cursor: psycopg.AsyncCursor[Any]) -> Any:
     return None
 
 
-async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> Any:
+async def run_first(
+    session: AsyncSession, sql: str, params: Mapping[str, Any], *, prepare: bool | None = None
+) -> Any:
     """Run ``sql`` in the session's transaction and return its first row: sent in one
     pipeline with ``BEGIN``, the binding and any statements deferred before it
     (``defer_first``, which keep their places and rows) when the transaction has not begun
-    yet; on the transaction's connection otherwise."""
+    yet; on the transaction's connection otherwise. ``prepare``: as ``Statement``'s."""
     if not session.in_transaction():
         deferred = session.info.get(FIRST_STATEMENT_KEY, ())
-        session.info[FIRST_STATEMENT_KEY] = (*deferred, (sql, params))
+        session.info[FIRST_STATEMENT_KEY] = (*deferred, Statement(sql, params, prepare))
         try:
             await session.connection()
             rows = session.info.get(FIRST_ROWS_KEY) or ()
@@ -184,16 +193,16 @@ async def run_first(session: AsyncSession, sql: str, params: Mapping[str, Any]) 
             session.info.pop(FIRST_STATEMENT_KEY, None)
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
-    return await (await driver.execute(sql, params)).fetchone()  # type: ignore[union-attr]
+    return await (await driver.execute(sql, params, prepare=prepare)).fetchone()  # type: ignore[union-attr]
 
 
-def defer_first(session: AsyncSession, statements: Sequence[Statement]) -> bool:
+def defer_first(session: AsyncSession, statements: Sequence[Statement | tuple[str, Any]]) -> bool:
     """Have ``statements`` sent first in the session's next transaction, with its ``BEGIN``
     and binding, whenever that reaches the server (the first statement's row is then
     ``first_row``); ``False`` when a transaction has begun, and nothing is deferred."""
     if session.in_transaction():
         return False
-    session.info[FIRST_STATEMENT_KEY] = tuple(statements)
+    session.info[FIRST_STATEMENT_KEY] = tuple(Statement(*statement) for statement in statements)
     session.info.pop(FIRST_ROWS_KEY, None)
     return True
 

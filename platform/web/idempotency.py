@@ -45,7 +45,7 @@ from litestar.enums import MediaType
 from litestar.serialization import encode_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atrium.platform.db.binding import defer_first, first_row, run_first
+from atrium.platform.db.binding import Statement, defer_first, first_row, run_first
 from atrium.platform.db.queued_inserts import queue_insert, settle
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem
@@ -64,6 +64,12 @@ _HEADER_LOWER = HEADER.lower()
 # purging (no waiting on each other) but always takes this key's own expired row, which
 # the insert that follows would otherwise collide with. ``(VALUES (1))`` makes exactly one
 # row, so the lock is tried whether or not the key has a row.
+#
+# Never prepared (``Statement.prepare``): the plan psycopg's prepared statement kept was
+# made while the tenant's table was small, a sequential scan for the purge, and it stayed
+# until something analyzed the table; with autovacuum off, every keyed POST read every key
+# (the database's CPU per write grew from 1.1 to 2.6 ms over 20,000 keys, bench/RESULTS.md).
+# Planned at each run, its cost follows the table: index scans on created_at and the key.
 _CLAIM = """
     WITH purged AS (
         DELETE FROM idempotency_keys
@@ -231,10 +237,10 @@ async def answer_once(
         fingerprint(request.method, request.url.path, parts),
         _lock_id(tenant.schema, request.user.id, key),
     )
-    deferred = defer_first(session, ((_CLAIM, claim.params), (_GUARD, claim.params)))
+    deferred = defer_first(session, (Statement(_CLAIM, claim.params, prepare=False), (_GUARD, claim.params)))
     if not deferred:
         # A transaction has begun: the claim runs now, and is answered before the write.
-        replay = claim.answer(await run_first(session, _CLAIM, claim.params))
+        replay = claim.answer(await run_first(session, _CLAIM, claim.params, prepare=False))
         if replay is not None:
             return replay
     answers: list[Response[bytes]] = []
