@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import uuid
 import zlib
 from decimal import Decimal
 from fractions import Fraction
@@ -245,6 +246,22 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
         )
     ).json()
     assert [i["id"] for i in window["items"]] == [b["id"]]
+
+
+async def test_q_finds_an_invoice_by_its_number_and_its_notes(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    order = f"PO-{uuid.uuid4().hex[:8]}"
+    noted = await invoice(client, owner_a, notes=f"Against purchase order {order}")
+    numbered = await act(client, owner_a, await invoice(client, owner_a), "finalize")
+    number = numbered.json()["number"]
+
+    async def found(q: str) -> list[str]:
+        answer = await client.get("/invoices", params={"q": q}, headers=owner_a)
+        assert answer.status_code == 200, answer.text
+        return [row["id"] for row in answer.json()["items"]]
+
+    assert await found(order) == [noted["id"]]
+    assert await found(number) == [numbered.json()["id"]]
 
 
 def pdf_text(document: bytes) -> str:

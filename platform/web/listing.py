@@ -96,9 +96,12 @@ def search_index(name: str, *columns: str) -> Index:
     """The GIN index a resource with ``q`` declares in its model's ``__table_args__``: the
     expression of ``search_vector``, written out (an index declared with column objects
     before the table exists would not attach to it)."""
+    # Parenthesised as PostgreSQL prints the index back, so that comparing the models with a
+    # migrated schema (Alembic compares the text) finds them equal past two columns too.
     text_sql = f"coalesce({columns[0]}, '')"
-    for column in columns[1:]:
-        text_sql = f"({text_sql} || ' ') || coalesce({column}, '')"
+    for n, column in enumerate(columns[1:]):
+        left = f"({text_sql})" if n else text_sql
+        text_sql = f"({left} || ' ') || coalesce({column}, '')"
     return Index(
         name, text(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, {text_sql})"), postgresql_using="gin"
     )

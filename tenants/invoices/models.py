@@ -19,7 +19,7 @@ STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 class Invoice(TenantBase):
     __tablename__ = "invoices"
     __table_args__ = (
-        search_index("ix_invoices_search", "customer_name", "customer_email"),
+        search_index("ix_invoices_search", "number", "customer_name", "customer_email", "notes"),
         Index("ix_invoices_status", "status", "created_at"),
         Index("ix_invoices_issue_date", "issue_date"),
         # The database's own word that a payment never exceeds what is owed.

@@ -248,7 +248,8 @@ INVOICES = ResourceSpec(
     description="Invoices: exact money in minor units, gapless numbers at finalize, payments.",
     member=None,
     filters=[Filter("status"), Filter("customer_email", casefold=True), Filter("currency")],
-    search=["customer_name", "customer_email"],
+    # A customer quotes the number; notes hold what a reader searches for (an order, a PO).
+    search=["number", "customer_name", "customer_email", "notes"],
     sort=["issue_date", "due_date", "total", "number"],
     window=("issue_date", "issue_date"),
     actions=[
