@@ -248,10 +248,13 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
     assert [i["id"] for i in window["items"]] == [b["id"]]
 
 
-async def test_q_finds_an_invoice_by_its_number_and_its_notes(api: Api, owner_a: Headers) -> None:
+async def test_q_finds_an_invoice_by_its_number_notes_and_lines(api: Api, owner_a: Headers) -> None:
     _, client = api
-    order = f"PO-{uuid.uuid4().hex[:8]}"
+    order, product = f"PO-{uuid.uuid4().hex[:8]}", f"gizmo{uuid.uuid4().hex[:8]}"
     noted = await invoice(client, owner_a, notes=f"Against purchase order {order}")
+    lined = await invoice(
+        client, owner_a, items=[{"description": f"Blue {product} units", "quantity": "1", "unit_price": 5}]
+    )
     numbered = await act(client, owner_a, await invoice(client, owner_a), "finalize")
     number = numbered.json()["number"]
 
@@ -262,6 +265,8 @@ async def test_q_finds_an_invoice_by_its_number_and_its_notes(api: Api, owner_a:
 
     assert await found(order) == [noted["id"]]
     assert await found(number) == [numbered.json()["id"]]
+    assert await found(product) == [lined["id"]]
+    assert "item_descriptions" not in lined  # searched, never shown
 
 
 def pdf_text(document: bytes) -> str:

@@ -19,7 +19,9 @@ STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 class Invoice(TenantBase):
     __tablename__ = "invoices"
     __table_args__ = (
-        search_index("ix_invoices_search", "number", "customer_name", "customer_email", "notes"),
+        search_index(
+            "ix_invoices_search", "number", "customer_name", "customer_email", "notes", "item_descriptions"
+        ),
         Index("ix_invoices_status", "status", "created_at"),
         Index("ix_invoices_issue_date", "issue_date"),
         # The database's own word that a payment never exceeds what is owed.
@@ -47,6 +49,13 @@ class Invoice(TenantBase):
     total: Mapped[int] = mapped_column(BigInteger)
     amount_paid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     amount_due: Mapped[int] = mapped_column(BigInteger, Computed("total - amount_paid", persisted=True))
+    # The lines' descriptions as one text, kept by the server, for ``q`` to search. Added by
+    # migration 0018 after the audit columns, so placed after them here too (sort_order).
+    item_descriptions: Mapped[str] = mapped_column(
+        Text,
+        Computed("jsonb_path_query_array(items, '$[*].description')::text", persisted=True),
+        sort_order=4000,
+    )
 
 
 class InvoiceCounter(TenantTable):
