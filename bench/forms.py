@@ -112,11 +112,10 @@ def _response_figure(
     assert bench.served is not None
     server = bench.served.app.proc
     assert server is not None
-    app_cpu = 0.0
+    app_cpu = {"server": 0.0, "db": 0.0}
 
     def at_warm() -> None:  # the first requests warm the connection and the caller cache
-        nonlocal app_cpu
-        app_cpu = -tree_cpu_seconds(server.pid) - bench.backends_cpu_seconds()
+        app_cpu.update(server=-tree_cpu_seconds(server.pid), db=-bench.backends_cpu_seconds())
 
     app_times = posts_one_at_a_time(
         port,
@@ -127,7 +126,8 @@ def _response_figure(
         warm=20,
         at_warm=at_warm,
     )
-    app_cpu += tree_cpu_seconds(server.pid) + bench.backends_cpu_seconds()
+    app_cpu["server"] += tree_cpu_seconds(server.pid)
+    app_cpu["db"] += bench.backends_cpu_seconds()
     floor_times: list[float] = []
     insert = (
         "INSERT INTO form_responses (form_id, answers, form_version, owner_id) VALUES (%s, %s::jsonb, 1, %s)"
@@ -136,20 +136,22 @@ def _response_figure(
         floor_backend = conn.info.backend_pid
         for n in range(rounds + 20):
             if n == 20:
-                floor_cpu = -time.process_time() - tree_cpu_seconds(floor_backend)
+                floor_cpu = {"client": -time.process_time(), "db": -tree_cpu_seconds(floor_backend)}
             started = time.perf_counter()
             with conn.transaction():
                 bind(conn, tenant.schema)
                 conn.execute(insert, [form_id, json.dumps(answers(fields, n)), tenant.owner_id])
             if n >= 20:
                 floor_times.append(time.perf_counter() - started)
-        floor_cpu += time.process_time() + tree_cpu_seconds(floor_backend)
+        floor_cpu["client"] += time.process_time()
+        floor_cpu["db"] += tree_cpu_seconds(floor_backend)
     app, floor = _ms(app_times), _ms(floor_times)
     # CPU per request, the steadier figure on a shared machine: the app's server processes
     # and database backends; the floor's client (this process, answers' JSON included) and
     # its backend.
-    app["cpu_ms"] = round(app_cpu * 1000 / rounds, 2)
-    floor["cpu_ms"] = round(floor_cpu * 1000 / rounds, 2)
+    for figures, cpu in ((app, app_cpu), (floor, floor_cpu)):
+        figures.update({f"{part}_cpu_ms": round(seconds * 1000 / rounds, 2) for part, seconds in cpu.items()})
+        figures["cpu_ms"] = round(sum(cpu.values()) * 1000 / rounds, 2)
     return {
         "requests": rounds,
         "app": app,
@@ -322,9 +324,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
         (
             f"form response ({FIELD_COUNT} fields, POST /form-responses)",
             f"p50 {r['app']['p50_ms']:.1f} ms, p99 {r['app']['p99_ms']:.1f} ms, "
-            f"CPU {r['app']['cpu_ms']:.2f} ms/req (server + db)",
+            f"CPU {r['app']['cpu_ms']:.2f} ms/req (server {r['app']['server_cpu_ms']:.2f}"
+            f" + db {r['app']['db_cpu_ms']:.2f})",
             f"floor (raw INSERT) p50 {r['floor']['p50_ms']:.1f} ms, p99 {r['floor']['p99_ms']:.1f} ms, "
-            f"CPU {r['floor']['cpu_ms']:.2f} ms/req (client + db); p99 ratio {r['p99_ratio']:.2f}",
+            f"CPU {r['floor']['cpu_ms']:.2f} ms/req (client {r['floor']['client_cpu_ms']:.2f}"
+            f" + db {r['floor']['db_cpu_ms']:.2f}); p99 ratio {r['p99_ratio']:.2f}",
         ),
         (
             f"CSV export ({e['rows']:,} responses)",

@@ -64,6 +64,8 @@ FIGURES = [
         for figure in ("write", "filtered_list")
         for part in ("rps", "p50_ms", "p99_ms", "ratio", "floor.rps", "floor.p50_ms", "floor.p99_ms")
     ),
+    # Every wrk run's CPU per request, the server's and the database's.
+    *(f"write.{side}.{cpu}" for side in ("app", "floor") for cpu in ("cpu_ms", "db_cpu_ms")),
     # Issue 19: a forum's first page of topics, and 50 concurrent replies, beside raw SQL.
     *(f"forum_topics.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
     *(
@@ -74,6 +76,8 @@ FIGURES = [
     "forum_replies.reply_count",
     # Issue 22: a form response beside its INSERT, the CSV export, public posts.
     *(f"forms.response.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
+    *(f"forms.response.app.{part}_cpu_ms" for part in ("server", "db")),
+    "forms.response.floor.client_cpu_ms",  # its backend's share can round to 0 ticks in 100 inserts
     "forms.response.p99_ratio",
     *(f"forms.export.{figure}" for figure in ("rows_per_s", "peak_mb", "idle_mb", "floor_rows_per_s")),
     *(f"forms.public_posts.{figure}" for figure in ("addresses", "posts_per_s", "p50_ms", "p99_ms")),

@@ -135,6 +135,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "total": ("integer", NOT_NULL),
         "amount_paid": ("integer", NOT_NULL),
         "amount_due": ("integer", NOT_NULL),
+        "item_descriptions": ("text", NOT_NULL),  # internal: the lines `q` searches (migration 0018)
     },
     "invoice_counters": {"name": ("text", NOT_NULL), "last": ("integer", NOT_NULL)},
     # API.md §11 (migration 0013_forms)
