@@ -92,6 +92,10 @@ def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
     return func.to_tsvector(literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), document)
 
 
+# ``Index.info`` key: the columns a ``search_index`` covers.
+_SEARCHED = "atrium_searched_columns"
+
+
 def search_index(name: str, *columns: str) -> Index:
     """The GIN index a resource with ``q`` declares in its model's ``__table_args__``: the
     expression of ``search_vector``, written out (an index declared with column objects
@@ -103,8 +107,20 @@ def search_index(name: str, *columns: str) -> Index:
         left = f"({text_sql})" if n else text_sql
         text_sql = f"({left} || ' ') || coalesce({column}, '')"
     return Index(
-        name, text(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, {text_sql})"), postgresql_using="gin"
+        name,
+        text(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, {text_sql})"),
+        postgresql_using="gin",
+        info={_SEARCHED: columns},
     )
+
+
+def searched_columns(table: Any) -> tuple[str, ...]:
+    """The columns ``q`` searches in ``table``: its ``search_index``'s, in their order (none
+    without one). Declared once, with the index that serves them."""
+    for index in table.indexes:
+        if _SEARCHED in index.info:
+            return tuple(index.info[_SEARCHED])
+    return ()
 
 
 DefaultOrder = Callable[["ListRequest", Any], list[Any]]
@@ -163,7 +179,8 @@ class Listing:
     table: Any
     fields: tuple[str, ...]
     filters: Sequence[Filter] = ()
-    search: Sequence[str] = ()
+    # What ``q`` searches; ``None``: the table's ``search_index`` columns (``searched_columns``).
+    search: Sequence[str] | None = None
     sort: Sequence[str | Sort] = ()
     # A row's time span for ``from``/``to`` (start and end columns; one column twice for
     # an instant); a row matches when it overlaps the window.
@@ -183,6 +200,8 @@ class Listing:
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.search is None:
+            self.search = searched_columns(self.table)
         columns = self.table.c
         self._sort_columns = {"created_at": "created_at"}
         for key in self.sort:

@@ -165,11 +165,9 @@ class ResourceSpec:
     item_name: str = ""
     # What the built-in Member role may do here (API.md §4); Admin may do everything.
     member: MemberAccess = "read"
-    # List parameters (listing.py): equality filters, the fields ``q`` searches (the
-    # model then declares their ``search_index``), sortable fields, the time span of
-    # ``from``/``to``.
+    # List parameters (listing.py): equality filters, sortable fields, the time span of
+    # ``from``/``to``. ``q`` searches the columns of the model's ``search_index``.
     filters: Sequence[Filter] = ()
-    search: Sequence[str] = ()
     sort: Sequence[str | Sort] = ()
     window: tuple[str, str] | None = ("created_at", "created_at")
     # The list's order without ``sort`` or ``q`` (listing.py); None: newest first.
@@ -309,9 +307,8 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         spec.service.model.__table__,
         queries.fields,
         spec.filters,
-        spec.search,
-        spec.sort,
-        spec.window,
+        sort=spec.sort,
+        window=spec.window,
         visibility=spec.service.visibility(bindparam("caller_id", type_=spec.service.model.id.type)),
         default_order=spec.default_order,
         computed=spec.caller_fields,

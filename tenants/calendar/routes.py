@@ -203,7 +203,6 @@ EVENTS_SPEC = ResourceSpec(
     s.EventUpdate,
     extra_handlers=[list_occurrences, create_feed_token],
     filters=[Filter("attendee_id", column="attendee_ids", element=True), Filter("owner_id")],
-    search=["title", "description"],
     sort=["starts_at"],
     window=("starts_at", "series_ends_at"),
     refine_window=without_occurrences,

@@ -135,7 +135,6 @@ DOCUMENTS_SPEC = ResourceSpec(
     s.DocumentUpdate,
     extra_handlers=[list_versions, get_version, restore_version],
     filters=[Filter("project_id"), Filter("owner_id")],
-    search=["title", "body"],
     sort=["updated_at", "title"],
     body_limit=DOCUMENT_BODY_LIMIT,
     description=(

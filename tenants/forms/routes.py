@@ -174,7 +174,6 @@ FORMS = ResourceSpec(
     FormCreate,
     FormUpdate,
     filters=[Filter("owner_id"), Filter("status"), Filter("public")],
-    search=["title", "description"],
     sort=["title", "status", "response_count", "updated_at"],
     description="Forms: typed fields checked at save, a version that follows the fields, a response count.",
     member="read",

@@ -41,7 +41,6 @@ FORUM_DISCUSSIONS = ResourceSpec(
     s.ForumDiscussionCreate,
     s.ForumDiscussionUpdate,
     filters=[Filter("forum_id"), Filter("parent_id", null=True), Filter("owner_id")],
-    search=["title", "body"],
     sort=["updated_at", "last_reply_at"],
     default_order=pinned_then_latest_activity,
     description=(

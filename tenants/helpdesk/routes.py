@@ -205,7 +205,6 @@ def _reply_listing() -> Listing:
     return Listing(
         TicketReply.__table__,
         tuple(ReplyRead.__struct_fields__),
-        search=["body"],
         visibility=TicketReply.visibility == literal_column("'public'"),
         within=TicketReply.ticket_id == bindparam("ticket_id", type_=TicketReply.ticket_id.type),
     )
@@ -312,6 +311,5 @@ HELP_DESK = ResourceSpec(
         Filter("requester_id", column="owner_id"),
         Filter("tag", casefold=True, column="tags", element=True),
     ],
-    search=["subject", "body"],
     sort=["updated_at", Sort("priority", "priority_rank"), "created_at"],
 )

@@ -64,7 +64,6 @@ SPECS = [
         extra_handlers=[delete_user],
         operations=frozenset({"list", "create", "get", "update"}),
         filters=[Filter("email", casefold=True)],
-        search=["name", "email"],
         sort=["name", "email", "updated_at"],
         description="The tenant's users; emails are unique per tenant in any case, passwords write-only.",
     ),

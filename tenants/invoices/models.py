@@ -19,6 +19,8 @@ STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 class Invoice(TenantBase):
     __tablename__ = "invoices"
     __table_args__ = (
+        # ``q``: a customer quotes the number; notes and lines hold what a reader looks for (a PO,
+        # a product).
         search_index(
             "ix_invoices_search", "number", "customer_name", "customer_email", "notes", "item_descriptions"
         ),

@@ -248,9 +248,6 @@ INVOICES = ResourceSpec(
     description="Invoices: exact money in minor units, gapless numbers at finalize, payments.",
     member=None,
     filters=[Filter("status"), Filter("customer_email", casefold=True), Filter("currency")],
-    # A customer quotes the number; notes and lines hold what a reader searches for (a PO,
-    # a product).
-    search=["number", "customer_name", "customer_email", "notes", "item_descriptions"],
     sort=["issue_date", "due_date", "total", "number"],
     window=("issue_date", "issue_date"),
     actions=[

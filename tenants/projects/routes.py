@@ -13,7 +13,6 @@ PROJECTS = ResourceSpec(
     s.ProjectCreate,
     s.ProjectUpdate,
     filters=[Filter("status"), Filter("member_id", column="member_ids", element=True), Filter("owner_id")],
-    search=["name", "description"],
     sort=["name", "updated_at"],
     description=(
         "Projects: seen by their members and by `projects:manage`; names unique in any case. "
@@ -28,7 +27,6 @@ PROJECT_DISCUSSIONS = ResourceSpec(
     s.ProjectDiscussionCreate,
     s.ProjectDiscussionUpdate,
     filters=[Filter("project_id"), Filter("parent_id", null=True), Filter("owner_id")],
-    search=["title", "body"],
     sort=["updated_at", "last_reply_at"],
     default_order=replies_oldest_first,
     description=(
