@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atrium.platform.db.binding import (
     SCHEMA_INFO_KEY,
     TENANT_ID_INFO_KEY,
+    Statement,
     defer_first,
     first_row,
     qualified_table,
@@ -237,7 +238,7 @@ async def test_a_first_statement_asked_for_after_a_deferred_one_goes_after_it_in
     async with tenant_session(settings, made) as session:
         await session.execute(text("SELECT 1"))  # the engine's first connection, set up
         await session.commit()
-        assert defer_first(session, [("SELECT 41 + 1", None), ("SELECT 'guard'", None)])
+        assert defer_first(session, [Statement("SELECT 41 + 1", None), Statement("SELECT 'guard'", None)])
         with driver_statements() as sent:
             assert await run_first(session, "SELECT 'mine'", None) == ("mine",)
         # The deferred statements kept their places and their rows: the binding, then them.
@@ -253,7 +254,7 @@ async def test_the_deferred_first_statement_answers_even_when_a_later_one_fails(
 ) -> None:
     name = f"deferred {uuid.uuid4().hex[:8]}"
     async with tenant_session(settings, made) as session:
-        assert defer_first(session, [("SELECT 41 + 1", None)])
+        assert defer_first(session, [Statement("SELECT 41 + 1", None)])
         one, twin = _group(made, name), _group(made, f"{name} twin")
         one.id = twin.id = uuid.uuid4()  # the second row of the pipeline fails on the key
         queue_insert(session, one)

@@ -196,13 +196,13 @@ async def run_first(
     return await (await driver.execute(sql, params, prepare=prepare)).fetchone()  # type: ignore[union-attr]
 
 
-def defer_first(session: AsyncSession, statements: Sequence[Statement | tuple[str, Any]]) -> bool:
+def defer_first(session: AsyncSession, statements: Sequence[Statement]) -> bool:
     """Have ``statements`` sent first in the session's next transaction, with its ``BEGIN``
     and binding, whenever that reaches the server (the first statement's row is then
     ``first_row``); ``False`` when a transaction has begun, and nothing is deferred."""
     if session.in_transaction():
         return False
-    session.info[FIRST_STATEMENT_KEY] = tuple(Statement(*statement) for statement in statements)
+    session.info[FIRST_STATEMENT_KEY] = tuple(statements)
     session.info.pop(FIRST_ROWS_KEY, None)
     return True
 

@@ -237,7 +237,9 @@ async def answer_once(
         fingerprint(request.method, request.url.path, parts),
         _lock_id(tenant.schema, request.user.id, key),
     )
-    deferred = defer_first(session, (Statement(_CLAIM, claim.params, prepare=False), (_GUARD, claim.params)))
+    deferred = defer_first(
+        session, (Statement(_CLAIM, claim.params, prepare=False), Statement(_GUARD, claim.params))
+    )
     if not deferred:
         # A transaction has begun: the claim runs now, and is answered before the write.
         replay = claim.answer(await run_first(session, _CLAIM, claim.params, prepare=False))
