@@ -19,6 +19,14 @@ the very statement Atrium's list compiles for that filter (platform/web/listing.
 transaction bound as above. ``GET /help-desk?assignee_id=…&status=…`` likewise, for the
 help desk's agent queue (bench/helpdesk.py).
 
+``POST /contract/user-groups`` is the write figure's second floor: the contract's work done
+by hand with Atrium's own statements and round trips, so that the two floors part what the
+contract costs from what Atrium's stack adds. The bearer token is verified (PyJWT, each
+token string once, as Atrium remembers verified tokens) and must come from the tenant;
+the caller is checked alone in autocommit (``CHECK_CALLER``); then ``BEGIN``, the binding,
+the ``Idempotency-Key`` claim and its guard go in one pipeline, and the row, the key's row
+with the encoded answer and ``COMMIT`` in a second. A kept answer is replayed.
+
 bench/run.py runs it under uvicorn with the options ``atrium serve`` uses:
 
     DATABASE_URL=postgresql://root@127.0.0.1:5432/<db> python bench/baseline_app.py --port 8001 --workers 2
@@ -27,18 +35,26 @@ bench/run.py runs it under uvicorn with the options ``atrium serve`` uses:
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import uuid
 from typing import Any
 
+import jwt
+import msgspec
+import psycopg
 from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import FromPath
 from psycopg_pool import AsyncConnectionPool
 
 # Imported, not copied, so that the floor always runs exactly Atrium's binding statement.
 from atrium.platform.db.binding import BIND_SQL
+from atrium.platform.security.callers import CHECK_CALLER
 from atrium.platform.tenancy.naming import quote_ident
+from atrium.platform.web.concurrency import entity_tag
+from atrium.platform.web.idempotency import _CLAIM, _GUARD, KEPT_FOR, PURGE_BATCH, _lock_id, fingerprint
 from atrium.platform.web.listing import Filter, Listing, ListRequest
 from atrium.tenants.helpdesk.models import Ticket
 from atrium.tenants.helpdesk.schemas import TicketRead
@@ -54,6 +70,15 @@ GROUP_COLUMNS = ("id", "name", "owner_id", "created_at", "updated_at")
 INSERT_GROUP = (
     "INSERT INTO user_groups (id, name, owner_id) VALUES (%(id)s, %(name)s, %(owner_id)s)"
     f" RETURNING {', '.join(GROUP_COLUMNS)}"
+)
+# The contract floor's row: the columns Atrium's queued insert sends, times from the app.
+INSERT_GROUP_STAMPED = (
+    "INSERT INTO user_groups (id, name, owner_id, created_at, updated_at)"
+    " VALUES (%(id)s, %(name)s, %(owner_id)s, %(now)s, %(now)s)"
+)
+INSERT_KEY = (
+    "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, headers)"
+    " VALUES (%(user_id)s, %(key)s, %(fingerprint)s, %(status)s, %(body)s, %(headers)s::jsonb)"
 )
 # Built, not copied, as Atrium builds it for ``GET /users?email=…``.
 USERS_LISTING = Listing(User.__table__, tuple(UserRead.__struct_fields__), [Filter("email", casefold=True)])
@@ -93,16 +118,20 @@ def create_app() -> Litestar:
     )
     schemas: dict[str, str] = {}
     owners: dict[str, uuid.UUID] = {}
+    tenant_ids: dict[str, str] = {}
+    secret = os.environ.get("ATRIUM_SECRET_KEY", "")
+    verified: dict[str, dict[str, Any]] = {}
 
     async def startup() -> None:
         await pool.open(wait=True)
         await alone_pool.open(wait=True)
         async with pool.connection() as conn:
             rows = await (
-                await conn.execute("SELECT slug, schema_name, owner_id FROM platform.tenants")
+                await conn.execute("SELECT slug, schema_name, owner_id, id FROM platform.tenants")
             ).fetchall()
-        schemas.update({f"{slug}.{base_domain}": schema for slug, schema, _ in rows})
-        owners.update({schema: owner for _, schema, owner in rows})
+        schemas.update({f"{slug}.{base_domain}": schema for slug, schema, _, _ in rows})
+        owners.update({schema: owner for _, schema, owner, _ in rows})
+        tenant_ids.update({schema: str(tenant_id) for _, schema, _, tenant_id in rows})
 
     async def shutdown() -> None:
         await pool.close()
@@ -149,6 +178,82 @@ def create_app() -> Litestar:
         item = dict(zip(GROUP_COLUMNS, row, strict=True))
         return Response(item, status_code=201, headers={"Location": f"/user-groups/{item['id']}"})
 
+    def caller_claims(request: Request[Any, Any, Any], schema: str) -> dict[str, Any]:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        claims = verified.get(token)
+        if claims is None:
+            try:
+                claims = jwt.decode(
+                    token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "jti"]}
+                )
+            except jwt.PyJWTError:
+                raise NotAuthorizedException("bad token") from None
+            verified[token] = claims
+        if claims["extras"]["tid"] != tenant_ids[schema]:
+            raise NotAuthorizedException("another tenant's token")
+        return claims
+
+    @post("/contract/user-groups")
+    async def create_group_by_contract(
+        request: Request[Any, Any, Any], data: dict[str, Any]
+    ) -> Response[bytes]:
+        schema = schema_of(request)
+        claims = caller_claims(request, schema)
+        user_id = uuid.UUID(claims["sub"])
+        check = CHECK_CALLER.for_tenant(
+            schema, {"user_id": user_id, "jti": claims["jti"], "iat": claims["extras"]["iat_ms"]}
+        )
+        async with alone_pool.connection() as conn:
+            valid = await (await psycopg.AsyncRawCursor(conn).execute(check.sql, check.values)).fetchone()
+        if valid is None or not valid[0]:
+            raise NotAuthorizedException("revoked")
+        key = request.headers["idempotency-key"]
+        claim = {
+            "kept": KEPT_FOR,
+            "batch": PURGE_BATCH,
+            "user_id": user_id,
+            "key": key,
+            "lock": _lock_id(schema, user_id, key),
+        }
+        now = datetime.datetime.now(datetime.UTC)
+        item = {
+            "id": uuid.uuid4(),
+            "name": str(data["name"]),
+            "owner_id": user_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with pool.connection() as conn:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+                claimed = await conn.execute(_CLAIM, claim, prepare=False)
+                await conn.execute(_GUARD, claim)
+            row = await claimed.fetchone()
+            assert row is not None
+            if row[1] is not None:
+                headers = {**row[4], "Idempotent-Replayed": "true"}
+                return Response(
+                    bytes(row[3]), status_code=row[2], headers=headers, media_type="application/json"
+                )
+            content = msgspec.json.encode(item)
+            headers = {"Location": f"/user-groups/{item['id']}", "ETag": entity_tag(item["id"], now)}
+            async with conn.pipeline():
+                await conn.execute(INSERT_GROUP_STAMPED, {**item, "now": now})
+                await conn.execute(
+                    INSERT_KEY,
+                    {
+                        "user_id": user_id,
+                        "key": key,
+                        "fingerprint": fingerprint("POST", request.url.path, [await request.body()]),
+                        "status": 201,
+                        "body": content,
+                        "headers": json.dumps(headers),
+                    },
+                )
+                await conn.execute("COMMIT")
+        return Response(content, status_code=201, headers=headers, media_type="application/json")
+
     @get("/users")
     async def list_users(request: Request[Any, Any, Any]) -> dict[str, Any]:
         schema = schema_of(request)
@@ -177,7 +282,15 @@ def create_app() -> Litestar:
         return {"items": items, "total": rows[0][-1] if rows else 0, "limit": 50, "offset": 0}
 
     return Litestar(
-        route_handlers=[health, get_user, get_user_alone, create_group, list_users, list_tickets],
+        route_handlers=[
+            health,
+            get_user,
+            get_user_alone,
+            create_group,
+            create_group_by_contract,
+            list_users,
+            list_tickets,
+        ],
         on_startup=[startup],
         on_shutdown=[shutdown],
     )

@@ -3,6 +3,12 @@ owner's token (authentication, the ``write`` permission, the row owned by the ca
 against the floor app's ``POST /user-groups`` (the same INSERT and commit by raw psycopg),
 alternating over RATIO_ROUNDS rounds as the get_user ratio does.
 
+Beside it, the same rounds against the contract floor (baseline_app's
+``POST /contract/user-groups``: the token, the caller check, the ``Idempotency-Key``
+claim, the row and the key's row, by hand with Atrium's own statements and round trips):
+what the contract costs by itself, apart from what Atrium's stack adds. Its ratio is a
+figure, not a goal.
+
 Every request writes a row of its own (bench/targets.lua makes each body unique). Whether
 each also carries an ``Idempotency-Key`` is ``--idempotency-key``: ``auto`` sends one when
 the app replays a repeated key (``Idempotent-Replayed``), which a build without that
@@ -54,25 +60,43 @@ def write(bench: Bench) -> None:
     ratio, app_run, floor_run, ratio_rounds = alternate(
         bench, targets, targets, "write (POST /user-groups)", "write floor (raw psycopg INSERT)", post
     )
-    bench.results["write"] = {
+    result = {
         "route": "POST /user-groups",
         "idempotency_key": keyed,
         "idempotency_supported": supported,
         **beside_floor(app_run, floor_run, ratio, ratio_rounds),
     }
+    if keyed:
+        contract = bench.targets([bench.tenants[0]], lambda _t: "/contract/user-groups")
+        by_hand, app_again, contract_run, by_hand_rounds = alternate(
+            bench,
+            targets,
+            contract,
+            "write (POST /user-groups)",
+            "write contract floor (the same statements by hand)",
+            post,
+        )
+        result["contract_floor"] = beside_floor(app_again, contract_run, by_hand, by_hand_rounds)
+    bench.results["write"] = result
+
+
+def _beside(label: str, figure: dict[str, Any], floor: str) -> Row:
+    return (
+        label,
+        load(figure["app"]),
+        f"{floor} {load(figure['floor'])}; ratio {figure['ratio']:.2f} (median of rounds "
+        f"{', '.join(f'{r:.2f}' for r in figure['ratio_rounds'])})"
+        + (f"; CPU ratio {figure['cpu_ratio']:.2f}" if figure.get("cpu_ratio") else ""),
+    )
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
     w = results["write"]
     keyed = ", Idempotency-Key" if w["idempotency_key"] else ""
+    contract = w.get("contract_floor")
     return [
-        (
-            f"write ({w['route']}{keyed})",
-            load(w["app"]),
-            f"floor {load(w['floor'])}; ratio {w['ratio']:.2f} (median of rounds "
-            f"{', '.join(f'{r:.2f}' for r in w['ratio_rounds'])})"
-            + (f"; CPU ratio {w['cpu_ratio']:.2f}" if w.get("cpu_ratio") else ""),
-        )
+        _beside(f"write ({w['route']}{keyed})", w, "floor"),
+        *([_beside("write beside the contract by hand", contract, "contract floor")] if contract else []),
     ]
 
 

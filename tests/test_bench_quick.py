@@ -66,6 +66,8 @@ FIGURES = [
     ),
     # Every wrk run's CPU per request, the server's and the database's.
     *(f"write.{side}.{cpu}" for side in ("app", "floor") for cpu in ("cpu_ms", "db_cpu_ms")),
+    # The same write beside the contract done by hand (bench/baseline_app.py).
+    *(f"write.contract_floor.{part}" for part in ("ratio", "app.rps", "floor.rps", "floor.cpu_ms")),
     # Issue 19: a forum's first page of topics, and 50 concurrent replies, beside raw SQL.
     *(f"forum_topics.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
     *(
