@@ -342,3 +342,69 @@ async def test_only_the_hash_of_a_feed_token_is_stored(
         )
     assert stored and token not in stored
     assert hashlib.sha256(token.encode()).hexdigest() in stored
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        # RFC 3339 times carry an offset: a naive one is 422, never a 500.
+        ({"starts_at": "2026-03-16T08:00:00", "ends_at": "2026-03-16T09:00:00"}, {"starts_at", "ends_at"}),
+        ({"ends_at": "2026-03-16T09:00:00"}, {"ends_at"}),
+        # Not an IANA zone name: the server's own zone under another name.
+        ({"time_zone": "localtime"}, {"time_zone"}),
+    ],
+)
+async def test_naive_times_and_non_iana_zones_are_422(
+    api: Api, owner_a: Headers, fields: dict[str, Any], bad: set[str]
+) -> None:
+    _, client = api
+    body = {"title": "x", "starts_at": "2026-03-16T08:00:00Z", "ends_at": "2026-03-16T09:00:00Z", **fields}
+    response = await client.post("/events", json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == bad
+    made = await event(client, owner_a)
+    changed = await client.patch(f"/events/{made['id']}", json=fields, headers=owner_a)
+    assert error_fields(assert_problem(changed, 422)) == bad
+
+
+async def test_times_are_answered_in_utc_whatever_offset_they_were_sent_with(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    made = await event(
+        client, owner_a, starts_at="2026-03-16T10:00:00+02:00", ends_at="2026-03-16T06:00:00-05:00"
+    )
+    assert (made["starts_at"], made["ends_at"]) == ("2026-03-16T08:00:00Z", "2026-03-16T11:00:00Z")
+    changed = await client.patch(
+        f"/events/{made['id']}", json={"ends_at": "2026-03-16T12:30:00+01:00"}, headers=owner_a
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["ends_at"] == "2026-03-16T11:30:00Z"
+    read = await client.get(f"/events/{made['id']}", headers=owner_a)
+    assert read.json() == changed.json()
+
+
+async def test_the_calendar_content_type_names_its_charset_once(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    feed = await client.get("/events.ics", headers=owner_a)
+    assert feed.status_code == 200
+    assert feed.headers["content-type"].replace(" ", "").lower() == "text/calendar;charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"to": "2031-01-10T00:00:00Z"}, {"from": "0001-01-01T00:00:00Z", "to": "2031-01-10T00:00:00Z"}],
+)
+async def test_a_window_open_to_year_one_expands_series_without_overflowing(
+    api: Api, owner_a: Headers, window: dict[str, str]
+) -> None:
+    # Found by the deep fuzz run: moving a series near a window that starts at the earliest
+    # time there is went below year 1 (a 500).
+    _, client = api
+    weekly = await event(
+        client,
+        owner_a,
+        starts_at="2031-01-06T10:00:00Z",
+        ends_at="2031-01-06T11:00:00Z",
+        recurrence="FREQ=WEEKLY",
+    )
+    assert weekly["id"] in await listed(client, owner_a, **window)

@@ -62,9 +62,13 @@ class RecurrenceError(ValueError):
     """Why a recurrence is refused (the message names the problem for the client)."""
 
 
+# Found on the zone search path but not IANA names: the host's own zone under another name.
+NOT_IANA = frozenset({"localtime", "posixrules"})
+
+
 @cache
 def time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - NOT_IANA
 
 
 def zone(name: str) -> ZoneInfo:
@@ -162,7 +166,12 @@ def near(rule: rrule, window_from: datetime.datetime, duration: datetime.timedel
     start = rule._dtstart
     tz = start.tzinfo
     wall_start = start.replace(tzinfo=None)
-    latest = window_from.astimezone(tz).replace(tzinfo=None) - duration - _NEAR_MARGIN
+    try:
+        latest = window_from.astimezone(tz).replace(tzinfo=None) - duration - _NEAR_MARGIN
+    except OverflowError:
+        # A window open to the earliest time there is (a list's ``to`` alone): nothing
+        # before it to skip, and no date before year 1 to compute.
+        return rule
     if latest <= wall_start:
         return rule
     if rule._freq in (DAILY, WEEKLY):

@@ -40,7 +40,8 @@ from atrium.tenants.calendar.services import (
 EVENTS = "events"
 MAX_WINDOW = datetime.timedelta(days=366)
 FEED_SUFFIX = ".ics"
-CALENDAR_TYPE = "text/calendar; charset=utf-8"
+# Litestar adds the charset of a text type itself: naming it here sent it twice.
+CALENDAR_TYPE = "text/calendar"
 WINDOW_END = "The window's {} (RFC 3339, required); the window spans at most 366 days."
 
 

@@ -33,6 +33,10 @@ Recurrence = Annotated[
         ),
     ),
 ]
+# RFC 3339: a time carries its offset (a naive one is 422, API.md §5).
+Instant = Annotated[
+    datetime.datetime, msgspec.Meta(tz=True, description="RFC 3339 with an offset; answered in UTC.")
+]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -55,8 +59,8 @@ class EventRead(msgspec.Struct):
 
 class EventCreate(Schema):
     title: Title
-    starts_at: datetime.datetime
-    ends_at: datetime.datetime
+    starts_at: Instant
+    ends_at: Instant
     description: Description | None = None
     all_day: AllDay = False
     time_zone: TimeZone = "UTC"
@@ -68,8 +72,8 @@ class EventCreate(Schema):
 
 class EventUpdate(Schema):
     title: Title | Unset = UNSET
-    starts_at: datetime.datetime | Unset = UNSET
-    ends_at: datetime.datetime | Unset = UNSET
+    starts_at: Instant | Unset = UNSET
+    ends_at: Instant | Unset = UNSET
     description: Description | Unset | None = UNSET
     all_day: AllDay | Unset = UNSET
     time_zone: TimeZone | Unset = UNSET

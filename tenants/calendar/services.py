@@ -49,6 +49,10 @@ class EventService(CrudService[Event]):
             zone(values["time_zone"])
         except RecurrenceError as refused:
             errors.append({"field": "time_zone", "message": str(refused)})
+        # Kept and answered in UTC, whatever offset they were sent with (API.md §5); one
+        # too near year 1 or 9999 to convert is out of range below.
+        for name in ("starts_at", "ends_at"):
+            values[name] = in_utc(values[name], earliest=name == "starts_at")
         starts_at, ends_at = values["starts_at"], values["ends_at"]
         out_of_range = [name for name in ("starts_at", "ends_at") if not EARLIEST <= values[name] < LATEST]
         message = f"a time from {EARLIEST.year} to {LATEST.year - 1}"
