@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 from advanced_alchemy.types import DateTimeUTC
+from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import (
     CheckConstraint,
     ColumnElement,
@@ -122,6 +123,15 @@ def field_problem(status: int, field: str, message: str) -> Exception:
     return problem(status, f"{field}: {message}.", errors=[{"field": field, "message": message}])
 
 
+def with_errors(refused: ProblemDetailsException, more: list[dict[str, str]]) -> Exception:
+    """One 422 naming the fields ``refused`` (a 422) names and ``more``: every bad field
+    of a body in one answer (API.md §5), where they are found by separate checks."""
+    if not more:
+        return refused
+    named = list((refused.extra or {}).get("errors") or []) if isinstance(refused.extra, dict) else []
+    return problem(422, "The request is not valid.", errors=[*named, *more])
+
+
 def replies_oldest_first(request: ListRequest, columns: Any) -> list[Any]:
     """A thread's replies (``parent_id=<id>``) read oldest first; anything else newest first."""
     if request.filtered("parent_id") and not request.has_null("parent_id"):
@@ -163,11 +173,19 @@ class ThreadService(CrudService[Any]):
     # -- create -----------------------------------------------------------------------
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        await self.check_container(values[self.container])
         parent_id = values.get("parent_id")
+        untitled = parent_id is None and values.get("title") is None
+        title_missing = {"field": "title", "message": "required for a top-level discussion"}
+        try:
+            await self.check_container(values[self.container])
+        except ProblemDetailsException as refused:
+            # A missing container and a missing title: both named in one 422.
+            if untitled and refused.status_code == 422:
+                raise with_errors(refused, [title_missing]) from None
+            raise
         if parent_id is None:
-            if values.get("title") is None:
-                raise field_problem(422, "title", "required for a top-level discussion")
+            if untitled:
+                raise field_problem(422, "title", title_missing["message"])
             return values
         self._refuse_on_a_reply([n for n in self._top_level_fields() if values.get(n) not in (None, False)])
         for name in self.top_level_only:

@@ -344,3 +344,12 @@ def test_a_subscription_forgets_idle_rooms_but_not_held_events() -> None:
     forget_idle(rooms)
     assert list(rooms) == ["room-0"]
     assert [h.seq for h, _ in rooms["room-0"].arrive(head("room-0", 2), "{}")] == [2, 3]
+
+
+async def test_a_missing_name_and_bad_members_are_named_in_one_422(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    response = await client.post("/chats", json={"member_ids": [str(uuid.uuid4())]}, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == {"name", "member_ids"}
+    direct = {"kind": "direct", "name": "x", "member_ids": []}
+    response = await client.post("/chats", json=direct, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == {"name", "member_ids"}

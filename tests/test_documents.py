@@ -203,3 +203,19 @@ async def test_comments_record_the_version_list_oldest_first_and_go_with_the_doc
     assert (await client.delete(f"/documents/{doc['id']}", headers=owner_a)).status_code == 204
     assert_problem(await client.get(f"/document-comments/{first['id']}", headers=owner_a), 404)
     assert await ids(client, "/document-comments", owner_a, document_id=doc["id"]) == []
+
+
+async def test_a_bad_project_and_bad_attachments_are_named_in_one_422(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    body = {"title": "x", "project_id": str(uuid.uuid4()), "media_ids": [str(uuid.uuid4())]}
+    response = await client.post("/documents", json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == {"project_id", "media_ids"}
+
+
+async def test_versions_refuse_unknown_query_parameters(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    made = await document(client, owner_a)
+    listed = await client.get(f"/documents/{made['id']}/versions", params={"sort": "x"}, headers=owner_a)
+    assert error_fields(assert_problem(listed, 422)) == {"sort"}
+    fine = await client.get(f"/documents/{made['id']}/versions", params={"limit": 1}, headers=owner_a)
+    assert fine.status_code == 200 and len(fine.json()["items"]) == 1

@@ -403,3 +403,12 @@ async def test_project_search_and_status_filter(api: Api, owner_a: Headers) -> N
     assert "member_id" in error_fields(assert_problem(bad, 422))
     bad = await client.get("/project-discussions", params={"parent_id": "none"}, headers=owner_a)
     assert "parent_id" in error_fields(assert_problem(bad, 422))
+
+
+async def test_a_missing_container_and_a_missing_title_are_named_in_one_422(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    for path, container in (("/project-discussions", "project_id"), ("/forum-discussions", "forum_id")):
+        response = await client.post(path, json={container: str(uuid.uuid4()), "body": "b"}, headers=owner_a)
+        assert error_fields(assert_problem(response, 422)) == {container, "title"}, path

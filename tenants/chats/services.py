@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.channels import ChannelsPlugin
+from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_column, select, text
 from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
@@ -33,7 +34,7 @@ from atrium.tenants.chats import events
 from atrium.tenants.chats.live import publisher
 from atrium.tenants.chats.models import Chat, ChatMarker, ChatMessage
 from atrium.tenants.chats.schemas import MessageCreate, MessageRead, MessageUpdate
-from atrium.tenants.discussions import field_problem
+from atrium.tenants.discussions import field_problem, with_errors
 from atrium.tenants.identity.models import User
 
 
@@ -160,15 +161,22 @@ class ChatService(CrudService[Chat]):
             values["owner_id"] = self.user.id
         self.check_new_owner(values["owner_id"])
         owner, kind = values["owner_id"], values["kind"]
+        named = []
         if kind == "group" and values.get("name") is None:
-            raise field_problem(422, "name", "required for a group room")
+            named.append({"field": "name", "message": "required for a group room"})
         if kind == "direct" and values.get("name") is not None:
-            raise field_problem(422, "name", "a direct room has no name")
+            named.append({"field": "name", "message": "a direct room has no name"})
         members = list(values.get("member_ids") or [])
         # The creator is always a member: added when the list leaves them out.
         if owner not in members:
             members.insert(0, owner)
-        await self._check_members(members, owner, kind)
+        try:
+            await self._check_members(members, owner, kind)
+        except ProblemDetailsException as refused:
+            # A bad name and bad members: both named in one 422.
+            raise with_errors(refused, named) from None
+        if named:
+            raise problem(422, "The room is not valid.", errors=named)
         values["member_ids"] = members
         if kind == "direct":
             pair = ":".join(sorted(str(m) for m in members))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, bindparam, func, insert, literal, or_, select
 
 from atrium.platform.db.queued_inserts import queue_statement
@@ -14,7 +15,7 @@ from atrium.platform.web.errors import problem
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import utcnow
-from atrium.tenants.discussions import field_problem
+from atrium.tenants.discussions import field_problem, with_errors
 from atrium.tenants.documents.models import BODY_MAX_BYTES, Document, DocumentComment, DocumentVersion
 from atrium.tenants.media.models import Media
 from atrium.tenants.projects.models import Project
@@ -72,8 +73,9 @@ class DocumentService(CrudService[Document]):
     def visibility(cls, caller: ColumnElement[Any]) -> ColumnElement[bool] | None:
         return visible_documents(caller)
 
-    async def _check_values(self, values: dict[str, Any]) -> None:
-        """Every bad field in one 422: the body's size in bytes, the attachments."""
+    async def _check_values(self, values: dict[str, Any], project_id: uuid.UUID | None = None) -> None:
+        """Every bad field in one 422: the body's size in bytes, the attachments, and
+        ``project_id`` when given: a project the caller sees (422), not archived (409)."""
         errors = []
         body = values.get("body")
         # A character is at most 4 bytes of UTF-8: most bodies need no encoding to count.
@@ -89,15 +91,21 @@ class DocumentService(CrudService[Document]):
                     errors.append(
                         {"field": "media_ids", "message": "names media that do not exist in this tenant"}
                     )
+        if project_id is not None:
+            try:
+                await refuse_writes_if_archived(self.session, project_id, self.user)
+            except ProblemDetailsException as refused:
+                if refused.status_code == 422:
+                    raise with_errors(refused, errors) from None
+                if not errors:
+                    raise
         if errors:
             raise problem(422, "The document is not valid.", errors=errors)
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        await self._check_values(values)
+        await self._check_values(values, values.get("project_id"))
         if values.get("media_ids") is None:
             values["media_ids"] = []
-        if values.get("project_id") is not None:
-            await refuse_writes_if_archived(self.session, values["project_id"], self.user)
         values["version"] = 1
         return values
 
@@ -124,9 +132,8 @@ class DocumentService(CrudService[Document]):
 
     async def prepare_update(self, item: Document, changes: dict[str, Any]) -> dict[str, Any]:
         await self._refuse_if_archived(item)
-        await self._check_values(changes)
-        if changes.get("project_id") is not None and changes["project_id"] != item.project_id:
-            await refuse_writes_if_archived(self.session, changes["project_id"], self.user)
+        moved_to = changes.get("project_id")
+        await self._check_values(changes, moved_to if moved_to != item.project_id else None)
         if any(key in changes and changes[key] != getattr(item, key) for key in VERSIONED):
             self._next_version(item, changes)
         return changes
