@@ -185,3 +185,22 @@ def test_a_repeated_key_is_named_where_it_repeats(fields: list[dict[str, Any]], 
     copied = data.draw(st.sampled_from(fields))
     _, errors = field_definition_errors([*fields, {**copied, "label": "Again"}])
     assert [e["field"] for e in errors] == [f"fields[{len(fields)}].key"]
+
+
+def test_an_integer_too_large_for_a_float_is_refused_not_raised() -> None:
+    # JSON allows any number of digits; a 400-digit answer or bound was a 500 (OverflowError).
+    huge = int("9" * 400)
+    fields = [
+        {"key": "n", "label": "N", "type": "number", "required": False},
+        {"key": "r", "label": "R", "type": "rating", "required": False},
+        {"key": "t", "label": "T", "type": "text", "required": False},
+    ]
+    _, errors = answers_errors(fields, {"n": huge, "r": huge, "t": huge})
+    assert [e["field"] for e in errors] == ["answers.n", "answers.r", "answers.t"]
+    bounds = [
+        {"key": "n", "label": "N", "type": "number", "min": huge},
+        {"key": "r", "label": "R", "type": "rating", "max": huge},
+        {"key": "t", "label": "T", "type": "text", "max": -huge},
+    ]
+    _, errors = field_definition_errors(bounds)
+    assert [e["field"] for e in errors] == ["fields[0].min", "fields[1].max", "fields[2].max"]

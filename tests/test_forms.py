@@ -100,6 +100,33 @@ async def test_definitions_are_stored_normalised(api: Api, owner_a: Headers) -> 
     assert (drafted.json()["status"], drafted.json()["public"]) == ("draft", False)
 
 
+async def test_bounds_read_back_as_they_were_written(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant
+) -> None:
+    # A whole bound is a JSON integer in every answer: the create and PATCH answers wrote
+    # ``2.0`` where GET and the public form wrote ``2``.
+    _, client = api
+    fields = [
+        {"key": "name", "label": "Name", "type": "text", "min": 2, "max": 10, "required": False},
+        {"key": "price", "label": "Price", "type": "number", "min": 0.5, "max": 99, "required": False},
+    ]
+    created = await client.post(
+        "/forms",
+        json={"title": "Bounds", "status": "open", "public": True, "fields": fields},
+        headers=owner_a,
+    )
+    assert created.status_code == 201, created.text
+    form_id = created.json()["id"]
+    patched = await client.patch(f"/forms/{form_id}", json={"title": "Bounds 2"}, headers=owner_a)
+    got = await client.get(f"/forms/{form_id}", headers=owner_a)
+    public = await client.get(f"/public/forms/{form_id}", headers={"Host": tenant_a.host})
+    for response in (created, patched, got, public):
+        assert response.status_code in (200, 201), response.text
+        read = response.json()["fields"]
+        assert read == fields, response.text
+        assert [type(f[b]) for f in read for b in ("min", "max")] == [int, int, float, int], response.text
+
+
 async def test_the_version_moves_only_when_the_fields_change(api: Api, owner_a: Headers) -> None:
     _, client = api
     form = await make_form(client, owner_a)

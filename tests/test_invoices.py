@@ -139,6 +139,24 @@ async def test_every_bad_field_is_named(api: Api, owner_a: Headers) -> None:
         assert_problem(refused, 422)
 
 
+async def test_a_field_that_fails_its_format_says_what_it_should_be(api: Api, owner_a: Headers) -> None:
+    # README: "a field that fails a format says what it should be", not a bare "does not
+    # have the expected format".
+    _, client = api
+    cases = {
+        "currency": body(currency="usd"),
+        "customer_email": body(customer_email="nobody"),
+        "items[0].quantity": body(items=[{"description": "x", "quantity": "1.23456", "unit_price": 1}]),
+        "items[0].tax_rate": body(
+            items=[{"description": "x", "quantity": "1", "unit_price": 1, "tax_rate": "5%"}]
+        ),
+    }
+    for field, sent in cases.items():
+        problem = assert_problem(await client.post("/invoices", json=sent, headers=owner_a), 422)
+        [error] = [e for e in problem["errors"] if e["field"] == field]
+        assert "expected format" not in error["message"], error
+
+
 async def test_only_drafts_change(api: Api, owner_a: Headers) -> None:
     _, client = api
     row = await invoice(client, owner_a)

@@ -36,7 +36,14 @@ Errors = list[dict[str, str]]
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number. An integer too large for a float (JSON allows any number of
+    digits) is none: ``math.isfinite`` would raise on it, and no bound could compare it."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_integer(value: Any) -> bool:

@@ -58,7 +58,7 @@ class FormField(msgspec.Struct, omit_defaults=True):
     ) = None
     min: (
         Annotated[
-            float,
+            int | float,
             msgspec.Meta(
                 description=(
                     "number: the least value; rating: the lowest mark (1 by default, 0-10); "
@@ -70,7 +70,7 @@ class FormField(msgspec.Struct, omit_defaults=True):
     ) = None
     max: (
         Annotated[
-            float,
+            int | float,
             msgspec.Meta(
                 description=(
                     "number: the greatest value; rating: the highest mark (5 by default, 0-10); "

@@ -10,24 +10,39 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from atrium.platform.web.bodies import Schema
+from atrium.platform.web.validation import describe_pattern
 
 Status = Literal["draft", "open", "paid", "void", "uncollectible"]
 MAX_PRICE = 10**12
 Quantity = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[0-9]{1,7}(\.[0-9]{1,4})?$",
+        pattern=describe_pattern(
+            r"^[0-9]{1,7}(\.[0-9]{1,4})?$", 'must be a decimal string with at most 4 decimals, e.g. "1.5"'
+        ),
         description="A decimal string > 0 with at most 4 decimals, e.g. `1.5`.",
     ),
 ]
 TaxRate = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$", description="Percent, a decimal string 0-100, e.g. `20`."
+        pattern=describe_pattern(
+            r"^[0-9]{1,3}(\.[0-9]{1,4})?$", 'must be a percent from 0 to 100 as a decimal string, e.g. "20"'
+        ),
+        description="Percent, a decimal string 0-100, e.g. `20`.",
     ),
 ]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. `USD`.")]
-Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Currency = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=describe_pattern(r"^[A-Z]{3}$", "must be an ISO 4217 code in capitals, e.g. USD"),
+        description="ISO 4217 code, e.g. `USD`.",
+    ),
+]
+Email = Annotated[
+    str,
+    msgspec.Meta(max_length=320, pattern=describe_pattern(r"^[^@\s]+@[^@\s]+$", "not a valid email address")),
+]
 
 
 class Item(Schema):
