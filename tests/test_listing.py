@@ -176,6 +176,32 @@ async def test_every_list_refuses_unknown_parameters_and_documents_its_own(
             assert ok.status_code == 200, (endpoint, name, ok.text)
 
 
+async def test_a_filter_on_a_field_of_few_values_refuses_any_other(api: Api, owner_a: Headers) -> None:
+    """``?status=bogus`` is 422 naming it, not an empty page: every list filter whose field is
+    one of a few values documents them, takes each, and refuses anything else."""
+    app, client = api
+    document = app.openapi_schema.to_schema()
+    checked = set()
+    for endpoint in endpoints_of(app, "list"):
+        for parameter in document["paths"][endpoint.path]["get"]["parameters"]:
+            choices = parameter["schema"].get("items", {}).get("enum")
+            if parameter["name"] == "sort" or not choices:
+                continue
+            name = parameter["name"]
+            bad = await client.get(endpoint.url(), params={name: [choices[0], "bogus"]}, headers=owner_a)
+            assert error_fields(assert_problem(bad, 422)) == {name}, (endpoint, name)
+            for choice in choices:
+                ok = await client.get(endpoint.url(), params={name: choice}, headers=owner_a)
+                assert ok.status_code == 200, (endpoint, name, ok.text)
+            checked.add((endpoint.path, name))
+    assert {
+        ("/help-desk", "status"),
+        ("/help-desk", "priority"),
+        ("/projects", "status"),
+        ("/chats", "kind"),
+    } <= (checked), checked
+
+
 def test_null_and_array_filters_and_the_default_order_compile_per_shape() -> None:
     """``?x=null`` (``Filter(null=True)``), array filters (``element=True``) and a
     resource's default order (listing.py), compiled without a database."""

@@ -18,8 +18,10 @@ import datetime
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import msgspec
 from litestar.datastructures import MultiDict
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Schema
@@ -197,6 +199,9 @@ class Listing:
     within: ColumnElement[bool] | None = None
     # Read fields that are expressions, not columns (ResourceSpec.caller_fields).
     computed: Mapping[str, ColumnElement[Any]] = field(default_factory=dict)
+    # The values a filter may take where its field is one of a few (``literal_choices``):
+    # any other is 422, not an empty page.
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -275,6 +280,10 @@ class Listing:
                 return {"true": True, "false": False}[value]
         except (ValueError, KeyError):
             errors.append(_error(name, f"not a valid {python_type.__name__.lower()}"))
+            return None
+        choices = self.choices.get(name)
+        if choices is not None and value not in choices:
+            errors.append(_error(name, f"one of {', '.join(choices)}"))
             return None
         return value.lower() if spec.casefold else value
 
@@ -386,6 +395,8 @@ class Listing:
             if spec.null:
                 meaning += "; `null` matches rows where it is null"
             item = _schema_of(self._element_type(spec))
+            if name in self.choices:
+                item = Schema(type=OpenAPIType.STRING, enum=list(self.choices[name]))
             if spec.null:
                 item = Schema(one_of=[item, Schema(type=OpenAPIType.STRING, enum=["null"])])
             described.append(
@@ -441,6 +452,22 @@ def _python_type(column: Column[Any], element: bool = False) -> type:
         return kind.python_type
     except NotImplementedError:
         return str
+
+
+def literal_choices(schema: type[msgspec.Struct]) -> dict[str, tuple[str, ...]]:
+    """The fields of ``schema`` that take one of a few strings (a ``Literal``, maybe
+    annotated or nullable), with their values in declared order: a list's filter on such a
+    field takes only those."""
+    found = {}
+    for name, hint in get_type_hints(schema, include_extras=True).items():
+        pending = [hint]
+        while pending:
+            kind = pending.pop()
+            if get_origin(kind) is Literal and all(isinstance(v, str) for v in get_args(kind)):
+                found[name] = get_args(kind)
+            elif get_origin(kind) in (Annotated, Union, UnionType):
+                pending.extend(get_args(kind)[:1] if get_origin(kind) is Annotated else get_args(kind))
+    return found
 
 
 def _schema_of(column: Column[Any], element: bool = False) -> Schema:

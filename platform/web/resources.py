@@ -37,7 +37,15 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import LIST_PARAMETERS, DefaultOrder, Filter, Listing, ListRequest, Sort
+from atrium.platform.web.listing import (
+    LIST_PARAMETERS,
+    DefaultOrder,
+    Filter,
+    Listing,
+    ListRequest,
+    Sort,
+    literal_choices,
+)
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.services import CrudService, not_found
@@ -312,6 +320,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         visibility=spec.service.visibility(bindparam("caller_id", type_=spec.service.model.id.type)),
         default_order=spec.default_order,
         computed=spec.caller_fields,
+        choices=literal_choices(Read),
     )
 
     def render(row: Sequence[Any]) -> Any:

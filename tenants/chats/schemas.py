@@ -40,7 +40,7 @@ Unset = msgspec.UnsetType
 class ChatRead(msgspec.Struct):
     id: uuid.UUID
     name: str | None
-    kind: str
+    kind: Kind
     member_ids: MemberIds
     last_seq: int
     last_message_at: datetime.datetime | None

@@ -32,7 +32,7 @@ class ProjectRead(msgspec.Struct):
     id: uuid.UUID
     name: str
     description: str | None
-    status: str
+    status: Status
     member_ids: MemberIds
     owner_id: OwnerId
     created_at: datetime.datetime
