@@ -353,3 +353,22 @@ async def test_a_missing_name_and_bad_members_are_named_in_one_422(api: Api, own
     direct = {"kind": "direct", "name": "x", "member_ids": []}
     response = await client.post("/chats", json=direct, headers=owner_a)
     assert error_fields(assert_problem(response, 422)) == {"name", "member_ids"}
+
+
+async def test_a_message_moves_the_rooms_updated_at_and_etag(api: Api, owner_a: Headers) -> None:
+    # The room's last_seq and last_message_at change with every message: its updated_at and
+    # ETag follow (API.md §5), so an If-Match taken before the message no longer matches.
+    _, client = api
+    chat = await room(client, owner_a, [])
+    before = await client.get(f"/chats/{chat['id']}", headers=owner_a)
+    await say(client, chat["id"], owner_a)
+    after = await client.get(f"/chats/{chat['id']}", headers=owner_a)
+    assert after.json()["last_seq"] == before.json()["last_seq"] + 1
+    assert after.json()["updated_at"] > before.json()["updated_at"]
+    assert after.headers["etag"] != before.headers["etag"]
+    stale = await client.patch(
+        f"/chats/{chat['id']}",
+        json={"name": "Renamed"},
+        headers={**owner_a, "If-Match": before.headers["etag"]},
+    )
+    assert_problem(stale, 412)

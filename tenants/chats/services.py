@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_co
 from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
 from atrium.platform.web.bodies import refuse_nul_characters
+from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService, not_found
@@ -65,7 +66,8 @@ def member_of(caller: ColumnElement[Any]) -> ColumnElement[bool]:
 # took three round trips and most of a post's CPU here (bench/RESULTS.md, chats).
 _POST = f"""
 WITH counted AS (
-    UPDATE {Chat.__tablename__} SET last_seq = last_seq + 1, last_message_at = %(now)s
+    UPDATE {Chat.__tablename__} SET last_seq = last_seq + 1, last_message_at = %(now)s,
+        updated_at = {next_updated_at_sql(Chat.__table__.c.updated_at).compile(dialect=psycopg.dialect())}
     WHERE id = %(chat_id)s{{visible}}
     RETURNING last_seq, member_ids
 ), message AS (
