@@ -39,7 +39,7 @@ from atrium.platform.web.bodies import Schema
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import problem
 from atrium.platform.web.listing import ListRequest
-from atrium.platform.web.services import CrudService
+from atrium.platform.web.services import CrudService, row_name
 from atrium.tenants.base import utcnow
 
 TITLE_MAX = 200
@@ -257,7 +257,7 @@ class ThreadService(CrudService[Any]):
         await self.session.execute(select(model.id).where(model.id == item.parent_id).with_for_update())
         still_there = await self.session.scalar(select(model.id).where(model.id == item.id).with_for_update())
         if still_there is None:
-            raise problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
+            raise problem(404, f"No such {row_name(model)}.")
         remaining = select(func.max(model.created_at)).where(
             model.parent_id == item.parent_id, model.id != item.id
         )

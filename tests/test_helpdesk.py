@@ -46,12 +46,15 @@ async def test_status_workflow_and_server_set_times(
     assert row["requester_id"] == row["owner_id"]
     # Only solved closes.
     problem = assert_problem(await patch(client, owner_a, row, status="closed"), 409)
-    assert "new" in problem["detail"]
+    assert problem["detail"] == "This ticket is new: becoming closed needs it solved."
     # Solving needs an assignee.
     assert error_fields(assert_problem(await patch(client, owner_a, row, status="solved"), 422)) == {"status"}
     for status in ("open", "pending", "on_hold", "open"):
         moved = await patch(client, owner_a, row, status=status)
         assert moved.status_code == 200 and moved.json()["status"] == status, moved.text
+    # Nothing moves back to new: said as such, with the current state.
+    back = assert_problem(await patch(client, owner_a, row, status="new"), 409)
+    assert back["detail"] == "This ticket is open: becoming new is never allowed." and back["state"] == "open"
     solved = (await patch(client, owner_a, row, status="solved", assignee_id=agent.id)).json()
     assert solved["status"] == "solved" and solved["solved_at"] is not None
     closed = (await patch(client, owner_a, row, status="closed")).json()

@@ -3,6 +3,7 @@
 Not ``from __future__ import annotations``: Litestar reads ``NamedDependency`` at runtime.
 """
 
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -34,8 +35,13 @@ from atrium.tenants.base import TenantBase
 M = TypeVar("M", bound=TenantBase)
 
 
+def row_name(model: type[Any]) -> str:
+    """One row of ``model`` in words, for messages: ``Ticket`` "ticket", ``UserGroup`` "user group"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
+
+
 def not_found(model: type[Any]) -> Exception:
-    return problem(404, f"No such {model.__tablename__.replace('_', ' ')} row.")
+    return problem(404, f"No such {row_name(model)}.")
 
 
 @cache
@@ -271,11 +277,10 @@ class CrudService(Generic[M]):
         """409 with the row's current state when ``doing`` needs another one."""
         state = getattr(item, self.state_field)
         if state not in allowed:
-            needed = " or ".join(sorted(allowed))
-            row = self.model.__tablename__.replace("_", " ")
+            needed = f"needs it {' or '.join(sorted(allowed))}" if allowed else "is never allowed"
             raise problem(
                 409,
-                f"This {row} row is {state}: {doing} needs it {needed}.",
+                f"This {row_name(self.model)} is {state}: {doing} {needed}.",
                 type_="invalid-state",
                 state=state,
             )
@@ -288,10 +293,9 @@ class CrudService(Generic[M]):
         except ProblemDetailsException as refused:
             if refused.status_code != 409 or not (uses := await self._references_to(item_id)):
                 raise
-            row = self.model.__tablename__.replace("_", " ")
             raise problem(
                 409,
-                f"This {row} row is still in use: {uses}. Change or delete those first.",
+                f"This {row_name(self.model)} is still in use: {uses}. Change or delete those first.",
                 type_="conflict",
             ) from None
 
