@@ -457,3 +457,25 @@ async def test_a_slow_upload_does_not_hold_a_database_connection(
         assert listing.status_code == 200, listing.text
         assert not upload.done()
         assert (await upload).status_code == 201
+
+
+async def test_form_fields_beside_the_file_are_refused(
+    settings: Settings, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    """API.md §5: unknown fields in a body are 422. ``owner_id`` or ``name`` sent beside the
+    file were dropped without a word, and the client believed it had set them."""
+    made = make_tenant()
+    async with serve(settings) as (_, client):
+        headers = await login_owner(client, made)
+        body = (
+            part_head(None, None, field="owner_id")
+            + str(uuid.uuid4()).encode()
+            + b"\r\n"
+            + part_head(None, None, field="name")
+            + b"other.txt\r\n"
+            + multipart_body(b"data", "a.txt")
+        )
+        refused = assert_problem(await upload_raw(client, headers, body), 422)
+        assert {e["field"] for e in refused["errors"]} == {"owner_id", "name"}, refused
+        assert (await client.get("/media", headers=headers)).json()["total"] == 0
+        assert (await upload_raw(client, headers, multipart_body(b"data", "a.txt"))).status_code == 201

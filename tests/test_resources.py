@@ -502,3 +502,45 @@ async def test_nobody_deletes_themself_or_the_owner(api: Api, tenant_a: MadeTena
     for who in (owner_id, admin.id):
         assert (await client.get(f"/users/{who}", headers=owner_a)).status_code == 200
     assert (await client.get("/auth/me", headers=admin.headers)).status_code == 200
+
+
+async def test_every_missing_link_of_a_user_meta_row_is_named(api: Api, owner_a: Headers) -> None:
+    """API.md §5: one 422 names every bad field; the role was checked alone, then the
+    database named one missing row at a time."""
+    _, client = api
+    links = {name: str(uuid.uuid4()) for name in ("owner_id", "user_groups", "user_roles")}
+    refused = assert_problem(await client.post("/user-meta", json=links, headers=owner_a), 422)
+    assert error_fields(refused) == set(links), refused
+    row = await create(client, owner_a, "user-meta")
+    before = (await client.get(f"/user-meta/{row}", headers=owner_a)).json()
+    two = {"user_groups": str(uuid.uuid4()), "user_roles": str(uuid.uuid4())}
+    patched = assert_problem(await client.patch(f"/user-meta/{row}", json=two, headers=owner_a), 422)
+    assert error_fields(patched) == set(two), patched
+    assert (await client.get(f"/user-meta/{row}", headers=owner_a)).json() == before
+
+
+async def test_deleting_a_user_refuses_unknown_query_parameters(api: Api, owner_a: Headers) -> None:
+    """API.md §5: an unknown query parameter is 422 naming it. A misspelt ``transfer_to``
+    was ignored, and the user's rows went to the owner instead of the user named."""
+    _, client = api
+    user = await add_user(client, owner_a)
+    heir = await add_user(client, owner_a)
+    misspelt = await client.delete(f"/users/{user.id}", params={"transferTo": heir.id}, headers=owner_a)
+    assert error_fields(assert_problem(misspelt, 422)) == {"transferTo"}
+    twice = await client.delete(
+        f"/users/{user.id}", params=[("transfer_to", heir.id), ("transfer_to", heir.id)], headers=owner_a
+    )
+    assert error_fields(assert_problem(twice, 422)) == {"transfer_to"}
+    assert (await client.get(f"/users/{user.id}", headers=owner_a)).status_code == 200
+    deleted = await client.delete(f"/users/{user.id}", params={"transfer_to": heir.id}, headers=owner_a)
+    assert deleted.status_code == 204, deleted.text
+
+
+async def test_role_permissions_are_described_in_the_openapi_document(api: Api, owner_a: Headers) -> None:
+    """API.md §5: fields whose meaning the name does not tell are described. The description
+    sat on the list's items, which the document drops, and left out ``manage``."""
+    _, client = api
+    schemas = (await client.get("/schema/openapi.json", headers=owner_a)).json()["components"]["schemas"]
+    for name in ("UserRoleCreate", "UserRoleUpdate", "UserRoleRead"):
+        text = json.dumps(schemas[name]["properties"]["permissions"])
+        assert all(word in text for word in (":read", ":write", ":manage", "`*`")), (name, text)

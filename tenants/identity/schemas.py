@@ -24,10 +24,13 @@ Password = Annotated[
         description="Write-only: 8-72 characters, at most 72 bytes as UTF-8; never in a response.",
     ),
 ]
-Permission = Annotated[
-    str,
-    msgspec.Meta(min_length=1, max_length=100, description="`<resource>:read`, `<resource>:write` or `*`"),
-]
+Permission = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+PERMISSIONS_DESCRIPTION = (
+    "What the role grants: `<resource>:read`, `<resource>:write` (includes read), "
+    "`<resource>:manage` (includes write) or `*` (everything). Only permissions the caller "
+    "holds can be granted."
+)
+Permissions = Annotated[list[Permission], msgspec.Meta(max_length=200, description=PERMISSIONS_DESCRIPTION)]
 # Fields whose meaning the name does not tell (API.md §5: described in the document).
 OwnerId = Annotated[uuid.UUID, msgspec.Meta(description="The user who owns the row; the caller by default.")]
 LinkedUser = Annotated[
@@ -88,7 +91,7 @@ class UserRoleRead(msgspec.Struct):
     id: uuid.UUID
     name: str
     owner_id: OwnerId
-    permissions: list[str]
+    permissions: Annotated[list[str], msgspec.Meta(description=PERMISSIONS_DESCRIPTION)]
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
@@ -96,15 +99,13 @@ class UserRoleRead(msgspec.Struct):
 class UserRoleCreate(Schema):
     name: Name
     owner_id: OwnerId | None = None
-    permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] = msgspec.field(
-        default_factory=list
-    )
+    permissions: Permissions = msgspec.field(default_factory=list)
 
 
 class UserRoleUpdate(Schema):
     name: Name | Unset = UNSET
     owner_id: OwnerId | Unset = UNSET
-    permissions: Annotated[list[Permission], msgspec.Meta(max_length=200)] | Unset = UNSET
+    permissions: Permissions | Unset = UNSET
 
 
 class UserMetaRead(msgspec.Struct):

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
@@ -98,6 +98,28 @@ async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
     return content
 
 
+async def _refuse_other_fields(request: Request, data: MediaUpload) -> None:
+    """422 naming every form field besides ``file`` (API.md §5: unknown fields in a body are
+    refused). ``owner_id`` or ``name`` sent beside the file were silently dropped, so a
+    client believed it had set them."""
+    form = await request.form()  # parsed once already, for ``data``: Litestar keeps it
+    unknown = [key for key in dict.fromkeys(form.keys()) if key != "file"]
+    if not unknown:
+        return
+    for value in form.values():
+        if isinstance(value, UploadFile) and value is not data.file:
+            await value.close()
+    await data.file.close()
+    raise problem(
+        422,
+        "The request is not valid.",
+        errors=[
+            {"field": key, "message": "unknown field; the upload takes one part, `file`", "source": "body"}
+            for key in unknown
+        ],
+    )
+
+
 def media_handlers(settings: Settings) -> list[Any]:
     """The upload and download handlers.
 
@@ -132,6 +154,7 @@ def media_handlers(settings: Settings) -> list[Any]:
         request: Request,
         data: Annotated[MediaUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[MediaRead]:
+        await _refuse_other_fields(request, data)
         content = await _read_at_most(data, settings.max_upload_bytes)
         name = clean_filename(data.file.filename)
         media_type = clean_media_type(data.file.headers.get("Content-Type"))
