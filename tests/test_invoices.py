@@ -198,8 +198,12 @@ async def test_the_status_machine(api: Api, owner_a: Headers) -> None:
     assert (partial["status"], partial["amount_paid"], partial["amount_due"]) == ("open", 1000, 4998)
     uncollectible = (await act(client, owner_a, row, "mark-uncollectible")).json()
     assert uncollectible["status"] == "uncollectible"
-    paid = (await act(client, owner_a, row, "pay", json={})).json()
+    # Without an amount (the body left out altogether), the whole amount due (API.md §10).
+    paid = (await act(client, owner_a, row, "pay")).json()
     assert (paid["status"], paid["amount_due"], paid["amount_paid"]) == ("paid", 0, 5998)
+    assert error_fields(
+        assert_problem(await act(client, owner_a, row, "pay", json={"amount": "5"}), 422)
+    ) == {"amount"}
     for action in ("void", "mark-uncollectible", "finalize"):
         assert assert_problem(await act(client, owner_a, row, action), 409)["state"] == "paid"
     other = await invoice(client, owner_a)

@@ -12,6 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
+from atrium.platform.web.validation import loose_type_problems
 
 JSON_BODY_LIMIT = 1024 * 1024
 # How deeply a JSON body's arrays and objects may nest (the body itself is level 1).
@@ -95,11 +96,14 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
         # Fewer brackets than the limit (strings' included) cannot nest deeper than it: the
         # walk is for the rare body that might (a 50-answer form response spent ~2 % of its
         # CPU in it).
-        if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-            return
-        depth = json_depth(body)
-        if depth > MAX_JSON_DEPTH:
-            raise problem(400, f"The JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}.")
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+            depth = json_depth(body)
+            if depth > MAX_JSON_DEPTH:
+                raise problem(
+                    400, f"The JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}."
+                )
+        if errors := loose_type_problems(request, body):
+            raise problem(422, "The request is not valid.", errors=errors)
 
 
 # JSON strings (their brackets are text), and every byte that is not a bracket.

@@ -248,7 +248,7 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
         ) -> Response[Read]:  # type: ignore[valid-type]
             return await run(db_session, tenant, settings, request, item_id, None)
 
-    else:
+    elif any(f.required for f in msgspec.structs.fields(Body)):
 
         async def act(  # type: ignore[misc]
             db_session: NamedDependency[AsyncSession],
@@ -259,6 +259,18 @@ def _action_handler(spec: ResourceSpec, action: Action, service: Callable[..., A
             data: JSONBody[Body],  # type: ignore[valid-type]
         ) -> Response[Read]:  # type: ignore[valid-type]
             return await run(db_session, tenant, settings, request, item_id, data)
+
+    else:
+        # Every field optional (``pay``'s amount): the body may be left out altogether.
+        async def act(  # type: ignore[misc]
+            db_session: NamedDependency[AsyncSession],
+            tenant: NamedDependency[ResolvedTenant],
+            settings: NamedDependency[Settings],
+            request: Request,
+            item_id: FromPath[uuid.UUID],
+            data: JSONBody[Body | None] = None,  # type: ignore[valid-type]
+        ) -> Response[Read]:  # type: ignore[valid-type]
+            return await run(db_session, tenant, settings, request, item_id, Body() if data is None else data)
 
     permission = write(spec.resource) if action.permission == "write" else manage(spec.resource)
     return post(

@@ -9,7 +9,8 @@ and invalid field at once.
 from __future__ import annotations
 
 import re
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import msgspec
 from litestar import Request
@@ -26,8 +27,23 @@ _PATTERN = re.compile(r"^Expected `str` matching regex (.+?)( - at `[^`]*`)?$")
 _PATTERN_MESSAGES: dict[str, str] = {}
 
 
+def anchored(pattern: str) -> str:
+    r"""``pattern`` with its closing ``$`` matching only at the very end of the value.
+
+    msgspec checks patterns with ``re.search``, and Python's ``$`` also matches before a
+    final newline: ``"USD\n"`` passed ``^[A-Z]{3}$``, and an email could be stored with a
+    newline after it. ``(?!\n)$`` reads the same in Python and in the ECMA-262 regexes of
+    the OpenAPI document (where ``\Z`` would mean a letter Z).
+    """
+    end = r"(?!\n)$"
+    if not pattern.endswith("$") or pattern.endswith(end):
+        return pattern
+    return pattern[:-1] + end
+
+
 def describe_pattern(pattern: str, message: str) -> str:
-    """Say ``message`` instead of the regex when a field fails ``pattern``; returns the pattern."""
+    """``anchored(pattern)``, with ``message`` said instead of the regex when a field fails it."""
+    pattern = anchored(pattern)
     _PATTERN_MESSAGES[repr(pattern)] = message
     return pattern
 
@@ -61,14 +77,16 @@ def body_schema(request: Request[Any, Any, Any]) -> type[msgspec.Struct] | None:
     ):
         return None
     annotation = parameter.annotation
+    if get_origin(annotation) in (Union, UnionType):  # a body that may be left out (``X | None``)
+        annotation = next((a for a in get_args(annotation) if a is not type(None)), None)
     return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
 
 
 def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``.
 
-    Each field is converted as Litestar converts a body (``strict=False``). Empty when
-    every field is valid on its own (a rule across fields failed instead).
+    Each field is converted strictly (``refuse_loose_types``). Empty when every field is
+    valid on its own (a rule across fields failed instead).
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
     errors = [{"field": key, "message": "unknown field"} for key in value if key not in fields]
@@ -78,7 +96,7 @@ def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[di
                 errors.append({"field": name, "message": "required"})
             continue
         try:
-            msgspec.convert(value[name], info.type, strict=False)
+            msgspec.convert(value[name], info.type, strict=True)
         except msgspec.ValidationError as exc:
             message = str(exc)
             location = _LOCATION.search(message)
@@ -98,3 +116,34 @@ def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | Non
     if value is Empty or not isinstance(value, dict):
         return None
     return field_errors(schema, value)
+
+
+def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[dict[str, str]]:
+    """The fields of a JSON body whose values are of another type than the route's schema
+    says (``"5"`` for 5, ``"true"`` for true, a number of seconds for a time), each named.
+
+    Litestar converts bodies leniently (``strict=False``) and took all of those, a number
+    as a Unix time among them. The body is decoded strictly once more here, before Litestar
+    reads it (a few microseconds for a small body), so that what Litestar then converts is
+    typed as the schema says. Empty when the body is well typed, or not a JSON object at
+    all (Litestar answers that 400 itself).
+    """
+    schema = body_schema(request)
+    if schema is None:
+        return []
+    try:
+        msgspec.json.decode(body, type=schema, strict=True)
+        return []
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        return []
+    try:
+        # Typed decoding stops at the first bad value, before it would see that the text
+        # goes on past the JSON (``{"a": 1} x``): that is Litestar's 400 to answer.
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(value, dict):
+        return []
+    return [{**error, "source": "body"} for error in field_errors(schema, value)]

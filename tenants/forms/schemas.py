@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from atrium.platform.web.bodies import Schema
+from atrium.platform.web.validation import anchored
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -36,7 +37,8 @@ class FormField(msgspec.Struct, omit_defaults=True):
     key: Annotated[
         str,
         msgspec.Meta(
-            pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Unique in the form; the key of its answer."
+            pattern=anchored(r"^[a-z][a-z0-9_]{0,62}$"),
+            description="Unique in the form; the key of its answer.",
         ),
     ]
     label: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]

@@ -1,0 +1,61 @@
+"""A JSON body's values must have the types its schema says (API.md §5: a bad value is 422
+naming it): no string read as a number or a boolean, no number read as a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api import Api, Headers, assert_problem, error_fields
+
+pytest_plugins = ["tests.api"]
+
+EVENT = {"title": "Standup", "starts_at": "2031-03-03T09:00:00Z", "ends_at": "2031-03-03T09:15:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        # A number of seconds was read as a Unix time (1970 for 5).
+        ("/events", {**EVENT, "starts_at": 1940823200, "ends_at": 5.5}, {"starts_at", "ends_at"}),
+        ("/events", {**EVENT, "all_day": "true"}, {"all_day"}),
+        ("/events", {**EVENT, "all_day": 1}, {"all_day"}),
+        (
+            "/forms",
+            {"title": "T", "public": "false", "fields": [{"key": "a", "label": "A", "type": "text"}]},
+            {"public"},
+        ),
+        # Every loosely typed field named together, with the other bad ones.
+        ("/events", {"title": 5, "starts_at": 1, "ends_at": "x", "all_day": "no", "nope": 1}, None),
+    ],
+)
+async def test_values_of_another_type_are_422_each_named(
+    api: Api, owner_a: Headers, path: str, body: dict[str, Any], fields: set[str] | None
+) -> None:
+    _, client = api
+    response = await client.post(path, json=body, headers=owner_a)
+    named = error_fields(assert_problem(response, 422))
+    assert named == (fields if fields is not None else {"title", "starts_at", "ends_at", "all_day", "nope"})
+    assert all(e["source"] == "body" for e in response.json()["errors"])
+
+
+async def test_a_patch_is_held_to_the_same_types(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    created = await client.post("/events", json=EVENT, headers=owner_a)
+    assert created.status_code == 201, created.text
+    changed = await client.patch(
+        f"/events/{created.json()['id']}", json={"all_day": "false"}, headers=owner_a
+    )
+    assert error_fields(assert_problem(changed, 422)) == {"all_day"}
+
+
+async def test_well_typed_bodies_and_the_400s_are_as_before(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    assert (await client.post("/events", json=EVENT, headers=owner_a)).status_code == 201
+    # The last: typed decoding stops at the bad value before the trailing text (a 500 once).
+    for raw in (b"", b"[]", b"not json", b"5", b'{"title": 5} trailing'):
+        response = await client.post(
+            "/events", content=raw, headers={**owner_a, "Content-Type": "application/json"}
+        )
+        assert_problem(response, 400)
