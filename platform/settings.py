@@ -132,7 +132,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def normalize_base_domain(raw: str) -> str:
     domain = raw.strip().lower().rstrip(".")
     labels = domain.split(".")
-    if not domain or not all(_HOST_LABEL.match(label) for label in labels):
+    if not domain or not all(_HOST_LABEL.fullmatch(label) for label in labels):
         raise SettingsError(f"ATRIUM_BASE_DOMAIN is not a valid domain name: {raw!r}")
     return domain
 

@@ -38,6 +38,7 @@ def test_valid_slugs(slug: str) -> None:
         "pg-x",
         "pgadmin",
         "",
+        "acme\n",  # Python's $ matches before a final newline: the schema was "tenant_acme\n"
     ],
 )
 def test_invalid_slugs(slug: str) -> None:

@@ -29,7 +29,7 @@ class InvalidName(ValueError):
 
 
 def validate_slug(slug: str) -> str:
-    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
         raise InvalidName(
             f"invalid slug {slug!r}: use 3-32 lower-case letters, digits and single hyphens, "
             "starting with a letter and not ending with a hyphen"
@@ -47,7 +47,7 @@ def schema_for_slug(slug: str) -> str:
 
 
 def validate_schema(schema: str) -> str:
-    if not SCHEMA_PATTERN.match(schema):
+    if not SCHEMA_PATTERN.fullmatch(schema):
         raise InvalidName(f"invalid tenant schema name {schema!r}")
     return schema
 
@@ -69,13 +69,13 @@ def normalize_host(raw: str | None) -> tuple[str, str | None] | None:
     host, sep, port = raw.strip().lower().rpartition(":")
     if not sep:
         host, port = port, ""
-    elif not _PORT.match(port):
+    elif not _PORT.fullmatch(port):
         return None
     host = host[:-1] if host.endswith(".") else host
     if not host or len(host) > 253:
         return None
     labels = host.split(".")
-    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         return None
     return host, (port or None)
 

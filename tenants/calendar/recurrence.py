@@ -239,7 +239,7 @@ def normalize(value: str, series: Series) -> str:
         raise RecurrenceError(f"an RRULE value of 1-{MAX_RULE_LENGTH} characters, e.g. FREQ=WEEKLY;BYDAY=MO")
     parts: dict[str, str] = {}
     for part in text.split(";"):
-        if not _PART.match(part):
+        if not _PART.fullmatch(part):
             raise RecurrenceError(f"{part!r} is not a NAME=VALUE part of an RRULE")
         name, _, part_value = part.partition("=")
         if name in parts:

@@ -122,7 +122,7 @@ def check_field(where: str, field: Any, errors: Errors) -> dict[str, Any] | None
         if name not in PROPERTIES
     )
     key, label, kind = field.get("key"), field.get("label"), field.get("type")
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         message = "required" if key is None else "must be a lower-case letter, then up to 62 of a-z, 0-9, _"
         errors.append({"field": f"{where}.key", "message": message})
     if not _text(label, MAX_LABEL):
