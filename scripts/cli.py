@@ -102,8 +102,9 @@ def _proxy_addresses(_ctx: click.Context, _param: click.Parameter, value: str | 
 )
 def serve(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -> None:
     """Run the API. Without DATABASE_URL, an embedded PostgreSQL under ./.atrium/ is used."""
-    from atrium.scripts.serving import prepare_embedded, run_server
+    from atrium.scripts.serving import ensure_port_free, prepare_embedded, run_server
 
+    ensure_port_free(host, port)  # before an embedded database is started for nothing
     if not os.environ.get("DATABASE_URL"):
         prepare_embedded(port)
     load_settings()  # fail fast, with one line, before any worker starts

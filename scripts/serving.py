@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import click
 
@@ -60,6 +61,25 @@ def prepare_embedded(port: int) -> None:
     if credentials:
         click.echo(f"  owner login: {credentials['email']} / {credentials['password']}", err=True)
     click.echo(f"  API docs:    http://{DEMO_SLUG}.{settings.base_domain}:{port}/schema", err=True)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """One line and exit 1 when ``host:port`` cannot be bound (another server has it).
+
+    uvicorn printed its own lines for it and then, with workers, never exited: it ignored
+    SIGTERM until killed. Bound here as uvicorn binds (``SO_REUSEADDR``), so a port left in
+    TIME_WAIT by a previous run is still free; a server that takes the port between this
+    check and uvicorn's bind meets uvicorn's own refusal.
+    """
+    from atrium.scripts.cli import OperatorError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OperatorError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def run_server(host: str, port: int, workers: int, forwarded_allow_ips: str | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -153,6 +154,18 @@ def test_operator_errors_are_one_line_with_documented_exit_codes(
     assert result.stderr.startswith("atrium: error:")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    atrium: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = atrium("serve", "--port", str(port), "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"atrium: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_delete_refuses_without_yes_and_removes_with_it(
