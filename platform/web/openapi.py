@@ -13,7 +13,11 @@ client generators trip over is put right here, once, on the generated objects
   which loses the ``name`` field OpenAPI forbids on an ``http`` scheme;
 - downloads are ``application/octet-stream`` bytes (``format: binary``);
 - a one-member ``oneOf`` (Litestar's spelling of ``T | UNSET`` in update bodies) becomes
-  the member itself, so generators make plain fields instead of wrapper classes;
+  the member itself, so generators make plain fields instead of wrapper classes, and an
+  ``integer`` beside a ``number`` in a ``oneOf`` (``int | float``) goes, since every
+  integer is a number and ``oneOf`` wants exactly one member to match;
+- a body that may be left out (``X | None``, an action whose fields are all optional) is
+  ``X`` with ``required: false``, not a ``oneOf`` with ``null``;
 - request bodies that refuse unknown fields say so (``additionalProperties: false``);
 - every tag in use is declared, with its router's description;
 - every POST documents the ``Idempotency-Key`` header (idempotency.py), its 422, and on
@@ -98,6 +102,7 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     for method, operation in _operations_by_method(document.paths or {}):
         if method == "post":
             _document_idempotency(operation)
+        _optional_body(operation)
         public = operation.security == [{}]
         operation.security = [] if public else [{BEARER: []}]
         for status, response in (operation.responses or {}).items():
@@ -268,9 +273,29 @@ def _closed_body_names() -> set[str]:
     return closed
 
 
+def _optional_body(operation: Operation) -> None:
+    """A JSON body of ``X | None``: the body is ``X``, and may be left out."""
+    body = operation.request_body
+    if body is None or isinstance(body, Reference):
+        return
+    media = (body.content or {}).get("application/json")
+    schema = None if media is None else media.schema
+    if not isinstance(schema, Schema) or not schema.one_of or len(schema.one_of) != 2:
+        return
+    kept = [m for m in schema.one_of if not (isinstance(m, Schema) and m.type == OpenAPIType.NULL)]
+    if len(kept) == 1 and media is not None:
+        media.schema = kept[0]
+        body.required = False
+
+
 def _flatten_single_one_of(node: Any) -> None:
-    """Replace every ``oneOf: [X]`` under ``node`` by X's own keywords, recursively."""
+    """Replace every ``oneOf: [X]`` under ``node`` by X's own keywords, and drop an
+    ``integer`` member beside a ``number`` one, recursively."""
     if isinstance(node, Schema):
+        types = [m.type if isinstance(m, Schema) else None for m in node.one_of or ()]
+        if OpenAPIType.NUMBER in types and OpenAPIType.INTEGER in types:
+            members = zip(node.one_of or (), types, strict=True)
+            node.one_of = [m for m, t in members if t != OpenAPIType.INTEGER]
         if node.one_of is not None and len(node.one_of) == 1 and isinstance(node.one_of[0], Schema):
             (member,) = node.one_of
             node.one_of = None
