@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from atrium.platform.web.bodies import Schema
 from atrium.platform.web.concurrency import next_updated_at_sql
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.listing import ListRequest
 from atrium.platform.web.services import CrudService, row_name
 from atrium.tenants.base import utcnow
@@ -117,19 +117,6 @@ class DiscussionColumns:
 def shape_constraint(table: str) -> CheckConstraint:
     """A top-level discussion has a title, a reply none."""
     return CheckConstraint("(parent_id IS NULL) = (title IS NOT NULL)", name="title_on_top_level")
-
-
-def field_problem(status: int, field: str, message: str) -> Exception:
-    return problem(status, f"{field}: {message}.", errors=[{"field": field, "message": message}])
-
-
-def with_errors(refused: ProblemDetailsException, more: list[dict[str, str]]) -> Exception:
-    """One 422 naming the fields ``refused`` (a 422) names and ``more``: every bad field
-    of a body in one answer (API.md §5), where they are found by separate checks."""
-    if not more:
-        return refused
-    named = list((refused.extra or {}).get("errors") or []) if isinstance(refused.extra, dict) else []
-    return problem(422, "The request is not valid.", errors=[*named, *more])
 
 
 def replies_oldest_first(request: ListRequest, columns: Any) -> list[Any]:

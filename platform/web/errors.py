@@ -129,6 +129,19 @@ def problem(
     )
 
 
+def field_problem(status: int, field: str, message: str) -> Exception:
+    return problem(status, f"{field}: {message}.", errors=[{"field": field, "message": message}])
+
+
+def with_errors(refused: ProblemDetailsException, more: list[dict[str, str]]) -> Exception:
+    """One 422 naming the fields ``refused`` (a 422) names and ``more``: every bad field
+    of a body in one answer (API.md §5), where they are found by separate checks."""
+    if not more:
+        return refused
+    named = list((refused.extra or {}).get("errors") or []) if isinstance(refused.extra, dict) else []
+    return problem(422, "The request is not valid.", errors=[*named, *more])
+
+
 # msgspec names the field in the message, not in the location, for these two errors.
 _FIELD_IN_MESSAGE = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 

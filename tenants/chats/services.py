@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import next_updated_at_sql
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService, not_found
 from atrium.tenants.base import utcnow
@@ -35,7 +35,6 @@ from atrium.tenants.chats import events
 from atrium.tenants.chats.live import publisher
 from atrium.tenants.chats.models import Chat, ChatMarker, ChatMessage
 from atrium.tenants.chats.schemas import MessageCreate, MessageRead, MessageUpdate
-from atrium.tenants.discussions import field_problem, with_errors
 from atrium.tenants.identity.models import User
 
 

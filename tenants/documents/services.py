@@ -11,11 +11,10 @@ from sqlalchemy import ColumnElement, bindparam, func, insert, literal, or_, sel
 from atrium.platform.db.queued_inserts import queue_statement
 from atrium.platform.security.permissions import manage
 from atrium.platform.web.concurrency import next_updated_at
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import utcnow
-from atrium.tenants.discussions import field_problem, with_errors
 from atrium.tenants.documents.models import BODY_MAX_BYTES, Document, DocumentComment, DocumentVersion
 from atrium.tenants.media.models import Media
 from atrium.tenants.projects.models import Project

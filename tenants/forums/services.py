@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, exists, select
 
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem
 from atrium.platform.web.services import CrudService
-from atrium.tenants.discussions import ThreadService, field_problem
+from atrium.tenants.discussions import ThreadService
 from atrium.tenants.forums.models import Forum, ForumDiscussion
 
 MODERATED = ("pinned", "locked")

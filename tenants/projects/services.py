@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.security.callers import AuthUser
 from atrium.platform.security.permissions import manage
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem
 from atrium.platform.web.services import CrudService
-from atrium.tenants.discussions import ThreadService, field_problem
+from atrium.tenants.discussions import ThreadService
 from atrium.tenants.identity.models import User
 from atrium.tenants.projects.models import Project, ProjectDiscussion
 
