@@ -40,6 +40,9 @@ def user_targets(bench: Bench) -> UserTargets:
     return made
 
 
+Alternated = tuple[float, dict[str, Any], dict[str, Any], list[float]]
+
+
 def alternate(
     bench: Bench,
     app: list[Target],
@@ -47,23 +50,40 @@ def alternate(
     label: str,
     floor_label: str,
     post: Post | None = None,
-) -> tuple[float, dict[str, Any], dict[str, Any], list[float]]:
+) -> Alternated:
     """RATIO_ROUNDS rounds of the app, then the floor app, on their targets; the round with the
     median ratio of request rates (app / floor), its two runs, and every round's ratio.
 
     The machine is shared and noisy: alternating, and taking the round with the median
     ratio, makes a burst of outside load hit one round, not one side.
     """
+    (alternated,) = alternate_floors(bench, app, label, [(floor, floor_label)], post)
+    return alternated
+
+
+def alternate_floors(
+    bench: Bench,
+    app: list[Target],
+    label: str,
+    floors: list[tuple[list[Target], str]],
+    post: Post | None = None,
+) -> list[Alternated]:
+    """``alternate`` against several floors at once: each round runs the app, then every
+    floor; each floor's answer is as ``alternate``'s, its ratios to the app in the same round."""
     served, wrk = bench.served, bench.wrk
     assert served is not None
-    rounds = []
+    rounds: list[list[tuple[float, dict[str, Any], dict[str, Any]]]] = [[] for _ in floors]
     for i in range(1, RATIO_ROUNDS + 1):
         app_run = wrk.measure(served.port, app, f"{label}, round {i}", post=post)
-        floor_run = wrk.measure(served.floor_port, floor, f"{floor_label}, round {i}", post=post)
-        rounds.append((app_run["rps"] / floor_run["rps"], app_run, floor_run))
-    rounds.sort(key=lambda r: r[0])
-    ratio, app_run, floor_run = rounds[len(rounds) // 2]
-    return ratio, app_run, floor_run, [round(r[0], 2) for r in rounds]
+        for kept, (targets, floor_label) in zip(rounds, floors, strict=True):
+            floor_run = wrk.measure(served.floor_port, targets, f"{floor_label}, round {i}", post=post)
+            kept.append((app_run["rps"] / floor_run["rps"], app_run, floor_run))
+    answers = []
+    for kept in rounds:
+        kept.sort(key=lambda r: r[0])
+        ratio, app_run, floor_run = kept[len(kept) // 2]
+        answers.append((ratio, app_run, floor_run, [round(r[0], 2) for r in kept]))
+    return answers
 
 
 def requests(bench: Bench) -> None:

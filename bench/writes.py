@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from common import RATIO_ROUNDS, Bench, BenchError, Goal, Row, Step, Target, beside_floor, load, step
-from reads import alternate
+from reads import alternate_floors
 from serving import Post
 
 GROUP_BODY = '{"name": "bench group %s"}'
@@ -57,8 +57,12 @@ def write(bench: Bench) -> None:
         f"rounds; Idempotency-Key {'sent' if keyed else 'not sent'} (the app "
         f"{'replays' if supported else 'does not replay'} a repeated key)"
     )
-    ratio, app_run, floor_run, ratio_rounds = alternate(
-        bench, targets, targets, "write (POST /user-groups)", "write floor (raw psycopg INSERT)", post
+    floors = [(targets, "write floor (raw psycopg INSERT)")]
+    if keyed:
+        contract = bench.targets([bench.tenants[0]], lambda _t: "/contract/user-groups")
+        floors.append((contract, "write contract floor (the same statements by hand)"))
+    (ratio, app_run, floor_run, ratio_rounds), *by_hand = alternate_floors(
+        bench, targets, "write (POST /user-groups)", floors, post
     )
     result = {
         "route": "POST /user-groups",
@@ -66,17 +70,9 @@ def write(bench: Bench) -> None:
         "idempotency_supported": supported,
         **beside_floor(app_run, floor_run, ratio, ratio_rounds),
     }
-    if keyed:
-        contract = bench.targets([bench.tenants[0]], lambda _t: "/contract/user-groups")
-        by_hand, app_again, contract_run, by_hand_rounds = alternate(
-            bench,
-            targets,
-            contract,
-            "write (POST /user-groups)",
-            "write contract floor (the same statements by hand)",
-            post,
-        )
-        result["contract_floor"] = beside_floor(app_again, contract_run, by_hand, by_hand_rounds)
+    if by_hand:
+        ((contract_ratio, app_beside, contract_run, contract_rounds),) = by_hand
+        result["contract_floor"] = beside_floor(app_beside, contract_run, contract_ratio, contract_rounds)
     bench.results["write"] = result
 
 
