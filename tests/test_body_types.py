@@ -59,3 +59,19 @@ async def test_well_typed_bodies_and_the_400s_are_as_before(api: Api, owner_a: H
             "/events", content=raw, headers={**owner_a, "Content-Type": "application/json"}
         )
         assert_problem(response, 400)
+
+
+async def test_a_route_that_reads_no_body_takes_none(api: Api, owner_a: Headers) -> None:
+    # An action with nothing to say, and a restore: their bodies were read by nobody and
+    # answered 200, so a client believed what it sent had been applied.
+    _, client = api
+    made = await client.post("/documents", json={"title": "Notes", "body": "one"}, headers=owner_a)
+    assert made.status_code == 201, made.text
+    restore = f"/documents/{made.json()['id']}/versions/1/restore"
+    refused = await client.post(restore, json={"title": "other", "x": 1}, headers=owner_a)
+    assert error_fields(assert_problem(refused, 422)) == {"title", "x"}
+    assert_problem(await client.post(restore, content=b"[1]", headers=owner_a), 400)
+    for empty in ({"json": {}}, {}):
+        assert (await client.post(restore, headers=owner_a, **empty)).status_code == 200
+    feed = await client.post("/events/feed-token", json={"x": 1}, headers=owner_a)
+    assert error_fields(assert_problem(feed, 422)) == {"x"}

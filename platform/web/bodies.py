@@ -88,6 +88,8 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
     except KeyError:
         expected = _EXPECTED[handler] = _body_media_type(handler)
     if expected is None:
+        if request.method in _WRITES:
+            await _refuse_any_body(request)
         return
     if not _accepts(expected, request.headers.get("content-type")):
         raise problem(415, f"This route reads a body of type {expected}.")
@@ -104,6 +106,29 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
                 )
         if errors := loose_type_problems(request, body):
             raise problem(422, "The request is not valid.", errors=errors)
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _refuse_any_body(request: Request[Any, Any, Any]) -> None:
+    """A route that reads no body (an action with nothing to say, a restore, a logout)
+    takes none: nothing or ``{}`` passes; a JSON object's fields are each named as unknown
+    (API.md §5, 422), and any other body is 400. They were read by nobody and answered 200,
+    so a client believed what it sent had been applied."""
+    body = (await request.body()).strip()
+    if not body or body == b"{}":
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        value = None
+    if isinstance(value, dict) and value:
+        message = "unknown field; this route takes no body"
+        errors = [{"field": str(key), "message": message, "source": "body"} for key in value]
+        raise problem(422, "The request is not valid.", errors=errors)
+    if value != {}:
+        raise problem(400, "This route takes no body.")
 
 
 # JSON strings (their brackets are text), and every byte that is not a bracket.
