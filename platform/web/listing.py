@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -232,13 +232,7 @@ class Listing:
 
     def parse(self, query: MultiDict[str], visible_only: bool = False) -> ListRequest:
         """The request's list parameters; every unknown or bad one named in one 422."""
-        errors: list[dict[str, str]] = []
-        allowed = self.parameters | PAGE_PARAMETERS
-        for name in dict.fromkeys(query.keys()):
-            if name not in allowed:
-                errors.append(
-                    _error(name, f"unknown query parameter; this list takes {', '.join(sorted(allowed))}")
-                )
+        errors = query_problems(query, self.parameters | PAGE_PARAMETERS)
         filters = []
         for name, spec in self._filters.items():
             raw = query.getall(name, [])
@@ -440,6 +434,20 @@ def parse_instant(raw: str, name: str, errors: list[dict[str, str]]) -> datetime
         errors.append(_error(name, "an RFC 3339 time with its offset, e.g. 2026-01-31T09:00:00Z"))
         return None
     return value
+
+
+def query_problems(
+    query: MultiDict[str], allowed: Collection[str], what: str = "this list", once: Collection[str] = ()
+) -> list[dict[str, str]]:
+    """Every parameter of ``query`` that ``allowed`` does not name, and every one of ``once``
+    given more than once, each named (API.md §5: an unknown query parameter is 422)."""
+    takes = ", ".join(sorted(allowed))
+    errors = [
+        _error(name, f"unknown query parameter; {what} takes {takes}")
+        for name in dict.fromkeys(query.keys())
+        if name not in allowed
+    ]
+    return errors + [_error(name, "give it once") for name in once if len(query.getall(name, [])) > 1]
 
 
 def _error(name: str, message: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from atrium.platform.security.permissions import read
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import Filter, ListRequest, parse_instant
+from atrium.platform.web.listing import Filter, ListRequest, parse_instant, query_problems
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.calendar import schemas as s
 from atrium.tenants.calendar.models import Event, EventFeedToken
@@ -66,12 +66,7 @@ async def list_occurrences(
     from_: Annotated[str | None, QueryParameter(name="from", description=WINDOW_END.format("start"))] = None,
     to: Annotated[str | None, QueryParameter(description=WINDOW_END.format("end"))] = None,
 ) -> s.Occurrences:
-    errors: list[dict[str, str]] = []
-    unknown = set(request.query_params) - {"from", "to"}
-    errors += [
-        {"field": n, "message": "unknown query parameter; this takes from, to", "source": "query"}
-        for n in sorted(unknown)
-    ]
+    errors = query_problems(request.query_params, ("from", "to"), "this")
     window_from = _instant(from_, "from", errors)
     window_to = _instant(to, "to", errors)
     if window_from and window_to:

@@ -18,7 +18,7 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import Filter, ListRequest
+from atrium.platform.web.listing import PAGE_PARAMETERS, Filter, ListRequest, query_problems
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.documents import schemas as s
@@ -28,8 +28,6 @@ from atrium.tenants.documents.services import DocumentCommentService, DocumentSe
 DOCUMENTS = "documents"
 # A 1 MiB body, JSON-escaped at worst (``\uXXXX`` for each byte is six), with the other fields.
 DOCUMENT_BODY_LIMIT = 6 * BODY_MAX_BYTES + 64 * 1024
-# The query parameters of a document's versions (anything else is 422, API.md §5).
-VERSION_LIST_PARAMETERS = frozenset({"limit", "offset"})
 
 
 def _service(
@@ -68,14 +66,8 @@ async def list_versions(
     page: NamedDependency[PageParams],
     item_id: FromPath[uuid.UUID],
 ) -> s.DocumentVersionPage:
-    unknown = sorted(set(request.query_params) - VERSION_LIST_PARAMETERS)
-    if unknown:
-        message = "unknown query parameter; this list takes limit, offset"
-        raise problem(
-            422,
-            "The list parameters are not valid.",
-            errors=[{"field": name, "message": message, "source": "query"} for name in unknown],
-        )
+    if errors := query_problems(request.query_params, PAGE_PARAMETERS):
+        raise problem(422, "The list parameters are not valid.", errors=errors)
     rows, total = await _service(db_session, tenant, request, settings).versions(
         item_id, page.limit, page.offset
     )

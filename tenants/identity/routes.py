@@ -17,7 +17,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, request_header
 from atrium.platform.web.errors import problem, problem_responses
-from atrium.platform.web.listing import Filter
+from atrium.platform.web.listing import Filter, query_problems
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.identity import schemas as s
 from atrium.tenants.identity.services import UserGroupService, UserMetaService, UserRoleService, UserService
@@ -28,13 +28,7 @@ DELETE_PARAMETERS = ("transfer_to",)
 def refuse_other_parameters(request: Request) -> None:
     """422 naming every query parameter but ``transfer_to``, and ``transfer_to`` given twice
     (API.md §5): a misspelt ``transfer_to`` had handed the user's rows to the owner."""
-    errors = [
-        {"field": name, "message": "unknown query parameter; this route takes transfer_to", "source": "query"}
-        for name in dict.fromkeys(request.query_params.keys())
-        if name not in DELETE_PARAMETERS
-    ]
-    if len(request.query_params.getall("transfer_to", [])) > 1:
-        errors.append({"field": "transfer_to", "message": "give it once", "source": "query"})
+    errors = query_problems(request.query_params, DELETE_PARAMETERS, "this route", once=DELETE_PARAMETERS)
     if errors:
         raise problem(422, "The query parameters are not valid.", errors=errors)
 
