@@ -116,19 +116,19 @@ async def _refuse_any_body(request: Request[Any, Any, Any]) -> None:
     takes none: nothing or ``{}`` passes; a JSON object's fields are each named as unknown
     (API.md §5, 422), and any other body is 400. They were read by nobody and answered 200,
     so a client believed what it sent had been applied."""
-    body = (await request.body()).strip()
-    if not body or body == b"{}":
+    body = await request.body()
+    if not body.strip():
         return
     try:
         value = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        value = None
-    if isinstance(value, dict) and value:
-        message = "unknown field; this route takes no body"
-        errors = [{"field": str(key), "message": message, "source": "body"} for key in value]
-        raise problem(422, "The request is not valid.", errors=errors)
-    if value != {}:
+        raise problem(400, "This route takes no body.") from None
+    if not isinstance(value, dict):
         raise problem(400, "This route takes no body.")
+    if value:
+        message = "unknown field; this route takes no body"
+        errors = [{"field": key, "message": message, "source": "body"} for key in value]
+        raise problem(422, "The request is not valid.", errors=errors)
 
 
 # JSON strings (their brackets are text), and every byte that is not a bracket.

@@ -138,7 +138,7 @@ def with_errors(refused: ProblemDetailsException, more: list[dict[str, str]]) ->
     of a body in one answer (API.md §5), where they are found by separate checks."""
     if not more:
         return refused
-    named = list((refused.extra or {}).get("errors") or []) if isinstance(refused.extra, dict) else []
+    named = list(refused.extra.get("errors") or []) if isinstance(refused.extra, dict) else []
     return problem(422, "The request is not valid.", errors=[*named, *more])
 
 

@@ -279,11 +279,11 @@ def _optional_body(operation: Operation) -> None:
     if body is None or isinstance(body, Reference):
         return
     media = (body.content or {}).get("application/json")
-    schema = None if media is None else media.schema
-    if not isinstance(schema, Schema) or not schema.one_of or len(schema.one_of) != 2:
+    if media is None or not isinstance(media.schema, Schema) or len(media.schema.one_of or ()) != 2:
         return
-    kept = [m for m in schema.one_of if not (isinstance(m, Schema) and m.type == OpenAPIType.NULL)]
-    if len(kept) == 1 and media is not None:
+    members = media.schema.one_of or ()
+    kept = [m for m in members if not (isinstance(m, Schema) and m.type == OpenAPIType.NULL)]
+    if len(kept) == 1:
         media.schema = kept[0]
         body.required = False
 

@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin
 import msgspec
 from litestar import Request
 from litestar.enums import RequestEncodingType
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
@@ -67,8 +68,21 @@ def decoded_json_body(request: Request[Any, Any, Any]) -> Any:
 
 
 def body_schema(request: Request[Any, Any, Any]) -> type[msgspec.Struct] | None:
-    """The msgspec struct the route's JSON body (``data``) is decoded into, if it is one."""
-    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    """The msgspec struct the route's JSON body (``data``) is decoded into, if it is one;
+    found once per handler (every JSON request asks, ``loose_type_problems``)."""
+    handler = request.route_handler
+    try:
+        return _BODY_SCHEMAS[handler]
+    except KeyError:
+        schema = _BODY_SCHEMAS[handler] = _body_schema(handler)
+        return schema
+
+
+_BODY_SCHEMAS: dict[BaseRouteHandler, type[msgspec.Struct] | None] = {}
+
+
+def _body_schema(handler: BaseRouteHandler) -> type[msgspec.Struct] | None:
+    parameter = handler.parsed_fn_signature.parameters.get("data")
     if parameter is None:
         return None
     if (
@@ -85,7 +99,7 @@ def body_schema(request: Request[Any, Any, Any]) -> type[msgspec.Struct] | None:
 def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``.
 
-    Each field is converted strictly (``refuse_loose_types``). Empty when every field is
+    Each field is converted strictly (``loose_type_problems``). Empty when every field is
     valid on its own (a rule across fields failed instead).
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
