@@ -54,7 +54,7 @@ from atrium.platform.db.binding import BIND_SQL
 from atrium.platform.security.callers import CHECK_CALLER
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.web.concurrency import entity_tag
-from atrium.platform.web.idempotency import _CLAIM, _GUARD, KEPT_FOR, PURGE_BATCH, _lock_id, fingerprint
+from atrium.platform.web.idempotency import _CLAIM, _GUARD, _Claim, _lock_id, fingerprint
 from atrium.platform.web.listing import Filter, Listing, ListRequest
 from atrium.tenants.helpdesk.models import Ticket
 from atrium.tenants.helpdesk.schemas import TicketRead
@@ -208,13 +208,13 @@ def create_app() -> Litestar:
         if valid is None or not valid[0]:
             raise NotAuthorizedException("revoked")
         key = request.headers["idempotency-key"]
-        claim = {
-            "kept": KEPT_FOR,
-            "batch": PURGE_BATCH,
-            "user_id": user_id,
-            "key": key,
-            "lock": _lock_id(schema, user_id, key),
-        }
+        # Atrium's own claim: its parameters, and the kept answer replayed.
+        claim = _Claim(
+            user_id,
+            key,
+            fingerprint("POST", request.url.path, [await request.body()]),
+            _lock_id(schema, user_id, key),
+        )
         now = datetime.datetime.now(datetime.UTC)
         item = {
             "id": uuid.uuid4(),
@@ -227,15 +227,12 @@ def create_app() -> Litestar:
             async with conn.pipeline():
                 await conn.execute("BEGIN")
                 await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
-                claimed = await conn.execute(_CLAIM, claim, prepare=False)
-                await conn.execute(_GUARD, claim)
+                claimed = await conn.execute(_CLAIM, claim.params, prepare=False)
+                await conn.execute(_GUARD, claim.params)
             row = await claimed.fetchone()
             assert row is not None
-            if row[1] is not None:
-                headers = {**row[4], "Idempotent-Replayed": "true"}
-                return Response(
-                    bytes(row[3]), status_code=row[2], headers=headers, media_type="application/json"
-                )
+            if (replay := claim.answer(row)) is not None:
+                return replay
             content = msgspec.json.encode(item)
             headers = {"Location": f"/user-groups/{item['id']}", "ETag": entity_tag(item["id"], now)}
             async with conn.pipeline():
@@ -245,7 +242,7 @@ def create_app() -> Litestar:
                     {
                         "user_id": user_id,
                         "key": key,
-                        "fingerprint": fingerprint("POST", request.url.path, [await request.body()]),
+                        "fingerprint": claim.fingerprint,
                         "status": 201,
                         "body": content,
                         "headers": json.dumps(headers),
