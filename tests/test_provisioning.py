@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -219,3 +220,62 @@ def test_revocations_on_users_rows_move_back_to_the_table_on_downgrade(operator_
         set_transaction_search_path(conn, schema)
         assert conn.exec_driver_sql("SELECT DISTINCT revoked_token_ids::text FROM users").scalar_one() == "{}"
         conn.exec_driver_sql(f"DROP SCHEMA {quote_ident(schema)} CASCADE")
+
+
+def _relations_locked_by(conn: Connection, pid: int, schema: str) -> set[str]:
+    return set(
+        conn.scalars(
+            text(
+                "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE l.pid = :pid AND l.granted AND n.nspname = :schema AND c.relkind = 'r'"
+            ),
+            {"pid": pid, "schema": schema},
+        )
+    )
+
+
+def test_a_drop_chosen_as_deadlock_victim_runs_again(
+    operator_engine: Engine, make_tenant: Callable[..., MadeTenant]
+) -> None:
+    """A request holding one table and then locking another the drop already holds is a
+    real deadlock; PostgreSQL aborts the drop (it waited first), and the delete still ends."""
+    made = make_tenant()
+    schema = made.tenant.schema
+    request = operator_engine.connect()
+    request.begin()
+    # Like an INSERT in flight: it holds the table the drop reaches last.
+    request.exec_driver_sql(f"LOCK TABLE {quote_ident(schema)}.users IN ROW EXCLUSIVE MODE")
+    outcome: list[object] = []
+    deleting = threading.Thread(
+        target=lambda: outcome.append(provisioning.delete_tenant(operator_engine, made.slug)), daemon=True
+    )
+    deleting.start()
+    try:
+        with operator_engine.connect() as watch:
+            for _ in range(200):
+                pid = watch.scalar(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'DROP SCHEMA%'"
+                        " AND strpos(query, :schema) > 0 AND wait_event_type = 'Lock'"
+                    ),
+                    {"schema": schema},
+                )
+                held = _relations_locked_by(watch, pid, schema) if pid else set()
+                if held:
+                    break
+                watch.rollback()
+                time.sleep(0.02)
+        assert held, "the drop never waited holding a table"
+        # ...and now, like its foreign key check, it wants one the drop holds: a cycle.
+        request.exec_driver_sql(
+            f"LOCK TABLE {quote_ident(schema)}.{quote_ident(sorted(held)[0])} IN ROW SHARE MODE"
+        )
+        request.commit()
+    finally:
+        request.close()
+        deleting.join(timeout=30)
+    assert outcome == [made.tenant.id]
+    with operator_engine.connect() as conn:
+        assert conn.scalar(select(Tenant.id).where(Tenant.slug == made.slug)) is None
+        assert conn.scalar(text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}) == 0

@@ -29,6 +29,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from atrium.platform.db.alembic_runner import VERSION_TABLE, head_revision
 from atrium.platform.db.binding import create_tenant_schema, drop_tenant_schema
+from atrium.platform.db.deadlocks import is_deadlock, retry_deadlocked
 from atrium.platform.security import permissions
 from atrium.platform.security.passwords import hash_password
 from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
@@ -217,18 +218,22 @@ def delete_tenant(
         announce(tenant_id)
     if drain_seconds > 0:
         time.sleep(drain_seconds)
-    try:
+
+    def drop() -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             row = conn.execute(
                 select(Tenant.id, Tenant.schema_name).where(Tenant.id == tenant_id).with_for_update()
             ).one_or_none()
             if row is None:  # deleted meanwhile by another run of the command
-                return tenant_id
+                return
             drop_tenant_schema(conn, row.schema_name)
             conn.execute(delete(Tenant).where(Tenant.id == row.id))
+
+    try:
+        retry_deadlocked(drop)
     except OperationalError as exc:
-        if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+        if isinstance(exc.orig, psycopg.errors.LockNotAvailable) or is_deadlock(exc):
             raise ProvisioningError(
                 f"tenant {slug!r} is busy (locked); it stays marked for deletion, run the command again"
             ) from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Engine, select, text, update
 
 from atrium.platform.db.alembic_runner import current_revision, head_revision, run_upgrade
+from atrium.platform.db.deadlocks import retry_deadlocked
 from atrium.platform.db.engines import create_operator_engine
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.admin import TenantNotFound
@@ -96,7 +97,8 @@ def migrate_one(
     engine: Engine, tenant: TenantRef, head: str, version_locations: tuple[str, ...] = ()
 ) -> TenantOutcome:
     started = time.perf_counter()
-    try:
+
+    def upgrade() -> tuple[str | None, str | None]:
         with engine.connect() as conn, conn.begin():
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             conn.execute(
@@ -107,6 +109,10 @@ def migrate_one(
             run_upgrade(conn, "tenant", tenant.schema, head, version_locations)
             after = current_revision(conn, tenant.schema)
             conn.execute(update(Tenant).where(Tenant.id == tenant.id).values(version=after))
+        return before, after
+
+    try:
+        before, after = retry_deadlocked(upgrade)
     except Exception as exc:  # one tenant's failure must not stop the others
         return TenantOutcome(
             tenant.slug, tenant.version, tenant.version, False, _one_line(exc), time.perf_counter() - started
