@@ -185,11 +185,15 @@ QUERIES: dict[str, dict[str, str]] = {
 # Item routes besides get, update and delete: each a read or a write of one row.
 ITEM_EXTRAS = ("content", "versions", "version", "restore")
 # A row's child by its own id (a room's message, ``/chats/{id}/messages/{message_id}``):
-# no matrix makes those ids; the area's own tests cover their isolation and ownership
-# (tests/test_chats.py).
+# made by the row's action of that name (its ``ACTIONS`` case, a 201 whose ``Location`` is
+# the child's URL, ``child_url``). The isolation matrix runs them
+# (tests/test_isolation.py); their ownership rules are their area's tests
+# (tests/test_chats.py, tests/test_helpdesk.py).
 _CHILD_ROUTES = {
+    ("GET", "chats", "messages"): "child",
     ("PATCH", "chats", "messages"): "child",
     ("DELETE", "chats", "messages"): "child",
+    ("GET", "help-desk", "replies"): "child",
 }
 # The live socket (``/chats/ws``): HTTP matrices cannot call it; tests/test_chats_live.py does.
 _SOCKETS = {("WEBSOCKET", "/chats/ws")}
@@ -230,8 +234,10 @@ class Endpoint:
 
     @property
     def action(self) -> tuple[str, str]:
-        """(resource, last path segment): the key of an action's ``ACTIONS`` case."""
-        return self.resource, self.path.rstrip("/").rsplit("/", 1)[-1]
+        """(resource, last path segment): the key of an action's ``ACTIONS`` case; for a
+        child route, of the action that makes the child (the segment before its id)."""
+        segments = self.path.strip("/").split("/")
+        return self.resource, segments[-2] if self.op == "child" else segments[-1]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -311,8 +317,12 @@ def uncovered(app: Litestar) -> list[str]:
             problems.append(f"{e}: no factory for {e.resource!r} in tests/api.py")
         elif e.op == "update" and e.resource not in UPDATES:
             problems.append(f"{e}: no update body for {e.resource!r} in tests/api.py")
-        elif e.op == "action" and e.action not in ACTIONS:
+        elif e.op in {"action", "child"} and e.action not in ACTIONS:
             problems.append(f"{e}: no ACTIONS case for {e.action} in tests/api.py")
+        elif e.op == "child" and ACTIONS[e.action].status != 201:
+            problems.append(f"{e}: its ACTIONS case {e.action} creates no child (201)")
+        elif e.op == "child" and e.method == "PATCH" and e.action not in CHILD_UPDATES:
+            problems.append(f"{e}: no CHILD_UPDATES body for {e.action} in tests/api.py")
     return problems
 
 
@@ -621,11 +631,24 @@ ACTIONS: dict[tuple[str, str], ActionCase] = {
 }
 
 
+# (resource, child kind) → a valid change of a child (its PATCH body)
+CHILD_UPDATES: dict[tuple[str, str], dict[str, Any]] = {("chats", "messages"): {"body": "Edited"}}
+
+
 async def action_request(
     endpoint: Endpoint, client: httpx.AsyncClient, setup_headers: Headers, row_id: str
 ) -> dict[str, Any]:
     """The keyword arguments of a valid action on ``row_id``, made ready for it first."""
     return await ACTIONS[endpoint.action].prepare(client, setup_headers, row_id)
+
+
+async def child_url(endpoint: Endpoint, client: httpx.AsyncClient, headers: Headers, row_id: str) -> str:
+    """A new child of ``row_id`` for a child route, made by its action: the 201's ``Location``."""
+    resource, kind = endpoint.action
+    kwargs = await ACTIONS[endpoint.action].prepare(client, headers, row_id)
+    response = await client.post(f"/{resource}/{row_id}/{kind}", headers=headers, **kwargs)
+    assert response.status_code == 201, (str(endpoint), response.text)
+    return response.headers["Location"]
 
 
 def success_status(endpoint: Endpoint) -> int:

@@ -372,3 +372,40 @@ async def test_a_message_moves_the_rooms_updated_at_and_etag(api: Api, owner_a: 
         headers={**owner_a, "If-Match": before.headers["etag"]},
     )
     assert_problem(stale, 412)
+
+
+async def test_a_posted_message_has_its_own_url_and_etag_and_if_match_guards_its_changes(
+    api: Api, people: dict[str, TenantUser]
+) -> None:
+    _, client = api
+    alice, bob = people["alice"], people["bob"]
+    chat = await room(client, alice.headers, [bob])
+    posted = await client.post(f"/chats/{chat['id']}/messages", json={"body": "hello"}, headers=alice.headers)
+    assert posted.status_code == 201, posted.text
+    location = posted.headers["Location"]
+    assert location == f"/chats/{chat['id']}/messages/{posted.json()['id']}"
+    read = await client.get(location, headers=bob.headers)
+    assert read.status_code == 200 and read.json() == posted.json()
+    assert read.headers["ETag"] == posted.headers["ETag"]
+    # Outside the room (not a member, or another room's path): not there.
+    assert_problem(await client.get(location, headers=people["carol"].headers), 404)
+    other = await room(client, alice.headers, [])
+    assert_problem(
+        await client.get(f"/chats/{other['id']}/messages/{posted.json()['id']}", headers=alice.headers), 404
+    )
+
+    stale = posted.headers["ETag"]
+    edited = await client.patch(
+        location, json={"body": "hello!"}, headers={**alice.headers, "If-Match": stale}
+    )
+    assert edited.status_code == 200 and edited.headers["ETag"] != stale
+    assert (await client.get(location, headers=alice.headers)).headers["ETag"] == edited.headers["ETag"]
+    refused = await client.patch(
+        location, json={"body": "lost"}, headers={**alice.headers, "If-Match": stale}
+    )
+    assert_problem(refused, 412)
+    assert_problem(await client.delete(location, headers={**alice.headers, "If-Match": stale}), 412)
+    assert (await client.get(location, headers=alice.headers)).json()["body"] == "hello!"
+    current = edited.headers["ETag"]
+    assert (await client.delete(location, headers={**alice.headers, "If-Match": current})).status_code == 204
+    assert (await client.get(location, headers=alice.headers)).json()["deleted"] is True

@@ -260,6 +260,22 @@ async def test_internal_replies_reach_only_manage_in_lists_counts_and_search(
     assert agents_view["total"] == 2
     assert (await client.get(url, params={"q": secret}, headers=agent.headers)).json()["total"] == 1
 
+    # Each reply has its own URL (the 201's Location) and ETag; an internal one is the agents'.
+    for created in (public, internal):
+        assert created.headers["Location"] == f"{url}/{created.json()['id']}"
+        by_agent = await client.get(created.headers["Location"], headers=agent.headers)
+        assert by_agent.status_code == 200 and by_agent.json() == created.json()
+        assert by_agent.headers["ETag"] == created.headers["ETag"]
+    assert (await client.get(public.headers["Location"], headers=requester.headers)).json() == public.json()
+    hidden = await client.get(internal.headers["Location"], headers=requester.headers)
+    assert_problem(hidden, 404)
+    assert secret.encode() not in hidden.content
+    other = await ticket(client, requester.headers)
+    assert_problem(
+        await client.get(f"/help-desk/{other['id']}/replies/{public.json()['id']}", headers=agent.headers),
+        404,
+    )
+
 
 async def test_a_public_reply_by_the_requester_reopens(
     api: Api, owner_a: Headers, people: dict[str, TenantUser]

@@ -9,12 +9,14 @@ import pytest
 from litestar import Litestar
 
 from tests.api import (
+    CHILD_UPDATES,
     FACTORIES,
     ITEM_EXTRAS,
     UPDATES,
     Api,
     Headers,
     assert_problem,
+    child_url,
     create,
     create_request,
     endpoints_of,
@@ -82,6 +84,33 @@ async def test_other_tenants_ids_are_not_found_and_stay_untouched(
             )
             assert own.status_code == 200, (str(endpoint), own.text)
     assert await snapshot(app, client, owner_a, rows_a) == before
+
+
+async def test_other_tenants_child_rows_are_not_found_and_stay_untouched(
+    api: Api, owner_a: Headers, owner_b: Headers, rows_a: dict[str, str], rows_b: dict[str, str]
+) -> None:
+    """A row's children by id (a room's message, a ticket's reply): B reaches none of A's,
+    neither under A's row id nor under one of its own, and A's child is unchanged."""
+    app, client = api
+    children = [e for e in tenant_endpoints(app, every=True) if e.op == "child"]
+    assert {e.method for e in children} >= {"GET", "PATCH", "DELETE"}
+    for endpoint in children:
+        url_a = await child_url(endpoint, client, owner_a, rows_a[endpoint.resource])
+        child_a = url_a.rsplit("/", 1)[-1]
+        before = await client.get(url_a, headers=owner_a)
+        assert before.status_code == 200, (str(endpoint), before.text)
+        kwargs = {"json": CHILD_UPDATES[endpoint.action]} if endpoint.method == "PATCH" else {}
+        resource, kind = endpoint.action
+        for url in (url_a, f"/{resource}/{rows_b[resource]}/{kind}/{child_a}"):
+            assert_problem(await client.request(endpoint.method, url, headers=owner_b, **kwargs), 404)
+        # The same request on B's own child succeeds: the 404 is about the tenant.
+        url_b = await child_url(endpoint, client, owner_b, rows_b[endpoint.resource])
+        own = await client.request(endpoint.method, url_b, headers=owner_b, **kwargs)
+        assert own.status_code == (204 if endpoint.method == "DELETE" else 200), (str(endpoint), own.text)
+        after = await client.get(url_a, headers=owner_a)
+        assert (after.content, after.headers["ETag"]) == (before.content, before.headers["ETag"]), str(
+            endpoint
+        )
 
 
 async def test_lists_never_contain_the_other_tenants_rows(

@@ -17,14 +17,14 @@ from atrium.platform.security.permissions import read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
-from atrium.platform.web.concurrency import row_tag
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.chats import schemas as s
 from atrium.tenants.chats.live import chat_socket
-from atrium.tenants.chats.services import UNREAD_COUNT, ChatService, render_message
+from atrium.tenants.chats.services import UNREAD_COUNT, ChatService, message_tag, render_message
 
 RESOURCE = "chats"
 LIMIT_DEFAULT, LIMIT_MAX = 50, 200
@@ -120,7 +120,31 @@ def message_handlers() -> list[Any]:
             tenant,
             lambda before_commit: crud.post(item_id, data, before_commit),
             render_message,
+            lambda message: {
+                "Location": f"/{RESOURCE}/{item_id}/messages/{message.id}",
+                "ETag": message_tag(message),
+            },
         )
+
+    @get(
+        "/{item_id:uuid}/messages/{message_id:uuid}",
+        guards=[requires(read(RESOURCE))],
+        operation_id="get_chat_message",
+        summary="Get one message of a room",
+        description="A room the caller is not a member of (without `chats:manage`): 404.",
+        opt={SENDS_ETAG: True},
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def get_message(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        message_id: FromPath[uuid.UUID],
+    ) -> Response[s.MessageRead]:
+        message = await service(db_session, tenant, request, settings).message(item_id, message_id)
+        return Response(render_message(message), headers={"ETag": message_tag(message)})
 
     @patch(
         "/{item_id:uuid}/messages/{message_id:uuid}",
@@ -129,7 +153,8 @@ def message_handlers() -> list[Any]:
         summary="Edit a message",
         description="The author, or `chats:manage`. Sets `edited_at`; a deleted message: 409.",
         request_max_body_size=JSON_BODY_LIMIT,
-        responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        opt={SENDS_ETAG: True, CHECKS_IF_MATCH: True},
+        responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     )
     async def update_message(
         db_session: NamedDependency[AsyncSession],
@@ -139,9 +164,12 @@ def message_handlers() -> list[Any]:
         item_id: FromPath[uuid.UUID],
         message_id: FromPath[uuid.UUID],
         data: JSONBody[s.MessageUpdate],
-    ) -> s.MessageRead:
-        message = await service(db_session, tenant, request, settings).edit(item_id, message_id, data)
-        return render_message(message)
+    ) -> Response[s.MessageRead]:
+        if_match = request_header(request.scope, b"if-match")
+        message = await service(db_session, tenant, request, settings).edit(
+            item_id, message_id, data, if_match
+        )
+        return Response(render_message(message), headers={"ETag": message_tag(message)})
 
     @delete(
         "/{item_id:uuid}/messages/{message_id:uuid}",
@@ -150,7 +178,8 @@ def message_handlers() -> list[Any]:
         summary="Delete a message",
         description="The author, or `chats:manage`. The message keeps its seq, with an empty body.",
         status_code=204,
-        responses=problem_responses(401, 403, 404, 503),
+        opt={CHECKS_IF_MATCH: True},
+        responses=problem_responses(401, 403, 404, 412, 503),
     )
     async def delete_message(
         db_session: NamedDependency[AsyncSession],
@@ -160,7 +189,8 @@ def message_handlers() -> list[Any]:
         item_id: FromPath[uuid.UUID],
         message_id: FromPath[uuid.UUID],
     ) -> None:
-        await service(db_session, tenant, request, settings).remove(item_id, message_id)
+        if_match = request_header(request.scope, b"if-match")
+        await service(db_session, tenant, request, settings).remove(item_id, message_id, if_match)
 
     @post(
         "/{item_id:uuid}/read",
@@ -170,6 +200,7 @@ def message_handlers() -> list[Any]:
         description="Forward only: a `seq` below the marker changes nothing. Answers the room.",
         status_code=200,
         request_max_body_size=JSON_BODY_LIMIT,
+        opt={SENDS_ETAG: True},
         responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
     )
     async def mark_read(
@@ -183,7 +214,15 @@ def message_handlers() -> list[Any]:
         room = await service(db_session, tenant, request, settings).mark_read(item_id, data.seq)
         return Response(CHATS.render(room), headers={"ETag": row_tag(room)})
 
-    return [list_messages, create_message, update_message, delete_message, mark_read, chat_socket]
+    return [
+        list_messages,
+        create_message,
+        get_message,
+        update_message,
+        delete_message,
+        mark_read,
+        chat_socket,
+    ]
 
 
 CHATS = ResourceSpec(

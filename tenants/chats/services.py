@@ -26,7 +26,14 @@ from sqlalchemy import ColumnElement, Uuid, bindparam, func, literal, literal_co
 from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
 from atrium.platform.web.bodies import refuse_nul_characters
-from atrium.platform.web.concurrency import next_updated_at_sql
+from atrium.platform.web.concurrency import (
+    entity_tag,
+    if_match_allows,
+    next_updated_at,
+    next_updated_at_sql,
+    precondition_failed,
+    row_tag,
+)
 from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService, not_found
@@ -86,6 +93,13 @@ POST_IN_ANY_ROOM = _POST.format(visible="")
 POST_AS_MEMBER = _POST.format(
     visible=" AND " + str(member_of(bindparam("owner_id", type_=Uuid)).compile(dialect=psycopg.dialect()))
 )
+
+
+def message_tag(message: ChatMessage | MessageRead) -> str:
+    """A message's ETag; a message just posted (a ``MessageRead``) was stamped at its creation."""
+    if isinstance(message, MessageRead):
+        return entity_tag(message.id, message.created_at)
+    return row_tag(message)
 
 
 def render_message(message: ChatMessage | MessageRead) -> MessageRead:
@@ -320,7 +334,19 @@ class ChatService(CrudService[Chat]):
             await self.session.rollback()
             raise field_problem(422, "parent_id", "a reply cannot be replied to; reply to its top-level one")
 
-    async def _message_to_write(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> tuple[Chat, ChatMessage]:
+    async def message(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> ChatMessage:
+        """One message of a room the caller may see (404 otherwise, as for the room)."""
+        await self._room(chat_id)
+        message = await self.session.scalar(
+            select(ChatMessage).where(ChatMessage.id == message_id, ChatMessage.chat_id == chat_id)
+        )
+        if message is None:
+            raise not_found(ChatMessage)
+        return message
+
+    async def _message_to_write(
+        self, chat_id: uuid.UUID, message_id: uuid.UUID, if_match: str | None
+    ) -> tuple[Chat, ChatMessage]:
         room = await self._room(chat_id)
         message = await self.session.scalar(
             select(ChatMessage)
@@ -332,11 +358,16 @@ class ChatService(CrudService[Chat]):
             raise not_found(ChatMessage)
         if message.owner_id != self.user.id and not self.may_manage():
             raise self._refuse_beyond_ownership("This message is another user's.")
+        # Compared under the row lock taken above: a concurrent edit with the same tag waits, then gets 412.
+        if if_match is not None and not if_match_allows(if_match, row_tag(message)):
+            raise precondition_failed()
         return room, message
 
-    async def edit(self, chat_id: uuid.UUID, message_id: uuid.UUID, data: MessageUpdate) -> ChatMessage:
+    async def edit(
+        self, chat_id: uuid.UUID, message_id: uuid.UUID, data: MessageUpdate, if_match: str | None = None
+    ) -> ChatMessage:
         refuse_nul_characters({"body": data.body})
-        room, message = await self._message_to_write(chat_id, message_id)
+        room, message = await self._message_to_write(chat_id, message_id, if_match)
         if message.deleted:
             raise problem(
                 409, "This message was deleted: it cannot be edited.", type_="invalid-state", state="deleted"
@@ -345,8 +376,8 @@ class ChatService(CrudService[Chat]):
         await self._commit_message(room, message, "message.updated")
         return message
 
-    async def remove(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> None:
-        room, message = await self._message_to_write(chat_id, message_id)
+    async def remove(self, chat_id: uuid.UUID, message_id: uuid.UUID, if_match: str | None = None) -> None:
+        room, message = await self._message_to_write(chat_id, message_id, if_match)
         if message.deleted:
             await self.session.rollback()
             return
@@ -355,7 +386,7 @@ class ChatService(CrudService[Chat]):
         await self._commit_message(room, message, "message.deleted")
 
     async def _commit_message(self, room: Chat, message: ChatMessage, kind: str) -> None:
-        message.updated_at = utcnow()
+        message.updated_at = next_updated_at(message.updated_at)
 
         async def flushing() -> None:
             await self.session.flush()

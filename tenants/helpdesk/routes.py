@@ -27,7 +27,7 @@ from atrium.platform.security.permissions import WILDCARD, manage, read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, refuse_nul_characters
-from atrium.platform.web.concurrency import next_updated_at
+from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing, Sort
@@ -200,6 +200,20 @@ class TicketService(CrudService[Ticket]):
         await self._write(adding)
         return reply
 
+    async def one_reply(self, ticket_id: uuid.UUID, reply_id: uuid.UUID) -> TicketReply:
+        """A reply of a ticket the caller may see; an internal one to ``manage`` only (404 otherwise)."""
+        await self.get(ticket_id)
+        reply = await self.session.scalar(
+            select(TicketReply).where(TicketReply.id == reply_id, TicketReply.ticket_id == ticket_id)
+        )
+        if reply is None or (reply.visibility == "internal" and not self.may_manage()):
+            raise not_found(TicketReply)
+        return reply
+
+
+def render_reply(reply: TicketReply) -> ReplyRead:
+    return msgspec.convert(reply, ReplyRead, from_attributes=True)
+
 
 def _reply_listing() -> Listing:
     return Listing(
@@ -287,10 +301,31 @@ def reply_handlers() -> list[Any]:
             db_session,
             tenant,
             lambda before_commit: service.reply(item_id, data, before_commit),
-            lambda reply: msgspec.convert(reply, ReplyRead, from_attributes=True),
+            render_reply,
+            lambda reply: {"Location": f"/{RESOURCE}/{item_id}/replies/{reply.id}", "ETag": row_tag(reply)},
         )
 
-    return [list_replies, create_reply]
+    @get(
+        "/{item_id:uuid}/replies/{reply_id:uuid}",
+        guards=[requires(read(RESOURCE))],
+        operation_id="get_help_desk_reply",
+        summary="Get one reply of a ticket",
+        description="An internal reply is seen by help-desk:manage holders only (404 for others).",
+        opt={SENDS_ETAG: True},
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def get_reply(
+        db_session: NamedDependency[AsyncSession],
+        tenant: NamedDependency[ResolvedTenant],
+        settings: NamedDependency[Settings],
+        request: Request,
+        item_id: FromPath[uuid.UUID],
+        reply_id: FromPath[uuid.UUID],
+    ) -> Response[ReplyRead]:
+        reply = await TicketService(db_session, tenant, request.user, settings).one_reply(item_id, reply_id)
+        return Response(render_reply(reply), headers={"ETag": row_tag(reply)})
+
+    return [list_replies, create_reply, get_reply]
 
 
 HELP_DESK = ResourceSpec(
