@@ -282,6 +282,16 @@ async def test_a_public_open_form_is_read_and_answered_without_a_token(
     )
     assert error_fields(assert_problem(bad, 422)) == {"answers.name", "answers.age"}
     assert (await get_form(client, owner_a, form["id"]))["response_count"] == 1
+    # An Idempotency-Key is checked but not kept: keys are per user, and there is none here
+    # (the OpenAPI document says so; tests/test_openapi.py).
+    url, keyed = f"/public/forms/{form['id']}/responses", {**anonymous, "Idempotency-Key": "k-1"}
+    twice = [await client.post(url, json={"answers": FORM_ANSWERS}, headers=keyed) for _ in range(2)]
+    assert [r.status_code for r in twice] == [201, 201] and twice[0].json()["id"] != twice[1].json()["id"]
+    assert not any("Idempotent-Replayed" in r.headers for r in twice)
+    too_long = await client.post(
+        url, json={"answers": FORM_ANSWERS}, headers={**anonymous, "Idempotency-Key": "k" * 256}
+    )
+    assert error_fields(assert_problem(too_long, 422)) == {"Idempotency-Key"}
 
 
 async def test_a_form_not_public_or_not_open_is_not_found_in_public(

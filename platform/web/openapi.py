@@ -100,10 +100,11 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
         if not isinstance(scheme, Reference):
             scheme.name = None
     for method, operation in _operations_by_method(document.paths or {}):
-        if method == "post":
-            _document_idempotency(operation)
-        _optional_body(operation)
         public = operation.security == [{}]
+        if method == "post":
+            # Keys are kept per user: an anonymous POST has no one to keep one for.
+            _document_idempotency(operation, remembered=not public)
+        _optional_body(operation)
         operation.security = [] if public else [{BEARER: []}]
         for status, response in (operation.responses or {}).items():
             if isinstance(response, OpenAPIResponse):
@@ -150,16 +151,20 @@ body and `Location`, plus `{REPLAYED_HEADER}: true`) and does nothing more; the 
 with another body is 422, and while the first request with the key is still running, 409. \
 A request that failed is not remembered. `POST /auth/login` and `POST /auth/logout` check \
 the key but remember nothing: a login answers a new token each time."""
+_ANONYMOUS_IDEMPOTENCY_DESCRIPTION = (
+    "Checked (1 to 255 characters, else 422) and not remembered: keys are kept per user, and "
+    "an anonymous request has none. Each request is answered on its own."
+)
 
 
-def _document_idempotency(operation: Operation) -> None:
+def _document_idempotency(operation: Operation, remembered: bool) -> None:
     parameters = list(operation.parameters or [])
     parameters.append(
         Parameter(
             name=IDEMPOTENCY_HEADER,
             param_in="header",
             required=False,
-            description=_IDEMPOTENCY_DESCRIPTION,
+            description=_IDEMPOTENCY_DESCRIPTION if remembered else _ANONYMOUS_IDEMPOTENCY_DESCRIPTION,
             schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=KEY_MAX_LENGTH),
         )
     )
@@ -170,7 +175,7 @@ def _document_idempotency(operation: Operation) -> None:
         None,
     )
     created = responses.get("201")
-    if isinstance(created, OpenAPIResponse):
+    if remembered and isinstance(created, OpenAPIResponse):
         created.headers = {
             **(created.headers or {}),
             REPLAYED_HEADER: OpenAPIHeader(
