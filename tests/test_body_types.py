@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from atrium.platform.web.validation import has_nul
 from tests.api import Api, Headers, assert_problem, error_fields
 
 pytest_plugins = ["tests.api"]
@@ -75,3 +76,49 @@ async def test_a_route_that_reads_no_body_takes_none(api: Api, owner_a: Headers)
         assert (await client.post(restore, headers=owner_a, **empty)).status_code == 200
     feed = await client.post("/events/feed-token", json={"x": 1}, headers=owner_a)
     assert error_fields(assert_problem(feed, 422)) == {"x"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        # A NUL character and a value of another type: both in the first 422.
+        ("/documents", {"title": "a\x00b", "body": 5}, {"title", "body"}),
+        ("/user-groups", {"name": "a\x00b", "nope": 1}, {"name", "nope"}),
+        # A NUL character deep in a list, beside an unknown field.
+        (
+            "/user-roles",
+            {"name": "R", "permissions": ["users:read", "x\x00"], "nope": 1},
+            {"permissions", "nope"},
+        ),
+        # Well typed, but a NUL character and a password over bcrypt's 72 bytes (40 of 2 bytes each).
+        (
+            "/users",
+            {"name": "N\x00", "email": "n@example.com", "phone": "+1 555 0100", "password": "é" * 40},
+            {"name", "password"},
+        ),
+        # The byte limit named with a type error elsewhere.
+        (
+            "/users",
+            {"name": "N", "email": "m@example.com", "phone": 5, "password": "é" * 40},
+            {"phone", "password"},
+        ),
+    ],
+)
+async def test_nul_characters_and_byte_limits_are_named_with_the_other_bad_fields(
+    api: Api, owner_a: Headers, path: str, body: dict[str, Any], fields: set[str]
+) -> None:
+    _, client = api
+    response = await client.post(path, json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == fields
+    messages = {e["field"]: e["message"] for e in response.json()["errors"]}
+    if "password" in fields:
+        assert messages["password"] == "at most 72 bytes in UTF-8"
+    assert any(m == "contains a NUL character" for m in messages.values()) == has_nul(body)
+
+
+async def test_a_patch_names_the_byte_limit_with_the_other_bad_fields(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    user = (await client.get("/auth/me", headers=owner_a)).json()["user"]
+    body = {"name": "N\x00", "phone": 5, "password": "é" * 40}
+    response = await client.patch(f"/users/{user['id']}", json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == {"name", "phone", "password"}

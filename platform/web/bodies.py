@@ -12,7 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
-from atrium.platform.web.validation import loose_type_problems
+from atrium.platform.web.validation import NUL_MESSAGE, has_nul, loose_type_problems
 
 JSON_BODY_LIMIT = 1024 * 1024
 # How deeply a JSON body's arrays and objects may nest (the body itself is level 1).
@@ -23,31 +23,14 @@ class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every request body: unknown fields are refused (422)."""
 
 
-def _has_nul(value: Any) -> bool:
-    # An explicit stack, not recursion: bodies are at most MAX_JSON_DEPTH deep when they
-    # get here, but no client input may ever reach Python's recursion limit.
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
 def refuse_nul_characters(values: dict[str, Any]) -> None:
     """PostgreSQL stores no NUL character in text or jsonb: refuse it, naming the field."""
-    bad = [name for name, value in values.items() if _has_nul(value)]
+    bad = [name for name, value in values.items() if has_nul(value)]
     if bad:
         raise problem(
             422,
             "Text may not contain the NUL character.",
-            errors=[{"field": name, "message": "contains a NUL character"} for name in bad],
+            errors=[{"field": name, "message": NUL_MESSAGE} for name in bad],
         )
 
 

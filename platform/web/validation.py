@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 from litestar import Request
@@ -96,11 +96,68 @@ def _body_schema(handler: BaseRouteHandler) -> type[msgspec.Struct] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
 
 
+# ``msgspec.Meta(extra={MAX_BYTES: n})`` on a string: at most ``n`` bytes in UTF-8 (msgspec
+# counts characters; bcrypt reads 72 bytes of a password).
+MAX_BYTES = "max_bytes"
+NUL_MESSAGE = "contains a NUL character"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in ``value`` (PostgreSQL stores none in text or jsonb)."""
+    # An explicit stack, not recursion: bodies are at most MAX_JSON_DEPTH deep when they
+    # get here, but no client input may ever reach Python's recursion limit.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _max_bytes(annotation: Any) -> int | None:
+    """The ``MAX_BYTES`` of a string type, also within a union (``Password | Unset``)."""
+    if get_origin(annotation) in (Union, UnionType):
+        return next((n for member in get_args(annotation) if (n := _max_bytes(member)) is not None), None)
+    if get_origin(annotation) is not Annotated:
+        return None
+    metas = [m for m in get_args(annotation)[1:] if isinstance(m, msgspec.Meta) and m.extra]
+    return next((m.extra[MAX_BYTES] for m in metas if MAX_BYTES in m.extra), None)
+
+
+def _byte_limited(schema: type[msgspec.Struct]) -> bool:
+    try:
+        return _BYTE_LIMITED[schema]
+    except KeyError:
+        limited = _BYTE_LIMITED[schema] = any(_max_bytes(f.type) for f in msgspec.structs.fields(schema))
+        return limited
+
+
+_BYTE_LIMITED: dict[type[msgspec.Struct], bool] = {}
+
+
+def _beyond_type(annotation: Any, value: Any) -> str | None:
+    """What is wrong with a value of the right type: a NUL character, or too many bytes."""
+    if has_nul(value):
+        return NUL_MESSAGE
+    limit = _max_bytes(annotation)
+    if limit is not None and isinstance(value, str) and len(value.encode()) > limit:
+        return f"at most {limit} bytes in UTF-8"
+    return None
+
+
 def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``.
 
-    Each field is converted strictly (``loose_type_problems``). Empty when every field is
-    valid on its own (a rule across fields failed instead).
+    Each field is converted strictly (``loose_type_problems``); one of the right type is
+    still refused for a NUL character (anywhere in it) or for more UTF-8 bytes than its
+    ``MAX_BYTES``. Empty when every field is valid on its own (a rule across fields failed
+    instead).
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
     errors = [{"field": key, "message": "unknown field"} for key in value if key not in fields]
@@ -116,6 +173,9 @@ def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[di
             location = _LOCATION.search(message)
             suffix = location.group(1) if location else ""
             errors.append({"field": name + suffix, "message": readable(_LOCATION.sub("", message))})
+            continue
+        if (problem := _beyond_type(info.type, value[name])) is not None:
+            errors.append({"field": name, "message": problem})
     return errors
 
 
@@ -147,7 +207,10 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
         return []
     try:
         msgspec.json.decode(body, type=schema, strict=True)
-        return []
+        # Well typed: field by field only when a value could still be refused (JSON spells
+        # a NUL character only as this escape), so that it is named with the others.
+        if b"\\u0000" not in body and not _byte_limited(schema):
+            return []
     except msgspec.ValidationError:
         pass
     except msgspec.DecodeError:

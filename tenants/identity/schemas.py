@@ -8,20 +8,22 @@ from typing import Annotated, Any
 
 import msgspec
 
+from atrium.platform.security.passwords import MAX_PASSWORD_BYTES
 from atrium.platform.web.bodies import Schema
-from atrium.platform.web.validation import describe_pattern
+from atrium.platform.web.validation import MAX_BYTES, describe_pattern
 
 EMAIL_PATTERN = describe_pattern(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", "not a valid email address")
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=320)]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-# Length in bytes (at most 72) is checked by the service; msgspec counts characters.
+# msgspec counts characters; bcrypt reads 72 bytes (validation.MAX_BYTES checks them).
 Password = Annotated[
     str,
     msgspec.Meta(
         min_length=8,
-        max_length=72,
+        max_length=MAX_PASSWORD_BYTES,
         description="Write-only: 8-72 characters, at most 72 bytes as UTF-8; never in a response.",
+        extra={MAX_BYTES: MAX_PASSWORD_BYTES},
     ),
 ]
 Permission = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
