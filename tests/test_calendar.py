@@ -107,6 +107,14 @@ async def test_occurrences_come_in_start_order_and_the_window_is_capped(api: Api
     assert error_fields(assert_problem(too_long, 422)) == {"to"}
     missing = await client.get("/events/occurrences", params={"to": "x", "nope": "1"}, headers=owner_a)
     assert error_fields(assert_problem(missing, 422)) == {"from", "to", "nope"}
+    twice = [
+        ("from", "2030-01-01T00:00:00Z"),
+        ("from", "2030-02-01T00:00:00Z"),
+        ("to", "2030-03-01T00:00:00Z"),
+    ]
+    assert error_fields(
+        assert_problem(await client.get("/events/occurrences", params=twice, headers=owner_a), 422)
+    ) == {"from"}
 
 
 async def test_from_to_lists_events_with_an_occurrence_in_the_window(api: Api, owner_a: Headers) -> None:

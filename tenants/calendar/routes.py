@@ -66,7 +66,7 @@ async def list_occurrences(
     from_: Annotated[str | None, QueryParameter(name="from", description=WINDOW_END.format("start"))] = None,
     to: Annotated[str | None, QueryParameter(description=WINDOW_END.format("end"))] = None,
 ) -> s.Occurrences:
-    errors = query_problems(request.query_params, ("from", "to"), "this")
+    errors = query_problems(request.query_params, ("from", "to"), "this", once=("from", "to"))
     window_from = _instant(from_, "from", errors)
     window_to = _instant(to, "to", errors)
     if window_from and window_to:
