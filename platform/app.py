@@ -40,6 +40,7 @@ from atrium.platform.web.errors import (
 from atrium.platform.web.health import health
 from atrium.platform.web.idempotency import check_idempotency_key
 from atrium.platform.web.openapi import finish_openapi, openapi_config
+from atrium.platform.web.query import refuse_unread_query
 from atrium.platform.web.resources import read_transaction_provider
 from atrium.tenants.areas import tenant_routers
 
@@ -66,14 +67,15 @@ def _value(value: Any) -> Provide:
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
-    """What every request is held to before its handler reads a parameter: the body's type
-    and depth, and the Idempotency-Key header.
+    """What every request is held to before its handler reads a parameter: no query string
+    where the route reads none, the body's type and depth, and the Idempotency-Key header.
 
     A ``before_request`` hook, not app-wide guards: Litestar hands every guard a fresh copy
     of the route handler on every request, which cost every request a copy per guard and
     left no stable handler to remember what it reads (a cache keyed by the copies grew with
     every request; bench/RESULTS.md).
     """
+    refuse_unread_query(request)
     await check_body(request)
     check_idempotency_key(request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from typing import Any
 
@@ -174,6 +175,28 @@ async def test_every_list_refuses_unknown_parameters_and_documents_its_own(
                 continue
             ok = await client.get(endpoint.url(), params={name: given}, headers=owner_a)
             assert ok.status_code == 200, (endpoint, name, ok.text)
+
+
+async def test_every_route_refuses_a_query_parameter_it_does_not_read(api: Api, owner_a: Headers) -> None:
+    """Every operation of the document, lists or not, public or not: an unknown query
+    parameter is 422 naming it, before anything is read or written (API.md §5)."""
+    app, client = api
+    document = app.openapi_schema.to_schema()
+    checked = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if operation["operationId"] == "health":
+                continue  # takes any (a monitor's cache-buster): tests/test_hosts.py
+            url = re.sub(
+                r"\{[^}]*\}", lambda m: "1" if m.group(0) == "{version}" else str(uuid.uuid4()), path
+            )
+            response = await client.request(
+                method.upper(), url, params={"no_such_parameter": "1"}, headers=owner_a
+            )
+            problem = assert_problem(response, 422)
+            assert "no_such_parameter" in error_fields(problem), (method, path)
+            checked += 1
+    assert checked > 60
 
 
 async def test_a_filter_on_a_field_of_few_values_refuses_any_other(api: Api, owner_a: Headers) -> None:

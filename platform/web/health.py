@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.platform.db.engines import read_only_connection
 from atrium.platform.web.errors import database_unavailable, problem_responses
+from atrium.platform.web.query import IGNORES_QUERY
 
 HEALTH_TIMEOUT = 2.0
 
@@ -22,6 +23,7 @@ HEALTH_TIMEOUT = 2.0
     summary="Liveness and database check",
     exclude_from_auth=True,
     security=[{}],  # public; an empty list would be dropped and the global bearer scheme apply
+    opt={IGNORES_QUERY: True},
     responses=problem_responses(400, 503, tenant_route=False),
 )
 async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:

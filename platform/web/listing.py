@@ -441,7 +441,7 @@ def query_problems(
 ) -> list[dict[str, str]]:
     """Every parameter of ``query`` that ``allowed`` does not name, and every one of ``once``
     given more than once, each named (API.md §5: an unknown query parameter is 422)."""
-    takes = ", ".join(sorted(allowed))
+    takes = ", ".join(sorted(allowed)) or "none"
     errors = [
         _error(name, f"unknown query parameter; {what} takes {takes}")
         for name in dict.fromkeys(query.keys())
