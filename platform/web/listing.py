@@ -347,8 +347,12 @@ class Listing:
         if request.sort is not None:
             column = c[self._sort_columns[request.sort.removeprefix("-")]]
             descending = request.sort.startswith("-")
+            ordered = column.desc() if descending else column.asc()
+            # Rows without the value (a room with no message yet, a draft's issue date) come
+            # last either way: PostgreSQL's default puts them first in a descending sort,
+            # above every room that has had a message.
             order += [
-                column.desc() if descending else column.asc(),
+                ordered.nulls_last() if column.nullable else ordered,
                 c.id.desc() if descending else c.id.asc(),
             ]
         elif not order and self.default_order is not None:
