@@ -409,3 +409,13 @@ async def test_a_posted_message_has_its_own_url_and_etag_and_if_match_guards_its
     current = edited.headers["ETag"]
     assert (await client.delete(location, headers={**alice.headers, "If-Match": current})).status_code == 204
     assert (await client.get(location, headers=alice.headers)).json()["deleted"] is True
+
+
+async def test_rooms_without_a_message_sort_last_either_way(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    member = await add_user(client, owner_a, role="Member")
+    quiet, busy = await room(client, member.headers, []), await room(client, member.headers, [])
+    await say(client, busy["id"], member.headers)
+    for sort in ("-last_message_at", "last_message_at"):
+        response = await client.get("/chats", params={"sort": sort}, headers=member.headers)
+        assert [r["id"] for r in response.json()["items"]] == [busy["id"], quiet["id"]], sort
