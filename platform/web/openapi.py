@@ -26,6 +26,7 @@ client generators trip over is put right here, once, on the generated objects
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
@@ -120,13 +121,23 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     _add_list_parameters(app, document.paths or {})
 
 
+_TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
+
+
+def document_path(template: str) -> str:
+    """A Litestar path template (``/chats/{item_id:uuid}``) as the document writes it."""
+    return _TYPED_PARAMETER.sub(r"{\1}", template)
+
+
 def _add_list_parameters(app: Litestar, paths: dict[str, Any]) -> None:
     """Lists read their filters from the query string themselves (listing.py), so Litestar
     cannot see them: the route carries them for the document."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             extra = handler.opt.get(LIST_PARAMETERS)
-            item = paths.get(route.path)
+            # A list below a row (``/help-desk/{item_id:uuid}/replies``) is documented at
+            # ``/help-desk/{item_id}/replies``: looked up by the template, it was never found.
+            item = paths.get(document_path(route.path))
             if extra and item is not None and item.get is not None:
                 item.get.parameters = [*(item.get.parameters or []), *extra]
 

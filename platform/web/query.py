@@ -10,7 +10,6 @@ read from the OpenAPI document, where every route's parameters are declared.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from litestar import Request
@@ -18,9 +17,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
 from atrium.platform.web.listing import query_problems
+from atrium.platform.web.openapi import document_path
 
-# Litestar's path template (``/users/{item_id:uuid}``) as the document writes it.
-_TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
 # Per handler: whether it reads a query string (Litestar hands ``before_request`` hooks the
 # same handler every time).
 _READS_QUERY: dict[tuple[BaseRouteHandler, str], bool] = {}
@@ -36,7 +34,7 @@ def _reads_query(request: Request[Any, Any, Any]) -> bool:
     describe (Litestar's own, the catch-all), which is not this check's to judge."""
     if request.route_handler.opt.get(IGNORES_QUERY):
         return True
-    path = _TYPED_PARAMETER.sub(r"{\1}", request.scope.get("path_template", ""))
+    path = document_path(request.scope.get("path_template", ""))
     item = (request.app.openapi_schema.paths or {}).get(path)
     operation = getattr(item, request.method.lower(), None) if item is not None else None
     if operation is None:

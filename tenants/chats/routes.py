@@ -9,6 +9,8 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIType, Parameter, Schema
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +22,7 @@ from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
-from atrium.platform.web.listing import Filter
+from atrium.platform.web.listing import LIST_PARAMETERS, Filter, query_problems
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.chats import schemas as s
 from atrium.tenants.chats.live import chat_socket
@@ -51,17 +53,28 @@ def _query_int(request: Request, name: str, low: int, high: int, errors: list[di
 
 def _page_parameters(request: Request) -> tuple[int | None, int | None, int]:
     """``before``, ``after`` and ``limit``; every bad or unknown one named in one 422."""
-    errors = [
-        {"field": name, "message": "unknown parameter"}
-        for name in request.query_params
-        if name not in {"before", "after", "limit"}
-    ]
+    errors = query_problems(request.query_params, ("before", "after", "limit"))
     before = _query_int(request, "before", 0, SEQ_MAX, errors)
     after = _query_int(request, "after", 0, SEQ_MAX, errors)
     limit = _query_int(request, "limit", 1, LIMIT_MAX, errors)
     if errors:
         raise problem(422, "The list parameters are not valid.", errors=errors)
     return before, after, LIMIT_DEFAULT if limit is None else limit
+
+
+def _query_parameter(name: str, low: int, high: int, description: str) -> Parameter:
+    schema = Schema(type=OpenAPIType.INTEGER, minimum=low, maximum=high)
+    return Parameter(
+        name=name, param_in=ParamType.QUERY, required=False, description=description, schema=schema
+    )
+
+
+# Read by ``_page_parameters`` itself (every bad one named in one 422); declared for the document.
+_PAGE_PARAMETERS = [
+    _query_parameter("before", 0, SEQ_MAX, "Messages with a lower seq, newest first."),
+    _query_parameter("after", 0, SEQ_MAX, "The messages right after this seq, oldest first."),
+    _query_parameter("limit", 1, LIMIT_MAX, f"How many, default {LIMIT_DEFAULT}."),
+]
 
 
 def message_handlers() -> list[Any]:
@@ -79,6 +92,7 @@ def message_handlers() -> list[Any]:
             "Newest first, `before` a seq when given; with `after`, the `limit` messages right "
             "after that seq, oldest first. `limit` 1 to 200, default 50."
         ),
+        opt={LIST_PARAMETERS: _PAGE_PARAMETERS},
         responses=problem_responses(401, 403, 404, 422, 503),
     )
     async def list_messages(
