@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from litestar import Request
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,6 +93,21 @@ class CrudService(Generic[M]):
         service = cls(session, tenant, request.user, settings)
         service.bind_request(request)
         return service
+
+    @classmethod
+    def dependency(cls) -> dict[str, Provide]:
+        """``crud``, the request's service, for handlers beside the resource's own (a room's
+        messages, a ticket's replies): they name it instead of what it is made of."""
+
+        def provide(
+            db_session: NamedDependency[AsyncSession],
+            tenant: NamedDependency[ResolvedTenant],
+            settings: NamedDependency[Settings],
+            request: Request[Any, Any, Any],
+        ) -> Self:
+            return cls.for_request(db_session, tenant, request, settings)
+
+        return {"crud": Provide(provide, sync_to_thread=False)}
 
     def bind_request(self, request: Request[Any, Any, Any]) -> None:
         """Take what the resource needs of the app beyond the session from the request

@@ -12,12 +12,9 @@ from litestar.di import NamedDependency
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIType, Parameter, Schema
 from litestar.params import FromPath, JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read, write
-from atrium.platform.settings import Settings
-from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
@@ -78,14 +75,12 @@ _PAGE_PARAMETERS = [
 
 
 def message_handlers() -> list[Any]:
-    def service(
-        db_session: AsyncSession, tenant: ResolvedTenant, request: Request, settings: Settings
-    ) -> ChatService:
-        return ChatService.for_request(db_session, tenant, request, settings)
+    crud_dependency = ChatService.dependency()
 
     @get(
         "/{item_id:uuid}/messages",
         guards=[requires(read(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="list_chat_messages",
         summary="List a room's messages",
         description=(
@@ -96,19 +91,18 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(401, 403, 404, 422, 503),
     )
     async def list_messages(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
+        crud: NamedDependency[ChatService],
         request: Request,
         item_id: FromPath[uuid.UUID],
     ) -> s.MessagePage:
         before, after, limit = _page_parameters(request)
-        found = await service(db_session, tenant, request, settings).messages(item_id, before, after, limit)
+        found = await crud.messages(item_id, before, after, limit)
         return s.MessagePage(items=[render_message(m) for m in found], limit=limit)
 
     @post(
         "/{item_id:uuid}/messages",
         guards=[requires(write(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="create_chat_message",
         summary="Post a message to a room",
         description=(
@@ -120,18 +114,15 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     )
     async def create_message(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
+        crud: NamedDependency[ChatService],
         request: Request,
         item_id: FromPath[uuid.UUID],
         data: JSONBody[s.MessageCreate],
     ) -> Response[s.MessageRead]:
-        crud = service(db_session, tenant, request, settings)
         return await answer_once(
             request,
-            db_session,
-            tenant,
+            crud.session,
+            crud.tenant,
             lambda before_commit: crud.post(item_id, data, before_commit),
             render_message,
             lambda message: {
@@ -143,6 +134,7 @@ def message_handlers() -> list[Any]:
     @get(
         "/{item_id:uuid}/messages/{message_id:uuid}",
         guards=[requires(read(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="get_chat_message",
         summary="Get one message of a room",
         description="A room the caller is not a member of (without `chats:manage`): 404.",
@@ -150,19 +142,17 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(401, 403, 404, 503),
     )
     async def get_message(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
-        request: Request,
+        crud: NamedDependency[ChatService],
         item_id: FromPath[uuid.UUID],
         message_id: FromPath[uuid.UUID],
     ) -> Response[s.MessageRead]:
-        message = await service(db_session, tenant, request, settings).message(item_id, message_id)
+        message = await crud.message(item_id, message_id)
         return Response(render_message(message), headers={"ETag": message_tag(message)})
 
     @patch(
         "/{item_id:uuid}/messages/{message_id:uuid}",
         guards=[requires(write(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="update_chat_message",
         summary="Edit a message",
         description="The author, or `chats:manage`. Sets `edited_at`; a deleted message: 409.",
@@ -171,23 +161,20 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     )
     async def update_message(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
+        crud: NamedDependency[ChatService],
         request: Request,
         item_id: FromPath[uuid.UUID],
         message_id: FromPath[uuid.UUID],
         data: JSONBody[s.MessageUpdate],
     ) -> Response[s.MessageRead]:
         if_match = request_header(request.scope, b"if-match")
-        message = await service(db_session, tenant, request, settings).edit(
-            item_id, message_id, data, if_match
-        )
+        message = await crud.edit(item_id, message_id, data, if_match)
         return Response(render_message(message), headers={"ETag": message_tag(message)})
 
     @delete(
         "/{item_id:uuid}/messages/{message_id:uuid}",
         guards=[requires(write(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="delete_chat_message",
         summary="Delete a message",
         description="The author, or `chats:manage`. The message keeps its seq, with an empty body.",
@@ -196,19 +183,18 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(401, 403, 404, 412, 503),
     )
     async def delete_message(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
+        crud: NamedDependency[ChatService],
         request: Request,
         item_id: FromPath[uuid.UUID],
         message_id: FromPath[uuid.UUID],
     ) -> None:
         if_match = request_header(request.scope, b"if-match")
-        await service(db_session, tenant, request, settings).remove(item_id, message_id, if_match)
+        await crud.remove(item_id, message_id, if_match)
 
     @post(
         "/{item_id:uuid}/read",
         guards=[requires(read(RESOURCE))],
+        dependencies=crud_dependency,
         operation_id="read_chat",
         summary="Move the caller's read marker",
         description="Forward only: a `seq` below the marker changes nothing. Answers the room.",
@@ -218,14 +204,11 @@ def message_handlers() -> list[Any]:
         responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
     )
     async def mark_read(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
-        request: Request,
+        crud: NamedDependency[ChatService],
         item_id: FromPath[uuid.UUID],
         data: JSONBody[s.ReadMarker],
     ) -> Response[s.ChatRead]:
-        room = await service(db_session, tenant, request, settings).mark_read(item_id, data.seq)
+        room = await crud.mark_read(item_id, data.seq)
         return Response(CHATS.render(room), headers={"ETag": row_tag(room)})
 
     return [

@@ -19,13 +19,10 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy import ColumnElement, Text, bindparam, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import psycopg
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from atrium.platform.db.read_transaction import READS_ON_DRIVER, ReadTransaction
 from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import WILDCARD, manage, read, write
-from atrium.platform.settings import Settings
-from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, refuse_nul_characters
 from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at, row_tag
 from atrium.platform.web.errors import problem, problem_responses
@@ -239,6 +236,8 @@ ANY_TICKET, OWN_TICKET = _visible_ticket_sql()
 
 
 def reply_handlers() -> list[Any]:
+    crud_dependency = TicketService.dependency()
+
     @get(
         "/{item_id:uuid}/replies",
         guards=[requires(read(RESOURCE))],
@@ -278,6 +277,7 @@ def reply_handlers() -> list[Any]:
         "/{item_id:uuid}/replies",
         guards=[requires(write(RESOURCE))],
         operation_id="create_help_desk_reply",
+        dependencies=crud_dependency,
         summary="Reply to a ticket",
         description=(
             "`visibility` is required; `internal` needs help-desk:manage. A public reply by the "
@@ -288,19 +288,16 @@ def reply_handlers() -> list[Any]:
         responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     )
     async def create_reply(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
+        crud: NamedDependency[TicketService],
         request: Request,
         item_id: FromPath[uuid.UUID],
         data: JSONBody[ReplyCreate],
     ) -> Response[ReplyRead]:
-        service = TicketService(db_session, tenant, request.user, settings)
         return await answer_once(
             request,
-            db_session,
-            tenant,
-            lambda before_commit: service.reply(item_id, data, before_commit),
+            crud.session,
+            crud.tenant,
+            lambda before_commit: crud.reply(item_id, data, before_commit),
             render_reply,
             lambda reply: {"Location": f"/{RESOURCE}/{item_id}/replies/{reply.id}", "ETag": row_tag(reply)},
         )
@@ -309,20 +306,16 @@ def reply_handlers() -> list[Any]:
         "/{item_id:uuid}/replies/{reply_id:uuid}",
         guards=[requires(read(RESOURCE))],
         operation_id="get_help_desk_reply",
+        dependencies=crud_dependency,
         summary="Get one reply of a ticket",
         description="An internal reply is seen by help-desk:manage holders only (404 for others).",
         opt={SENDS_ETAG: True},
         responses=problem_responses(401, 403, 404, 503),
     )
     async def get_reply(
-        db_session: NamedDependency[AsyncSession],
-        tenant: NamedDependency[ResolvedTenant],
-        settings: NamedDependency[Settings],
-        request: Request,
-        item_id: FromPath[uuid.UUID],
-        reply_id: FromPath[uuid.UUID],
+        crud: NamedDependency[TicketService], item_id: FromPath[uuid.UUID], reply_id: FromPath[uuid.UUID]
     ) -> Response[ReplyRead]:
-        reply = await TicketService(db_session, tenant, request.user, settings).one_reply(item_id, reply_id)
+        reply = await crud.one_reply(item_id, reply_id)
         return Response(render_reply(reply), headers={"ETag": row_tag(reply)})
 
     return [list_replies, create_reply, get_reply]
