@@ -222,6 +222,22 @@ def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
         ({"recurrence": "every monday"}, {"recurrence"}),
         ({"recurrence": "FREQ=WEEKLY;BYDAY=XX"}, {"recurrence"}),
         ({"recurrence": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"}, {"recurrence"}),
+        # Were 500s: an UNTIL past the horizon overflowed, an nth weekday no month has
+        # broke dateutil's month tables.
+        ({"recurrence": "FREQ=DAILY;UNTIL=99991231"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;UNTIL=99991231T235959Z"}, {"recurrence"}),
+        ({"recurrence": "FREQ=MONTHLY;BYDAY=+8MO"}, {"recurrence"}),
+        # Sub-daily under a DAILY name (86,400 occurrences a day).
+        ({"recurrence": "FREQ=DAILY;BYHOUR=0,1,2;BYMINUTE=0,30"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;UNTIL=20250101T000000Z"}, {"recurrence"}),
+        # 2026-03-16 is a Monday: a rule that does not yield it (RFC 5545 would add it anyway).
+        ({"recurrence": "FREQ=WEEKLY;BYDAY=TU;COUNT=2"}, {"recurrence"}),
+        # Parts RFC 5545 does not have or does not allow with this FREQ.
+        ({"recurrence": "FREQ=YEARLY;BYEASTER=0"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;BYDAY=+1MO"}, {"recurrence"}),
+        ({"recurrence": "FREQ=MONTHLY;BYWEEKNO=1"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;BYMONTHDAY=0"}, {"recurrence"}),
+        ({"recurrence": "FREQ=DAILY;BYSETPOS=1"}, {"recurrence"}),
         ({"time_zone": "Mars/Olympus_Mons"}, {"time_zone"}),
         ({"ends_at": "2026-03-16T07:00:00Z", "time_zone": "Nowhere"}, {"ends_at", "time_zone"}),
         ({"all_day": True}, {"starts_at", "ends_at"}),

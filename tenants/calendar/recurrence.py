@@ -249,6 +249,7 @@ def normalize(value: str, series: Series) -> str:
         raise RecurrenceError("COUNT and UNTIL cannot both be given (RFC 5545)")
     if parts.get("FREQ") not in FREQUENCIES:
         raise RecurrenceError(f"FREQ must be one of {', '.join(sorted(FREQUENCIES))}")
+    _check_parts(parts)
     for name, limit in (("COUNT", MAX_COUNT), ("INTERVAL", MAX_INTERVAL)):
         if name in parts and not (parts[name].isdigit() and 1 <= int(parts[name]) <= limit):
             raise RecurrenceError(f"{name} must be a whole number from 1 to {limit}")
@@ -258,7 +259,68 @@ def normalize(value: str, series: Series) -> str:
     rule = _parse(text, series.local_start)
     if not _occurs_within_ten_years(rule, series.local_start):
         raise RecurrenceError("the rule has no occurrence in the ten years after starts_at")
+    # RFC 5545 counts DTSTART as the first occurrence whether or not the rule matches it;
+    # dateutil (and so /events/occurrences) does not. A start the rule does not yield would
+    # be shown by calendar apps reading the feed and nowhere in this API: refused instead.
+    # Found within ten years of the start (checked above), so the search is bounded.
+    if next(iter(rule), None) != series.local_start:
+        raise RecurrenceError(
+            "starts_at must be the series' first occurrence, and this rule does not yield it"
+        )
     return text
+
+
+# The parts of RFC 5545's RECUR this API expands. The time of day is the start's: BYHOUR,
+# BYMINUTE and BYSECOND (with several values, a sub-daily series under a DAILY name) and
+# dateutil's own BYEASTER are refused.
+_PARTS = frozenset(
+    {
+        "FREQ",
+        "UNTIL",
+        "COUNT",
+        "INTERVAL",
+        "BYDAY",
+        "BYMONTHDAY",
+        "BYYEARDAY",
+        "BYWEEKNO",
+        "BYMONTH",
+        "BYSETPOS",
+        "WKST",
+    }
+)
+# RFC 5545 §3.3.10: the parts each FREQ may carry, and the range of each numeric list.
+_NOT_WITH = {
+    "BYWEEKNO": {"DAILY", "WEEKLY", "MONTHLY"},
+    "BYYEARDAY": {"DAILY", "WEEKLY", "MONTHLY"},
+    "BYMONTHDAY": {"WEEKLY"},
+}
+_RANGES = {"BYMONTHDAY": 31, "BYYEARDAY": 366, "BYWEEKNO": 53, "BYSETPOS": 366, "BYMONTH": 12}
+_WEEKDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+
+
+def _check_parts(parts: dict[str, str]) -> None:
+    freq = parts["FREQ"]
+    for name in parts:
+        if name in {"BYHOUR", "BYMINUTE", "BYSECOND"}:
+            raise RecurrenceError(f"{name} is not supported: the time of day is the start's")
+        if name not in _PARTS:
+            raise RecurrenceError(f"{name} is not an RFC 5545 RRULE part")
+        if freq in _NOT_WITH.get(name, ()):
+            raise RecurrenceError(f"{name} cannot be used with FREQ={freq} (RFC 5545)")
+    for name, largest in _RANGES.items():
+        for value in filter(None, parts.get(name, "").split(",")):
+            number = value.lstrip("+-")
+            low = 1 if name == "BYMONTH" else -largest
+            if not number.isdigit() or not low <= int(value) <= largest or int(value) == 0:
+                raise RecurrenceError(f"{name} values must be whole numbers from {low} to {largest}, not 0")
+    for value in filter(None, parts.get("BYDAY", "").split(",")):
+        matched = _WEEKDAY.fullmatch(value)
+        if matched is None:
+            raise RecurrenceError(f"BYDAY {value!r} is not a weekday (MO, +1MO, -1FR, ...)")
+        if matched.group(1) and (freq not in {"MONTHLY", "YEARLY"} or "BYWEEKNO" in parts):
+            raise RecurrenceError("a numbered BYDAY (+1MO) needs FREQ=MONTHLY or YEARLY, without BYWEEKNO")
+    if "BYSETPOS" in parts and not any(name.startswith("BY") and name != "BYSETPOS" for name in parts):
+        raise RecurrenceError("BYSETPOS needs another BY part to choose among (RFC 5545)")
 
 
 def _until(raw: str, series: Series) -> str:
@@ -277,6 +339,12 @@ def _until(raw: str, series: Series) -> str:
         raise RecurrenceError(
             "UNTIL must be a date (YYYYMMDD) or a time (YYYYMMDDTHHMMSS, Z for UTC)"
         ) from None
+    # Series are expanded up to HORIZON; an UNTIL past it (99991231 for "no end") would
+    # also overflow the date arithmetic below.
+    if local.year >= HORIZON.year:
+        raise RecurrenceError(f"UNTIL must be before {HORIZON.year}; leave it out for a series without end")
+    if local < series.local_start.replace(tzinfo=None):
+        raise RecurrenceError("UNTIL is before starts_at: the series would have no occurrence")
     if series.all_day:
         return local.strftime("%Y%m%d")
     return local.replace(tzinfo=tz).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -298,7 +366,7 @@ def _parse(text: str, local_start: datetime.datetime) -> rrule:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             rule = rrulestr(text, dtstart=local_start)
-    except (ValueError, TypeError, OverflowError, Warning) as exc:
+    except (ValueError, TypeError, OverflowError, IndexError, Warning) as exc:
         raise RecurrenceError(f"not a valid RRULE: {exc}") from None
     if not isinstance(rule, rrule):
         raise RecurrenceError("one RRULE value, without DTSTART or other properties")
@@ -336,6 +404,7 @@ def _occurs_within_ten_years(rule: rrule, local_start: datetime.datetime) -> boo
             warnings.simplefilter("ignore")
             for occurrence in rule.replace(dtstart=shifted, until=None, count=None):
                 return occurrence <= limit
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, IndexError):
+        # dateutil indexes past its month tables for an nth weekday no month has (+8MO).
         return False
     return False
