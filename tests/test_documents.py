@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -219,3 +220,18 @@ async def test_versions_refuse_unknown_query_parameters(api: Api, owner_a: Heade
     assert error_fields(assert_problem(listed, 422)) == {"sort"}
     fine = await client.get(f"/documents/{made['id']}/versions", params={"limit": 1}, headers=owner_a)
     assert fine.status_code == 200 and len(fine.json()["items"]) == 1
+
+
+async def test_concurrent_edits_without_if_match_each_make_a_version(api: Api, owner_a: Headers) -> None:
+    """Last write wins (API.md §5): twenty edits at once are twenty versions, none refused.
+    Two that read the same version number collided on it (409) and one edit was lost."""
+    _, client = api
+    created = await client.post("/documents", json={"title": "Race", "body": "0"}, headers=owner_a)
+    url = f"/documents/{created.json()['id']}"
+    edits = await asyncio.gather(
+        *(client.patch(url, json={"body": f"edit {n}"}, headers=owner_a) for n in range(20))
+    )
+    assert [e.status_code for e in edits] == [200] * 20, [e.text for e in edits if e.status_code != 200]
+    versions = (await client.get(f"{url}/versions", params={"limit": 50}, headers=owner_a)).json()
+    assert sorted(v["version"] for v in versions["items"]) == list(range(1, 22))
+    assert {v["body"] for v in versions["items"]} == {"0", *(f"edit {n}" for n in range(20))}

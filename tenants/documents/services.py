@@ -129,6 +129,11 @@ class DocumentService(CrudService[Document]):
             # The document's own project: seen already (the document is), so 409 or nothing.
             await refuse_writes_if_archived(self.session, item.project_id)
 
+    def locks_to_update(self, changes: dict[str, Any]) -> bool:
+        # The next version is the row's plus one: concurrent edits take their turns (two
+        # that read the same version collided on it, 409, and one edit was lost).
+        return any(key in changes for key in VERSIONED)
+
     async def prepare_update(self, item: Document, changes: dict[str, Any]) -> dict[str, Any]:
         await self._refuse_if_archived(item)
         moved_to = changes.get("project_id")
