@@ -88,7 +88,7 @@ async def test_a_route_that_reads_no_body_takes_none(api: Api, owner_a: Headers)
         (
             "/user-roles",
             {"name": "R", "permissions": ["users:read", "x\x00"], "nope": 1},
-            {"permissions", "nope"},
+            {"permissions[1]", "nope"},
         ),
         # Well typed, but a NUL character and a password over bcrypt's 72 bytes (40 of 2 bytes each).
         (
@@ -122,3 +122,36 @@ async def test_a_patch_names_the_byte_limit_with_the_other_bad_fields(api: Api, 
     body = {"name": "N\x00", "phone": 5, "password": "é" * 40}
     response = await client.patch(f"/users/{user['id']}", json=body, headers=owner_a)
     assert error_fields(assert_problem(response, 422)) == {"name", "phone", "password"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        # Every bad item of a list, and every bad field of an object in it, by its own path.
+        (
+            "/invoices",
+            {
+                "customer_name": "x",
+                "currency": "USD",
+                "items": [
+                    {"description": "a", "quantity": "1", "unit_price": -1},
+                    {"description": "b", "quantity": "1", "unit_price": -2},
+                    {"description": "c"},
+                ],
+            },
+            {"items[0].unit_price", "items[1].unit_price", "items[2].quantity", "items[2].unit_price"},
+        ),
+        ("/help-desk", {"subject": "x", "tags": ["", "ok", "x" * 60]}, {"tags[0]", "tags[2]"}),
+        (
+            "/user-roles",
+            {"name": "R", "permissions": [5, "users:read", 6]},
+            {"permissions[0]", "permissions[2]"},
+        ),
+    ],
+)
+async def test_every_bad_item_of_a_list_is_named(
+    api: Api, owner_a: Headers, path: str, body: dict[str, Any], fields: set[str]
+) -> None:
+    _, client = api
+    response = await client.post(path, json=body, headers=owner_a)
+    assert error_fields(assert_problem(response, 422)) == fields

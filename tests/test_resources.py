@@ -392,7 +392,10 @@ async def test_text_the_database_cannot_store_is_named(
         url = await target_url(client, owner_a, resource, path)
         valid = (await create_request(resource, client, owner_a))["json"] if method == "POST" else {}
         response = await client.request(method, url, json={**valid, field: value}, headers=owner_a)
-        assert field in error_fields(assert_problem(response, 422)), (method, path)
+        named = error_fields(assert_problem(response, 422))
+        # The field, or the place in it (``data.key``), never the NUL itself.
+        assert any(f == field or f.startswith(f"{field}.") for f in named), (method, path, named)
+        assert "\x00" not in response.text and "\\u0000" not in response.text
 
 
 # --- conflicts and references -------------------------------------------------------------------

@@ -141,21 +141,93 @@ def _byte_limited(schema: type[msgspec.Struct]) -> bool:
 _BYTE_LIMITED: dict[type[msgspec.Struct], bool] = {}
 
 
-def _beyond_type(annotation: Any, value: Any) -> str | None:
-    """What is wrong with a value of the right type: a NUL character, or too many bytes."""
+def _nul_paths(value: Any, path: str) -> list[str]:
+    """Where NUL characters are in ``value``: ``answers.name``, ``tags[2]`` (a key with one
+    names the object holding it)."""
+    found = []
+    pending = [(value, path)]  # a stack, not recursion: see ``has_nul``
+    while pending:
+        item, at = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(at)
+        elif isinstance(item, dict):
+            pending.extend((v, f"{at}.{k}") for k, v in item.items())
+            if any(isinstance(k, str) and "\x00" in k for k in item):
+                found.append(at)  # not the key itself in the answer's field name
+        elif isinstance(item, list):
+            pending.extend((v, f"{at}[{n}]") for n, v in enumerate(item))
+    return sorted(set(found))
+
+
+def _beyond_type(annotation: Any, value: Any, path: str) -> list[dict[str, str]]:
+    """What is wrong with a value of the right type: NUL characters, or too many bytes."""
     if has_nul(value):
-        return NUL_MESSAGE
+        return [{"field": at, "message": NUL_MESSAGE} for at in _nul_paths(value, path)]
     limit = _max_bytes(annotation)
     if limit is not None and isinstance(value, str) and len(value.encode()) > limit:
-        return f"at most {limit} bytes in UTF-8"
-    return None
+        return [{"field": path, "message": f"at most {limit} bytes in UTF-8"}]
+    return []
+
+
+def _plain(annotation: Any) -> tuple[Any, tuple[msgspec.Meta, ...]]:
+    """``annotation`` without ``Annotated`` (its constraints returned beside it) and
+    without ``None`` or ``Unset`` in a union."""
+    metas: tuple[msgspec.Meta, ...] = ()
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            args = get_args(annotation)
+            annotation, metas = args[0], metas + tuple(m for m in args[1:] if isinstance(m, msgspec.Meta))
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(annotation) if a not in (type(None), msgspec.UnsetType)]
+            if len(members) != 1:
+                return annotation, metas
+            annotation = members[0]
+        else:
+            return annotation, metas
+
+
+def _part_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]]:
+    """The errors of a list's items, a struct's fields or a mapping's values, each named
+    by its own path (``items[1].unit_price``); empty when the parts are each valid (the
+    whole is what is wrong: too many items, say) or this is no container."""
+    plain, metas = _plain(annotation)
+    origin, args = get_origin(plain), get_args(plain)
+    errors: list[dict[str, str]] = []
+    if origin is list and args and isinstance(value, list):
+        for n, item in enumerate(value):
+            errors += _value_errors(args[0], item, f"{path}[{n}]")
+        if errors:  # the list's own limits, named beside its items'
+            errors += _value_errors(Annotated[list[Any], *metas] if metas else list[Any], value, path)
+    elif origin is dict and len(args) == 2 and isinstance(value, dict):
+        for key, item in value.items():
+            errors += _value_errors(args[1], item, f"{path}.{key}")
+    elif isinstance(plain, type) and issubclass(plain, msgspec.Struct) and isinstance(value, dict):
+        errors = [{**e, "field": f"{path}.{e['field']}"} for e in field_errors(plain, value)]
+    return errors
+
+
+def _value_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]]:
+    """Every error of ``value`` as ``annotation``, converted strictly, at ``path``."""
+    try:
+        msgspec.convert(value, annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        if parts := _part_errors(annotation, value, path):
+            return parts
+        message = str(exc)
+        location = _LOCATION.search(message)
+        suffix = location.group(1) if location else ""
+        return [{"field": path + suffix, "message": readable(_LOCATION.sub("", message))}]
+    return _beyond_type(annotation, value, path)
 
 
 def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[dict[str, str]]:
-    """Every field of ``value`` that is unknown, missing or invalid for ``schema``.
+    """Every field of ``value`` that is unknown, missing or invalid for ``schema``, each
+    bad item of a list and field of a nested object named by its own path.
 
-    Each field is converted strictly (``loose_type_problems``); one of the right type is
-    still refused for a NUL character (anywhere in it) or for more UTF-8 bytes than its
+    Each value is converted strictly (``loose_type_problems``); one of the right type is
+    still refused for a NUL character (named where it is) or for more UTF-8 bytes than its
     ``MAX_BYTES``. Empty when every field is valid on its own (a rule across fields failed
     instead).
     """
@@ -166,16 +238,7 @@ def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[di
             if info.required:
                 errors.append({"field": name, "message": "required"})
             continue
-        try:
-            msgspec.convert(value[name], info.type, strict=True)
-        except msgspec.ValidationError as exc:
-            message = str(exc)
-            location = _LOCATION.search(message)
-            suffix = location.group(1) if location else ""
-            errors.append({"field": name + suffix, "message": readable(_LOCATION.sub("", message))})
-            continue
-        if (problem := _beyond_type(info.type, value[name])) is not None:
-            errors.append({"field": name, "message": problem})
+        errors += _value_errors(info.type, value[name], name)
     return errors
 
 
