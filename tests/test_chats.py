@@ -316,17 +316,38 @@ async def test_rooms_of_one_tenant_are_not_another_tenants(
 async def test_a_direct_room_found_again_is_200_with_an_idempotency_key_too(
     api: Api, owner_a: Headers
 ) -> None:
-    """answer_once: a create that finds its row already there writes nothing, remembers
-    nothing, and answers with the status the service gives (200)."""
+    """A create that finds its row already there writes no room, answers with the status
+    the service gives (200), and is remembered like any answer: the key then means that
+    room, and another body with it is 422."""
     _, client = api
     gail, hal = await add_user(client, owner_a, role="Member"), await add_user(client, owner_a, role="Member")
     body = {"kind": "direct", "member_ids": [hal.id]}
     first = await client.post("/chats", json=body, headers={**gail.headers, "Idempotency-Key": f"d-{_tag()}"})
     assert first.status_code == 201, first.text
     keyed = {**hal.headers, "Idempotency-Key": f"d-{_tag()}"}
-    for _ in range(2):
+    for n in range(2):
         again = await client.post("/chats", json={"kind": "direct", "member_ids": [gail.id]}, headers=keyed)
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+        assert again.headers.get("Idempotent-Replayed") == (None if n == 0 else "true")
+    other = await client.post("/chats", json={"kind": "group", "name": "Other"}, headers=keyed)
+    assert_problem(other, 422)
+
+
+async def test_moving_the_read_marker_is_answered_once_per_idempotency_key(
+    api: Api, people: dict[str, TenantUser]
+) -> None:
+    _, client = api
+    alice = people["alice"]
+    chat = await room(client, alice.headers, [])
+    for _ in range(3):
+        await say(client, chat["id"], alice.headers)
+    keyed = {**alice.headers, "Idempotency-Key": f"r-{_tag()}"}
+    url = f"/chats/{chat['id']}/read"
+    first = await client.post(url, json={"seq": 1}, headers=keyed)
+    again = await client.post(url, json={"seq": 1}, headers=keyed)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert_problem(await client.post(url, json={"seq": 2}, headers=keyed), 422)
 
 
 def test_a_subscription_forgets_idle_rooms_but_not_held_events() -> None:

@@ -55,6 +55,7 @@ from atrium.platform.web.docs import docs_render_plugin
 from atrium.platform.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from atrium.platform.web.idempotency import KEPT_FOR, REPLAYED_HEADER
 from atrium.platform.web.listing import LIST_PARAMETERS
+from atrium.platform.web.query import mark_routes_reading_no_query
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH
 
 API_VERSION = "0.1.0"
@@ -119,6 +120,25 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
         _flatten_single_one_of(schema)
     document.tags = _declared_tags(document.paths or {}, routers)
     _add_list_parameters(app, document.paths or {})
+    mark_routes_reading_no_query(_handlers_and_query(app, document.paths or {}))
+
+
+def _handlers_and_query(app: Litestar, paths: dict[str, Any]) -> Iterator[tuple[Any, bool]]:
+    """Each documented handler, and whether its operations declare query parameters."""
+    for route in app.routes:
+        item = paths.get(document_path(route.path))
+        for handler in getattr(route, "route_handlers", ()) if item is not None else ():
+            operations = [getattr(item, m.lower(), None) for m in handler.http_methods]
+            operations = [o for o in operations if isinstance(o, Operation)]
+            if operations:
+                yield (
+                    handler,
+                    any(
+                        getattr(p, "param_in", None) == ParamType.QUERY
+                        for o in operations
+                        for p in o.parameters or ()
+                    ),
+                )
 
 
 _TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
@@ -185,15 +205,17 @@ def _document_idempotency(operation: Operation, remembered: bool) -> None:
         (r for status, r in responses.items() if status.startswith("4") and isinstance(r, OpenAPIResponse)),
         None,
     )
-    created = responses.get("201")
-    if remembered and isinstance(created, OpenAPIResponse):
-        created.headers = {
-            **(created.headers or {}),
+    # Every answer with a body may be a replay: a create's 201, an action's 200.
+    answered = [r for s, r in responses.items() if s in ("200", "201") and isinstance(r, OpenAPIResponse)]
+    for response in answered if remembered else ():
+        response.headers = {
+            **(response.headers or {}),
             REPLAYED_HEADER: OpenAPIHeader(
                 description=f"`true`: the first answer to an earlier request with this {IDEMPOTENCY_HEADER}",
                 schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
             ),
         }
+    if remembered and answered:
         _problem_response(responses, "409", _DESCRIPTION_409, problem)
     _problem_response(responses, "422", _DESCRIPTION_422, problem)
     operation.responses = dict(sorted(responses.items()))

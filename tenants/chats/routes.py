@@ -205,11 +205,19 @@ def message_handlers() -> list[Any]:
     )
     async def mark_read(
         crud: NamedDependency[ChatService],
+        request: Request,
         item_id: FromPath[uuid.UUID],
         data: JSONBody[s.ReadMarker],
     ) -> Response[s.ChatRead]:
-        room = await crud.mark_read(item_id, data.seq)
-        return Response(CHATS.render(room), headers={"ETag": row_tag(room)})
+        return await answer_once(
+            request,
+            crud.session,
+            crud.tenant,
+            lambda before_commit: crud.mark_read(item_id, data.seq, before_commit),
+            CHATS.render,
+            lambda room: {"ETag": row_tag(room)},
+            status=200,
+        )
 
     return [
         list_messages,

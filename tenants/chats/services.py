@@ -204,6 +204,10 @@ class ChatService(CrudService[Chat]):
             if found is not None:
                 found.existing = True
                 found.unread_count = await self._unread(found.id)
+                if before_commit is not None:
+                    # Remembered like a create's answer: the key then means this room,
+                    # and another body with it is 422.
+                    await before_commit(found)
                 await self.session.commit()
                 return found
             values["direct_pair"] = pair
@@ -421,7 +425,9 @@ class ChatService(CrudService[Chat]):
             )
         )
 
-    async def mark_read(self, chat_id: uuid.UUID, seq: int) -> Chat:
+    async def mark_read(
+        self, chat_id: uuid.UUID, seq: int, before_commit: BeforeCommit[Chat] | None = None
+    ) -> Chat:
         room = await self._room(chat_id)
         # Not past the last message: a marker ahead would hide messages not yet written.
         target = min(seq, room.last_seq)
@@ -437,7 +443,9 @@ class ChatService(CrudService[Chat]):
                 "read.updated", chat_id, room.last_seq, {"user_id": self.user.id, "seq": marker}
             )
             await self.publish(room.member_ids, frame)
+            room.unread_count = await self._unread(chat_id)
+            if before_commit is not None:
+                await before_commit(room)
 
         await self._write(moving)
-        room.unread_count = await self._unread(chat_id)
         return room
