@@ -157,7 +157,10 @@ def generated_client(tmp_path_factory: pytest.TempPathFactory, document: dict[st
     """The client openapi-python-client makes from the document, imported; no warnings."""
     where = tmp_path_factory.mktemp("client")
     (where / "openapi.json").write_text(json.dumps(document))
-    (where / "config.yaml").write_text("post_hooks: []\n")
+    # The generator reads bodies it knows (JSON, octet-stream); a PDF is bytes like a download.
+    (where / "config.yaml").write_text(
+        "post_hooks: []\ncontent_type_overrides:\n  application/pdf: application/octet-stream\n"
+    )
     generator = Path(sys.executable).with_name("openapi-python-client")
     result = subprocess.run(
         [str(generator), "generate", "--path", "openapi.json", "--config", "config.yaml", *OUTPUT],

@@ -293,10 +293,18 @@ def _document_headers(status: int, response: OpenAPIResponse) -> None:
 
 
 def _document_binary(response: OpenAPIResponse) -> None:
-    """Bytes as ``format: binary``, which generators turn into a file, not a string."""
-    media = (response.content or {}).get("application/octet-stream")
-    if media is not None and isinstance(media.schema, Schema) and media.schema.type == OpenAPIType.STRING:
-        media.schema.format = OpenAPIFormat.BINARY
+    """Bytes (a download, a PDF) as ``format: binary``, which generators turn into a file,
+    not a string."""
+    for media_type, media in (response.content or {}).items():
+        if (
+            media_type in _BINARY_TYPES
+            and isinstance(media.schema, Schema)
+            and media.schema.type == OpenAPIType.STRING
+        ):
+            media.schema.format = OpenAPIFormat.BINARY
+
+
+_BINARY_TYPES = frozenset({"application/octet-stream", "application/pdf"})
 
 
 def _closed_body_names() -> set[str]:

@@ -205,8 +205,7 @@ def invoice_handlers() -> list[Any]:
         description=(
             "Seller, customer, lines, totals in the currency, number and dates; a draft is marked DRAFT."
         ),
-        # Documented as bytes for client generators; the answer is application/pdf.
-        media_type="application/octet-stream",
+        media_type="application/pdf",
         responses=problem_responses(401, 403, 404, 503),
         response_headers=[
             ResponseHeader(
