@@ -275,7 +275,8 @@ async def test_a_public_open_form_is_read_and_answered_without_a_token(
         f"/public/forms/{form['id']}/responses", json={"answers": FORM_ANSWERS}, headers=anonymous
     )
     assert posted.status_code == 201, posted.text
-    row = await client.get(f"/form-responses/{posted.json()['id']}", headers=owner_a)
+    assert posted.headers["Location"] == f"/form-responses/{posted.json()['id']}"
+    row = await client.get(posted.headers["Location"], headers=owner_a)
     assert row.json()["owner_id"] is None and row.json()["answers"] == FORM_ANSWERS
     bad = await client.post(
         f"/public/forms/{form['id']}/responses", json={"answers": {"age": "old"}}, headers=anonymous

@@ -236,3 +236,16 @@ def test_an_anonymous_post_documents_its_idempotency_key_as_not_kept(document: d
         else:
             assert "answers the first successful answer again" in key["description"], (method, path)
             assert replayed or "201" not in operation["responses"], (method, path)
+
+
+def test_every_answer_a_route_can_give_is_documented(document: dict[str, Any]) -> None:
+    """A query parameter a route does not read is 422 anywhere but /health (query.py); a
+    direct room found again is 200; a created message or reply carries its ETag."""
+    by_id = {operation["operationId"]: operation for _path, _method, operation in operations(document)}
+    for operation_id, operation in by_id.items():
+        if operation_id != "health":
+            assert "422" in operation["responses"], operation_id
+    assert "200" in by_id["create_chat"]["responses"] and "201" in by_id["create_chat"]["responses"]
+    for operation_id in ("create_chat_message", "create_help_desk_reply"):
+        assert "ETag" in by_id[operation_id]["responses"]["201"]["headers"], operation_id
+    assert "application/pdf" in by_id["get_invoice_pdf"]["responses"]["200"]["content"]

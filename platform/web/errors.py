@@ -80,9 +80,10 @@ _DESCRIPTIONS = {
 
 
 # What any tenant route can answer whatever it does: invalid host, suspended tenant,
-# unknown tenant, and 503 (the database down, or a request racing its tenant's deletion or
-# migration: errors.py maps those to 503 with Retry-After).
-TENANT_STATUSES = (400, 403, 404, 503)
+# unknown tenant, a query parameter it does not read (query.py), and 503 (the database
+# down, or a request racing its tenant's deletion or migration: errors.py maps those to 503
+# with Retry-After).
+TENANT_STATUSES = (400, 403, 404, 422, 503)
 
 
 # Why a token is refused (the 401's detail). Each says what the client can act on (log in

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.types import Scope
 from sqlalchemy import ColumnElement, bindparam, select
@@ -293,6 +294,13 @@ def _extra_handlers(spec: ResourceSpec, settings: Settings | None) -> Sequence[A
     return spec.extra_handlers(settings)
 
 
+def found_again_response(spec: ResourceSpec) -> dict[int, ResponseSpec]:
+    """The 200 of a create that may find its row already there (``found_again``)."""
+    if not spec.service.found_again:
+        return {}
+    return {200: ResponseSpec(data_container=spec.read_schema, description=spec.service.found_again)}
+
+
 def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
     """List, create, get, update and delete handlers for ``spec``, guarded and documented."""
     Read, Create, Update = spec.read_schema, spec.create_schema, spec.update_schema
@@ -429,7 +437,10 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             summary=f"Create a {spec.resource} row",
             request_max_body_size=spec.body_limit,
             opt={SENDS_ETAG: True},
-            responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+            responses={
+                **problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+                **found_again_response(spec),
+            },
         )(create_item),
         "get": get(
             "/{item_id:uuid}",

@@ -206,6 +206,10 @@ class CrudService(Generic[M]):
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         return values
 
+    # Where a create may find the row it describes already there (``created_status``), what
+    # its 200 means, for the document; empty: a create is always 201.
+    found_again: ClassVar[str] = ""
+
     def created_status(self, item: M) -> int:
         """The status of a create's answer: 201, or 200 where a resource's create may
         find the row it describes already there (a direct chat room)."""

@@ -132,6 +132,8 @@ class ChatService(CrudService[Chat]):
         with contextlib.suppress(KeyError):
             self.publisher = publisher(request.app.plugins.get(ChannelsPlugin))
 
+    found_again = "The direct room of this pair, which already exists: nothing is created."
+
     def created_status(self, item: Chat) -> int:
         return 200 if item.existing else 201
 

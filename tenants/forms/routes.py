@@ -151,7 +151,12 @@ async def answer_public_form(
             headers={"Retry-After": str(retry_after)},
         )
     item = await submit_public(db_session, item_id, data.answers)
-    return Response(msgspec.convert(item, PublicReceipt, from_attributes=True), status_code=201)
+    # The response's own URL, where the form's owner (not the anonymous sender) reads it.
+    return Response(
+        msgspec.convert(item, PublicReceipt, from_attributes=True),
+        status_code=201,
+        headers={"Location": f"/form-responses/{item.id}"},
+    )
 
 
 def form_routes(_settings: Settings) -> list[Router]:

@@ -285,6 +285,7 @@ def reply_handlers() -> list[Any]:
         ),
         status_code=201,
         request_max_body_size=JSON_BODY_LIMIT,
+        opt={SENDS_ETAG: True},
         responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     )
     async def create_reply(
