@@ -378,9 +378,14 @@ async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
         "no exp": (bearer(host, forge(app, _without(valid, "exp"))), Refusal.MALFORMED),
         "subject not a uuid": (bearer(host, forge(app, {**valid, "sub": "owner"})), Refusal.MALFORMED),
         "unsigned (alg none)": (bearer(host, jwt.encode(valid, None, algorithm="none")), Refusal.MALFORMED),
+        # A valid token under another scheme (RFC 6750: Bearer, in any case).
+        "basic scheme": ({"Host": host, "Authorization": f"Basic {control}"}, Refusal.NOT_BEARER),
+        "no scheme": ({"Host": host, "Authorization": f" {control}"}, Refusal.NOT_BEARER),
     }
     for why, (headers, detail) in refused.items():
         await assert_refused_everywhere(client, calls, headers, why, detail)
+    lower = await client.get("/auth/me", headers={"Host": host, "Authorization": f"bearer {control}"})
+    assert lower.status_code == 200, lower.text
     # Nothing above changed anything: the owner's own token still works.
     assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
 

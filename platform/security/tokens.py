@@ -202,6 +202,13 @@ class TokenAuth:
         self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthUser | None:
         """The caller; a 401 saying why otherwise: foreign tenant, revoked token, deleted user."""
+        # Litestar's middleware takes whatever follows the first space, so ``Basic <jwt>``
+        # passed as a bearer token (RFC 6750 §2.1: the scheme is Bearer, in any case). A
+        # socket hands its token over otherwise (chats/live.py).
+        if connection.scope["type"] == "http":
+            scheme = (connection.headers.get("authorization") or "").partition(" ")[0]
+            if scheme.lower() != "bearer":
+                raise NotAuthorizedException(Refusal.NOT_BEARER)
         user = await self._retrieve_user(token, connection)
         if user is None:
             raise NotAuthorizedException(Refusal.REVOKED)

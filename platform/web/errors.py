@@ -92,6 +92,7 @@ TENANT_STATUSES = (400, 403, 404, 422, 503)
 class Refusal(StrEnum):
     MISSING = "token missing: send Authorization: Bearer <token> from POST /auth/login"
     MALFORMED = "token malformed"
+    NOT_BEARER = "not a bearer token: send Authorization: Bearer <token>"
     EXPIRED = "token expired"
     REVOKED = "token revoked"
     OTHER_TENANT = "token issued for another tenant"
