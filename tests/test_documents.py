@@ -138,6 +138,10 @@ async def test_documents_in_an_archived_project_are_read_only(
     project = (await post(client, "/projects", body, owner_a)).json()
     doc = await document(client, alice.headers, project_id=project["id"])
     url = f"/documents/{doc['id']}"
+    comment = (
+        await post(client, "/document-comments", {"document_id": doc["id"], "body": "c"}, alice.headers)
+    ).json()
+    comment_url = f"/document-comments/{comment['id']}"
     # Bob is no member: he does not see the document, and cannot file one there.
     assert_problem(await client.get(url, headers=bob.headers), 404)
     assert doc["id"] not in await ids(client, "/documents", bob.headers)
@@ -156,6 +160,14 @@ async def test_documents_in_an_archived_project_are_read_only(
     )
     assert_problem(moved_in, 409)
     assert (await client.get(url, headers=alice.headers)).json()["version"] == 1
+    # Its comments are read-only with it.
+    commented = await client.post(
+        "/document-comments", json={"document_id": doc["id"], "body": "d"}, headers=alice.headers
+    )
+    assert_problem(commented, 409)
+    assert_problem(await client.patch(comment_url, json={"body": "e"}, headers=alice.headers), 409)
+    assert_problem(await client.delete(comment_url, headers=alice.headers), 409)
+    assert (await client.get(comment_url, headers=alice.headers)).json()["body"] == "c"
 
     await client.patch(f"/projects/{project['id']}", json={"status": "active"}, headers=owner_a)
     assert (await client.patch(url, json={"body": "x"}, headers=alice.headers)).status_code == 200

@@ -225,17 +225,33 @@ class DocumentCommentService(CrudService[DocumentComment]):
         return DocumentComment.document_id.in_(select(Document.id).where(visible_documents(caller)))
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        statement = select(Document.version).where(Document.id == values["document_id"])
+        statement = select(Document.version, Document.project_id).where(Document.id == values["document_id"])
         visible = None if self.user.can(self.sees_every_row) else visible_documents(self._caller())
         if visible is not None:
             statement = statement.where(visible)
         # FOR SHARE: the version recorded is the one the comment was made on, not one a
         # concurrent edit is writing over.
-        version = await self.session.scalar(statement.with_for_update(read=True, of=Document))
-        if version is None:
+        found = (await self.session.execute(statement.with_for_update(read=True, of=Document))).first()
+        if found is None:
             raise field_problem(422, "document_id", "no such document")
-        values["document_version"] = version
+        await self._refuse_if_archived(found.project_id)
+        values["document_version"] = found.version
         return values
+
+    async def _refuse_if_archived(self, project_id: uuid.UUID | None) -> None:
+        # An archived project's documents are read-only, their comments with them (API.md §8).
+        if project_id is not None:
+            await refuse_writes_if_archived(self.session, project_id)
+
+    async def _document_project(self, item: DocumentComment) -> uuid.UUID | None:
+        return await self.session.scalar(select(Document.project_id).where(Document.id == item.document_id))
+
+    async def prepare_update(self, item: DocumentComment, changes: dict[str, Any]) -> dict[str, Any]:
+        await self._refuse_if_archived(await self._document_project(item))
+        return changes
+
+    async def before_delete(self, item: DocumentComment) -> None:
+        await self._refuse_if_archived(await self._document_project(item))
 
     def _caller(self) -> ColumnElement[Any]:
         return literal(self.user.id, Document.id.type)
