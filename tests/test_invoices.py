@@ -268,6 +268,17 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
         )
     ).json()
     assert [i["id"] for i in window["items"]] == [b["id"]]
+    # An issue date is its whole day (UTC): a window inside it, or ending in it, overlaps it.
+    for inside in (
+        {"from": "2026-04-01T12:00:00Z", "to": "2026-04-01T13:00:00Z"},
+        {"to": "2026-04-01T00:00:01Z"},
+        {"from": "2026-04-01T23:59:59Z"},
+    ):
+        found = (await client.get("/invoices", params={"q": marker, **inside}, headers=owner_a)).json()
+        assert b["id"] in [i["id"] for i in found["items"]], inside
+    for outside in ({"to": "2026-04-01T00:00:00Z"}, {"from": "2026-04-02T00:00:00Z"}):
+        found = (await client.get("/invoices", params={"q": marker, **outside}, headers=owner_a)).json()
+        assert b["id"] not in [i["id"] for i in found["items"]], outside
 
 
 async def test_q_finds_an_invoice_by_its_number_notes_and_lines(api: Api, owner_a: Headers) -> None:

@@ -29,6 +29,8 @@ from sqlalchemy import (
     ARRAY,
     Column,
     ColumnElement,
+    Date,
+    DateTime,
     Index,
     String,
     all_,
@@ -341,9 +343,19 @@ class Listing:
         if self.window is not None:
             start, end = c[self.window[0]], c[self.window[1]]
             if request.window[0] is not None:
-                query = query.where(end >= bindparam("from", type_=end.type))
+                window_from = bindparam("from", type_=_instant_type(end))
+                if isinstance(end.type, Date):
+                    # A date is its whole day (UTC): it lasts until the next midnight, so a
+                    # window inside that day overlaps it.
+                    query = query.where(end + literal_column("1") > func.timezone(_UTC, window_from))
+                else:
+                    query = query.where(end >= window_from)
             if request.window[1] is not None:
-                query = query.where(start < bindparam("to", type_=start.type))
+                window_to = bindparam("to", type_=_instant_type(start))
+                if isinstance(start.type, Date):
+                    query = query.where(start < func.timezone(_UTC, window_to))
+                else:
+                    query = query.where(start < window_to)
         if request.sort is not None:
             column = c[self._sort_columns[request.sort.removeprefix("-")]]
             descending = request.sort.startswith("-")
@@ -452,6 +464,15 @@ def query_problems(
         if name not in allowed
     ]
     return errors + [_error(name, "give it once") for name in once if len(query.getall(name, [])) > 1]
+
+
+# Literal, not bound: list statements are compiled once and bound with the request's values only.
+_UTC = literal_column("'UTC'")
+
+
+def _instant_type(column: Column[Any]) -> Any:
+    """The type ``from`` and ``to`` are bound as beside ``column``: instants, also beside a date."""
+    return DateTime(timezone=True) if isinstance(column.type, Date) else column.type
 
 
 def _error(name: str, message: str) -> dict[str, str]:
