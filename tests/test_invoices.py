@@ -276,6 +276,10 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
     ):
         found = (await client.get("/invoices", params={"q": marker, **inside}, headers=owner_a)).json()
         assert b["id"] in [i["id"] for i in found["items"]], inside
+    # A value the field itself would refuse is 422, not an empty page.
+    for bad in ({"currency": "usd"}, {"currency": "XX"}, {"customer_email": "nobody"}):
+        refused = await client.get("/invoices", params=bad, headers=owner_a)
+        assert error_fields(assert_problem(refused, 422)) == set(bad), bad
     for outside in ({"to": "2026-04-01T00:00:00Z"}, {"from": "2026-04-02T00:00:00Z"}):
         found = (await client.get("/invoices", params={"q": marker, **outside}, headers=owner_a)).json()
         assert b["id"] not in [i["id"] for i in found["items"]], outside

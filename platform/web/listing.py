@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from atrium.platform.web.errors import problem
+from atrium.platform.web.validation import plain_type, readable
 
 # Stems English words; a tenant-chosen language would replace this constant per tenant.
 TEXT_SEARCH_CONFIG = "english"
@@ -204,6 +205,8 @@ class Listing:
     # The values a filter may take where its field is one of a few (``literal_choices``):
     # any other is 422, not an empty page.
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The string types with a format a filter's values must have (``string_formats``).
+    formats: Mapping[str, Any] = field(default_factory=dict)
     _statements: dict[tuple[Any, ...], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -281,6 +284,12 @@ class Listing:
         if choices is not None and value not in choices:
             errors.append(_error(name, f"one of {', '.join(choices)}"))
             return None
+        if name in self.formats:
+            try:
+                msgspec.convert(value, self.formats[name])
+            except msgspec.ValidationError as exc:
+                errors.append(_error(name, readable(str(exc))))
+                return None
         return value.lower() if spec.casefold else value
 
     def _element_type(self, spec: Filter) -> Any:
@@ -485,6 +494,19 @@ def _python_type(column: Column[Any], element: bool = False) -> type:
         return kind.python_type
     except NotImplementedError:
         return str
+
+
+def string_formats(schema: type[msgspec.Struct]) -> dict[str, Any]:
+    """The string fields of ``schema`` (a create body) with a pattern (a currency code, an
+    email): a list's filter on one refuses a value the field itself would (422, not an
+    empty page that looks like an answer)."""
+    found = {}
+    for name, hint in get_type_hints(schema, include_extras=True).items():
+        plain, metas = plain_type(hint)
+        patterned = tuple(m for m in metas if m.pattern is not None)
+        if plain is str and patterned:
+            found[name] = Annotated[str, *patterned]
+    return found
 
 
 def literal_choices(schema: type[msgspec.Struct]) -> dict[str, tuple[str, ...]]:

@@ -46,6 +46,7 @@ from atrium.platform.web.listing import (
     ListRequest,
     Sort,
     literal_choices,
+    string_formats,
 )
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
@@ -341,6 +342,7 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
         default_order=spec.default_order,
         computed=spec.caller_fields,
         choices=literal_choices(Read),
+        formats=string_formats(spec.create_schema),
     )
 
     def render(row: Sequence[Any]) -> Any:

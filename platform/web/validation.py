@@ -170,7 +170,7 @@ def _beyond_type(annotation: Any, value: Any, path: str) -> list[dict[str, str]]
     return []
 
 
-def _plain(annotation: Any) -> tuple[Any, tuple[msgspec.Meta, ...]]:
+def plain_type(annotation: Any) -> tuple[Any, tuple[msgspec.Meta, ...]]:
     """``annotation`` without ``Annotated`` (its constraints returned beside it) and
     without ``None`` or ``Unset`` in a union."""
     metas: tuple[msgspec.Meta, ...] = ()
@@ -192,7 +192,7 @@ def _part_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]]
     """The errors of a list's items, a struct's fields or a mapping's values, each named
     by its own path (``items[1].unit_price``); empty when the parts are each valid (the
     whole is what is wrong: too many items, say) or this is no container."""
-    plain, metas = _plain(annotation)
+    plain, metas = plain_type(annotation)
     origin, args = get_origin(plain), get_args(plain)
     errors: list[dict[str, str]] = []
     if origin is list and args and isinstance(value, list):
