@@ -58,7 +58,9 @@ def answer_to(draw: st.DrawFn, field: dict[str, Any]) -> Any:
     kind, low, high = field["type"], field.get("min"), field.get("max")
     if kind in TEXT_LIMITS:
         least = max(low or 0, 1)
-        return draw(st.text(alphabet=string.printable, min_size=least, max_size=min(high or 40, least + 40)))
+        # Spaces alone count as missing (fields.py): a real answer has something else.
+        text = st.text(alphabet=string.printable, min_size=least, max_size=min(high or 40, least + 40))
+        return draw(text.filter(str.strip))
     if kind == "number":
         if low is None:
             return draw(NUMBERS)

@@ -167,12 +167,16 @@ async def test_every_bad_answer_is_named_in_one_answer(api: Api, owner_a: Header
 async def test_empty_values_count_as_missing(api: Api, owner_a: Headers) -> None:
     _, client = api
     form = await make_form(client, owner_a)
-    for empty in ("", None, []):
+    for empty in ("", None, [], "   ", "\t\n"):
         response = await answer(client, owner_a, form["id"], {"name": empty})
         assert error_fields(assert_problem(response, 422)) == {"answers.name"}
-    kept = await answer(client, owner_a, form["id"], {"name": "Ada", "bio": "", "tags": [], "age": None})
+    kept = await answer(
+        client, owner_a, form["id"], {"name": "Ada", "bio": " ", "tags": [], "age": None, "score": 4.0}
+    )
     assert kept.status_code == 201, kept.text
-    assert kept.json()["answers"] == {"name": "Ada"}
+    # A rating of 4.0 is the whole number 4, kept as one.
+    assert kept.json()["answers"] == {"name": "Ada", "score": 4}
+    assert isinstance(kept.json()["answers"]["score"], int)
 
 
 async def test_a_response_keeps_its_version_and_new_ones_follow_the_new_fields(

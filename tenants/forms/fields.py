@@ -180,8 +180,9 @@ def check_fields(fields: Any) -> list[dict[str, Any]]:
 
 
 def _missing(value: Any) -> bool:
-    # API.md §11: "", null and [] count as missing.
-    return value is None or value == "" or value == []
+    # API.md §11: "", null and [] count as missing; so does text of spaces alone, which
+    # fills a required field in form only.
+    return value is None or value == [] or (isinstance(value, str) and not value.strip())
 
 
 def _valid_date(value: Any) -> bool:
@@ -257,6 +258,8 @@ def answers_errors(fields: list[Mapping[str, Any]], answers: Any) -> tuple[dict[
         message = answer_error(field, value)
         if message is not None:
             errors.append({"field": f"answers.{key}", "message": message})
+        elif field["type"] == "rating":
+            kept[key] = int(value)  # 4.0 is the whole number 4, stored and exported as 4
         else:
             kept[key] = value
     return kept, errors
