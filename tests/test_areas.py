@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,12 @@ def test_a_resource_declared_twice_is_refused(fake_tenants: Path) -> None:
         (fake_tenants / name / "area.py").write_text(declaration.format(name=name))
     with pytest.raises(TypeError, match=r"declared by two areas: \['media'\]"):
         discover("fake_tenants")
+
+
+def test_the_readme_lists_what_member_may_write() -> None:
+    """The README's Member role, read from the area registry: a new area's member access
+    must reach the user docs too."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    described = " ".join(readme.split("`Member` (`read` on", 1)[1].split(":", 1)[0].split())
+    writes = {resource for resource, access in resources().items() if access == "write"}
+    assert set(re.findall(r"`([a-z-]+)`", described.split("`write` on", 1)[1])) == writes
