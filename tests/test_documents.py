@@ -66,8 +66,15 @@ async def test_every_change_is_a_kept_version_and_restore_makes_a_new_one(api: A
     ]
     me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
     assert {v["editor_id"] for v in versions["items"]} == {me}
-    first = (await client.get(f"{url}/versions/1", headers=owner_a)).json()
+    first_read = await client.get(f"{url}/versions/1", headers=owner_a)
+    first = first_read.json()
     assert (first["title"], first["body"]) == ("Plan", "first")
+    assert (
+        first_read.headers["ETag"] == (await client.get(f"{url}/versions/1", headers=owner_a)).headers["ETag"]
+    )
+    assert (
+        first_read.headers["ETag"] != (await client.get(f"{url}/versions/2", headers=owner_a)).headers["ETag"]
+    )
     assert_problem(await client.get(f"{url}/versions/9", headers=owner_a), 404)
 
     restored = await client.post(f"{url}/versions/1/restore", headers=owner_a)
@@ -77,6 +84,11 @@ async def test_every_change_is_a_kept_version_and_restore_makes_a_new_one(api: A
     assert restored.headers["etag"] == (await client.get(url, headers=owner_a)).headers["etag"]
     assert (await client.get(f"{url}/versions", headers=owner_a)).json()["total"] == 4
     assert_problem(await client.post(f"{url}/versions/9/restore", headers=owner_a), 404)
+    # Restoring the content it already has makes no version and keeps the ETag.
+    again = await client.post(f"{url}/versions/4/restore", headers=owner_a)
+    assert again.status_code == 200 and again.json()["version"] == 4
+    assert again.headers["etag"] == restored.headers["etag"]
+    assert (await client.get(f"{url}/versions", headers=owner_a)).json()["total"] == 4
 
 
 async def test_a_stale_if_match_is_412_and_changes_nothing(api: Api, owner_a: Headers) -> None:

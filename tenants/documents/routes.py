@@ -15,7 +15,7 @@ from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
-from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import PAGE_PARAMETERS, Filter, ListRequest, query_problems
@@ -81,6 +81,7 @@ async def list_versions(
     guards=[requires(read(DOCUMENTS))],
     operation_id="get_document_version",
     summary="Get one version of a document",
+    opt={SENDS_ETAG: True},
     responses=problem_responses(401, 403, 404, 503),
 )
 async def get_version(
@@ -90,9 +91,10 @@ async def get_version(
     request: Request,
     item_id: FromPath[uuid.UUID],
     version: FromPath[int],
-) -> s.DocumentVersionRead:
+) -> Response[s.DocumentVersionRead]:
     row = await _service(db_session, tenant, request, settings).version(item_id, version)
-    return _render_version(row)
+    # A version never changes once written: its tag is its id and its time.
+    return Response(_render_version(row), headers={"ETag": entity_tag(row.id, row.created_at)})
 
 
 @post(

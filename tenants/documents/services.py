@@ -201,6 +201,15 @@ class DocumentService(CrudService[Document]):
         await self._refuse_if_archived(item)
         old = await self.version(document_id, number)
         changes = {"title": old.title, "body": old.body}
+        if all(getattr(item, key) == value for key, value in changes.items()):
+            # The content is already that version's: no new version, as a PATCH that
+            # changes nothing makes none (and the ETag others hold stays good).
+            async def unchanged() -> None:
+                if before_commit is not None:
+                    await before_commit(item)
+
+            await self._write(unchanged)
+            return item
         self._next_version(item, changes)
         for key, value in changes.items():
             setattr(item, key, value)
