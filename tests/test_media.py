@@ -226,6 +226,13 @@ async def test_malformed_uploads_are_client_errors(
         for body, content_type in cases:
             response = await upload_raw(client, headers, body, content_type)
             assert_problem(response, 400, 422)
+            assert "class" not in response.text, response.text  # no Python type named
+        twice = await upload_raw(
+            client, headers, part_head("a.txt", None) + b"a\r\n" + multipart_body(b"b", "b.txt"), MULTIPART
+        )
+        assert assert_problem(twice, 422)["errors"][0]["message"] == "given more than once; send it once"
+        text = await upload_raw(client, headers, multipart_body(b"data", None), MULTIPART)
+        assert "file part" in assert_problem(text, 422)["errors"][0]["message"]
         # not multipart/form-data: the type itself is refused
         for body, content_type in [
             (b'{"file": "data"}', "application/json"),

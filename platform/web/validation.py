@@ -49,8 +49,21 @@ def describe_pattern(pattern: str, message: str) -> str:
     return pattern
 
 
+# Litestar's decoding hook names a Python class where a multipart field is not what the
+# route reads: a field given twice arrives as a list, a part without a filename as text.
+_UNSUPPORTED = re.compile(r"Unsupported type: <class '(\w+)'>")
+_UNSUPPORTED_MEANING = {
+    "list": "given more than once; send it once",
+    "str": "not a file: send it as a file part, with a filename",
+}
+
+
 def readable(message: str) -> str:
-    """msgspec's message, with a known pattern's regex replaced by what it means."""
+    """msgspec's message, with a known pattern's regex replaced by what it means, and no
+    Python class named."""
+    unsupported = _UNSUPPORTED.search(message)
+    if unsupported is not None:
+        return _UNSUPPORTED_MEANING.get(unsupported.group(1), "not of the expected type")
     matched = _PATTERN.match(message)
     if matched is None:
         return message
