@@ -79,6 +79,29 @@ async def test_status_workflow_and_server_set_times(
     assert error_fields(assert_problem(refused, 422)) == {"follow_up_of"}
 
 
+async def test_an_agent_files_a_ticket_in_a_status_of_their_choice(
+    api: Api, owner_a: Headers, people: dict[str, TenantUser]
+) -> None:
+    _, client = api
+    agent, requester = people["agent"], await add_user(client, owner_a, role="Member")
+    filed = await ticket(client, agent.headers, status="open")
+    assert filed["status"] == "open" and filed["solved_at"] is None
+    solved = await ticket(client, agent.headers, status="solved", assignee_id=agent.id)
+    assert solved["status"] == "solved" and solved["solved_at"] is not None
+    unassigned = await client.post(
+        "/help-desk", json={"subject": "x", "status": "solved"}, headers=agent.headers
+    )
+    assert error_fields(assert_problem(unassigned, 422)) == {"status"}
+    closed = await client.post("/help-desk", json={"subject": "x", "status": "closed"}, headers=agent.headers)
+    assert error_fields(assert_problem(closed, 422)) == {"status"}
+    # A requester files new tickets only.
+    assert (await ticket(client, requester.headers, status="new"))["status"] == "new"
+    refused = await client.post(
+        "/help-desk", json={"subject": "x", "status": "open"}, headers=requester.headers
+    )
+    assert_problem(refused, 403)
+
+
 async def test_a_reopened_ticket_loses_its_solved_time(
     api: Api, owner_a: Headers, people: dict[str, TenantUser]
 ) -> None:

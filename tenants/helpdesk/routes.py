@@ -124,9 +124,15 @@ class TicketService(CrudService[Ticket]):
         values.pop("requester_id", None)
         if values.get("assignee_id") is not None and not self.may_manage():
             raise self._refuse_beyond_ownership("Only an agent can assign a ticket.")
+        if values["status"] != "new" and not self.may_manage():
+            raise self._refuse_beyond_ownership(f"Only an agent can file a ticket as {values['status']}.")
         values["tags"] = clean_tags(values["tags"])
         errors: list[dict[str, str]] = []
         await self._check_references(values, errors)
+        if values["status"] == "solved":
+            if values.get("assignee_id") is None:
+                errors.append({"field": "status", "message": "solving needs an assignee (assignee_id)"})
+            values["solved_at"] = utcnow()
         _field_errors(errors)
         return values
 

@@ -11,6 +11,8 @@ import msgspec
 from atrium.platform.web.bodies import Schema
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+# A ticket may be filed in any status but closed (a ticket is closed from solved).
+FiledStatus = Literal["new", "open", "pending", "on_hold", "solved"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Visibility = Literal["public", "internal"]
 MAX_TAGS = 20
@@ -42,10 +44,14 @@ class TicketRead(msgspec.Struct):
 
 
 class TicketCreate(Schema):
-    """A new ticket starts ``new``; its status moves by ``PATCH``."""
+    """A new ticket starts ``new``, or where an agent files it; its status moves by ``PATCH``."""
 
     subject: Subject
     body: Body = ""
+    status: Annotated[
+        FiledStatus,
+        msgspec.Meta(description="Default new; another needs help-desk:manage, solved an assignee."),
+    ] = "new"
     priority: Priority = "normal"
     # The requester; another user than the caller needs help-desk:manage. Either name works.
     owner_id: uuid.UUID | None = None
