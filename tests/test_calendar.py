@@ -327,6 +327,10 @@ async def test_the_ics_feed_and_the_secret_address(api: Api, owner_a: Headers, a
     assert found[0]["RRULE"].to_ical() == b"FREQ=WEEKLY;COUNT=4;BYDAY=MO"
     assert found[0]["DTSTART"].dt.tzinfo is not None and found[0]["DTSTART"].params["TZID"] == "Europe/Berlin"
     assert any(str(tz["TZID"]) == "Europe/Berlin" for tz in calendar.walk("VTIMEZONE"))
+    # The host spelled otherwise (case, a trailing dot) is the same tenant: the same UIDs.
+    spelled = {**owner_a, "Host": owner_a["Host"].upper().replace(host.upper(), host.upper() + ".")}
+    again = await client.get("/events.ics", headers=spelled)
+    assert again.status_code == 200 and again.content == feed.content
 
     first = await client.post("/events/feed-token", headers=alice.headers)
     assert first.status_code == 200, first.text

@@ -81,7 +81,9 @@ async def list_occurrences(
 
 
 def _host(request: Request) -> str:
-    return (request.url.hostname or "localhost").lower()
+    # As the tenant is resolved (API.md §1): any case, a trailing dot or none. Spelled
+    # otherwise, one event would have two UIDs and calendar apps would show it twice.
+    return (request.url.hostname or "localhost").lower().rstrip(".")
 
 
 def _calendar(events: list[Event], host: str) -> bytes:
@@ -144,7 +146,8 @@ async def calendar_feed(db_session: NamedDependency[AsyncSession], request: Requ
 async def create_feed_token(
     db_session: NamedDependency[AsyncSession], tenant: NamedDependency[ResolvedTenant], request: Request
 ) -> Response[s.FeedAddress]:
-    base = f"{request.url.scheme}://{request.url.netloc}"
+    port = request.url.port
+    base = f"{request.url.scheme}://{_host(request)}{f':{port}' if port else ''}"
 
     async def issue(before_commit: Any) -> s.FeedAddress:
         token, statement = new_feed_token(request.user.id)
