@@ -146,6 +146,9 @@ async def test_totals_past_the_last_page_count_the_filtered_rows(api: Api, owner
         ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, {"to"}),
         ({"email": "a\x00b"}, {"email"}),
         ({"nope": "1", "sort": "nope", "to": "x"}, {"nope", "sort", "to"}),
+        # A bad page (Litestar's check) named with the list's own bad parameters.
+        ({"limit": "0", "foo": "bar", "sort": "zz", "from": "x"}, {"limit", "foo", "sort", "from"}),
+        ({"limit": ["1", "2"]}, {"limit"}),
     ],
 )
 async def test_bad_list_parameters_are_named_in_one_422(

@@ -198,9 +198,20 @@ def _validation_problem(exc: ValidationException, errors: list[dict[str, str]]) 
     return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
 
 
+# Route option: ``query -> problems`` of the route's list (``listing.Listing.problems_of``),
+# named in Litestar's 422 for a bad ``limit`` or ``offset`` (``validation_problem``).
+LIST_PROBLEMS = "list_problems"
+
+
 def validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     """A failed validation, with every bad field of a JSON body named (``validation.py``)."""
     errors = _validation_errors(exc.extra)
+    list_problems = request.route_handler.opt.get(LIST_PROBLEMS)
+    if list_problems is not None and any(e.get("source") == "query" for e in errors):
+        # A bad limit or offset is Litestar's to find, before the list reads its other
+        # parameters: those are named in the same 422.
+        named = {e["field"] for e in errors}
+        errors += [e for e in list_problems(request.query_params) if e["field"] not in named]
     if any(e.get("source") == "body" for e in errors):
         more = body_problems(request)
         if more is None:

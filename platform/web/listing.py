@@ -237,7 +237,21 @@ class Listing:
 
     def parse(self, query: MultiDict[str], visible_only: bool = False) -> ListRequest:
         """The request's list parameters; every unknown or bad one named in one 422."""
-        errors = query_problems(query, self.parameters | PAGE_PARAMETERS)
+        wanted, errors = self._parse(query, visible_only)
+        if errors:
+            raise problem(422, "The list parameters are not valid.", errors=errors)
+        return wanted
+
+    @property
+    def problems_of(self) -> Callable[[MultiDict[str]], list[dict[str, str]]]:
+        """``query ->`` every unknown or bad list parameter, for a 422 that Litestar's check
+        of ``limit`` and ``offset`` (the page dependency) answers before ``parse`` runs. A
+        function, not a bound method: Litestar deep-copies route options, and a method
+        would copy the listing with it."""
+        return lambda query: self._parse(query, False)[1]
+
+    def _parse(self, query: MultiDict[str], visible_only: bool) -> tuple[ListRequest, list[dict[str, str]]]:
+        errors = query_problems(query, self.parameters | PAGE_PARAMETERS, once=PAGE_PARAMETERS)
         filters = []
         for name, spec in self._filters.items():
             raw = query.getall(name, [])
@@ -259,9 +273,9 @@ class Listing:
         sort = self._single(query, "sort", errors)
         if sort is not None and sort.removeprefix("-") not in self.sortable:
             errors.append(_error("sort", f"one of {', '.join(sorted(self.sortable))}, or - before one"))
-        if errors:
-            raise problem(422, "The list parameters are not valid.", errors=errors)
-        return ListRequest(tuple(filters), q, window, sort, visible_only and self.visibility is not None)
+        return ListRequest(
+            tuple(filters), q, window, sort, visible_only and self.visibility is not None
+        ), errors
 
     def _convert(self, name: str, value: str, spec: Filter, errors: list[dict[str, str]]) -> Any:
         python_type = _python_type(self._element_type(spec))

@@ -36,7 +36,7 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, entity_tag, request_header, row_tag
-from atrium.platform.web.errors import problem_responses
+from atrium.platform.web.errors import LIST_PROBLEMS, problem_responses
 from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import (
     LIST_PARAMETERS,
@@ -429,7 +429,11 @@ def crud_router(spec: ResourceSpec, settings: Settings | None = None) -> Router:
             operation_id=f"list_{plural}",
             summary=f"List {spec.resource}",
             dependencies=PAGE_DEPENDENCY,
-            opt={READS_ON_DRIVER: True, LIST_PARAMETERS: listing.openapi_parameters()},
+            opt={
+                READS_ON_DRIVER: True,
+                LIST_PARAMETERS: listing.openapi_parameters(),
+                LIST_PROBLEMS: listing.problems_of,
+            },
             responses=problem_responses(400, 401, 403, 422, 503),
         )(list_items),
         "create": post(

@@ -25,7 +25,7 @@ from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import WILDCARD, manage, read, write
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, refuse_nul_characters
 from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at, row_tag
-from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.errors import LIST_PROBLEMS, problem, problem_responses
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import LIST_PARAMETERS, Filter, Listing, Sort
 from atrium.platform.web.pagination import PAGE_DEPENDENCY, PageParams
@@ -253,7 +253,11 @@ def reply_handlers() -> list[Any]:
             "Newest first. Internal replies are listed, counted and searched for help-desk:manage only."
         ),
         dependencies=PAGE_DEPENDENCY,
-        opt={READS_ON_DRIVER: True, LIST_PARAMETERS: REPLIES.openapi_parameters()},
+        opt={
+            READS_ON_DRIVER: True,
+            LIST_PARAMETERS: REPLIES.openapi_parameters(),
+            LIST_PROBLEMS: REPLIES.problems_of,
+        },
         responses=problem_responses(401, 403, 404, 422, 503),
     )
     async def list_replies(
