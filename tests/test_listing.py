@@ -83,11 +83,12 @@ async def test_search_never_finds_another_tenants_rows(api: Api, owner_a: Header
 async def test_sort_by_a_declared_field_either_way(api: Api, owner_a: Headers) -> None:
     _, client = api
     tag = uuid.uuid4().hex[:8]
-    for name in ("Bravo", "Alpha", "Charlie"):
+    for name in ("Bravo", "alpha", "Charlie"):
         await make_user(client, owner_a, f"{name} {tag}", f"{name.lower()}-{tag}@example.test")
     up = await listed(client, owner_a, "/users", q=tag, sort="name")
     down = await listed(client, owner_a, "/users", q=tag, sort="-name")
-    assert names(up) == [f"{n} {tag}" for n in ("Alpha", "Bravo", "Charlie")]
+    # In reading order, whatever the case (the database's C collation puts capitals first).
+    assert names(up) == [f"{n} {tag}" for n in ("alpha", "Bravo", "Charlie")]
     assert names(down) == list(reversed(names(up)))
 
 

@@ -382,7 +382,10 @@ class Listing:
         if request.sort is not None:
             column = c[self._sort_columns[request.sort.removeprefix("-")]]
             descending = request.sort.startswith("-")
-            ordered = column.desc() if descending else column.asc()
+            # Text in the order people read it, whatever the database's collation: "Zed"
+            # after "ann", not before (C collation puts capitals first).
+            key = func.lower(column) if isinstance(column.type, String) else column
+            ordered = key.desc() if descending else key.asc()
             # Rows without the value (a room with no message yet, a draft's issue date) come
             # last either way: PostgreSQL's default puts them first in a descending sort,
             # above every room that has had a message.
