@@ -125,6 +125,15 @@ async def test_attachments_must_be_media_of_this_tenant(api: Api, owner_a: Heade
         assert error_fields(assert_problem(refused, 422)) == {"media_ids"}
     patched = await client.patch(f"/documents/{doc['id']}", json={"media_ids": [theirs]}, headers=owner_a)
     assert_problem(patched, 422)
+    # A deleted file leaves the documents it was attached to (and moves their ETag).
+    other = await create(client, owner_a, "media")
+    both = await document(client, owner_a, media_ids=[mine, other])
+    before = await client.get(f"/documents/{both['id']}", headers=owner_a)
+    assert (await client.delete(f"/media/{mine}", headers=owner_a)).status_code == 204
+    after = await client.get(f"/documents/{both['id']}", headers=owner_a)
+    assert after.json()["media_ids"] == [other] and after.headers["ETag"] != before.headers["ETag"]
+    assert after.json()["version"] == before.json()["version"]
+    assert (await client.get(f"/documents/{doc['id']}", headers=owner_a)).json()["media_ids"] == []
 
 
 async def test_q_is_ranked_stemmed_and_kept_to_the_tenant(

@@ -17,6 +17,7 @@ from litestar.datastructures import ResponseHeader, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -24,12 +25,13 @@ from atrium.platform.security.guards import requires
 from atrium.platform.security.permissions import read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
-from atrium.platform.web.concurrency import SENDS_ETAG, row_tag
+from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at_sql, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
+from atrium.tenants.documents.models import Document
 from atrium.tenants.media.models import Media
 from atrium.tenants.media.schemas import (
     MediaRead,
@@ -65,6 +67,19 @@ class MediaService(CrudService[Media]):
     async def with_content(self, item_id: uuid.UUID) -> Media:
         """The row with its bytes: the only place the deferred ``data`` column is loaded."""
         return await self.get(item_id, undefer(Media.data))
+
+    async def before_delete(self, item: Media) -> None:
+        # Documents list their attachments by id (an array, so no foreign key): a deleted
+        # file leaves them, as it would a page in any wiki, in the same transaction.
+        documents = Document.__table__
+        await self.session.execute(
+            update(documents)
+            .where(documents.c.media_ids.any(item.id))
+            .values(
+                media_ids=func.array_remove(documents.c.media_ids, item.id),
+                updated_at=next_updated_at_sql(documents.c.updated_at),
+            )
+        )
 
     async def prepare_update(self, item: Media, changes: dict[str, Any]) -> dict[str, Any]:
         if "name" in changes and clean_filename(changes["name"]) != changes["name"]:
