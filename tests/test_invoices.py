@@ -335,6 +335,24 @@ async def test_the_pdf(api: Api, owner_a: Headers) -> None:
     assert opened["number"] in final and "DRAFT" not in final
 
 
+async def test_a_long_pdf_keeps_every_word_and_marks_every_draft_page(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    long = "Consulting for the migration of the billing system, phase 2 of 3, including on-site workshops"
+    items = [
+        {"description": long if n == 0 else f"Line {n}", "quantity": "1", "unit_price": 100}
+        for n in range(120)
+    ]
+    row = await invoice(client, owner_a, items=items)
+    document = (await client.get(f"/invoices/{row['id']}/pdf", headers=owner_a)).content
+    pages = document.count(b"/Type /Page\n") or len(re.findall(rb"/Type\s*/Page[^s]", document))
+    assert pages > 1
+    text = pdf_text(document)
+    # Every word of the long description (wrapped, not cut), and DRAFT on every page.
+    assert all(word in text for word in ("workshops", "on-site", "phase"))
+    assert text.count("DRAFT") >= pages
+    assert "Line 119" in text
+
+
 async def test_members_hold_nothing_on_invoices(api: Api, owner_a: Headers) -> None:
     _, client = api
     member = await add_user(client, owner_a, role="Member")

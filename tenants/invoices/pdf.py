@@ -44,24 +44,35 @@ def _date(value: datetime.date | None) -> str:
     return value.isoformat() if value else "-"
 
 
+class _Document(FPDF):
+    """A4 pages; a draft's every page is stamped DRAFT (``header`` runs on each new page,
+    also those a long list of lines breaks onto)."""
+
+    def __init__(self, draft: bool) -> None:
+        super().__init__(format="A4")
+        self.draft = draft
+
+    def header(self) -> None:
+        if not self.draft:
+            return
+        with self.local_context(), self.rotation(35, x=105, y=150):
+            self.set_font("Helvetica", "B", 90)
+            self.set_text_color(225, 225, 225)
+            self.text(40, 170, "DRAFT")
+
+
 def render_pdf(invoice: Invoice, seller: str) -> bytes:
     currency = invoice.currency
 
     def amount(value: int) -> str:
         return _text(money.formatted(value, currency, code=True))
 
-    pdf = FPDF(format="A4")
+    pdf = _Document(draft=invoice.status == "draft")
     pdf.set_creation_date(invoice.updated_at)
     pdf.set_title(_text(f"Invoice {invoice.number or 'DRAFT'}"))
     pdf.set_author(_text(seller))
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
-    if invoice.status == "draft":
-        with pdf.rotation(35, x=105, y=150):
-            pdf.set_font("Helvetica", "B", 90)
-            pdf.set_text_color(225, 225, 225)
-            pdf.text(40, 170, "DRAFT")
-        pdf.set_text_color(0, 0, 0)
 
     pdf.set_font("Helvetica", "B", 20)
     pdf.cell(0, 10, _text(seller), new_x="LMARGIN", new_y="NEXT")
@@ -85,26 +96,31 @@ def render_pdf(invoice: Invoice, seller: str) -> bytes:
         pdf.cell(0, 6, _text(invoice.customer_email), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
 
-    pdf.set_font("Helvetica", "B", 10)
-    for width, heading, align in zip(
-        _WIDTHS, ("Description", "Qty", "Unit price", "Tax", "Amount"), "LRRRR", strict=True
-    ):
-        pdf.cell(width, 7, heading, border="B", align=align)
-    pdf.ln()
     pdf.set_font("Helvetica", "", 10)
-    for item in invoice.items:
-        line = money.Line(Decimal(item["quantity"]), item["unit_price"], Decimal(item["tax_rate"]))
-        line_amount, _ = money.line_amounts(line)
-        cells = (
-            _text(item["description"])[:60],
-            item["quantity"],
-            amount(item["unit_price"]),
-            f"{item['tax_rate']}%",
-            amount(line_amount),
-        )
-        for width, value, align in zip(_WIDTHS, cells, "LRRRR", strict=True):
-            pdf.cell(width, 6, value, align=align)
-        pdf.ln()
+    # fpdf2's table: a long description wraps within its column (whole, never cut), and the
+    # headings repeat on every page the lines run onto.
+    with pdf.table(
+        col_widths=_WIDTHS,
+        width=sum(_WIDTHS),
+        align="LEFT",
+        text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+        v_align="TOP",
+        borders_layout="HORIZONTAL_LINES",
+        line_height=5,
+    ) as table:
+        table.row(("Description", "Qty", "Unit price", "Tax", "Amount"))
+        for item in invoice.items:
+            line = money.Line(Decimal(item["quantity"]), item["unit_price"], Decimal(item["tax_rate"]))
+            line_amount, _ = money.line_amounts(line)
+            table.row(
+                (
+                    _text(item["description"]),
+                    item["quantity"],
+                    amount(item["unit_price"]),
+                    f"{item['tax_rate']}%",
+                    amount(line_amount),
+                )
+            )
     pdf.ln(3)
     for label, value in (
         ("Subtotal", invoice.subtotal),
