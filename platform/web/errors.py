@@ -120,7 +120,12 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> ProblemDetailsException:
-    """A problem exception; ``type_`` defaults to one derived from the status."""
+    """A problem exception; ``type_`` defaults to one derived from the status.
+
+    Every entry of ``errors`` says where its field is (``source``): a body's unless given
+    (query parameters and headers say so where they are checked)."""
+    if isinstance(extra.get("errors"), list):
+        extra["errors"] = [e if "source" in e else {**e, "source": "body"} for e in extra["errors"]]
     return ProblemDetailsException(
         status_code=status,
         type_=type_ or _TYPES.get(status, "about:blank"),

@@ -35,15 +35,15 @@ def _query_int(request: Request, name: str, low: int, high: int, errors: list[di
     if not values:
         return None
     if len(values) > 1:
-        errors.append({"field": name, "message": "given more than once"})
+        errors.append({"field": name, "message": "given more than once", "source": "query"})
         return None
     try:
         value = int(values[0])
     except ValueError:
-        errors.append({"field": name, "message": "not an integer"})
+        errors.append({"field": name, "message": "not an integer", "source": "query"})
         return None
     if not low <= value <= high:
-        errors.append({"field": name, "message": f"must be between {low} and {high}"})
+        errors.append({"field": name, "message": f"must be between {low} and {high}", "source": "query"})
         return None
     return value
 

@@ -18,9 +18,10 @@ Quantity = Annotated[
     str,
     msgspec.Meta(
         pattern=describe_pattern(
-            r"^[0-9]{1,7}(\.[0-9]{1,4})?$", 'must be a decimal string with at most 4 decimals, e.g. "1.5"'
+            r"^[0-9]{1,7}(\.[0-9]{1,4})?$",
+            'must be a decimal string below 10,000,000 with at most 4 decimals, e.g. "1.5"',
         ),
-        description="A decimal string > 0 with at most 4 decimals, e.g. `1.5`.",
+        description="A decimal string > 0 and below 10,000,000, with at most 4 decimals, e.g. `1.5`.",
     ),
 ]
 TaxRate = Annotated[
