@@ -26,6 +26,7 @@ from tests.api import (
     endpoints_of,
     route_resources,
     unserved_app,
+    user_with,
 )
 
 pytest_plugins = ["tests.api"]
@@ -238,3 +239,25 @@ async def test_rows_handed_over_by_a_user_deletion_get_a_new_etag(api: Api, owne
         assert now["owner_id"] != row["owner_id"]
         assert moved != tag, f"{url} changed owner and kept its ETag"
         assert_precondition_failed(await client.patch(url, json={}, headers={**owner_a, "If-Match": tag}))
+
+
+async def test_a_change_beyond_the_callers_powers_is_403_whatever_its_if_match(
+    api: Api, owner_a: Headers
+) -> None:
+    """403 before 412: a fresh ETag could never make the write allowed."""
+    _, client = api
+    clerk = await user_with(client, owner_a, ["users:manage"])
+    me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    stale = {**clerk.headers, "If-Match": '"stale"'}
+    assert_problem(await client.patch(f"/users/{me}", json={"name": "x"}, headers=stale), 403)
+    admin = await add_user(client, owner_a, role="Admin")
+    assert_problem(await client.delete(f"/users/{admin.id}", headers=stale), 403)
+    roles_listed = (await client.get("/user-roles", params={"limit": 200}, headers=owner_a)).json()["items"]
+    owner_role = next(r for r in roles_listed if r["name"] == "Owner")
+    roles = await user_with(client, owner_a, ["user-roles:manage"])
+    refused = await client.patch(
+        f"/user-roles/{owner_role['id']}",
+        json={"name": "x"},
+        headers={**roles.headers, "If-Match": '"stale"'},
+    )
+    assert_problem(refused, 403)

@@ -94,6 +94,11 @@ class CrudService(Generic[M]):
         service.bind_request(request)
         return service
 
+    async def check_may_write(self, item: M) -> None:
+        """403 when the caller may not change or delete ``item`` beyond ownership (a user
+        with powers beyond the caller's); before ``If-Match`` is compared. Nothing by default."""
+        return None
+
     def locks_to_update(self, changes: dict[str, Any]) -> bool:
         """Whether an update making ``changes`` must lock the row before reading it: when
         the new values are computed from the current ones (a document's next version
@@ -199,6 +204,9 @@ class CrudService(Generic[M]):
         """
         item = await self.get(item_id, lock=lock or if_match is not None)
         self.check_owner(item)
+        # Whether the caller may write this row at all comes before whether their copy is
+        # current: a 412 would invite a retry that can only end in 403.
+        await self.check_may_write(item)
         if if_match is not None and not if_match_allows(if_match, row_tag(item)):
             raise precondition_failed()
         return item

@@ -101,8 +101,10 @@ class UserService(CrudService[User], PrivilegeGuard):
         await self._write(self.session.flush)
         return user
 
+    async def check_may_write(self, item: User) -> None:
+        self.require_covered(await self.user_permissions(item.id), "change or delete this user")
+
     async def prepare_update(self, item: User, changes: dict[str, Any]) -> dict[str, Any]:
-        self.require_covered(await self.user_permissions(item.id), "change this user")
         await self._new_password(changes)
         return changes
 
@@ -114,20 +116,20 @@ class UserService(CrudService[User], PrivilegeGuard):
             changes["password"] = await self._hash(changes["password"])
             changes["tokens_valid_after"] = utcnow()
 
-    async def before_delete(self, item: User) -> None:
-        if item.id == self.user.id:
+    def _refuse_deleting(self, user_id: uuid.UUID) -> None:
+        # Before any other check: no permission or ETag would ever make these deletable.
+        if user_id == self.user.id:
             raise problem(409, "You cannot delete yourself.")
-        if item.id == self.tenant.owner_id:
+        if user_id == self.tenant.owner_id:
             raise problem(409, "The tenant's owner cannot be deleted.")
-        self.require_covered(await self.user_permissions(item.id), "delete this user")
 
     async def delete_user(
         self, item_id: uuid.UUID, transfer_to: uuid.UUID | None, if_match: str | None = None
     ) -> None:
         """Delete a user, their user-meta links, and hand every other row they own to
         ``transfer_to`` (or the tenant's owner), all in one transaction."""
+        self._refuse_deleting(item_id)
         item = await self.get_to_write(item_id, if_match)
-        await self.before_delete(item)
         heir = await self._heir(item.id, transfer_to)
 
         async def hand_over_and_delete() -> None:
@@ -217,15 +219,14 @@ class UserRoleService(CrudService[UserRole], PrivilegeGuard):
         values["permissions"] = sorted(set(values["permissions"]))
         return await super().prepare_create(values)
 
+    async def check_may_write(self, item: UserRole) -> None:
+        self.require_covered(item.permissions, "change or delete this role")
+
     async def prepare_update(self, item: UserRole, changes: dict[str, Any]) -> dict[str, Any]:
-        self.require_covered(item.permissions, "change this role")
         if "permissions" in changes:
             self._check_permissions(changes["permissions"])
             changes["permissions"] = sorted(set(changes["permissions"]))
         return changes
-
-    async def before_delete(self, item: UserRole) -> None:
-        self.require_covered(item.permissions, "delete this role")
 
 
 # The rows a user-meta row links, by field.
@@ -262,14 +263,14 @@ class UserMetaService(CrudService[UserMeta], PrivilegeGuard):
         self.require_covered(await self.role_permissions(values.get("user_roles")), "link this role")
         return await super().prepare_create(values)
 
+    async def check_may_write(self, item: UserMeta) -> None:
+        # The link as it is: taking a role away needs its powers too.
+        self.require_covered(await self.role_permissions(item.user_roles), "change or remove this role link")
+
     async def prepare_update(self, item: UserMeta, changes: dict[str, Any]) -> dict[str, Any]:
         await self.check_links(changes)
-        # Both the link as it is and as it will be: taking a role away needs it too.
-        self.require_covered(await self.role_permissions(item.user_roles), "change this role link")
+        # ... and as it will be.
         self.require_covered(
             await self.role_permissions(changes.get("user_roles", item.user_roles)), "link this role"
         )
         return changes
-
-    async def before_delete(self, item: UserMeta) -> None:
-        self.require_covered(await self.role_permissions(item.user_roles), "remove this role link")
