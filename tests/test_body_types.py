@@ -155,3 +155,25 @@ async def test_every_bad_item_of_a_list_is_named(
     _, client = api
     response = await client.post(path, json=body, headers=owner_a)
     assert error_fields(assert_problem(response, 422)) == fields
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # Would look the same as "Apollo" in every list (and passed its unique name).
+        ("/projects", {"name": "Apollo "}, "name"),
+        ("/user-groups", {"name": "   "}, "name"),
+        ("/user-roles", {"name": " Admin", "permissions": []}, "name"),
+        ("/forums", {"name": "\tGeneral"}, "name"),
+        ("/documents", {"title": "Two\nlines"}, "title"),
+        ("/help-desk", {"subject": "Printer "}, "subject"),
+    ],
+)
+async def test_names_and_titles_have_no_space_at_either_end(
+    api: Api, owner_a: Headers, path: str, body: dict[str, Any], field: str
+) -> None:
+    _, client = api
+    response = await client.post(path, json=body, headers=owner_a)
+    problem = assert_problem(response, 422)
+    assert error_fields(problem) == {field}
+    assert problem["errors"][0]["message"] == "one line, without spaces at either end"

@@ -4,7 +4,7 @@ PostgreSQL cannot store."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar.connection import Request
@@ -12,7 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
-from atrium.platform.web.validation import NUL_MESSAGE, has_nul, loose_type_problems
+from atrium.platform.web.validation import NUL_MESSAGE, describe_pattern, has_nul, loose_type_problems
 
 JSON_BODY_LIMIT = 1024 * 1024
 # How deeply a JSON body's arrays and objects may nest (the body itself is level 1).
@@ -21,6 +21,18 @@ MAX_JSON_DEPTH = 64
 
 class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every request body: unknown fields are refused (422)."""
+
+
+# A name or title: on one line, with no space at either end. Two names differing only
+# there look the same in every list (and slipped past a case-insensitive unique name).
+_NAME_PATTERN = describe_pattern(r"^\S(.*\S)?$", "one line, without spaces at either end")
+
+
+def name_text(max_length: int = 200, description: str | None = None) -> Any:
+    """The type of a name or title field of 1 to ``max_length`` characters."""
+    return Annotated[
+        str, msgspec.Meta(min_length=1, max_length=max_length, pattern=_NAME_PATTERN, description=description)
+    ]
 
 
 def refuse_nul_characters(values: dict[str, Any]) -> None:

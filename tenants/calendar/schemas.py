@@ -8,10 +8,10 @@ from typing import Annotated
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.tenants.discussions import OwnerId
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = name_text()
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Location = Annotated[str, msgspec.Meta(max_length=500)]
 TimeZone = Annotated[

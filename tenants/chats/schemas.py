@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.tenants.discussions import OwnerId
 
 BODY_MAX = 4_000
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Null for a direct room.")]
+Name = name_text(description="Null for a direct room.")
 Kind = Annotated[
     Literal["group", "direct"],
     msgspec.Meta(description="`direct`: exactly two members, one room per pair."),

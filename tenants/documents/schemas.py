@@ -8,11 +8,11 @@ from typing import Annotated
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.tenants.discussions import OwnerId
 from atrium.tenants.documents.models import BODY_MAX_BYTES, TITLE_MAX
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+Title = name_text(TITLE_MAX)
 # Characters here; the byte limit (1 MiB of UTF-8) is checked by the service.
 Body = Annotated[
     str, msgspec.Meta(max_length=BODY_MAX_BYTES, description="Markdown text, at most 1 MiB (UTF-8).")

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.platform.web.validation import anchored
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = name_text()
 Description = Annotated[str, msgspec.Meta(max_length=20_000)]
 Status = Annotated[
     Literal["draft", "open", "closed"],

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 # A ticket may be filed in any status but closed (a ticket is closed from solved).
@@ -16,7 +16,7 @@ FiledStatus = Literal["new", "open", "pending", "on_hold", "solved"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Visibility = Literal["public", "internal"]
 MAX_TAGS = 20
-Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Subject = name_text()
 Body = Annotated[str, msgspec.Meta(max_length=100_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S")]
 Tags = Annotated[

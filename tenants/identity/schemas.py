@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import msgspec
 
 from atrium.platform.security.passwords import MAX_PASSWORD_BYTES
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.platform.web.validation import MAX_BYTES, describe_pattern
 
 EMAIL_PATTERN = describe_pattern(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", "not a valid email address")
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = name_text()
 Email = Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=320)]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 # msgspec counts characters; bcrypt reads 72 bytes (validation.MAX_BYTES checks them).

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema
+from atrium.platform.web.bodies import Schema, name_text
 from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = name_text()
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Status = Annotated[
     Literal["active", "archived"],
