@@ -166,8 +166,11 @@ class ThreadService(CrudService[Any]):
         if parent_id is None:
             if untitled:
                 raise field_problem(422, "title", title_missing["message"])
-            return values
-        self._refuse_on_a_reply([n for n in self._top_level_fields() if values.get(n) not in (None, False)])
+            # Not given: false (a topic is neither pinned nor locked until a moderator says so).
+            return {**values, **{n: False for n in self.top_level_only if values.get(n) is msgspec.UNSET}}
+        self._refuse_on_a_reply(
+            [n for n in self._top_level_fields() if values.get(n, msgspec.UNSET) not in (None, msgspec.UNSET)]
+        )
         for name in self.top_level_only:
             values.pop(name, None)
         now = utcnow()

@@ -251,6 +251,8 @@ async def test_thread_shape_rules(
     ]
     if kind == "forum":
         cases.append(({field: here, "parent_id": topic["id"], "pinned": True, "body": "r"}, "pinned"))
+        # Even false: a reply has neither, on create as on PATCH.
+        cases.append(({field: here, "parent_id": topic["id"], "locked": False, "body": "r"}, "locked"))
     for body, bad in cases:
         assert bad in error_fields(
             assert_problem(await client.post(path, json=body, headers=owner_a), 422)

@@ -56,8 +56,9 @@ class ForumDiscussionRead(DiscussionRead, kw_only=True):
 
 class ForumDiscussionCreate(DiscussionCreate, kw_only=True):
     forum_id: uuid.UUID
-    pinned: Pinned = False
-    locked: Locked = False
+    # Unset, not False: a reply given either (even false) is refused, as on PATCH.
+    pinned: Pinned | Unset = UNSET
+    locked: Locked | Unset = UNSET
 
 
 class ForumDiscussionUpdate(DiscussionUpdate):

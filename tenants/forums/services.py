@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
+import msgspec
 from sqlalchemy import ColumnElement, exists, select
 
 from atrium.platform.web.errors import field_problem, problem
@@ -43,7 +44,11 @@ class ForumDiscussionService(ThreadService):
     def _check_moderation(self, changes: dict[str, Any], current: dict[str, Any]) -> None:
         """403 when the caller sets ``pinned`` or ``locked`` without ``manage`` (sending the
         value a row already has changes nothing and is let through)."""
-        moved = [name for name in MODERATED if name in changes and changes[name] != current[name]]
+        moved = [
+            name
+            for name in MODERATED
+            if changes.get(name, msgspec.UNSET) not in (msgspec.UNSET, current[name])
+        ]
         if moved and not self.may_manage():
             raise self._refuse_beyond_ownership(
                 f"Pinning and locking are for moderators ({', '.join(moved)})."
