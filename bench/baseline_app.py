@@ -54,7 +54,7 @@ from atrium.platform.db.binding import BIND_SQL
 from atrium.platform.security.callers import CHECK_CALLER
 from atrium.platform.tenancy.naming import quote_ident
 from atrium.platform.web.concurrency import entity_tag
-from atrium.platform.web.idempotency import _CLAIM, _GUARD, _Claim, _lock_id, fingerprint
+from atrium.platform.web.idempotency import _CLAIM, _GUARD, _as_value, _Claim, _lock_id, fingerprint
 from atrium.platform.web.listing import Filter, Listing, ListRequest
 from atrium.tenants.helpdesk.models import Ticket
 from atrium.tenants.helpdesk.schemas import TicketRead
@@ -212,7 +212,7 @@ def create_app() -> Litestar:
         claim = _Claim(
             user_id,
             key,
-            fingerprint("POST", request.url.path, [await request.body()]),
+            fingerprint("POST", request.url.path, [_as_value(await request.body())]),
             _lock_id(schema, user_id, key),
         )
         now = datetime.datetime.now(datetime.UTC)

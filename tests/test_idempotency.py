@@ -119,6 +119,25 @@ async def test_the_same_key_with_another_body_or_route_is_422(
     assert count(operator_engine, tenant_a, "user_roles", "name = %(name)s", name=name) == 0
 
 
+async def test_the_same_json_sent_otherwise_is_the_same_request(
+    api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine
+) -> None:
+    """Key order and spacing are not the body: a client that rebuilds its body from a map
+    on retry gets the first answer, not 422."""
+    _, client = api
+    key, name = new_key(), f"Group {uuid.uuid4().hex[:8]}"
+    first = await client.post(
+        "/user-groups", content=f'{{"name": "{name}", "owner_id": null}}', headers=keyed(owner_a, key)
+    )
+    assert first.status_code == 201, first.text
+    again = await client.post(
+        "/user-groups", content=f'{{ "owner_id":null,"name":"{name}" }}', headers=keyed(owner_a, key)
+    )
+    assert again.status_code == 201 and again.headers[REPLAYED_HEADER] == "true"
+    assert again.json() == first.json()
+    assert groups_named(operator_engine, tenant_a, name) == 1
+
+
 @pytest.mark.parametrize("value", ["", "k" * 256])
 async def test_a_bad_key_is_422_naming_the_header_on_every_post(
     api: Api, tenant_a: MadeTenant, owner_a: Headers, operator_engine: Engine, value: str

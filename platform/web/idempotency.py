@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.enums import MediaType
@@ -138,6 +139,15 @@ def check_idempotency_key(connection: ASGIConnection[Any, Any, Any, Any]) -> Non
         requested_key(connection)
 
 
+def _as_value(body: bytes) -> bytes:
+    """A JSON body as the value it is: a retry that sends its keys in another order, or
+    spaced otherwise, is the same request (API.md §5: only another body is 422)."""
+    try:
+        return msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+    except msgspec.DecodeError:  # no body (an action), or not JSON: the bytes themselves
+        return body
+
+
 def fingerprint(method: str, path: str, parts: Sequence[bytes]) -> bytes:
     """SHA-256 of the request: each part length-prefixed, so no two splits hash alike."""
     digest = hashlib.sha256()
@@ -230,7 +240,7 @@ async def answer_once(
     if key is None:
         row = await write(None)
         return Response(render(row), status_code=status_of(row), headers=headers(row))
-    parts = [await request.body()] if body is None else body
+    parts = [_as_value(await request.body())] if body is None else body
     claim = _Claim(
         request.user.id,
         key,
