@@ -107,7 +107,11 @@ def serve(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -
     ensure_port_free(host, port)  # before an embedded database is started for nothing
     if not os.environ.get("DATABASE_URL"):
         prepare_embedded(port)
-    load_settings()  # fail fast, with one line, before any worker starts
+    settings = load_settings()  # fail fast, with one line, before any worker starts
+    if settings.base_domain == "localhost":
+        # Reached on the port it is served on: the docs' server entry says so (workers
+        # read it from the environment), unless ATRIUM_PUBLIC_PORT says otherwise.
+        os.environ.setdefault("ATRIUM_PUBLIC_PORT", str(port))
     run_server(host, port, workers, forwarded_allow_ips)
 
 

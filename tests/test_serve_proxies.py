@@ -35,6 +35,7 @@ def _served(settings: Settings, *options: str) -> Iterator[int]:
     }
     env.pop("REDIS_URL", None)
     env.pop("ATRIUM_FORWARDED_ALLOW_IPS", None)
+    env.pop("ATRIUM_PUBLIC_PORT", None)
     command = [sys.executable, "-m", "atrium.scripts", "serve", "--port", str(port), *options]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -88,6 +89,9 @@ def test_without_trusted_proxies_the_header_is_ignored(settings: Settings, tenan
         assert _post_as(port, tenant, url, "198.51.100.1") == 201
         # A client cannot buy itself a new allowance by naming another address.
         assert _post_as(port, tenant, url, "198.51.100.2") == 429
+        # The docs' server entry names the port it is served on (localhost).
+        document = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=30).json()
+        assert document["servers"][0]["url"] == f"http://{{tenant}}.localhost:{port}"
 
 
 def test_a_bad_proxy_address_is_a_usage_error() -> None:

@@ -70,8 +70,9 @@ Schema-per-tenant SaaS API. Each tenant (organisation) is served at its own host
 added; the host alone decides the tenant. Point a client at the tenant's host: the
 `servers` entry below takes the tenant's slug as a variable.
 
-Every route but `POST /auth/login` and `GET /health` needs `Authorization: Bearer <token>`,
-from `POST /auth/login` on the same host; a token works only on the tenant that issued it.
+Every route needs `Authorization: Bearer <token>`, from `POST /auth/login` on the same host
+(a token works only on the tenant that issued it), but the login itself, `GET /health`, an
+open public form (`/public/forms/...`) and a calendar's feed address (`/events/feed/...`).
 Errors are `application/problem+json` (RFC 9457); validation errors list every bad field.
 """
 
