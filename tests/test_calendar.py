@@ -438,3 +438,23 @@ async def test_a_window_open_to_year_one_expands_series_without_overflowing(
         recurrence="FREQ=WEEKLY",
     )
     assert weekly["id"] in await listed(client, owner_a, **window)
+
+
+async def test_the_feed_zones_cover_events_past_2038(api: Api, owner_a: Headers) -> None:
+    """A client reading the zone from the feed places a 2040 summer meeting at UTC+2."""
+    _, client = api
+    body = {
+        "title": "Far",
+        "time_zone": "Europe/Berlin",
+        "starts_at": "2040-07-02T09:00:00+02:00",
+        "ends_at": "2040-07-02T10:00:00+02:00",
+    }
+    assert (await client.post("/events", json=body, headers=owner_a)).status_code == 201
+    calendar = icalendar.Calendar.from_ical((await client.get("/events.ics", headers=owner_a)).content)
+    (berlin,) = [tz for tz in calendar.walk("VTIMEZONE") if str(tz["TZID"]) == "Europe/Berlin"]
+    summers = [c["DTSTART"].dt.year for c in berlin.walk("DAYLIGHT")]
+    for daylight in berlin.walk("DAYLIGHT"):
+        dates = daylight.get("RDATE", [])
+        for rdate in dates if isinstance(dates, list) else [dates]:
+            summers += [period.dt.year for period in rdate.dts]
+    assert max(summers) >= 2040

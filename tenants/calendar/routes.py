@@ -28,7 +28,7 @@ from atrium.platform.web.listing import Filter, ListRequest, parse_instant, quer
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.calendar import schemas as s
 from atrium.tenants.calendar.models import Event, EventFeedToken
-from atrium.tenants.calendar.recurrence import in_utc
+from atrium.tenants.calendar.recurrence import HORIZON, NEVER, in_utc
 from atrium.tenants.calendar.services import (
     EventService,
     new_feed_token,
@@ -112,8 +112,19 @@ def _calendar(events: list[Event], host: str) -> bytes:
         if event.location:
             component.add("location", event.location)
         calendar.add_component(component)
-    calendar.add_missing_timezones()
+    calendar.add_missing_timezones(last_date=_zones_until(events))
     return calendar.to_ical()
+
+
+def _zones_until(events: list[Event]) -> datetime.date:
+    """How far the VTIMEZONEs' transitions must run: past the last event's end, and a
+    decade on for a series without one (icalendar stops at 2038 by default, which put a
+    2040 meeting an hour off in clients that read the zone from the feed)."""
+    years = [2038]
+    for event in events:
+        end = event.series_ends_at or event.ends_at
+        years.append(datetime.date.today().year + 10 if end >= NEVER else end.year + 1)
+    return datetime.date(min(max(years), HORIZON.year), 1, 1)
 
 
 async def _feed(session: AsyncSession, host: str) -> Response[bytes]:
