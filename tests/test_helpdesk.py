@@ -208,6 +208,9 @@ async def test_tags_are_lower_cased_deduplicated_and_filtered(api: Api, owner_a:
         "/help-desk", json={"subject": "x", "tags": [f"t{i}" for i in range(21)]}, headers=owner_a
     )
     assert error_fields(assert_problem(too_many, 422)) == {"tags"}
+    # Twenty distinct ones, one of them twice in another case: twenty tags.
+    twenty = await ticket(client, owner_a, tags=[*(f"t{i}" for i in range(20)), "T1"])
+    assert len(twenty["tags"]) == 20
 
 
 async def test_filters_and_priority_sort(api: Api, owner_a: Headers, people: dict[str, TenantUser]) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.errors import field_problem
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 # A ticket may be filed in any status but closed (a ticket is closed from solved).
@@ -19,8 +20,11 @@ MAX_TAGS = 20
 Subject = name_text()
 Body = Annotated[str, msgspec.Meta(max_length=100_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S")]
+# The list as sent may repeat tags (they are kept once each): MAX_TAGS counts distinct
+# ones (``clean_tags``); the list itself is only kept from growing without bound.
 Tags = Annotated[
-    list[Tag], msgspec.Meta(max_length=MAX_TAGS, description="At most 20; stored lower-case, once each.")
+    list[Tag],
+    msgspec.Meta(max_length=5 * MAX_TAGS, description="At most 20 distinct; stored lower-case, once each."),
 ]
 
 
@@ -103,5 +107,8 @@ class ReplyCreate(Schema):
 
 
 def clean_tags(tags: list[str]) -> list[str]:
-    """Lower-cased, trimmed, each once, in the order first given."""
-    return list(dict.fromkeys(tag.strip().lower() for tag in tags))
+    """Lower-cased, trimmed, each once, in the order first given; 422 past MAX_TAGS."""
+    kept = list(dict.fromkeys(tag.strip().lower() for tag in tags))
+    if len(kept) > MAX_TAGS:
+        raise field_problem(422, "tags", f"at most {MAX_TAGS} distinct tags (lower-cased)")
+    return kept
