@@ -66,6 +66,8 @@ def test_schema_names_are_derived_and_distinct() -> None:
         ("bad_host", None),
         ("a..b", None),
         ("acme.localhost:abc", None),
+        ("acme.localhost:99999", None),  # no such port
+        ("acme.localhost:0", None),
         ("-acme.localhost", None),
         ("acme.localhost/evil", None),
         ("x" * 300, None),

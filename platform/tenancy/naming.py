@@ -69,7 +69,7 @@ def normalize_host(raw: str | None) -> tuple[str, str | None] | None:
     host, sep, port = raw.strip().lower().rpartition(":")
     if not sep:
         host, port = port, ""
-    elif not _PORT.fullmatch(port):
+    elif not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
         return None
     host = host[:-1] if host.endswith(".") else host
     if not host or len(host) > 253:
