@@ -17,7 +17,7 @@ from litestar.datastructures import ResponseHeader, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
-from sqlalchemy import func, update
+from sqlalchemy import any_, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -74,7 +74,7 @@ class MediaService(CrudService[Media]):
         documents = Document.__table__
         await self.session.execute(
             update(documents)
-            .where(documents.c.media_ids.any(item.id))
+            .where(literal(item.id, documents.c.id.type) == any_(documents.c.media_ids))
             .values(
                 media_ids=func.array_remove(documents.c.media_ids, item.id),
                 updated_at=next_updated_at_sql(documents.c.updated_at),
