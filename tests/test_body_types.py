@@ -60,6 +60,16 @@ async def test_well_typed_bodies_and_the_400s_are_as_before(api: Api, owner_a: H
             "/events", content=raw, headers={**owner_a, "Content-Type": "application/json"}
         )
         assert_problem(response, 400)
+    # msgspec's words, said so that a client can act on them.
+    for raw, said in (
+        (b'{"title": "\\ud800"}', "a \\u escape is not a character"),
+        (b'{"title": "x', "ends too early"),
+        (b'{"title": 1e400}', "beyond the range of a 64-bit float"),
+    ):
+        response = await client.post(
+            "/events", content=raw, headers={**owner_a, "Content-Type": "application/json"}
+        )
+        assert said in assert_problem(response, 400)["detail"], raw
 
 
 async def test_a_route_that_reads_no_body_takes_none(api: Api, owner_a: Headers) -> None:

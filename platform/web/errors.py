@@ -194,13 +194,28 @@ def http_exception_to_problem(exc: HTTPException) -> ProblemDetailsException:
         if exc.detail and exc.detail != HTTPStatus(status).phrase
         else HTTPStatus(status).description
     )
-    return problem(status, detail, headers=exc.headers)
+    return problem(status, _readable(str(detail)) if status == 400 else detail, headers=exc.headers)
+
+
+# msgspec's words for a JSON body it cannot read, as a client can act on them: it says
+# "truncated" also for a \u escape that is half a surrogate pair, and names no field for a
+# number beyond a double.
+_UNREADABLE_JSON = {
+    "Input data was truncated": (
+        "The body is not valid JSON: it ends too early, or a \\u escape is not a character."
+    ),
+    "Number out of range": "The body is not valid JSON here: a number is beyond the range of a 64-bit float.",
+}
 
 
 def _validation_problem(exc: ValidationException, errors: list[dict[str, str]]) -> ProblemDetailsException:
     if errors:
         return problem(422, "The request is not valid.", errors=errors, headers=exc.headers)
-    return problem(400, str(exc.detail or "The request could not be read."), headers=exc.headers)
+    return problem(400, _readable(str(exc.detail or "The request could not be read.")), headers=exc.headers)
+
+
+def _readable(detail: str) -> str:
+    return next((said for words, said in _UNREADABLE_JSON.items() if detail.startswith(words)), detail)
 
 
 # Route option: ``query -> problems`` of the route's list (``listing.Listing.problems_of``),
