@@ -19,6 +19,7 @@ schema, checked by the query that loads the caller: they hold through an outage.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -76,8 +77,8 @@ class MemoryCounter:
         with self._lock:
             for key, limit in limits:
                 entry = self._live(key, now)
-                if entry is not None and entry[0] >= limit:
-                    return max(1, math.ceil(entry[1] - now))
+                if (entry[0] if entry else 0) >= limit:  # a limit may be 0 (FallbackCounter)
+                    return max(1, math.ceil(entry[1] - now)) if entry else 1
             if len(self._counts) + len(limits) > self.max_keys:
                 # Keys come from client input: bounded, expired windows dropped first.
                 self._counts = {k: e for k, e in self._counts.items() if e[1] > now}
@@ -150,6 +151,8 @@ class FallbackCounter:
         self.primary = primary
         self.local = local or MemoryCounter()
         self._skip_until = 0.0
+        # Per key, the takes Redis has not answered yet: each may be a grant there.
+        self._asking: collections.Counter[str] = collections.Counter()
 
     def _available(self) -> bool:
         return time.monotonic() >= self._skip_until
@@ -161,6 +164,8 @@ class FallbackCounter:
 
     async def take(self, limits: Limits, window: int) -> int:
         if self._available():
+            keys = [key for key, _ in limits]
+            self._asking.update(keys)
             try:
                 shared = await self.primary.take(limits, window)
             except (RedisError, OSError) as exc:
@@ -169,11 +174,15 @@ class FallbackCounter:
                 if not shared:
                     await self.local.take(limits, window)  # the copy: a grant, counted
                 return shared
+            finally:
+                self._asking.subtract(keys)
         # Counted once Redis has answered or failed, not before: the requests of a burst
         # that fall back then find every attempt Redis granted meanwhile counted, and the
         # two counters never grant a full limit each (counted before, a burst in which
-        # some connections to Redis timed out checked 10 passwords for a limit of 5).
-        return await self.local.take(limits, window)
+        # some connections to Redis timed out checked 10 passwords for a limit of 5). The
+        # takes Redis is still answering may each be granted there: they are held back
+        # from the copy's limit too (a fast failure beside slow answers checked 6 of 5).
+        return await self.local.take([(key, limit - self._asking[key]) for key, limit in limits], window)
 
     async def give_back(self, key: str) -> None:
         await self.local.give_back(key)
