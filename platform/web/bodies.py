@@ -122,7 +122,7 @@ async def _refuse_any_body(request: Request[Any, Any, Any]) -> None:
         raise problem(400, "This route takes no body.")
     if value:
         message = "unknown field; this route takes no body"
-        errors = [{"field": key, "message": message, "source": "body"} for key in value]
+        errors = [{"field": key, "message": message} for key in value]
         raise problem(422, "The request is not valid.", errors=errors)
 
 

@@ -238,7 +238,7 @@ def validation_problem(request: Request[Any, Any, Any], exc: ValidationException
             return problem(400, "The request body must be a JSON object.").to_response(request)
         if more:
             others = [e for e in errors if e.get("source") != "body"]
-            errors = others + [{**e, "source": "body"} for e in more]
+            errors = others + more  # a body's fields, as ``problem`` says by default
     return _validation_problem(exc, errors).to_response(request)
 
 

@@ -135,12 +135,8 @@ def has_nul(value: Any) -> bool:
 
 def _max_bytes(annotation: Any) -> int | None:
     """The ``MAX_BYTES`` of a string type, also within a union (``Password | Unset``)."""
-    if get_origin(annotation) in (Union, UnionType):
-        return next((n for member in get_args(annotation) if (n := _max_bytes(member)) is not None), None)
-    if get_origin(annotation) is not Annotated:
-        return None
-    metas = [m for m in get_args(annotation)[1:] if isinstance(m, msgspec.Meta) and m.extra]
-    return next((m.extra[MAX_BYTES] for m in metas if MAX_BYTES in m.extra), None)
+    _, metas = plain_type(annotation)
+    return next((m.extra[MAX_BYTES] for m in metas if m.extra and MAX_BYTES in m.extra), None)
 
 
 def _byte_limited(schema: type[msgspec.Struct]) -> bool:
@@ -299,4 +295,4 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
         return []
     if not isinstance(value, dict):
         return []
-    return [{**error, "source": "body"} for error in field_errors(schema, value)]
+    return field_errors(schema, value)  # each a body's field (``errors.problem``)

@@ -129,8 +129,7 @@ async def _refuse_other_fields(request: Request, data: MediaUpload) -> None:
         422,
         "The request is not valid.",
         errors=[
-            {"field": key, "message": "unknown field; the upload takes one part, `file`", "source": "body"}
-            for key in unknown
+            {"field": key, "message": "unknown field; the upload takes one part, `file`"} for key in unknown
         ],
     )
 
