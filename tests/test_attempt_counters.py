@@ -14,19 +14,25 @@ from atrium.platform.stores import FallbackCounter, Limits, RedisCounter
 LIMIT = 5
 
 
-class _SomeCallsTimeOut(RedisCounter):
-    """The real counter, but its first ``failing`` calls fail, after the others answered."""
+class _Scripted(RedisCounter):
+    """The real counter, its calls in turn following ``script``: (delay, fails) each, the
+    real answer once the script is used up."""
 
-    def __init__(self, client: Redis, failing: int) -> None:
+    def __init__(self, client: Redis, script: list[tuple[float, bool]]) -> None:
         super().__init__(client)
-        self.failing = failing
+        self.script = iter(script)
 
     async def take(self, limits: Limits, window: int) -> int:
-        if self.failing:
-            self.failing -= 1
-            await asyncio.sleep(0.05)
+        delay, fails = next(self.script, (0.0, False))
+        if delay:
+            await asyncio.sleep(delay)
+        if fails:
             raise RedisConnectionError("Timeout connecting to server")
         return await super().take(limits, window)
+
+
+async def _burst(counter: FallbackCounter, limits: Limits) -> list[int]:
+    return list(await asyncio.gather(*(counter.take(limits, 60) for _ in range(2 * LIMIT))))
 
 
 async def test_a_burst_in_which_some_redis_calls_fail_grants_no_more_than_the_limit(
@@ -36,9 +42,10 @@ async def test_a_burst_in_which_some_redis_calls_fail_grants_no_more_than_the_li
     grant a full limit (10 password checks for a limit of 5 in a CI run)."""
     client = Redis.from_url(real_redis_url)
     try:
-        counter = FallbackCounter(_SomeCallsTimeOut(client, failing=LIMIT))
+        # The first calls fail late, after the others answered.
+        counter = FallbackCounter(_Scripted(client, [(0.05, True)] * LIMIT))
         limits = [(f"test:{uuid.uuid4()}", LIMIT)]
-        answers = await asyncio.gather(*(counter.take(limits, 60) for _ in range(2 * LIMIT)))
+        answers = await _burst(counter, limits)
         assert answers.count(0) == LIMIT, answers
         # Redis down from here on: the copy goes on from what was granted.
         assert await counter.take(limits, 60) > 0
@@ -59,21 +66,6 @@ async def test_while_redis_answers_the_copy_counts_only_its_grants(real_redis_ur
         await client.aclose()
 
 
-class _SlowAnswersFastFailures(RedisCounter):
-    """The real counter answering its first ``answered`` calls late; the next fail at once."""
-
-    def __init__(self, client: Redis, answered: int) -> None:
-        super().__init__(client)
-        self.answered = answered
-
-    async def take(self, limits: Limits, window: int) -> int:
-        if not self.answered:
-            raise RedisConnectionError("Connection reset by peer")
-        self.answered -= 1
-        await asyncio.sleep(0.05)
-        return await super().take(limits, window)
-
-
 async def test_a_failure_beside_answers_still_on_their_way_grants_no_more_than_the_limit(
     real_redis_url: str,
 ) -> None:
@@ -81,9 +73,10 @@ async def test_a_failure_beside_answers_still_on_their_way_grants_no_more_than_t
     grants are held back from the copy (a CI burst checked 6 passwords for a limit of 5)."""
     client = Redis.from_url(real_redis_url)
     try:
-        counter = FallbackCounter(_SlowAnswersFastFailures(client, answered=LIMIT))
+        # The first calls are answered late; the next fail at once.
+        counter = FallbackCounter(_Scripted(client, [(0.05, False)] * LIMIT + [(0.0, True)] * LIMIT))
         limits = [(f"test:{uuid.uuid4()}", LIMIT)]
-        answers = await asyncio.gather(*(counter.take(limits, 60) for _ in range(2 * LIMIT)))
+        answers = await _burst(counter, limits)
         assert answers.count(0) == LIMIT, answers
     finally:
         await client.aclose()
