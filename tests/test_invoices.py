@@ -288,7 +288,9 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
 async def test_q_finds_an_invoice_by_its_number_notes_and_lines(api: Api, owner_a: Headers) -> None:
     _, client = api
     order, product = f"PO-{uuid.uuid4().hex[:8]}", f"gizmo{uuid.uuid4().hex[:8]}"
+    domain = f"buyer{uuid.uuid4().hex[:8]}.example"
     noted = await invoice(client, owner_a, notes=f"Against purchase order {order}")
+    mailed = await invoice(client, owner_a, customer_email=f"accounts@{domain}")
     lined = await invoice(
         client, owner_a, items=[{"description": f"Blue {product} units", "quantity": "1", "unit_price": 5}]
     )
@@ -303,7 +305,9 @@ async def test_q_finds_an_invoice_by_its_number_notes_and_lines(api: Api, owner_
     assert await found(order) == [noted["id"]]
     assert await found(number) == [numbered.json()["id"]]
     assert await found(product) == [lined["id"]]
-    assert "item_descriptions" not in lined  # searched, never shown
+    # The customer's email, whole and by its domain (the parser reads an email as one word).
+    assert await found(domain) == await found(f"accounts@{domain}") == [mailed["id"]]
+    assert "item_descriptions" not in lined and "customer_email_words" not in mailed  # searched, never shown
 
 
 def pdf_text(document: bytes) -> str:

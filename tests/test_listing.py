@@ -71,6 +71,24 @@ async def test_search_matches_word_stems_ranked_and_combines_with_filters(api: A
         await listed(client, owner_a, "/users", q=text)
 
 
+async def test_search_finds_an_email_whole_and_by_its_parts(api: Api, owner_a: Headers) -> None:
+    # API.md §6: ``q`` on /users is "name or email"; the parser reads an email as one word.
+    _, client = api
+    tag = uuid.uuid4().hex[:8]
+    mailer = await make_user(client, owner_a, "Plain Name", f"jo.mailer_{tag}+news@corp-{tag}.example")
+    await make_user(client, owner_a, "Other Name", f"other-{tag}@elsewhere.example")
+    for q in (
+        f"corp-{tag}.example",
+        f"corp-{tag}",
+        f"mailer_{tag}",
+        "news",
+        mailer["email"],
+        mailer["email"].upper(),
+    ):
+        page = await listed(client, owner_a, "/users", q=q)
+        assert [row["id"] for row in page["items"]] == [mailer["id"]], q
+
+
 async def test_search_never_finds_another_tenants_rows(api: Api, owner_a: Headers, owner_b: Headers) -> None:
     _, client = api
     tag = uuid.uuid4().hex[:8]

@@ -97,6 +97,14 @@ def search_vector(columns: Sequence[Column[Any]]) -> ColumnElement[Any]:
     return func.to_tsvector(literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), document)
 
 
+def email_words(column: str) -> str:
+    """The SQL of a generated column holding ``column``'s email as separate words: the parser
+    reads ``bob.smith@acme.com`` as one token, so a search for ``acme.com``, ``acme`` or
+    ``smith`` needs the domain and every part beside it. Searched next to the email itself,
+    so that a whole address matches too."""
+    return f"(replace({column}, '@', ' ') || ' ') || translate({column}, '@._+', '    ')"
+
+
 # ``Index.info`` key: the columns a ``search_index`` covers.
 _SEARCHED = "atrium_searched_columns"
 

@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ARRAY, ForeignKey, Index, String, Text, text
+from sqlalchemy import ARRAY, Computed, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from atrium.platform.web.listing import search_index
+from atrium.platform.web.listing import email_words, search_index
 from atrium.tenants.base import TenantBase
 
 
@@ -19,8 +19,9 @@ class User(TenantBase):
     __tablename__ = "users"
     __table_args__ = (
         Index("uq_users_email_lower", text("lower(email)"), unique=True),
-        # ``q`` on /users searches names and emails (platform/web/listing.py).
-        search_index("ix_users_search", "name", "email"),
+        # ``q`` on /users searches names and emails (platform/web/listing.py), an email both
+        # whole and by its parts.
+        search_index("ix_users_search", "name", "email", "email_words"),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -41,6 +42,12 @@ class User(TenantBase):
     # and in no response body, like the ids above.
     tokens_valid_after: Mapped[datetime.datetime | None] = mapped_column(
         DateTimeUTC(timezone=True), deferred=True, sort_order=4001
+    )
+    # The email's parts as words (``EMAIL_WORDS``), for ``q``: PostgreSQL's parser reads an
+    # email as one word, so ``q=acme`` would not find ``bob@acme.com``. Kept by the
+    # database, deferred and in no response body (migration 0019).
+    email_words: Mapped[str] = mapped_column(
+        Text, Computed(email_words("email"), persisted=True), deferred=True, sort_order=4002
     )
 
 

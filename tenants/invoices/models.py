@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Computed, Date, ForeignKey, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from atrium.platform.web.listing import search_index
+from atrium.platform.web.listing import email_words, search_index
 from atrium.tenants.base import TenantBase, TenantTable
 
 STATUSES = ("draft", "open", "paid", "void", "uncollectible")
@@ -22,7 +22,13 @@ class Invoice(TenantBase):
         # ``q``: a customer quotes the number; notes and lines hold what a reader looks for (a PO,
         # a product).
         search_index(
-            "ix_invoices_search", "number", "customer_name", "customer_email", "notes", "item_descriptions"
+            "ix_invoices_search",
+            "number",
+            "customer_name",
+            "customer_email",
+            "customer_email_words",
+            "notes",
+            "item_descriptions",
         ),
         Index("ix_invoices_status", "status", "created_at"),
         Index("ix_invoices_issue_date", "issue_date"),
@@ -57,6 +63,10 @@ class Invoice(TenantBase):
         Text,
         Computed("jsonb_path_query_array(items, '$[*].description')::text", persisted=True),
         sort_order=4000,
+    )
+    # The customer's email as words, for ``q`` (listing.email_words; migration 0019).
+    customer_email_words: Mapped[str | None] = mapped_column(
+        Text, Computed(email_words("customer_email"), persisted=True), deferred=True, sort_order=4001
     )
 
 
