@@ -47,6 +47,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "password": ("text", NOT_NULL),
         "revoked_token_ids": ("json", NOT_NULL),  # internal: logged-out tokens (migration 0004)
         "tokens_valid_after": ("timestamp", NULL),  # internal: password change (migration 0017)
+        "email_words": ("text", NOT_NULL),  # internal, generated: the email's parts for `q` (0019)
     },
     "user_meta": {
         **AUDIT,
@@ -136,6 +137,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "amount_paid": ("integer", NOT_NULL),
         "amount_due": ("integer", NOT_NULL),
         "item_descriptions": ("text", NOT_NULL),  # internal: the lines `q` searches (migration 0018)
+        "customer_email_words": ("text", NULL),  # internal, generated: the email's parts for `q` (0019)
     },
     "invoice_counters": {"name": ("text", NOT_NULL), "last": ("integer", NOT_NULL)},
     # API.md §11 (migration 0013_forms)
@@ -174,7 +176,7 @@ SEED_OUTLINE: dict[str, dict[str, tuple[str, bool]]] = {
         "version": ("integer", NOT_NULL),
         "title": ("text", NOT_NULL),
         "body": ("text", NOT_NULL),
-        "editor_id": ("uuid", NOT_NULL),
+        "editor_id": ("uuid", NULL),
         "created_at": ("timestamp", NOT_NULL),
     },
     "document_comments": {

@@ -53,8 +53,11 @@ class DocumentVersion(TenantTable):
     version: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(TITLE_MAX))
     body: Mapped[str] = mapped_column(Text)
-    # Who wrote this version. RESTRICT, as owners: a deleted user's versions are handed over.
-    editor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    # Who wrote this version; null once that user is deleted (migration 0020). Not handed
+    # over like owned rows: history must not credit the heir with edits they never made.
+    editor_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime.datetime] = mapped_column(
         DateTimeUTC(timezone=True), default=utcnow, server_default=func.now()
     )

@@ -178,14 +178,17 @@ def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
     area's owned rows are handed over without a list kept by hand.
 
     The flag is true where the rows are the user's alone (``ON DELETE CASCADE``: their
-    user-meta links), deleted with them; every other row is handed over.
+    user-meta links), deleted with them; every other row is handed over, but for columns
+    that record who did something rather than who owns it (``ON DELETE SET NULL``: a
+    version's editor), which the database clears itself.
     """
     users = tenant_metadata.tables["users"]
     found = []
     for table in tenant_metadata.sorted_tables:
         for fk in table.foreign_keys:
-            if fk.column is users.c.id:
-                found.append((table, fk.parent, (fk.ondelete or "").upper() == "CASCADE"))
+            ondelete = (fk.ondelete or "").upper()
+            if fk.column is users.c.id and ondelete != "SET NULL":
+                found.append((table, fk.parent, ondelete == "CASCADE"))
     return tuple(found)
 
 
