@@ -244,6 +244,12 @@ def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
         ({"starts_at": "0001-01-01T00:00:00Z", "recurrence": "FREQ=DAILY"}, {"starts_at"}),
         ({"starts_at": "2026-03-16T08:00:00Z", "ends_at": "9999-12-31T23:59:59Z"}, {"ends_at"}),
         ({"attendee_ids": [str(uuid.uuid4())]}, {"attendee_ids"}),
+        # A field's type and the body's rules, named in one answer.
+        ({"title": "", "ends_at": "2026-03-16T07:00:00Z"}, {"title", "ends_at"}),
+        ({"title": 5, "time_zone": "Nowhere", "location": "x" * 501}, {"title", "time_zone", "location"}),
+        ({"description": 1, "recurrence": "FREQ=HOURLY"}, {"description", "recurrence"}),
+        ({"title": None, "attendee_ids": [str(uuid.UUID(int=1))] * 2}, {"title", "attendee_ids"}),
+        ({"all_day": True, "extra": 1}, {"starts_at", "ends_at", "extra"}),
     ],
 )
 async def test_bad_events_are_422_naming_every_field(

@@ -93,6 +93,9 @@ async def test_a_group_room_needs_a_name_and_real_members(
         "/chats", json={"name": "x", "member_ids": [alice.id, alice.id]}, headers=alice.headers
     )
     assert "member_ids" in error_fields(assert_problem(twice, 422))
+    # No name for a group, named with a member id that is not one.
+    unnamed = await client.post("/chats", json={"member_ids": ["nobody"]}, headers=alice.headers)
+    assert error_fields(assert_problem(unnamed, 422)) == {"name", "member_ids[0]"}
 
 
 async def test_one_direct_room_per_pair(api: Api, owner_a: Headers) -> None:

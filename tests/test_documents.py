@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, text
 
 from tests.api import Api, Headers, TenantUser, add_user, assert_problem, create, error_fields
+from tests.conftest import MadeTenant
 
 pytest_plugins = ["tests.api"]
 
@@ -113,6 +115,14 @@ async def test_the_body_holds_at_most_one_mebibyte(api: Api, owner_a: Headers) -
     # Fewer characters than the limit, more bytes: counted in UTF-8.
     wide = await client.post("/documents", json={"title": "t", "body": "é" * (MIB // 2 + 1)}, headers=owner_a)
     assert error_fields(assert_problem(wide, 422)) == {"body"}
+    # Named with the other fields' errors, in one answer.
+    twice = [str(uuid.uuid4())] * 2
+    wide = {"title": "", "body": "é" * (MIB // 2 + 1), "media_ids": twice}
+    both = await client.post("/documents", json=wide, headers=owner_a)
+    assert error_fields(assert_problem(both, 422)) == {"title", "body", "media_ids"}
+    first = await document(client, owner_a)
+    changed = await client.patch(f"/documents/{first['id']}", json={**wide, "title": "ok"}, headers=owner_a)
+    assert error_fields(assert_problem(changed, 422)) == {"body", "media_ids"}
 
 
 async def test_attachments_must_be_media_of_this_tenant(api: Api, owner_a: Headers, owner_b: Headers) -> None:
@@ -244,6 +254,42 @@ async def test_a_bad_project_and_bad_attachments_are_named_in_one_422(api: Api, 
     body = {"title": "x", "project_id": str(uuid.uuid4()), "media_ids": [str(uuid.uuid4())]}
     response = await client.post("/documents", json=body, headers=owner_a)
     assert error_fields(assert_problem(response, 422)) == {"project_id", "media_ids"}
+
+
+async def waiting_on(engine: Engine, table: str) -> None:
+    """Until a transaction waits for a lock on ``table`` (5 s at most)."""
+    query = text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE NOT l.granted AND c.relname = :t"
+    )
+    for _ in range(250):
+        with engine.connect() as conn:
+            if conn.scalar(query, {"t": table}):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing waited for {table}")
+
+
+async def test_a_file_deleted_while_a_document_attaches_it_leaves_that_document_too(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    """The attach checks the file, then the delete runs before the attach commits: without a
+    lock on the file, the delete mended the documents it could see and the attach then
+    stored the id of a file that no longer exists."""
+    _, client = api
+    file_id, doc = await create(client, owner_a, "media"), await document(client, owner_a)
+    with operator_engine.connect() as hold:
+        # Holds the attach after its check, at the version it writes.
+        hold.execute(text(f'LOCK TABLE "{tenant_a.tenant.schema}".document_versions IN EXCLUSIVE MODE'))
+        change = {"body": "with the file", "media_ids": [file_id]}
+        attach = asyncio.create_task(client.patch(f"/documents/{doc['id']}", json=change, headers=owner_a))
+        await waiting_on(operator_engine, "document_versions")
+        delete = asyncio.create_task(client.delete(f"/media/{file_id}", headers=owner_a))
+        await asyncio.wait({delete}, timeout=1.0)
+        hold.commit()
+    assert (await attach).status_code == 200 and (await delete).status_code == 204
+    after = await client.get(f"/documents/{doc['id']}", headers=owner_a)
+    assert after.json()["media_ids"] == []
 
 
 async def test_versions_refuse_unknown_query_parameters(api: Api, owner_a: Headers) -> None:

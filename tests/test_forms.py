@@ -87,6 +87,11 @@ async def test_every_bad_field_definition_is_named_in_one_answer(api: Api, owner
     for empty in ([], [FORM_FIELDS[0]] * 101):
         response = await client.post("/forms", json={"title": "Bad", "fields": empty}, headers=owner_a)
         assert error_fields(assert_problem(response, 422)) == {"fields"}
+    # A field of the form that fails its type, named with the definitions' errors.
+    for body in ({"title": "", "fields": fields[:2]}, {"fields": fields[:2], "status": "live"}):
+        response = await client.post("/forms", json=body, headers=owner_a)
+        named = {"title", "fields[0].key", "fields[1].label"} | ({"status"} & body.keys())
+        assert error_fields(assert_problem(response, 422)) == named
 
 
 async def test_definitions_are_stored_normalised(api: Api, owner_a: Headers) -> None:

@@ -344,6 +344,11 @@ async def test_requester_id_names_the_owner(
         headers=owner_a,
     )
     assert error_fields(assert_problem(both, 422)) == {"requester_id"}
+    # The rules across fields, named with a field that fails its type, in one answer.
+    tags = [f"t{n}" for n in range(21)]
+    body = {"subject": "", "requester_id": requester.id, "owner_id": people["agent"].id, "tags": tags}
+    mixed = await client.post("/help-desk", json={**body, "status": "solved"}, headers=owner_a)
+    assert error_fields(assert_problem(mixed, 422)) == {"subject", "requester_id", "tags", "status"}
     # Filing for someone else needs manage.
     assert_problem(
         await client.post(

@@ -106,6 +106,11 @@ async def test_the_owner_is_always_a_member(
         headers=owner_a,
     )
     assert "member_ids" in error_fields(assert_problem(unknown, 422))
+    # A user listed twice, named with a field that fails its type, in one answer.
+    twice = await client.post(
+        "/projects", json={"name": " P", "member_ids": [project["owner_id"]] * 2}, headers=owner_a
+    )
+    assert error_fields(assert_problem(twice, 422)) == {"name", "member_ids"}
     # A new owner joins the members.
     handed = await client.patch(
         f"/projects/{project['id']}", json={"owner_id": people["bob"].id}, headers=owner_a

@@ -4,7 +4,7 @@ PostgreSQL cannot store."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from litestar.connection import Request
@@ -12,7 +12,13 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from atrium.platform.web.errors import problem
-from atrium.platform.web.validation import NUL_MESSAGE, describe_pattern, has_nul, loose_type_problems
+from atrium.platform.web.validation import (
+    NUL_MESSAGE,
+    BodyRule,
+    describe_pattern,
+    has_nul,
+    loose_type_problems,
+)
 
 JSON_BODY_LIMIT = 1024 * 1024
 # How deeply a JSON body's arrays and objects may nest (the body itself is level 1).
@@ -20,12 +26,31 @@ MAX_JSON_DEPTH = 64
 
 
 class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every request body: unknown fields are refused (422)."""
+    """Base of every request body: unknown fields are refused (422).
+
+    ``body_rules`` are the checks of one body that no field's type can say (an end after
+    its start, distinct ids, a known time zone) and that need no database. The service runs
+    them on a valid body, as part of its own checks; when the types fail, they run on the
+    fields that passed (validation.field_errors), so that one 422 names both kinds.
+    """
+
+    body_rules: ClassVar[tuple[BodyRule, ...]] = ()
 
 
 # A name or title: on one line, with no space at either end. Two names differing only
 # there look the same in every list (and slipped past a case-insensitive unique name).
 _NAME_PATTERN = describe_pattern(r"^\S(.*\S)?$", "one line, without spaces at either end")
+
+
+def listed_once(field: str, what: str) -> BodyRule:
+    """A body rule: the values of the list ``field`` each once ("lists a user twice")."""
+    message = f"lists {what} twice"
+
+    def rule(values: dict[str, Any]) -> list[dict[str, str]]:
+        listed = values.get(field) or ()
+        return [{"field": field, "message": message}] if len(set(listed)) != len(listed) else []
+
+    return rule
 
 
 def name_text(max_length: int = 200, description: str | None = None) -> Any:

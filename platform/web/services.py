@@ -106,6 +106,11 @@ class CrudService(Generic[M]):
         write wins, at no extra cost."""
         return False
 
+    # Whether a delete locks the row before its ``before_delete``: when rows elsewhere name
+    # it without a foreign key and are mended there, so that a write naming it at the same
+    # moment (holding it ``FOR KEY SHARE``) is done first and mended too.
+    locks_to_delete: ClassVar[bool] = False
+
     @classmethod
     def dependency(cls) -> dict[str, Provide]:
         """``crud``, the request's service, for handlers beside the resource's own (a room's
@@ -320,7 +325,7 @@ class CrudService(Generic[M]):
             )
 
     async def delete(self, item_id: uuid.UUID, if_match: str | None = None) -> None:
-        item = await self.get_to_write(item_id, if_match)
+        item = await self.get_to_write(item_id, if_match, lock=self.locks_to_delete)
         await self.before_delete(item)
         try:
             await self._write(lambda: self._repository.delete(item.id), deleting=True)

@@ -9,6 +9,7 @@ and invalid field at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -139,15 +140,17 @@ def _max_bytes(annotation: Any) -> int | None:
     return next((m.extra[MAX_BYTES] for m in metas if m.extra and MAX_BYTES in m.extra), None)
 
 
-def _byte_limited(schema: type[msgspec.Struct]) -> bool:
+def _byte_limit(schema: type[msgspec.Struct]) -> int | None:
+    """The smallest ``MAX_BYTES`` of ``schema``'s fields, if any has one."""
     try:
-        return _BYTE_LIMITED[schema]
+        return _BYTE_LIMITS[schema]
     except KeyError:
-        limited = _BYTE_LIMITED[schema] = any(_max_bytes(f.type) for f in msgspec.structs.fields(schema))
-        return limited
+        limits = [limit for f in msgspec.structs.fields(schema) if (limit := _max_bytes(f.type))]
+        limit = _BYTE_LIMITS[schema] = min(limits, default=None)
+        return limit
 
 
-_BYTE_LIMITED: dict[type[msgspec.Struct], bool] = {}
+_BYTE_LIMITS: dict[type[msgspec.Struct], int | None] = {}
 
 
 def _nul_paths(value: Any, path: str) -> list[str]:
@@ -248,7 +251,43 @@ def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[di
                 errors.append({"field": name, "message": "required"})
             continue
         errors += _value_errors(info.type, value[name], name)
+    if getattr(schema, BODY_RULES, ()):
+        errors += _rule_errors(schema, fields, value, errors)
     return errors
+
+
+# A schema's class attribute: its ``BodyRule``s (bodies.Schema declares it).
+BODY_RULES = "body_rules"
+BodyRule = Callable[[dict[str, Any]], list[dict[str, str]]]
+
+
+def _root(field: str) -> str:
+    return re.split(r"[.\[]", field, maxsplit=1)[0]
+
+
+def _rule_errors(
+    schema: type[msgspec.Struct],
+    fields: dict[str, msgspec.structs.FieldInfo],
+    value: dict[str, Any],
+    named: list[dict[str, str]],
+) -> list[dict[str, str]]:
+    """What ``schema``'s body rules say of the fields that passed their types, defaults
+    filled in as the schema would, so that a body with a bad type and a broken rule (an
+    empty title, an end before the start) is answered with both in one 422. Each rule
+    leaves alone what it cannot judge without a field that failed or was left out."""
+    bad = {_root(error["field"]) for error in named}
+    typed: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name in bad:
+            continue
+        if name in value:
+            typed[info.name] = msgspec.convert(value[name], info.type, strict=True)
+        elif info.default is not msgspec.NODEFAULT and info.default is not msgspec.UNSET:
+            typed[info.name] = info.default
+        elif info.default_factory is not msgspec.NODEFAULT:
+            typed[info.name] = info.default_factory()
+    found = [error for rule in getattr(schema, BODY_RULES) for error in rule(typed)]
+    return [error for error in found if _root(error["field"]) not in bad]
 
 
 def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | None:
@@ -280,8 +319,11 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
     try:
         msgspec.json.decode(body, type=schema, strict=True)
         # Well typed: field by field only when a value could still be refused (JSON spells
-        # a NUL character only as this escape), so that it is named with the others.
-        if b"\\u0000" not in body and not _byte_limited(schema):
+        # a NUL character only as this escape), so that it is named with the others. No
+        # string of a JSON text has more bytes of UTF-8 than the text (an escape is longer
+        # than what it stands for): a body within the smallest byte limit passes them all.
+        limit = _byte_limit(schema)
+        if b"\\u0000" not in body and (limit is None or len(body) <= limit):
             return []
     except msgspec.ValidationError:
         pass

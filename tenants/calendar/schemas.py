@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
+from atrium.tenants.calendar.rules import event_rules
 from atrium.tenants.discussions import OwnerId
 
 Title = name_text()
@@ -69,6 +70,8 @@ class EventCreate(Schema):
     recurrence: Recurrence | None = None
     owner_id: OwnerId | None = None
 
+    body_rules = (event_rules,)
+
 
 class EventUpdate(Schema):
     title: Title | Unset = UNSET
@@ -81,6 +84,8 @@ class EventUpdate(Schema):
     attendee_ids: AttendeeIds | Unset = UNSET
     recurrence: Recurrence | Unset | None = UNSET
     owner_id: OwnerId | Unset = UNSET
+
+    body_rules = (event_rules,)
 
 
 class Occurrence(msgspec.Struct):

@@ -21,14 +21,10 @@ from atrium.platform.web.listing import ListRequest
 from atrium.platform.web.services import CrudService
 from atrium.tenants.calendar.models import Event, EventFeedToken
 from atrium.tenants.calendar.recurrence import (
-    EARLIEST,
-    LATEST,
-    RecurrenceError,
     Series,
     in_utc,
-    normalize,
-    zone,
 )
+from atrium.tenants.calendar.rules import event_rules
 from atrium.tenants.identity.models import User
 
 # UTC under the names the driver may give it (ZoneInfo keeps one instance per name):
@@ -44,49 +40,22 @@ class EventService(CrudService[Event]):
 
     async def _check(self, values: dict[str, Any]) -> dict[str, Any]:
         """Every bad field in one 422; then the rule stored normalized and the series' end."""
-        errors: list[dict[str, str]] = []
-        try:
-            zone(values["time_zone"])
-        except RecurrenceError as refused:
-            errors.append({"field": "time_zone", "message": str(refused)})
-        # Kept and answered in UTC, whatever offset they were sent with (API.md §5); one
-        # too near year 1 or 9999 to convert is out of range below.
-        for name in ("starts_at", "ends_at"):
-            values[name] = in_utc(values[name], earliest=name == "starts_at")
-        starts_at, ends_at = values["starts_at"], values["ends_at"]
-        out_of_range = [name for name in ("starts_at", "ends_at") if not EARLIEST <= values[name] < LATEST]
-        message = f"a time from {EARLIEST.year} to {LATEST.year - 1}"
-        errors += [{"field": name, "message": message} for name in out_of_range]
-        if not out_of_range and ends_at <= starts_at:
-            errors.append({"field": "ends_at", "message": "must be after starts_at"})
-        if values["all_day"] and not errors:
-            tz = zone(values["time_zone"])
-            for name in ("starts_at", "ends_at"):
-                if values[name].astimezone(tz).time() != datetime.time(0):
-                    errors.append(
-                        {"field": name, "message": f"a midnight in {values['time_zone']} (all_day)"}
-                    )
-        # The rule is read against the times: only once they are valid.
-        timing_valid = not errors
+        errors = event_rules(values)
         attendees = values.get("attendee_ids") or []
-        if len(set(attendees)) != len(attendees):
-            errors.append({"field": "attendee_ids", "message": "lists a user twice"})
-        elif attendees:
+        if attendees and not any(error["field"] == "attendee_ids" for error in errors):
             found = await self.session.scalar(select(func.count()).where(User.id.in_(attendees)))
             if found != len(attendees):
                 errors.append(
                     {"field": "attendee_ids", "message": "names a user who does not exist in this tenant"}
                 )
-        series = Series(starts_at, ends_at, values["time_zone"], values["all_day"])
-        if values.get("recurrence") is not None and timing_valid:
-            try:
-                values["recurrence"] = normalize(values["recurrence"], series)
-            except RecurrenceError as refused:
-                errors.append({"field": "recurrence", "message": str(refused)})
         if errors:
             raise problem(422, "The event is not valid.", errors=errors)
         values["series_ends_at"] = Series(
-            starts_at, ends_at, values["time_zone"], values["all_day"], values.get("recurrence")
+            values["starts_at"],
+            values["ends_at"],
+            values["time_zone"],
+            values["all_day"],
+            values.get("recurrence"),
         ).series_ends_at()
         return values
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -50,11 +50,23 @@ class ChatRead(msgspec.Struct):
     updated_at: datetime.datetime
 
 
+def room_rules(values: dict[str, Any]) -> list[dict[str, str]]:
+    """A body rule (bodies.Schema) of a new room: a group has a name, a direct room none."""
+    kind, name = values.get("kind"), values.get("name")
+    if kind == "group" and "name" in values and name is None:
+        return [{"field": "name", "message": "required for a group room"}]
+    if kind == "direct" and name is not None:
+        return [{"field": "name", "message": "a direct room has no name"}]
+    return []
+
+
 class ChatCreate(Schema):
     kind: Kind = "group"
     name: Name | None = None
     member_ids: MemberIds | None = None
     owner_id: OwnerId | None = None
+
+    body_rules = (room_rules,)
 
 
 class ChatUpdate(Schema):

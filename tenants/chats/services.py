@@ -41,7 +41,7 @@ from atrium.tenants.base import utcnow
 from atrium.tenants.chats import events
 from atrium.tenants.chats.live import publisher
 from atrium.tenants.chats.models import Chat, ChatMarker, ChatMessage
-from atrium.tenants.chats.schemas import MessageCreate, MessageRead, MessageUpdate
+from atrium.tenants.chats.schemas import MessageCreate, MessageRead, MessageUpdate, room_rules
 from atrium.tenants.identity.models import User
 
 
@@ -178,11 +178,7 @@ class ChatService(CrudService[Chat]):
             values["owner_id"] = self.user.id
         self.check_new_owner(values["owner_id"])
         owner, kind = values["owner_id"], values["kind"]
-        named = []
-        if kind == "group" and values.get("name") is None:
-            named.append({"field": "name", "message": "required for a group room"})
-        if kind == "direct" and values.get("name") is not None:
-            named.append({"field": "name", "message": "a direct room has no name"})
+        named = room_rules(values)
         members = list(values.get("member_ids") or [])
         # The creator is always a member: added when the list leaves them out.
         if owner not in members:

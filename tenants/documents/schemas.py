@@ -8,14 +8,19 @@ from typing import Annotated
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.bodies import Schema, listed_once, name_text
+from atrium.platform.web.validation import MAX_BYTES
 from atrium.tenants.discussions import OwnerId
 from atrium.tenants.documents.models import BODY_MAX_BYTES, TITLE_MAX
 
 Title = name_text(TITLE_MAX)
-# Characters here; the byte limit (1 MiB of UTF-8) is checked by the service.
 Body = Annotated[
-    str, msgspec.Meta(max_length=BODY_MAX_BYTES, description="Markdown text, at most 1 MiB (UTF-8).")
+    str,
+    msgspec.Meta(
+        max_length=BODY_MAX_BYTES,
+        description="Markdown text, at most 1 MiB (UTF-8).",
+        extra={MAX_BYTES: BODY_MAX_BYTES},
+    ),
 ]
 ProjectId = Annotated[
     uuid.UUID,
@@ -26,6 +31,7 @@ ProjectId = Annotated[
 MediaIds = Annotated[
     list[uuid.UUID], msgspec.Meta(max_length=1000, description="Attachments: ids of media of this tenant.")
 ]
+MEDIA_ONCE = listed_once("media_ids", "a media row")
 Version = Annotated[
     int, msgspec.Meta(description="Server-set: 1 on create, one more on every change; every version is kept.")
 ]
@@ -53,6 +59,8 @@ class DocumentCreate(Schema):
     media_ids: MediaIds | None = None
     owner_id: OwnerId | None = None
 
+    body_rules = (MEDIA_ONCE,)
+
 
 class DocumentUpdate(Schema):
     title: Title | Unset = UNSET
@@ -61,12 +69,17 @@ class DocumentUpdate(Schema):
     media_ids: MediaIds | Unset = UNSET
     owner_id: OwnerId | Unset = UNSET
 
+    body_rules = (MEDIA_ONCE,)
+
 
 class DocumentVersionRead(msgspec.Struct):
     version: int
     title: str
     body: str
-    editor_id: Annotated[uuid.UUID, msgspec.Meta(description="The user who wrote this version.")]
+    editor_id: Annotated[
+        uuid.UUID | None,
+        msgspec.Meta(description="The user who wrote this version; null once that user is deleted."),
+    ]
     created_at: datetime.datetime
 
 

@@ -15,7 +15,8 @@ from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import utcnow
-from atrium.tenants.documents.models import BODY_MAX_BYTES, Document, DocumentComment, DocumentVersion
+from atrium.tenants.documents.models import Document, DocumentComment, DocumentVersion
+from atrium.tenants.documents.schemas import MEDIA_ONCE
 from atrium.tenants.media.models import Media
 from atrium.tenants.projects.models import Project
 from atrium.tenants.projects.services import PROJECTS, member_of_project, refuse_writes_if_archived
@@ -73,23 +74,20 @@ class DocumentService(CrudService[Document]):
         return visible_documents(caller)
 
     async def _check_values(self, values: dict[str, Any], project_id: uuid.UUID | None = None) -> None:
-        """Every bad field in one 422: the body's size in bytes, the attachments, and
-        ``project_id`` when given: a project the caller sees (422), not archived (409)."""
-        errors = []
-        body = values.get("body")
-        # A character is at most 4 bytes of UTF-8: most bodies need no encoding to count.
-        if isinstance(body, str) and len(body) * 4 > BODY_MAX_BYTES and len(body.encode()) > BODY_MAX_BYTES:
-            errors.append({"field": "body", "message": f"at most {BODY_MAX_BYTES} bytes of UTF-8"})
+        """Every bad field in one 422: the attachments, and ``project_id`` when given: a
+        project the caller sees (422), not archived (409)."""
+        errors = MEDIA_ONCE(values)
         media_ids = values.get("media_ids")
-        if media_ids:
-            if len(set(media_ids)) != len(media_ids):
-                errors.append({"field": "media_ids", "message": "lists a media row twice"})
-            else:
-                found = await self.session.scalar(select(func.count()).where(Media.id.in_(media_ids)))
-                if found != len(media_ids):
-                    errors.append(
-                        {"field": "media_ids", "message": "names media that do not exist in this tenant"}
-                    )
+        if media_ids and not errors:
+            # Held until the commit: a file deleted meanwhile waits, then leaves this
+            # document too (MediaService.locks_to_delete), instead of staying listed.
+            found = await self.session.scalars(
+                select(Media.id).where(Media.id.in_(media_ids)).with_for_update(read=True, key_share=True)
+            )
+            if len(found.all()) != len(media_ids):
+                errors.append(
+                    {"field": "media_ids", "message": "names media that do not exist in this tenant"}
+                )
         if project_id is not None:
             try:
                 await refuse_writes_if_archived(self.session, project_id, self.user)

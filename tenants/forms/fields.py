@@ -168,6 +168,17 @@ def field_definition_errors(fields: Any) -> tuple[list[dict[str, Any]], Errors]:
     return [n for n in normal if n is not None], errors
 
 
+def definition_rules(values: dict[str, Any]) -> Errors:
+    """A body rule (bodies.Schema) of a form: every error of its ``fields``, which become
+    their normal form when they have none; nothing to say without them."""
+    if values.get("fields") is None:
+        return []
+    normal, errors = field_definition_errors(values["fields"])
+    if not errors:
+        values["fields"] = normal
+    return errors
+
+
 def check_fields(fields: Any) -> list[dict[str, Any]]:
     """The definitions normalised, or a 422 naming every bad one."""
     normal, errors = field_definition_errors(fields)

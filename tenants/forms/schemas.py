@@ -10,6 +10,7 @@ import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
 from atrium.platform.web.validation import anchored
+from atrium.tenants.forms.fields import definition_rules
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -126,6 +127,8 @@ class FormCreate(Schema):
     public: Public = False
     owner_id: OwnerId | None = None
 
+    body_rules = (definition_rules,)
+
 
 class FormUpdate(Schema):
     title: Title | Unset = UNSET
@@ -134,6 +137,8 @@ class FormUpdate(Schema):
     public: Public | Unset = UNSET
     fields: FieldsIn | Unset = UNSET
     owner_id: OwnerId | Unset = UNSET
+
+    body_rules = (definition_rules,)
 
 
 class PublicForm(msgspec.Struct):

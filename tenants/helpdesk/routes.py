@@ -40,7 +40,7 @@ from atrium.tenants.helpdesk.schemas import (
     TicketCreate,
     TicketRead,
     TicketUpdate,
-    clean_tags,
+    ticket_rules,
 )
 from atrium.tenants.identity.models import UserMeta, UserRole
 
@@ -67,27 +67,19 @@ class TicketService(CrudService[Ticket]):
     # -- requester_id is owner_id under the name API.md §10 gives it --------------------
 
     @staticmethod
-    def _as_owner(data: Any, errors: list[dict[str, str]]) -> Any:
+    def _as_owner(data: Any) -> Any:
+        """``data`` with a ``requester_id`` given as the ``owner_id``; one that differs from a
+        given ``owner_id`` is left for ``ticket_rules`` to name."""
         requester = getattr(data, "requester_id", None)
-        if requester in (None, msgspec.UNSET):
-            return data
-        owner = data.owner_id
-        if owner not in (None, msgspec.UNSET) and owner != requester:
-            errors.append({"field": "requester_id", "message": "differs from owner_id (they name one user)"})
+        if requester in (None, msgspec.UNSET) or data.owner_id not in (None, msgspec.UNSET, requester):
             return data
         return msgspec.structs.replace(data, owner_id=requester, requester_id=msgspec.UNSET)
 
     async def create(self, data: msgspec.Struct, before_commit: BeforeCommit[Ticket] | None = None) -> Ticket:
-        errors: list[dict[str, str]] = []
-        data = self._as_owner(data, errors)
-        _field_errors(errors)
-        return await super().create(data, before_commit)
+        return await super().create(self._as_owner(data), before_commit)
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct, if_match: str | None = None) -> Ticket:
-        errors: list[dict[str, str]] = []
-        data = self._as_owner(data, errors)
-        _field_errors(errors)
-        return await super().update(item_id, data, if_match)
+        return await super().update(item_id, self._as_owner(data), if_match)
 
     # -- the rules --------------------------------------------------------------------
 
@@ -121,17 +113,14 @@ class TicketService(CrudService[Ticket]):
                 errors.append({"field": "follow_up_of", "message": message})
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        values.pop("requester_id", None)
         if values.get("assignee_id") is not None and not self.may_manage():
             raise self._refuse_beyond_ownership("Only an agent can assign a ticket.")
         if values["status"] != "new" and not self.may_manage():
             raise self._refuse_beyond_ownership(f"Only an agent can file a ticket as {values['status']}.")
-        values["tags"] = clean_tags(values["tags"])
-        errors: list[dict[str, str]] = []
+        errors = ticket_rules(values)
+        values.pop("requester_id", None)
         await self._check_references(values, errors)
         if values["status"] == "solved":
-            if values.get("assignee_id") is None:
-                errors.append({"field": "status", "message": "solving needs an assignee (assignee_id)"})
             values["solved_at"] = utcnow()
         _field_errors(errors)
         return values
@@ -139,8 +128,11 @@ class TicketService(CrudService[Ticket]):
     async def prepare_update(self, item: Ticket, changes: dict[str, Any]) -> dict[str, Any]:
         # A closed ticket never changes: its follow-up is a new ticket.
         self.check_state(item, self.transitions or {}, "a change")
-        changes.pop("requester_id", None)
         target = changes.get("status", item.status)
+        # The stored assignee stands for one the change leaves out.
+        checked = {**changes, "status": target, "assignee_id": changes.get("assignee_id", item.assignee_id)}
+        errors = ticket_rules(checked)
+        changes.pop("requester_id", None)
         if not self.may_manage():
             # Sending a field's current value changes nothing, and is allowed.
             beyond = sorted(k for k in set(changes) - REQUESTER_FIELDS if changes[k] != getattr(item, k))
@@ -149,12 +141,8 @@ class TicketService(CrudService[Ticket]):
             if target not in {item.status, "solved"}:
                 raise self._refuse_beyond_ownership("A requester may only solve their ticket.")
         if "tags" in changes:
-            changes["tags"] = clean_tags(changes["tags"])
-        errors: list[dict[str, str]] = []
+            changes["tags"] = checked["tags"]
         await self._check_references(changes, errors)
-        assignee = changes.get("assignee_id", item.assignee_id)
-        if target == "solved" and assignee is None:
-            errors.append({"field": "status", "message": "solving needs an assignee (assignee_id)"})
         _field_errors(errors)
         if target != item.status:
             now = utcnow()

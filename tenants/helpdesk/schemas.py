@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
-from atrium.platform.web.errors import field_problem
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 # A ticket may be filed in any status but closed (a ticket is closed from solved).
@@ -21,11 +20,29 @@ Subject = name_text()
 Body = Annotated[str, msgspec.Meta(max_length=100_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"\S")]
 # The list as sent may repeat tags (they are kept once each): MAX_TAGS counts distinct
-# ones (``clean_tags``); the list itself is only kept from growing without bound.
+# ones (``ticket_rules``); the list itself is only kept from growing without bound.
 Tags = Annotated[
     list[Tag],
     msgspec.Meta(max_length=5 * MAX_TAGS, description="At most 20 distinct; stored lower-case, once each."),
 ]
+
+
+def ticket_rules(values: dict[str, Any]) -> list[dict[str, str]]:
+    """A body rule (bodies.Schema) of a ticket: one requester under both names, at most
+    MAX_TAGS distinct tags (kept lower-cased, trimmed, once each, in the order first given),
+    and no ``solved`` without an assignee. Each judged only when its fields are given."""
+    errors = []
+    requester, owner = values.get("requester_id"), values.get("owner_id")
+    absent = (None, msgspec.UNSET)
+    if requester not in absent and owner not in absent and requester != owner:
+        errors.append({"field": "requester_id", "message": "differs from owner_id (they name one user)"})
+    if values.get("tags") not in absent:
+        kept = values["tags"] = list(dict.fromkeys(tag.strip().lower() for tag in values["tags"]))
+        if len(kept) > MAX_TAGS:
+            errors.append({"field": "tags", "message": f"at most {MAX_TAGS} distinct tags (lower-cased)"})
+    if values.get("status") == "solved" and "assignee_id" in values and values["assignee_id"] is None:
+        errors.append({"field": "status", "message": "solving needs an assignee (assignee_id)"})
+    return errors
 
 
 class TicketRead(msgspec.Struct):
@@ -67,6 +84,8 @@ class TicketCreate(Schema):
     tags: Tags = msgspec.field(default_factory=list)
     follow_up_of: Annotated[uuid.UUID | None, msgspec.Meta(description="A closed ticket.")] = None
 
+    body_rules = (ticket_rules,)
+
 
 class TicketUpdate(Schema):
     """Requesters may change ``subject`` and ``body`` and move their ticket to ``solved``;
@@ -80,6 +99,8 @@ class TicketUpdate(Schema):
     requester_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
     assignee_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     tags: Tags | msgspec.UnsetType = msgspec.UNSET
+
+    body_rules = (ticket_rules,)
 
 
 class ReplyRead(msgspec.Struct):
@@ -104,11 +125,3 @@ class ReplyCreate(Schema):
     visibility: Annotated[
         Visibility, msgspec.Meta(description="`internal` replies are seen by help-desk:manage holders only.")
     ]
-
-
-def clean_tags(tags: list[str]) -> list[str]:
-    """Lower-cased, trimmed, each once, in the order first given; 422 past MAX_TAGS."""
-    kept = list(dict.fromkeys(tag.strip().lower() for tag in tags))
-    if len(kept) > MAX_TAGS:
-        raise field_problem(422, "tags", f"at most {MAX_TAGS} distinct tags (lower-cased)")
-    return kept

@@ -6,7 +6,6 @@ annotations``: the handlers are built at runtime and Litestar reads their annota
 
 import datetime
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from litestar import Request, Response, get
@@ -31,9 +30,9 @@ from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
-from atrium.tenants.invoices import money
 from atrium.tenants.invoices.models import Invoice, InvoiceCounter
 from atrium.tenants.invoices.pdf import render_pdf
+from atrium.tenants.invoices.rules import invoice_rules, item_dict
 from atrium.tenants.invoices.schemas import InvoiceCreate, InvoiceRead, InvoiceUpdate, Payment
 
 RESOURCE = "invoices"
@@ -85,55 +84,28 @@ def _invalid(errors: list[dict[str, str]]) -> None:
         raise problem(422, "The invoice is not valid.", errors=errors)
 
 
-def _lines(items: list[dict[str, Any]], errors: list[dict[str, str]]) -> list[money.Line]:
-    """The lines as exact numbers; bad values are added to ``errors``, by field."""
-    lines = []
-    for index, item in enumerate(items):
-        quantity, rate = Decimal(item["quantity"]), Decimal(item["tax_rate"])
-        if quantity <= 0:
-            errors.append({"field": f"items[{index}].quantity", "message": "must be greater than 0"})
-        if rate > 100:
-            errors.append({"field": f"items[{index}].tax_rate", "message": "must be 0 to 100"})
-        lines.append(money.Line(quantity, item["unit_price"], rate))
-    return lines
-
-
 class InvoiceService(CrudService[Invoice]):
     model = Invoice
 
     def _computed(self, values: dict[str, Any], current: Invoice | None = None) -> dict[str, Any]:
         """``values`` with the totals worked out from the lines; 422 naming every bad field."""
-        errors: list[dict[str, str]] = []
-
-        def field(name: str) -> Any:
-            return values[name] if name in values else getattr(current, name, None)
-
-        currency = field("currency")
-        if "currency" in values and currency not in money.currencies():
-            errors.append({"field": "currency", "message": "not an ISO 4217 currency code"})
-        issue, due = field("issue_date"), field("due_date")
-        if issue is not None and due is not None and due < issue:
-            errors.append({"field": "due_date", "message": "must be on or after issue_date"})
-        if "items" in values:
-            items = [dict(item) for item in values["items"]]
-            values["items"] = items
-            totals = money.totals(_lines(items, errors))
-            if totals.total > money.MAX_AMOUNT:
-                errors.append({"field": "items", "message": "the total is too large"})
-            values.update(subtotal=totals.subtotal, tax=totals.tax, total=totals.total)
-        _invalid(errors)
+        if values.get("items") is not None:
+            refuse_nul_characters({"items": [item_dict(item) for item in values["items"]]})
+        checked = dict(values)
+        if current is not None:  # a change of one date is checked against the other's stored value
+            for name in ("issue_date", "due_date"):
+                checked.setdefault(name, getattr(current, name))
+        _invalid(invoice_rules(checked))
+        for name in ("items", "subtotal", "tax", "total"):
+            if name in checked:
+                values[name] = checked[name]
         return values
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        values["items"] = [_item_dict(item) for item in values["items"]]
-        refuse_nul_characters({"items": values["items"]})
         return self._computed(values)
 
     async def prepare_update(self, item: Invoice, changes: dict[str, Any]) -> dict[str, Any]:
         self.check_state(item, {"draft"}, "a change")
-        if "items" in changes:
-            changes["items"] = [_item_dict(line) for line in changes["items"]]
-            refuse_nul_characters({"items": changes["items"]})
         return self._computed(changes, item)
 
     async def before_delete(self, item: Invoice) -> None:
@@ -183,17 +155,6 @@ class InvoiceService(CrudService[Invoice]):
     async def tenant_name(self) -> str:
         name = await self.session.scalar(select(Tenant.name).where(Tenant.id == self.tenant.id))
         return name or self.tenant.slug
-
-
-def _item_dict(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        return item
-    return {
-        "description": item.description,
-        "quantity": item.quantity,
-        "unit_price": item.unit_price,
-        "tax_rate": item.tax_rate,
-    }
 
 
 def invoice_handlers() -> list[Any]:

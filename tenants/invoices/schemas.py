@@ -11,6 +11,7 @@ import msgspec
 
 from atrium.platform.web.bodies import Schema
 from atrium.platform.web.validation import describe_pattern
+from atrium.tenants.invoices.rules import invoice_rules
 
 Status = Literal["draft", "open", "paid", "void", "uncollectible"]
 MAX_PRICE = 10**12
@@ -91,6 +92,8 @@ class InvoiceCreate(Schema):
     notes: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
     owner_id: uuid.UUID | None = None
 
+    body_rules = (invoice_rules,)
+
 
 class InvoiceUpdate(Schema):
     """Only a draft changes (409 otherwise)."""
@@ -105,6 +108,8 @@ class InvoiceUpdate(Schema):
     due_date: datetime.date | msgspec.UnsetType | None = msgspec.UNSET
     notes: Annotated[str, msgspec.Meta(max_length=10000)] | msgspec.UnsetType | None = msgspec.UNSET
     owner_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+
+    body_rules = (invoice_rules,)
 
 
 class Payment(Schema):

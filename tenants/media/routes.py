@@ -56,6 +56,9 @@ CONTENT_HEADERS = {
 
 class MediaService(CrudService[Media]):
     model = Media
+    # Documents attach media by id (``before_delete``); a document write checking this
+    # file holds it FOR KEY SHARE, so the delete waits for it and then mends it too.
+    locks_to_delete = True
 
     async def upload(
         self, name: str, media_type: str, data: bytes, before_commit: BeforeCommit[Media] | None = None

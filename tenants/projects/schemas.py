@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.bodies import Schema, listed_once, name_text
 from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
 
 Name = name_text()
@@ -24,6 +24,7 @@ MemberIds = Annotated[
         description="Users who see the project and its discussions; the owner is always one of them.",
     ),
 ]
+MEMBERS_ONCE = listed_once("member_ids", "a user")
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -47,6 +48,8 @@ class ProjectCreate(Schema):
     member_ids: MemberIds | None = None
     owner_id: OwnerId | None = None
 
+    body_rules = (MEMBERS_ONCE,)
+
 
 class ProjectUpdate(Schema):
     name: Name | Unset = UNSET
@@ -54,6 +57,8 @@ class ProjectUpdate(Schema):
     status: Status | Unset = UNSET
     member_ids: MemberIds | Unset = UNSET
     owner_id: OwnerId | Unset = UNSET
+
+    body_rules = (MEMBERS_ONCE,)
 
 
 class ProjectDiscussionRead(DiscussionRead, kw_only=True):

@@ -21,6 +21,7 @@ from atrium.platform.web.services import CrudService
 from atrium.tenants.discussions import ThreadService
 from atrium.tenants.identity.models import User
 from atrium.tenants.projects.models import Project, ProjectDiscussion
+from atrium.tenants.projects.schemas import MEMBERS_ONCE
 
 PROJECTS = "projects"
 
@@ -68,9 +69,7 @@ class ProjectService(CrudService[Project]):
         return member_of_project(caller)
 
     async def _check_members(self, member_ids: list[uuid.UUID], owner_id: uuid.UUID) -> list[uuid.UUID]:
-        problems = []
-        if len(set(member_ids)) != len(member_ids):
-            problems.append("lists a user twice")
+        problems = [error["message"] for error in MEMBERS_ONCE({"member_ids": member_ids})]
         if owner_id not in member_ids:
             problems.append("must include the project's owner")
         if not problems:

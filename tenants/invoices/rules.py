@@ -1,0 +1,62 @@
+"""What an invoice's body must hold beyond its fields' types: a known currency, a due date
+on or after the issue date, lines with a quantity above 0 and a rate up to 100 percent,
+and a total the columns can hold.
+
+A body rule (bodies.Schema): it judges what it is given and leaves alone what is missing,
+so that it serves the service (on a valid body, with the stored dates beside a change)
+and the fields of a body that failed its types alike. The totals are worked out as the
+lines are checked.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from atrium.tenants.invoices import money
+
+Errors = list[dict[str, str]]
+
+
+def item_dict(item: Any) -> dict[str, Any]:
+    """A line as stored: a plain object, whether it came as one or as a decoded struct."""
+    if isinstance(item, dict):
+        return item
+    return {
+        "description": item.description,
+        "quantity": item.quantity,
+        "unit_price": item.unit_price,
+        "tax_rate": item.tax_rate,
+    }
+
+
+def _lines(items: list[dict[str, Any]], errors: Errors) -> list[money.Line]:
+    """The lines as exact numbers; bad values are added to ``errors``, by field."""
+    lines = []
+    for index, item in enumerate(items):
+        quantity, rate = Decimal(item["quantity"]), Decimal(item["tax_rate"])
+        if quantity <= 0:
+            errors.append({"field": f"items[{index}].quantity", "message": "must be greater than 0"})
+        if rate > 100:
+            errors.append({"field": f"items[{index}].tax_rate", "message": "must be 0 to 100"})
+        lines.append(money.Line(quantity, item["unit_price"], rate))
+    return lines
+
+
+def invoice_rules(values: dict[str, Any]) -> Errors:
+    """The errors of ``values``; with ``items``, the lines become plain objects and
+    ``subtotal``, ``tax`` and ``total`` are set."""
+    errors: Errors = []
+    currency = values.get("currency")
+    if currency is not None and currency not in money.currencies():
+        errors.append({"field": "currency", "message": "not an ISO 4217 currency code"})
+    issue, due = values.get("issue_date"), values.get("due_date")
+    if issue is not None and due is not None and due < issue:
+        errors.append({"field": "due_date", "message": "must be on or after issue_date"})
+    if values.get("items") is not None:
+        items = values["items"] = [dict(item_dict(item)) for item in values["items"]]
+        totals = money.totals(_lines(items, errors))
+        if totals.total > money.MAX_AMOUNT:
+            errors.append({"field": "items", "message": "the total is too large"})
+        values.update(subtotal=totals.subtotal, tax=totals.tax, total=totals.total)
+    return errors
