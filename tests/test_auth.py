@@ -282,6 +282,32 @@ async def test_every_user_changes_their_own_name_phone_and_password(
     assert (await client.get("/auth/me", headers=fresh)).status_code == 200
 
 
+async def test_me_carries_the_user_rows_etag_and_its_patch_honours_if_match(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    user = await add_user(client, owner_a)
+    me = await client.get("/auth/me", headers=user.headers)
+    tag = me.headers["ETag"]
+    assert tag == (await client.get(f"/users/{user.id}", headers=owner_a)).headers["ETag"]
+    proof = {"current_password": user.password}
+    renamed = await client.patch(
+        "/auth/me", json={"name": "Tagged", **proof}, headers={**user.headers, "If-Match": tag}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.headers["ETag"] != tag
+    assert renamed.headers["ETag"] == (await client.get("/auth/me", headers=user.headers)).headers["ETag"]
+    # The old tag no longer matches: 412, and the row is as it was.
+    stale = await client.patch(
+        "/auth/me", json={"name": "Lost", **proof}, headers={**user.headers, "If-Match": tag}
+    )
+    assert_problem(stale, 412)
+    assert (await client.get("/auth/me", headers=user.headers)).json()["user"]["name"] == "Tagged"
+    # A wrong password is 403 before a stale tag is 412.
+    wrong = {"name": "Lost", "current_password": "not-the-password"}
+    assert_problem(await client.patch("/auth/me", json=wrong, headers={**user.headers, "If-Match": tag}), 403)
+
+
 async def test_changing_oneself_needs_the_current_password(api: Api, owner_a: Headers) -> None:
     _, client = api
     user = await add_user(client, owner_a, role="Member")

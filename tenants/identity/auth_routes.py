@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Request, Router, get, patch, post
+from litestar import Request, Response, Router, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.security.jwt import Token
@@ -23,6 +23,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.client_address import client_address
+from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG, request_header, row_tag
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.tenants.identity.models import User
@@ -101,16 +102,17 @@ async def logout(
     "/me",
     operation_id="get_me",
     summary="The caller, their roles and effective permissions",
+    description=(
+        "The `ETag` is the caller's user row's, as on `GET /users/{id}`: `PATCH /auth/me` takes "
+        "it in `If-Match`."
+    ),
     responses=problem_responses(401, 503),
-    opt={READS_ON_DRIVER: True},
+    opt={READS_ON_DRIVER: True, SENDS_ETAG: True},
 )
-async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
+async def me(request: Request[AuthUser, Token, Any]) -> Response[MeResponse]:
     user = request.user
-    return MeResponse(
-        user=_profile(user),
-        roles=list(user.roles),
-        permissions=effective(user.permissions),
-    )
+    body = MeResponse(user=_profile(user), roles=list(user.roles), permissions=effective(user.permissions))
+    return Response(body, headers={"ETag": row_tag(user)})
 
 
 @patch(
@@ -122,10 +124,12 @@ async def me(request: Request[AuthUser, Token, Any]) -> MeResponse:
         "needed. `current_password` is required: missing, 422; wrong, 403 (and it counts as "
         "a failed login, 429 past the limit). Passwords follow the rules of `/users`: 8 "
         "characters to 72 bytes in UTF-8. A new password signs the user out everywhere: "
-        "every token issued before it, this one included, is refused from then on."
+        "every token issued before it, this one included, is refused from then on. `If-Match` "
+        "takes the `ETag` of `GET /auth/me` (412 if the caller's row changed since)."
     ),
     request_max_body_size=JSON_BODY_LIMIT,
-    responses=problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 412, 413, 415, 422, 429, 503),
+    opt={SENDS_ETAG: True, CHECKS_IF_MATCH: True},
 )
 async def update_me(
     data: JSONBody[MeUpdate],
@@ -134,9 +138,11 @@ async def update_me(
     settings: NamedDependency[Settings],
     login_throttle: NamedDependency[LoginThrottle],
     request: Request[AuthUser, Token, Any],
-) -> UserRead:
+) -> Response[UserRead]:
     service = UserService(db_session, tenant, request.user, settings)
-    return _profile(await service.update_me(data, login_throttle, client_address(request)))
+    if_match = request_header(request.scope, b"if-match")
+    user = await service.update_me(data, login_throttle, client_address(request), if_match)
+    return Response(_profile(user), headers={"ETag": row_tag(user)})
 
 
 auth_router = Router(

@@ -16,7 +16,13 @@ from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from atrium.platform.security.permissions import grants, is_valid_permission
 from atrium.platform.web.bodies import refuse_nul_characters
-from atrium.platform.web.concurrency import next_updated_at_sql
+from atrium.platform.web.concurrency import (
+    if_match_allows,
+    next_updated_at,
+    next_updated_at_sql,
+    precondition_failed,
+    row_tag,
+)
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import USER_IDS, tenant_metadata, utcnow
@@ -73,14 +79,18 @@ class UserService(CrudService[User], PrivilegeGuard):
         values["password"] = await self._hash(values["password"])
         return values
 
-    async def update_me(self, data: MeUpdate, throttle: LoginThrottle, client: str) -> User:
+    async def update_me(
+        self, data: MeUpdate, throttle: LoginThrottle, client: str, if_match: str | None = None
+    ) -> User:
         """The caller changes their own name, phone or password (``PATCH /auth/me``).
 
         No permission is needed, and none is involved: only the caller's own row changes.
         A wrong current password counts as a failed login, so a stolen token cannot be
         used to guess the password faster than the login form allows.
         """
-        user = await self.get(self.user.id)
+        # Locked with If-Match, as any write's row (``get_to_write``), so that the check and
+        # the write cannot be separated by another write.
+        user = await self.get(self.user.id, lock=if_match is not None)
         # The attempt is counted before the password is checked, as logins are, so a burst
         # of wrong guesses gets no more checks than the limit.
         await throttle.take(self.tenant.id, user.email, client)
@@ -88,6 +98,9 @@ class UserService(CrudService[User], PrivilegeGuard):
         if not await asyncio.to_thread(verify_password, data.current_password, user.password, rounds):
             raise field_problem("current_password", "the current password is not correct", status=403)
         await throttle.record_success(self.tenant.id, user.email, client)
+        # After the password: a 412 would invite a retry that can only end in 403.
+        if not if_match_allows(if_match, row_tag(user)):
+            raise precondition_failed()
         changes = {
             k: v
             for k, v in msgspec.structs.asdict(data).items()
@@ -97,6 +110,7 @@ class UserService(CrudService[User], PrivilegeGuard):
         await self._new_password(changes)
         for key, value in changes.items():
             setattr(user, key, value)
+        user.updated_at = next_updated_at(user.updated_at)
         # A flush of users: CallerInvalidation drops the caller in every process on commit.
         await self._write(self.session.flush)
         return user
