@@ -24,7 +24,8 @@ from atrium.platform.web.errors import problem
 
 TENANT_STATE_KEY = "atrium_tenant"
 # Served on every host, the apex included, without resolving a tenant.
-PLATFORM_PATHS = ("/health", "/schema")
+HEALTH_PATH = "/health"
+PLATFORM_PATHS = (HEALTH_PATH, "/schema")
 
 
 def is_platform_path(path: str) -> bool:
@@ -51,8 +52,9 @@ class TenantMiddleware(ASGIMiddleware):
         raw = hosts[0] if hosts else None
         parsed = normalize_host(raw)
         platform_path = is_platform_path(scope["path"])
-        # Load balancers and orchestrators probe platform routes by address.
-        if parsed is None and not (platform_path and is_ip_literal(raw)):
+        # Load balancers and orchestrators probe platform routes by address; /health answers
+        # on any Host, and without one (an HTTP/1.0 check sends none), as API.md §1 says.
+        if parsed is None and not (scope["path"] == HEALTH_PATH or (platform_path and is_ip_literal(raw))):
             raise problem(
                 400, "The Host header is missing or is not a valid host name.", type_="invalid-host"
             )

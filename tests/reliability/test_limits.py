@@ -403,6 +403,10 @@ def test_repeated_and_conflicting_host_lines_are_refused(
         ([b"[::1]:%d"], b"/auth/me", 400),
         ([b"127.0.0.1:%d"], b"/health", 200),
         ([b"[::1]"], b"/health", 200),
+        # Any Host for /health, none included (an HTTP/1.0 probe sends none).
+        ([], b"/health", 200),
+        ([b"bad_host!"], b"/health", 200),
+        ([b"bad_host!"], b"/schema/openapi.json", 400),
     ],
     ids=str,
 )
