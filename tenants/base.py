@@ -65,11 +65,16 @@ class TenantBase(AuditColumns, TenantTable):
 # deleting a user takes them out of every such column (identity's user deletion finds the
 # columns by this mark, as it finds ``owner_id`` columns by their foreign keys).
 USER_IDS = "user_ids"
+# ``Column.info`` mark of such an array that always holds the row's owner (a project's
+# members): a user deletion that hands the row to an heir adds the heir to it.
+HOLDS_OWNER = "holds_owner"
 
 
-def user_ids_column() -> Mapped[list[uuid.UUID]]:
-    """An array of this tenant's user ids, kept free of deleted users."""
-    return mapped_column(ARRAY(Uuid), default=list, server_default="{}", info={USER_IDS: True})
+def user_ids_column(*, holds_owner: bool = False) -> Mapped[list[uuid.UUID]]:
+    """An array of this tenant's user ids, kept free of deleted users (and holding the row's
+    owner, with ``holds_owner``)."""
+    info = {USER_IDS: True, HOLDS_OWNER: holds_owner}
+    return mapped_column(ARRAY(Uuid), default=list, server_default="{}", info=info)
 
 
 tenant_metadata = TenantTable.metadata

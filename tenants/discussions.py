@@ -138,6 +138,12 @@ class ThreadService(CrudService[Any]):
         (a locked topic). Nothing by default."""
         return None
 
+    def locks_to_update(self, changes: dict[str, Any]) -> bool:
+        # Replies move a top-level discussion's counters meanwhile: a change waits for those
+        # in flight, so that it answers the row as it wrote it, and a lock (forums) refuses
+        # every reply that comes after its answer.
+        return True
+
     def _top_level_fields(self) -> tuple[str, ...]:
         return ("title", *self.top_level_only)
 

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from litestar import Litestar
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from atrium.platform.app import create_app
 from atrium.platform.settings import Settings
@@ -870,3 +870,18 @@ async def owner_a(api: Api, tenant_a: MadeTenant) -> Headers:
 @pytest.fixture(scope="module")
 async def owner_b(api: Api, tenant_b: MadeTenant) -> Headers:
     return await login(api[1], tenant_b.host, tenant_b.owner_email, tenant_b.owner_password)
+
+
+async def until_a_lock_is_awaited(engine: Engine, seconds: float = 5.0) -> None:
+    """Until a transaction in ``engine``'s database waits for a lock (a test holding one
+    has paused a request at the point it wanted)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(int(seconds / 0.02)):
+        with engine.connect() as conn:
+            if conn.scalar(query):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no transaction waited for a lock")

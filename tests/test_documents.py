@@ -10,7 +10,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.api import Api, Headers, TenantUser, add_user, assert_problem, create, error_fields
+from tests.api import (
+    Api,
+    Headers,
+    TenantUser,
+    add_user,
+    assert_problem,
+    create,
+    error_fields,
+    until_a_lock_is_awaited,
+)
 from tests.conftest import MadeTenant
 
 pytest_plugins = ["tests.api"]
@@ -256,20 +265,6 @@ async def test_a_bad_project_and_bad_attachments_are_named_in_one_422(api: Api, 
     assert error_fields(assert_problem(response, 422)) == {"project_id", "media_ids"}
 
 
-async def waiting_on(engine: Engine, table: str) -> None:
-    """Until a transaction waits for a lock on ``table`` (5 s at most)."""
-    query = text(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-        " WHERE NOT l.granted AND c.relname = :t"
-    )
-    for _ in range(250):
-        with engine.connect() as conn:
-            if conn.scalar(query, {"t": table}):
-                return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"nothing waited for {table}")
-
-
 async def test_a_file_deleted_while_a_document_attaches_it_leaves_that_document_too(
     api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
 ) -> None:
@@ -283,7 +278,7 @@ async def test_a_file_deleted_while_a_document_attaches_it_leaves_that_document_
         hold.execute(text(f'LOCK TABLE "{tenant_a.tenant.schema}".document_versions IN EXCLUSIVE MODE'))
         change = {"body": "with the file", "media_ids": [file_id]}
         attach = asyncio.create_task(client.patch(f"/documents/{doc['id']}", json=change, headers=owner_a))
-        await waiting_on(operator_engine, "document_versions")
+        await until_a_lock_is_awaited(operator_engine)
         delete = asyncio.create_task(client.delete(f"/media/{file_id}", headers=owner_a))
         await asyncio.wait({delete}, timeout=1.0)
         hold.commit()

@@ -8,8 +8,20 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, text
 
-from tests.api import Api, Headers, TenantUser, add_user, assert_problem, create, error_fields, user_with
+from tests.api import (
+    Api,
+    Headers,
+    TenantUser,
+    add_user,
+    assert_problem,
+    create,
+    error_fields,
+    until_a_lock_is_awaited,
+    user_with,
+)
+from tests.conftest import MadeTenant
 
 pytest_plugins = ["tests.api"]
 
@@ -359,6 +371,58 @@ async def test_pinning_and_locking_need_manage_and_locked_topics_take_no_replies
     assert (await client.get(f"/forum-discussions/{own['id']}", headers=owner_a)).json()["reply_count"] == 0
     await client.patch(f"/forum-discussions/{own['id']}", json={"locked": False}, headers=owner_a)
     assert (await client.post("/forum-discussions", json=reply, headers=alice.headers)).status_code == 201
+
+
+async def test_a_lock_answers_the_topic_as_written_and_refuses_every_later_reply(
+    api: Api, owner_a: Headers
+) -> None:
+    """Replies in flight when a moderator locks a topic either count before the lock (in its
+    answer) or are refused after it; the lock's answer showed a count read before it waited."""
+    _, client = api
+    forum = await create(client, owner_a, "forums")
+    topic = await post(
+        client, "/forum-discussions", {"forum_id": forum, "title": "Busy", "body": "b"}, owner_a
+    )
+    reply = {"forum_id": forum, "parent_id": topic["id"], "body": "r"}
+
+    async def lock_soon() -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return await client.patch(f"/forum-discussions/{topic['id']}", json={"locked": True}, headers=owner_a)
+
+    *replies, locked = await asyncio.gather(
+        *(client.post("/forum-discussions", json=reply, headers=owner_a) for _ in range(40)), lock_soon()
+    )
+    assert locked.status_code == 200, locked.text
+    accepted = [r for r in replies if r.status_code == 201]
+    assert all(r.status_code in (201, 409) for r in replies)
+    assert locked.json()["reply_count"] == len(accepted)
+    final = (await client.get(f"/forum-discussions/{topic['id']}", headers=owner_a)).json()
+    assert final["reply_count"] == len(accepted) and final["updated_at"] == locked.json()["updated_at"]
+    assert all(r.json()["created_at"] <= locked.json()["updated_at"] for r in accepted)
+
+
+async def test_a_write_undone_by_a_deadlock_is_a_409_to_send_again(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    _, client = api
+    forum = await create(client, owner_a, "forums")
+    topic = await post(client, "/forum-discussions", {"forum_id": forum, "title": "T", "body": "b"}, owner_a)
+    schema = tenant_a.tenant.schema
+    with operator_engine.connect() as hold:
+        # The other side of the cycle: it holds the topic, then wants the forum the reply holds.
+        hold.execute(text("SET LOCAL deadlock_timeout = '30s'"))
+        hold.execute(
+            text(f'SELECT 1 FROM "{schema}".forum_discussions WHERE id = :id FOR UPDATE'), {"id": topic["id"]}
+        )
+        reply = {"forum_id": forum, "parent_id": topic["id"], "body": "r"}
+        answer = asyncio.create_task(client.post("/forum-discussions", json=reply, headers=owner_a))
+        await until_a_lock_is_awaited(operator_engine)
+        hold.execute(text(f'SELECT 1 FROM "{schema}".forums WHERE id = :id FOR UPDATE'), {"id": forum})
+        hold.rollback()
+    refused = assert_problem(await answer, 409)
+    assert refused["type"] == "conflict" and "Send it again" in refused["detail"]
+    again = await client.post("/forum-discussions", json=reply, headers=owner_a)
+    assert again.status_code == 201, again.text
 
 
 async def test_topics_list_pinned_first_then_by_latest_activity(api: Api, owner_a: Headers) -> None:

@@ -238,3 +238,19 @@ async def test_a_deleted_user_leaves_member_and_attendee_lists(api: Api, owner_a
     attended = await _row(client, owner_a, "events", event.json()["id"])
     assert attended["attendee_ids"] == [staying.id]
     assert attended["updated_at"] > event.json()["updated_at"]
+
+
+async def test_the_heir_of_a_project_joins_its_members(api: Api, owner_a: Headers) -> None:
+    """The owner is always a member (API.md §8): a project handed over keeps that true."""
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Member")
+    heir = await add_user(client, owner_a, role="Member")
+    body = {"name": f"Handed {uuid.uuid4().hex[:8]}", "owner_id": leaving.id, "member_ids": [leaving.id]}
+    project = await client.post("/projects", json=body, headers=owner_a)
+    assert project.status_code == 201, project.text
+    gone = await client.delete(f"/users/{leaving.id}", params={"transfer_to": heir.id}, headers=owner_a)
+    assert gone.status_code == 204, gone.text
+    after = await _row(client, owner_a, "projects", project.json()["id"])
+    assert (after["owner_id"], after["member_ids"]) == (heir.id, [heir.id])
+    listed = await client.get("/projects", params={"member_id": heir.id}, headers=heir.headers)
+    assert [row["id"] for row in listed.json()["items"]] == [project.json()["id"]]

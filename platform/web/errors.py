@@ -293,6 +293,30 @@ def _is_schema_changing(exc: BaseException | None) -> bool:
     return False
 
 
+def _is_crossed(exc: BaseException | None) -> bool:
+    """Whether PostgreSQL undid the transaction because it crossed another one (a deadlock, a
+    serialization failure): nothing was written, and the same request sent again succeeds."""
+    while exc is not None:
+        if isinstance(getattr(exc, "orig", None) or exc, _CROSSED):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+_CROSSED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def crossed_writes() -> ProblemDetailsException:
+    # 409, not 503: the database is up; the request met a concurrent one and may be resent
+    # as it is (with its Idempotency-Key too: the key was undone with the rest).
+    return problem(
+        409,
+        "This request crossed a concurrent change to the same rows and was undone; nothing "
+        "was changed. Send it again.",
+        type_="conflict",
+    )
+
+
 def tenant_unavailable() -> ProblemDetailsException:
     return problem(
         503,
@@ -323,6 +347,9 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         return problem(
             503, "A backing service is unavailable; try again shortly.", headers={"Retry-After": "1"}
         ).to_response(request)
+    if _is_crossed(exc):
+        logger.info("%s %s crossed a concurrent write: %s", request.method, request.url.path, exc)
+        return crossed_writes().to_response(request)
     if _is_database_unavailable(exc):
         logger.warning("database unavailable: %s", exc)
         return database_unavailable().to_response(request)

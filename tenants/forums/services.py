@@ -6,7 +6,7 @@ import uuid
 from typing import Any, ClassVar
 
 import msgspec
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, select
 
 from atrium.platform.web.errors import field_problem, problem
 from atrium.platform.web.services import CrudService
@@ -26,7 +26,12 @@ class ForumDiscussionService(ThreadService):
     top_level_only: ClassVar[tuple[str, ...]] = MODERATED
 
     async def check_container(self, container_id: uuid.UUID) -> None:
-        if not await self.session.scalar(select(exists().where(Forum.id == container_id))):
+        # FOR KEY SHARE, before the thread's row: a forum's delete (which locks the forum,
+        # then each topic) waits for this write instead of crossing it in a deadlock.
+        found = await self.session.scalar(
+            select(Forum.id).where(Forum.id == container_id).with_for_update(read=True, key_share=True)
+        )
+        if found is None:
             raise field_problem(422, "forum_id", "no such forum")
 
     def open_for_replies(self) -> list[ColumnElement[bool]]:

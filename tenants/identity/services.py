@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, Table, delete, exists, func, select, update
+from sqlalchemy import Column, Table, delete, exists, func, not_, select, update
 from sqlalchemy.dialects.postgresql import array
 
 from atrium.platform.security.callers import load_auth_user
@@ -25,7 +25,7 @@ from atrium.platform.web.concurrency import (
 )
 from atrium.platform.web.errors import problem
 from atrium.platform.web.services import CrudService
-from atrium.tenants.base import USER_IDS, tenant_metadata, utcnow
+from atrium.tenants.base import HOLDS_OWNER, USER_IDS, tenant_metadata, utcnow
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.identity.schemas import MeUpdate
 
@@ -161,6 +161,11 @@ class UserService(CrudService[User], PrivilegeGuard):
                     values["updated_at"] = next_updated_at_sql(table.c.updated_at)
                 holding = column.op("@>")(array([item.id]))
                 await self.session.execute(update(table).where(holding).values(values))
+                if column.info.get(HOLDS_OWNER):
+                    # The rows just handed over: their new owner joins, as an owner always is.
+                    lacking = (table.c.owner_id == heir) & not_(column.op("@>")(array([heir])))
+                    joined = {column.name: func.array_append(column, heir)}
+                    await self.session.execute(update(table).where(lacking).values(joined))
             await self._repository.delete(item.id)
 
         await self._write(hand_over_and_delete, deleting=True)

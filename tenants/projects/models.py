@@ -29,7 +29,7 @@ class Project(TenantBase):
     status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     # Who sees the project (and its discussions): the owner always among them. An array,
     # not a link table: visibility is one indexed condition on the row itself.
-    member_ids: Mapped[list[uuid.UUID]] = user_ids_column()
+    member_ids: Mapped[list[uuid.UUID]] = user_ids_column(holds_owner=True)
     # RESTRICT: a deleted user's projects are handed to another user first.
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
 
