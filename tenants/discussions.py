@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.bodies import Schema, name_text, written_text
 from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.listing import ListRequest
@@ -48,7 +48,7 @@ BODY_MAX = 50_000
 # Fields of both kinds of discussion's bodies.
 OwnerId = Annotated[uuid.UUID, msgspec.Meta(description="The user who owns the row; the caller by default.")]
 Title = name_text(TITLE_MAX, "Required on a top-level discussion, absent on a reply.")
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
+Body = written_text(BODY_MAX)
 ParentId = Annotated[
     uuid.UUID,
     msgspec.Meta(

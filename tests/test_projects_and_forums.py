@@ -483,3 +483,25 @@ async def test_a_missing_container_and_a_missing_title_are_named_in_one_422(
     for path, container in (("/project-discussions", "project_id"), ("/forum-discussions", "forum_id")):
         response = await client.post(path, json={container: str(uuid.uuid4()), "body": "b"}, headers=owner_a)
         assert error_fields(assert_problem(response, 422)) == {container, "title"}, path
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/forum-discussions", {"title": "Blank", "body": " \n\t "}),
+        ("/project-discussions", {"title": "Blank", "body": "   "}),
+    ],
+)
+async def test_a_post_of_spaces_alone_is_refused(
+    api: Api, owner_a: Headers, path: str, body: dict[str, Any]
+) -> None:
+    _, client = api
+    container = (
+        {"forum_id": await create(client, owner_a, "forums")}
+        if path.startswith("/forum")
+        else {"project_id": (await project_of(client, owner_a, []))["id"]}
+    )
+    refused = assert_problem(await client.post(path, json={**container, **body}, headers=owner_a), 422)
+    assert refused["errors"] == [
+        {"field": "body", "message": "must contain more than spaces", "source": "body"}
+    ]

@@ -53,6 +53,19 @@ def listed_once(field: str, what: str) -> BodyRule:
     return rule
 
 
+# A message, post or comment: a reader gets nothing from one of spaces alone.
+_WRITTEN_PATTERN = describe_pattern(r"\S", "must contain more than spaces")
+
+
+def written_text(max_length: int, description: str | None = None) -> Any:
+    """The type of a required text a person writes (a post, a comment, a message): 1 to
+    ``max_length`` characters, not all of them spaces."""
+    return Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=max_length, pattern=_WRITTEN_PATTERN, description=description),
+    ]
+
+
 def name_text(max_length: int = 200, description: str | None = None) -> Any:
     """The type of a name or title field of 1 to ``max_length`` characters."""
     return Annotated[

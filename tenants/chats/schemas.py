@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.bodies import Schema, name_text, written_text
 from atrium.tenants.discussions import OwnerId
 
 BODY_MAX = 4_000
@@ -31,7 +31,7 @@ MemberIds = Annotated[
 UnreadCount = Annotated[
     int, msgspec.Meta(description="Server-set, for the caller: messages after their read marker.")
 ]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
+Body = written_text(BODY_MAX)
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema, listed_once, name_text
+from atrium.platform.web.bodies import Schema, listed_once, name_text, written_text
 from atrium.platform.web.validation import MAX_BYTES
 from atrium.tenants.discussions import OwnerId
 from atrium.tenants.documents.models import BODY_MAX_BYTES, TITLE_MAX
@@ -35,7 +35,7 @@ MEDIA_ONCE = listed_once("media_ids", "a media row")
 Version = Annotated[
     int, msgspec.Meta(description="Server-set: 1 on create, one more on every change; every version is kept.")
 ]
-CommentBody = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+CommentBody = written_text(10_000)
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 

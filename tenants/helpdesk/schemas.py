@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from atrium.platform.web.bodies import Schema, name_text
+from atrium.platform.web.bodies import Schema, name_text, written_text
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 # A ticket may be filed in any status but closed (a ticket is closed from solved).
@@ -120,8 +120,11 @@ class ReplyPage(msgspec.Struct):
     offset: int
 
 
+ReplyBody = written_text(100_000)
+
+
 class ReplyCreate(Schema):
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    body: ReplyBody
     visibility: Annotated[
         Visibility, msgspec.Meta(description="`internal` replies are seen by help-desk:manage holders only.")
     ]
