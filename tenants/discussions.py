@@ -40,6 +40,7 @@ from atrium.platform.web.concurrency import next_updated_at_sql
 from atrium.platform.web.errors import field_problem, problem, with_errors
 from atrium.platform.web.listing import ListRequest
 from atrium.platform.web.services import CrudService, row_name
+from atrium.platform.web.validation import BodyRule
 from atrium.tenants.base import utcnow
 
 TITLE_MAX = 200
@@ -75,11 +76,34 @@ class DiscussionRead(msgspec.Struct, kw_only=True):
     updated_at: datetime.datetime
 
 
+TITLE_MISSING = "required for a top-level discussion"
+ON_A_REPLY = "only a top-level discussion has it; a reply has none"
+
+
+def shape_rules(*top_level_only: str) -> BodyRule:
+    """A body rule (bodies.Schema) of a new discussion: a top-level one has a title; a reply
+    has neither a title nor ``top_level_only`` (forums: pinned, locked), not even false."""
+
+    def rule(values: dict[str, Any]) -> list[dict[str, str]]:
+        if "parent_id" not in values:  # not given in a form the types accept
+            return []
+        if values["parent_id"] is None:
+            return [] if values.get("title") is not None else [{"field": "title", "message": TITLE_MISSING}]
+        given = [
+            f for f in ("title", *top_level_only) if values.get(f, msgspec.UNSET) not in (None, msgspec.UNSET)
+        ]
+        return [{"field": f, "message": ON_A_REPLY} for f in given]
+
+    return rule
+
+
 class DiscussionCreate(Schema, kw_only=True):
     title: Title | None = None
     body: Body
     parent_id: ParentId | None = None
     owner_id: OwnerId | None = None
+
+    body_rules = (shape_rules(),)
 
 
 class DiscussionUpdate(Schema, kw_only=True):
@@ -151,32 +175,26 @@ class ThreadService(CrudService[Any]):
     def _refuse_on_a_reply(fields: list[str]) -> None:
         """422 naming each field a reply was given that only a top-level discussion has."""
         if fields:
-            message = "only a top-level discussion has it; a reply has none"
-            raise problem(
-                422, "A reply takes a body only.", errors=[{"field": f, "message": message} for f in fields]
-            )
+            errors = [{"field": f, "message": ON_A_REPLY} for f in fields]
+            raise problem(422, "A reply takes a body only.", errors=errors)
 
     # -- create -----------------------------------------------------------------------
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
         parent_id = values.get("parent_id")
-        untitled = parent_id is None and values.get("title") is None
-        title_missing = {"field": "title", "message": "required for a top-level discussion"}
+        errors = shape_rules(*self.top_level_only)(values)
         try:
             await self.check_container(values[self.container])
         except ProblemDetailsException as refused:
-            # A missing container and a missing title: both named in one 422.
-            if untitled and refused.status_code == 422:
-                raise with_errors(refused, [title_missing]) from None
+            # A missing container and a body of the wrong shape: both named in one 422.
+            if errors and refused.status_code == 422:
+                raise with_errors(refused, errors) from None
             raise
+        if errors:
+            raise problem(422, "The discussion is not valid.", errors=errors)
         if parent_id is None:
-            if untitled:
-                raise field_problem(422, "title", title_missing["message"])
             # Not given: false (a topic is neither pinned nor locked until a moderator says so).
             return {**values, **{n: False for n in self.top_level_only if values.get(n) is msgspec.UNSET}}
-        self._refuse_on_a_reply(
-            [n for n in self._top_level_fields() if values.get(n, msgspec.UNSET) not in (None, msgspec.UNSET)]
-        )
         for name in self.top_level_only:
             values.pop(name, None)
         now = utcnow()

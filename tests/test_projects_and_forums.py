@@ -276,6 +276,14 @@ async def test_thread_shape_rules(
         ), body
     titled = await client.patch(f"{path}/{reply['id']}", json={"title": "No"}, headers=owner_a)
     assert "title" in error_fields(assert_problem(titled, 422))
+    # The shape named with a field that fails its type, and with a missing container.
+    mixed = [
+        ({field: here, "body": ""}, {"body", "title"}),
+        ({field: here, "parent_id": topic["id"], "title": "No", "body": 5}, {"body", "title"}),
+        ({field: str(uuid.uuid4()), "body": "b"}, {field, "title"}),
+    ]
+    for body, named in mixed:
+        assert error_fields(assert_problem(await client.post(path, json=body, headers=owner_a), 422)) == named
     assert (await client.get(f"{path}/{topic['id']}", headers=owner_a)).json()["reply_count"] == 1
 
 

@@ -9,7 +9,13 @@ from typing import Annotated
 import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
-from atrium.tenants.discussions import DiscussionCreate, DiscussionRead, DiscussionUpdate, OwnerId
+from atrium.tenants.discussions import (
+    DiscussionCreate,
+    DiscussionRead,
+    DiscussionUpdate,
+    OwnerId,
+    shape_rules,
+)
 
 Name = name_text()
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -25,6 +31,9 @@ Locked = Annotated[
 ]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
+
+# What only moderators set, and only on a topic.
+MODERATED = ("pinned", "locked")
 
 
 class ForumRead(msgspec.Struct):
@@ -59,6 +68,8 @@ class ForumDiscussionCreate(DiscussionCreate, kw_only=True):
     # Unset, not False: a reply given either (even false) is refused, as on PATCH.
     pinned: Pinned | Unset = UNSET
     locked: Locked | Unset = UNSET
+
+    body_rules = (shape_rules(*MODERATED),)
 
 
 class ForumDiscussionUpdate(DiscussionUpdate):

@@ -12,8 +12,7 @@ from atrium.platform.web.errors import field_problem, problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.discussions import ThreadService
 from atrium.tenants.forums.models import Forum, ForumDiscussion
-
-MODERATED = ("pinned", "locked")
+from atrium.tenants.forums.schemas import MODERATED
 
 
 class ForumService(CrudService[Forum]):

@@ -163,7 +163,9 @@ class UserService(CrudService[User], PrivilegeGuard):
                 await self.session.execute(update(table).where(holding).values(values))
                 if column.info.get(HOLDS_OWNER):
                     # The rows just handed over: their new owner joins, as an owner always is.
-                    lacking = (table.c.owner_id == heir) & not_(column.op("@>")(array([heir])))
+                    lacking = (table.c.owner_id == heir) & not_(
+                        column.op("@>", is_comparison=True)(array([heir]))
+                    )
                     joined = {column.name: func.array_append(column, heir)}
                     await self.session.execute(update(table).where(lacking).values(joined))
             await self._repository.delete(item.id)
