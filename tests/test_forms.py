@@ -292,12 +292,21 @@ async def test_a_public_open_form_is_read_and_answered_without_a_token(
     )
     assert error_fields(assert_problem(bad, 422)) == {"answers.name", "answers.age"}
     assert (await get_form(client, owner_a, form["id"]))["response_count"] == 1
-    # An Idempotency-Key is checked but not kept: keys are per user, and there is none here
-    # (the OpenAPI document says so; tests/test_openapi.py).
+    # A retry with its Idempotency-Key is the first answer again, per client address: a
+    # browser resending a submit after a network error stores one response.
     url, keyed = f"/public/forms/{form['id']}/responses", {**anonymous, "Idempotency-Key": "k-1"}
     twice = [await client.post(url, json={"answers": FORM_ANSWERS}, headers=keyed) for _ in range(2)]
-    assert [r.status_code for r in twice] == [201, 201] and twice[0].json()["id"] != twice[1].json()["id"]
-    assert not any("Idempotent-Replayed" in r.headers for r in twice)
+    assert [r.status_code for r in twice] == [201, 201] and twice[0].json() == twice[1].json()
+    assert twice[1].headers["Location"] == twice[0].headers["Location"]
+    assert "Idempotent-Replayed" not in twice[0].headers and twice[1].headers["Idempotent-Replayed"] == "true"
+    other = await client.post(url, json={"answers": {**FORM_ANSWERS, "age": 40}}, headers=keyed)
+    assert error_fields(assert_problem(other, 422)) == {"Idempotency-Key"}
+    elsewhere = httpx.ASGITransport(app=api[0], client=("198.51.100.7", 4321))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://test") as stranger:
+        theirs = await stranger.post(url, json={"answers": FORM_ANSWERS}, headers=keyed)
+    assert theirs.status_code == 201 and theirs.json()["id"] != twice[0].json()["id"]
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert (await get_form(client, owner_a, form["id"]))["response_count"] == 3
     too_long = await client.post(
         url, json={"answers": FORM_ANSWERS}, headers={**anonymous, "Idempotency-Key": "k" * 256}
     )

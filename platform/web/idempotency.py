@@ -53,6 +53,9 @@ from atrium.platform.web.errors import problem
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH, IdempotencyKey
 
 HEADER = "Idempotency-Key"
+# Route option: an anonymous route that keeps answers under ``anonymous_keeping`` (the
+# OpenAPI document says so on it; other anonymous POSTs keep nothing).
+KEEPS_ANONYMOUS_ANSWERS = "keeps_anonymous_answers"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_FOR = datetime.timedelta(hours=24)
 # Expired keys each keyed POST purges at most, oldest first: more than the one key it adds,
@@ -207,6 +210,19 @@ class _Claim:
         )
 
 
+def anonymous_keeping(
+    request: Request[Any, Any, Any], tenant: ResolvedTenant, client: str
+) -> tuple[uuid.UUID, str] | None:
+    """Where an anonymous POST's key is kept: under the tenant's owner (keys are rows of a
+    user), as a digest of the client's address and the key, so that strangers' keys never
+    meet and no owner's own key can equal one. ``None`` (not kept) without a key or owner."""
+    key = requested_key(request)
+    if key is None or tenant.owner_id is None:
+        return None
+    digest = hashlib.sha256(f"{client}\0{key}".encode()).hexdigest()
+    return tenant.owner_id, f"anonymous:{digest}"
+
+
 def _response(body: bytes, status: int, headers: dict[str, str], replayed: bool = False) -> Response[bytes]:
     headers = dict(headers)
     if replayed:
@@ -223,6 +239,7 @@ async def answer_once(
     headers: Callable[[T], dict[str, str]] = lambda _row: {},
     status: int | Callable[[T], int] = 201,
     body: Sequence[bytes] | None = None,
+    keep_for: tuple[uuid.UUID, str] | None = None,
 ) -> Response[Any]:
     """Answer a POST that writes, once per ``Idempotency-Key`` when the request has one.
 
@@ -231,6 +248,8 @@ async def answer_once(
     and ``headers`` (Location, ETag) make the answer from the row. ``body`` is what identifies the request
     beside its method and path (default: the raw body; an upload passes its file's name,
     type and bytes, since multipart boundaries differ from one retry to the next).
+    ``keep_for`` is the (user, key) the answer is kept under instead of the caller and the
+    key as sent: an anonymous request's (``anonymous_keeping``).
     """
 
     def status_of(row: T) -> int:
@@ -241,11 +260,12 @@ async def answer_once(
         row = await write(None)
         return Response(render(row), status_code=status_of(row), headers=headers(row))
     parts = [_as_value(await request.body())] if body is None else body
+    user_id, key = keep_for or (request.user.id, key)
     claim = _Claim(
-        request.user.id,
+        user_id,
         key,
         fingerprint(request.method, request.url.path, parts),
-        _lock_id(tenant.schema, request.user.id, key),
+        _lock_id(tenant.schema, user_id, key),
     )
     deferred = defer_first(
         session, (Statement(_CLAIM, claim.params, prepare=False), Statement(_GUARD, claim.params))

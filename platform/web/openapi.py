@@ -53,7 +53,7 @@ from atrium.platform.web.bodies import Schema as BodySchema
 from atrium.platform.web.concurrency import CHECKS_IF_MATCH, SENDS_ETAG
 from atrium.platform.web.docs import docs_render_plugin
 from atrium.platform.web.idempotency import HEADER as IDEMPOTENCY_HEADER
-from atrium.platform.web.idempotency import KEPT_FOR, REPLAYED_HEADER
+from atrium.platform.web.idempotency import KEEPS_ANONYMOUS_ANSWERS, KEPT_FOR, REPLAYED_HEADER
 from atrium.platform.web.listing import LIST_PARAMETERS
 from atrium.platform.web.query import mark_routes_reading_no_query
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH
@@ -102,11 +102,19 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     for scheme in (components.security_schemes or {}).values():
         if not isinstance(scheme, Reference):
             scheme.name = None
+    kept_anonymously = {
+        id(operation)
+        for handler, operations in _handler_operations(app, document.paths or {})
+        if handler.opt.get(KEEPS_ANONYMOUS_ANSWERS)
+        for operation in operations
+    }
     for method, operation in _operations_by_method(document.paths or {}):
         public = operation.security == [{}]
         if method == "post":
-            # Keys are kept per user: an anonymous POST has no one to keep one for.
-            _document_idempotency(operation, remembered=not public)
+            # Keys are kept per user, and per client address on the anonymous routes that
+            # keep them (a public form's answers); a login keeps none.
+            anonymous = id(operation) in kept_anonymously
+            _document_idempotency(operation, remembered=not public or anonymous, anonymous=anonymous)
         _optional_body(operation)
         operation.security = [] if public else [{BEARER: []}]
         for status, response in (operation.responses or {}).items():
@@ -124,22 +132,24 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
     mark_routes_reading_no_query(_handlers_and_query(app, document.paths or {}))
 
 
-def _handlers_and_query(app: Litestar, paths: dict[str, Any]) -> Iterator[tuple[Any, bool]]:
-    """Each documented handler, and whether its operations declare query parameters."""
+def _handler_operations(app: Litestar, paths: dict[str, Any]) -> Iterator[tuple[Any, list[Operation]]]:
+    """Each documented handler and its operations."""
     for route in app.routes:
         item = paths.get(document_path(route.path))
         for handler in getattr(route, "route_handlers", ()) if item is not None else ():
             operations = [getattr(item, m.lower(), None) for m in handler.http_methods]
             operations = [o for o in operations if isinstance(o, Operation)]
             if operations:
-                yield (
-                    handler,
-                    any(
-                        getattr(p, "param_in", None) == ParamType.QUERY
-                        for o in operations
-                        for p in o.parameters or ()
-                    ),
-                )
+                yield handler, operations
+
+
+def _handlers_and_query(app: Litestar, paths: dict[str, Any]) -> Iterator[tuple[Any, bool]]:
+    """Each documented handler, and whether its operations declare query parameters."""
+    for handler, operations in _handler_operations(app, paths):
+        queried = any(
+            getattr(p, "param_in", None) == ParamType.QUERY for o in operations for p in o.parameters or ()
+        )
+        yield handler, queried
 
 
 _TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
@@ -183,20 +193,29 @@ body and `Location`, plus `{REPLAYED_HEADER}: true`) and does nothing more; the 
 with another body is 422, and while the first request with the key is still running, 409. \
 A request that failed is not remembered. `POST /auth/login` and `POST /auth/logout` check \
 the key but remember nothing: a login answers a new token each time."""
-_ANONYMOUS_IDEMPOTENCY_DESCRIPTION = (
+_UNKEPT_IDEMPOTENCY_DESCRIPTION = (
     "Checked (1 to 255 characters, else 422) and not remembered: keys are kept per user, and "
     "an anonymous request has none. Each request is answered on its own."
 )
+_ANONYMOUS_IDEMPOTENCY_DESCRIPTION = _IDEMPOTENCY_DESCRIPTION.replace(
+    "from the same user", "from the same client address"
+).split(" `POST /auth/login`")[0]
 
 
-def _document_idempotency(operation: Operation, remembered: bool) -> None:
+def _document_idempotency(operation: Operation, remembered: bool, anonymous: bool = False) -> None:
     parameters = list(operation.parameters or [])
     parameters.append(
         Parameter(
             name=IDEMPOTENCY_HEADER,
             param_in="header",
             required=False,
-            description=_IDEMPOTENCY_DESCRIPTION if remembered else _ANONYMOUS_IDEMPOTENCY_DESCRIPTION,
+            description=(
+                _ANONYMOUS_IDEMPOTENCY_DESCRIPTION
+                if anonymous
+                else _IDEMPOTENCY_DESCRIPTION
+                if remembered
+                else _UNKEPT_IDEMPOTENCY_DESCRIPTION
+            ),
             schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=KEY_MAX_LENGTH),
         )
     )

@@ -24,12 +24,13 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.client_address import client_address
 from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.idempotency import KEEPS_ANONYMOUS_ANSWERS, anonymous_keeping, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import not_found
 from atrium.tenants.forms.export import csv_chunks, export_query
-from atrium.tenants.forms.models import Form
+from atrium.tenants.forms.models import Form, FormResponse
 from atrium.tenants.forms.schemas import (
     FormCreate,
     FormRead,
@@ -129,6 +130,7 @@ async def get_public_form(
     status_code=201,
     request_max_body_size=JSON_BODY_LIMIT,
     responses=problem_responses(400, 404, 413, 415, 422, 429, 503),
+    opt={KEEPS_ANONYMOUS_ANSWERS: True},
     response_headers=[
         ResponseHeader(name="Retry-After", description="on 429: seconds", documentation_only=True)
     ],
@@ -142,7 +144,8 @@ async def answer_public_form(
     item_id: FromPath[uuid.UUID],
     data: JSONBody[PublicAnswers],
 ) -> Response[PublicReceipt]:
-    key = f"{tenant.id}:public-form-posts:{client_address(request)}"
+    client = client_address(request)
+    key = f"{tenant.id}:public-form-posts:{client}"
     retry_after = await attempt_counter.take([(key, settings.public_posts_per_minute)], POSTS_WINDOW_SECONDS)
     if retry_after:
         raise problem(
@@ -150,12 +153,26 @@ async def answer_public_form(
             "Too many responses from this address; try again later.",
             headers={"Retry-After": str(retry_after)},
         )
-    item = await submit_public(db_session, item_id, data.answers)
-    # The response's own URL, where the form's owner (not the anonymous sender) reads it.
-    return Response(
-        msgspec.convert(item, PublicReceipt, from_attributes=True),
-        status_code=201,
-        headers={"Location": f"/form-responses/{item.id}"},
+
+    def receipt(item: FormResponse) -> PublicReceipt:
+        return msgspec.convert(item, PublicReceipt, from_attributes=True)
+
+    def location(item: FormResponse) -> dict[str, str]:
+        # The response's own URL, where the form's owner (not the anonymous sender) reads it.
+        return {"Location": f"/form-responses/{item.id}"}
+
+    keeping = anonymous_keeping(request, tenant, client)
+    if keeping is None:
+        item = await submit_public(db_session, item_id, data.answers)
+        return Response(receipt(item), status_code=201, headers=location(item))
+    return await answer_once(
+        request,
+        db_session,
+        tenant,
+        lambda before_commit: submit_public(db_session, item_id, data.answers, before_commit),
+        receipt,
+        location,
+        keep_for=keeping,
     )
 
 

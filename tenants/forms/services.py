@@ -14,6 +14,7 @@ from atrium.platform.db.binding import run_first
 from atrium.platform.db.queued_inserts import statement_text
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.errors import problem
+from atrium.platform.web.idempotency import BeforeCommit
 from atrium.platform.web.services import CrudService, not_found
 from atrium.tenants.forms.fields import check_answers, check_fields
 from atrium.tenants.forms.models import Form, FormResponse
@@ -156,7 +157,12 @@ class FormResponseService(CrudService[FormResponse]):
         await count_responses(self.session, item.form_id, -1)
 
 
-async def submit_public(session: AsyncSession, form_id: uuid.UUID, answers: Any) -> FormResponse:
+async def submit_public(
+    session: AsyncSession,
+    form_id: uuid.UUID,
+    answers: Any,
+    before_commit: BeforeCommit[FormResponse] | None = None,
+) -> FormResponse:
     """An anonymous response to an open public form; any other form is 404, as if absent."""
     form = await take_response(session, form_id)
     if form is None or not form.public or form.status != "open":
@@ -164,5 +170,8 @@ async def submit_public(session: AsyncSession, form_id: uuid.UUID, answers: Any)
     refuse_nul_characters({"answers": answers})
     item = FormResponse(**checked_response(form, answers, None))
     session.add(item)
+    if before_commit is not None:
+        await session.flush()
+        await before_commit(item)
     await session.commit()
     return item
