@@ -65,8 +65,9 @@ class TenantBase(AuditColumns, TenantTable):
 # deleting a user takes them out of every such column (identity's user deletion finds the
 # columns by this mark, as it finds ``owner_id`` columns by their foreign keys).
 USER_IDS = "user_ids"
-# ``Column.info`` mark of such an array that always holds the row's owner (a project's
-# members): a user deletion that hands the row to an heir adds the heir to it.
+# ``Column.info`` mark of an array of user ids that always holds the row's owner (a
+# project's members): a user deletion that hands the row to an heir adds the heir to it.
+# ``True``, or ``(column, value)``: only on the rows where that column has that value.
 HOLDS_OWNER = "holds_owner"
 
 

@@ -4,11 +4,12 @@ NULL links are required on create."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import ARRAY, Uuid
+from sqlalchemy import ARRAY, Engine, Uuid, text
 
 from atrium.tenants.base import tenant_metadata
 from atrium.tenants.identity.services import owner_references, user_id_arrays
@@ -21,6 +22,7 @@ from tests.api import (
     create_request,
     error_fields,
     list_all,
+    until_a_lock_is_awaited,
 )
 from tests.conftest import MadeTenant
 
@@ -254,3 +256,57 @@ async def test_the_heir_of_a_project_joins_its_members(api: Api, owner_a: Header
     assert (after["owner_id"], after["member_ids"]) == (heir.id, [heir.id])
     listed = await client.get("/projects", params={"member_id": heir.id}, headers=heir.headers)
     assert [row["id"] for row in listed.json()["items"]] == [project.json()["id"]]
+
+
+async def test_a_write_of_theirs_in_flight_is_waited_for_and_handed_over(
+    api: Api, owner_a: Headers, tenant_a: MadeTenant, operator_engine: Engine
+) -> None:
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Admin")
+    group_id = uuid.uuid4()
+    schema = tenant_a.tenant.schema
+    with operator_engine.connect() as theirs:
+        # As their own create would: the row, holding their user row FOR KEY SHARE until it commits.
+        theirs.execute(
+            text(
+                f'INSERT INTO "{schema}".user_groups (id, name, owner_id, created_at, updated_at)'
+                " VALUES (:id, 'In flight', :owner, now(), now())"
+            ),
+            {"id": group_id, "owner": leaving.id},
+        )
+        deleting = asyncio.create_task(client.delete(f"/users/{leaving.id}", headers=owner_a))
+        await until_a_lock_is_awaited(operator_engine)
+        theirs.commit()
+    assert (await deleting).status_code == 204
+    assert (await _row(client, owner_a, "user-groups", str(group_id)))["owner_id"] == str(
+        tenant_a.tenant.owner_id
+    )
+
+
+async def test_a_group_room_handed_over_gains_its_heir_and_keeps_who_was_in_it(
+    api: Api, owner_a: Headers
+) -> None:
+    _, client = api
+    leaving = await add_user(client, owner_a, role="Member")
+    heir = await add_user(client, owner_a, role="Member")
+    other = await add_user(client, owner_a, role="Member")
+    room = await client.post(
+        "/chats", json={"name": "Handed", "member_ids": [other.id]}, headers=leaving.headers
+    )
+    direct = await client.post(
+        "/chats", json={"kind": "direct", "member_ids": [other.id]}, headers=leaving.headers
+    )
+    assert room.status_code == 201 and direct.status_code == 201, (room.text, direct.text)
+    gone = await client.delete(f"/users/{leaving.id}", params={"transfer_to": heir.id}, headers=owner_a)
+    assert gone.status_code == 204, gone.text
+    handed = await client.get(f"/chats/{room.json()['id']}", headers=heir.headers)
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["member_ids"] == [leaving.id, other.id, heir.id]
+    # A direct room stays the pair's.
+    pair = await client.get(f"/chats/{direct.json()['id']}", headers=other.headers)
+    assert sorted(pair.json()["member_ids"]) == sorted([leaving.id, other.id])
+    # The list as read goes back as it is: members the room already had stay valid.
+    same = await client.patch(
+        f"/chats/{room.json()['id']}", json={"member_ids": handed.json()["member_ids"]}, headers=heir.headers
+    )
+    assert same.status_code == 200, same.text

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from atrium.tenants.base import TenantBase, TenantTable
+from atrium.tenants.base import HOLDS_OWNER, TenantBase, TenantTable
 
 KINDS = ("group", "direct")
 
@@ -41,7 +41,11 @@ class Chat(TenantBase):
     kind: Mapped[str] = mapped_column(String(10), default="group", server_default="group")
     # Who sees the room and receives its events; the owner (its creator) always among them.
     # An array, as projects' members: visibility is one indexed condition on the row.
-    member_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), default=list, server_default="{}")
+    # Not cleaned of deleted users (a room keeps who was in it); a group room handed to an
+    # heir gains them as a member, as its owner always is.
+    member_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), default=list, server_default="{}", info={HOLDS_OWNER: ("kind", "group")}
+    )
     direct_pair: Mapped[str | None] = mapped_column(String(80))
     # The per-room message counter: a post increments it in its own transaction, taking the
     # row's lock, so concurrent posts queue and each gets the next seq.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -156,7 +156,11 @@ class ChatService(CrudService[Chat]):
 
     # -- rooms ------------------------------------------------------------------------
 
-    async def _check_members(self, member_ids: list[uuid.UUID], owner_id: uuid.UUID, kind: str) -> None:
+    async def _check_members(
+        self, member_ids: list[uuid.UUID], owner_id: uuid.UUID, kind: str, kept: Sequence[uuid.UUID] = ()
+    ) -> None:
+        """422 naming what is wrong with ``member_ids``; members the room already has
+        (``kept``) stay valid even once deleted: a room keeps who was in it."""
         problems = []
         if len(set(member_ids)) != len(member_ids):
             problems.append("lists a user twice")
@@ -164,9 +168,10 @@ class ChatService(CrudService[Chat]):
             problems.append("must include the room's owner")
         if kind == "direct" and len(set(member_ids)) != 2:
             problems.append("a direct room has exactly two members")
-        if not problems:
-            found = await self.session.scalar(select(func.count()).where(User.id.in_(member_ids)))
-            if found != len(member_ids):
+        joining = [m for m in member_ids if m not in kept]
+        if not problems and joining:
+            found = await self.session.scalar(select(func.count()).where(User.id.in_(joining)))
+            if found != len(joining):
                 problems.append("names a user who does not exist in this tenant")
         if problems:
             raise _members_problem(problems)
@@ -249,7 +254,7 @@ class ChatService(CrudService[Chat]):
             changes.pop("member_ids", None)
         owner = changes.get("owner_id", item.owner_id)
         if "member_ids" in changes:
-            await self._check_members(changes["member_ids"], owner, item.kind)
+            await self._check_members(changes["member_ids"], owner, item.kind, item.member_ids)
         elif owner not in item.member_ids:
             # A new owner joins the members: the owner is always one of them.
             changes["member_ids"] = [*item.member_ids, owner]

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, Table, delete, exists, func, not_, select, update
+from sqlalchemy import Column, ColumnElement, Table, delete, exists, func, not_, select, true, update
 from sqlalchemy.dialects.postgresql import array
 
 from atrium.platform.security.callers import load_auth_user
@@ -143,7 +143,10 @@ class UserService(CrudService[User], PrivilegeGuard):
         """Delete a user, their user-meta links, and hand every other row they own to
         ``transfer_to`` (or the tenant's owner), all in one transaction."""
         self._refuse_deleting(item_id)
-        item = await self.get_to_write(item_id, if_match)
+        # Locked first: a write of theirs in flight (holding their row FOR KEY SHARE through
+        # its owner_id) is waited for and its row handed over too, where it would have been
+        # missed by the handover and then failed the deletion (409).
+        item = await self.get_to_write(item_id, if_match, lock=True)
         heir = await self._heir(item.id, transfer_to)
 
         async def hand_over_and_delete() -> None:
@@ -161,13 +164,12 @@ class UserService(CrudService[User], PrivilegeGuard):
                     values["updated_at"] = next_updated_at_sql(table.c.updated_at)
                 holding = column.op("@>")(array([item.id]))
                 await self.session.execute(update(table).where(holding).values(values))
-                if column.info.get(HOLDS_OWNER):
-                    # The rows just handed over: their new owner joins, as an owner always is.
-                    lacking = (table.c.owner_id == heir) & not_(
-                        column.op("@>", is_comparison=True)(array([heir]))
-                    )
-                    joined = {column.name: func.array_append(column, heir)}
-                    await self.session.execute(update(table).where(lacking).values(joined))
+            for table, column, rows in owner_holding_arrays():
+                # The rows just handed over: their new owner joins, as an owner always is.
+                held = column.op("@>", is_comparison=True)(array([heir]))
+                lacking = rows & (table.c.owner_id == heir) & not_(held)
+                joined = {column.name: func.array_append(column, heir)}
+                await self.session.execute(update(table).where(lacking).values(joined))
             await self._repository.delete(item.id)
 
         await self._write(hand_over_and_delete, deleting=True)
@@ -210,6 +212,19 @@ def owner_references() -> tuple[tuple[Table, Column[Any], bool], ...]:
             ondelete = (fk.ondelete or "").upper()
             if fk.column is users.c.id and ondelete != "SET NULL":
                 found.append((table, fk.parent, ondelete == "CASCADE"))
+    return tuple(found)
+
+
+@cache
+def owner_holding_arrays() -> tuple[tuple[Table, Column[Any], ColumnElement[bool]], ...]:
+    """Every array of user ids that holds its row's owner (``base.HOLDS_OWNER``), with the
+    rows it holds the owner on, from the tenant metadata."""
+    found = []
+    for table in tenant_metadata.sorted_tables:
+        for column in table.columns:
+            rows = column.info.get(HOLDS_OWNER)
+            if rows:
+                found.append((table, column, true() if rows is True else table.c[rows[0]] == rows[1]))
     return tuple(found)
 
 
