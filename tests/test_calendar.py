@@ -210,7 +210,7 @@ def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
         end = (start.replace(tzinfo=None) + duration).replace(tzinfo=start.tzinfo)
         if start >= window_to:
             break
-        if end >= window_from:
+        if end > window_from:
             expected.append((start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)))
     assert list(series.occurrences(window_from, window_to)) == expected
 
@@ -464,3 +464,15 @@ async def test_the_feed_zones_cover_events_past_2038(api: Api, owner_a: Headers)
         for rdate in dates if isinstance(dates, list) else [dates]:
             summers += [period.dt.year for period in rdate.dts]
     assert max(summers) >= 2040
+
+
+async def test_a_window_that_only_touches_an_event_does_not_hold_it(api: Api, owner_a: Headers) -> None:
+    """Spans are half-open: a 10:00-11:00 meeting is in neither 09:00-10:00 nor 11:00-12:00."""
+    _, client = api
+    made = await event(client, owner_a, starts_at="2031-03-10T10:00:00Z", ends_at="2031-03-10T11:00:00Z")
+    for window in (("09:00", "10:00"), ("11:00", "12:00"), ("10:59:59", "11:00")):
+        bounds = {"from": f"2031-03-10T{window[0]}Z", "to": f"2031-03-10T{window[1]}Z"}
+        inside = made["id"] in await listed(client, owner_a, **bounds)
+        occurrences = await client.get("/events/occurrences", params=bounds, headers=owner_a)
+        held = made["id"] in {o["event_id"] for o in occurrences.json()["items"]}
+        assert (inside, held) == ((True, True) if window[0] == "10:59:59" else (False, False)), window

@@ -379,8 +379,13 @@ class Listing:
                     # A date is its whole day (UTC): it lasts until the next midnight, so a
                     # window inside that day overlaps it.
                     query = query.where(end + literal_column("1") > func.timezone(_UTC, window_from))
-                else:
+                elif start is end:
+                    # A moment (``created_at``): in the window from its first instant on.
                     query = query.where(end >= window_from)
+                else:
+                    # A span ends where the next begins: one that ends at ``from`` is before
+                    # the window, as one that starts at ``to`` is after it.
+                    query = query.where(end > window_from)
             if request.window[1] is not None:
                 window_to = bindparam("to", type_=_instant_type(start))
                 if isinstance(start.type, Date):

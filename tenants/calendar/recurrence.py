@@ -107,12 +107,12 @@ class Series:
     def occurrences(
         self, window_from: datetime.datetime, window_to: datetime.datetime
     ) -> Iterator[tuple[datetime.datetime, datetime.datetime]]:
-        """(start, end) in UTC of every occurrence that ends at or after ``window_from`` and
-        starts before ``window_to``, in start order."""
+        """(start, end) in UTC of every occurrence that ends after ``window_from`` and starts
+        before ``window_to`` (spans meeting at an instant do not overlap), in start order."""
         rule = self.rule()
         window_to = min(window_to, HORIZON)
         if rule is None:
-            if self.ends_at >= window_from and self.starts_at < window_to:
+            if self.ends_at > window_from and self.starts_at < window_to:
                 yield self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
             return
         duration = self.wall_duration
@@ -121,7 +121,7 @@ class Series:
             if start_utc >= window_to:
                 return
             end = _after(start, duration)
-            if end >= window_from:
+            if end > window_from:
                 yield start_utc, end
 
     def in_window(

@@ -91,7 +91,7 @@ def _compiled(statement: Any) -> str:
 
 def _in_window(statement: Any) -> Any:
     return statement.where(
-        Event.series_ends_at >= postgresql_param("from"), Event.starts_at < postgresql_param("to")
+        Event.series_ends_at > postgresql_param("from"), Event.starts_at < postgresql_param("to")
     )
 
 
@@ -136,7 +136,7 @@ async def occurrences_in(
     for event_id, title, starts_at, ends_at, time_zone, all_day, recurrence in rows:
         if recurrence is None:
             # A single event: no Series to build, only the window to check (most rows).
-            if ends_at >= window[0] and starts_at < window[1]:
+            if ends_at > window[0] and starts_at < window[1]:
                 start, end = starts_at.astimezone(out), ends_at.astimezone(out)
                 found.append((event_id, title, start, end, all_day, time_zone))
             continue
