@@ -615,6 +615,26 @@ async def test_login_throttle_per_client_in_memory(settings: Settings, operator_
         assert (await attempt(client, made)).status_code == 200
 
 
+async def test_others_failures_at_one_address_do_not_block_a_profile_change(
+    settings: Settings, operator_engine: Engine
+) -> None:
+    """PATCH /auth/me proves one account's password: its guesses count per email only, so a
+    stranger's failed logins behind the same address leave a signed-in user's change alone."""
+    made = new_tenant(operator_engine, "thr")
+    async with serve_api(settings) as (_, client):
+        owner = await login(client, made.host, made.owner_email, made.owner_password)
+        await fail_logins(client, made.host, [f"guess-{i}@nowhere.example" for i in range(20)])
+        assert_throttled(await attempt(client, made))
+        change = {"name": "Still Me", "current_password": made.owner_password}
+        changed = await client.patch("/auth/me", json=change, headers=owner)
+        assert changed.status_code == 200, changed.text
+        # Their own wrong guesses still count: five, then 429 even with the right password.
+        for _ in range(5):
+            wrong = {"name": "x", "current_password": "not-the-password"}
+            assert_problem(await client.patch("/auth/me", json=wrong, headers=owner), 403)
+        assert_throttled(await client.patch("/auth/me", json=change, headers=owner))
+
+
 async def test_login_throttle_per_email_in_memory(settings: Settings, operator_engine: Engine) -> None:
     made = new_tenant(operator_engine, "thr")
     async with serve_api(settings) as (_, client):

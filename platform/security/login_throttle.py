@@ -37,16 +37,16 @@ class LoginThrottle:
         self.counter = counter
         self.limits = limits or ThrottleLimits()
 
-    async def take(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+    async def take(self, tenant_id: uuid.UUID, email: str, client: str | None) -> None:
         """Count this attempt, or raise a 429 problem with ``Retry-After`` while either
-        the email or the client has used up its attempts."""
-        retry_after = await self.counter.take(
-            [
-                (_email_key(tenant_id, email), self.limits.per_email),
-                (_client_key(tenant_id, client), self.limits.per_client),
-            ],
-            self.limits.window_seconds,
-        )
+        the email or the client has used up its attempts. ``client`` is ``None`` for a
+        signed-in user proving their password (``PATCH /auth/me``): a token reaches one
+        account, so there is no spraying across emails for the client's count to stop,
+        and others' failures at the same address must not block a profile change."""
+        limits = [(_email_key(tenant_id, email), self.limits.per_email)]
+        if client is not None:
+            limits.append((_client_key(tenant_id, client), self.limits.per_client))
+        retry_after = await self.counter.take(limits, self.limits.window_seconds)
         if retry_after:
             raise problem(
                 429,
@@ -54,11 +54,13 @@ class LoginThrottle:
                 headers={"Retry-After": str(retry_after)},
             )
 
-    async def give_back(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+    async def give_back(self, tenant_id: uuid.UUID, email: str, client: str | None) -> None:
         """Uncount an attempt that checked no password."""
         await self.counter.give_back(_email_key(tenant_id, email))
-        await self.counter.give_back(_client_key(tenant_id, client))
+        if client is not None:
+            await self.counter.give_back(_client_key(tenant_id, client))
 
-    async def record_success(self, tenant_id: uuid.UUID, email: str, client: str) -> None:
+    async def record_success(self, tenant_id: uuid.UUID, email: str, client: str | None) -> None:
         await self.counter.reset(_email_key(tenant_id, email))
-        await self.counter.give_back(_client_key(tenant_id, client))
+        if client is not None:
+            await self.counter.give_back(_client_key(tenant_id, client))

@@ -141,7 +141,7 @@ async def update_me(
 ) -> Response[UserRead]:
     service = UserService(db_session, tenant, request.user, settings)
     if_match = request_header(request.scope, b"if-match")
-    user = await service.update_me(data, login_throttle, client_address(request), if_match)
+    user = await service.update_me(data, login_throttle, if_match)
     return Response(_profile(user), headers={"ETag": row_tag(user)})
 
 

@@ -79,9 +79,7 @@ class UserService(CrudService[User], PrivilegeGuard):
         values["password"] = await self._hash(values["password"])
         return values
 
-    async def update_me(
-        self, data: MeUpdate, throttle: LoginThrottle, client: str, if_match: str | None = None
-    ) -> User:
+    async def update_me(self, data: MeUpdate, throttle: LoginThrottle, if_match: str | None = None) -> User:
         """The caller changes their own name, phone or password (``PATCH /auth/me``).
 
         No permission is needed, and none is involved: only the caller's own row changes.
@@ -93,11 +91,11 @@ class UserService(CrudService[User], PrivilegeGuard):
         user = await self.get(self.user.id, lock=if_match is not None)
         # The attempt is counted before the password is checked, as logins are, so a burst
         # of wrong guesses gets no more checks than the limit.
-        await throttle.take(self.tenant.id, user.email, client)
+        await throttle.take(self.tenant.id, user.email, None)
         rounds = self.settings.bcrypt_rounds
         if not await asyncio.to_thread(verify_password, data.current_password, user.password, rounds):
             raise field_problem("current_password", "the current password is not correct", status=403)
-        await throttle.record_success(self.tenant.id, user.email, client)
+        await throttle.record_success(self.tenant.id, user.email, None)
         # After the password: a 412 would invite a retry that can only end in 403.
         if not if_match_allows(if_match, row_tag(user)):
             raise precondition_failed()
