@@ -249,6 +249,11 @@ async def test_responses_are_seen_by_the_respondent_the_form_owner_and_manage(
     form = await make_form(client, owner_a, owner_id=author.id)
     made = await answer(client, respondent.headers, form["id"], FORM_ANSWERS)
     assert made.status_code == 201 and made.json()["owner_id"] == respondent.id
+    # Null would be an anonymous answer: only the public form takes one, so it is refused
+    # here rather than recorded as the caller's.
+    anonymous = {"form_id": form["id"], "answers": FORM_ANSWERS, "owner_id": None}
+    refused = await client.post("/form-responses", json=anonymous, headers=respondent.headers)
+    assert error_fields(assert_problem(refused, 422)) == {"owner_id"}
     url = f"/form-responses/{made.json()['id']}"
     for who in (respondent, author):
         assert (await client.get(url, headers=who.headers)).status_code == 200

@@ -240,7 +240,7 @@ class CrudService(Generic[M]):
         refuse_nul_characters(values)
         if self.owned():
             # API.md §5: absent or null, the owner is the caller.
-            if values.get("owner_id") is None:
+            if values.get("owner_id") in (None, msgspec.UNSET):
                 values["owner_id"] = self.user.id
             self.check_new_owner(values["owner_id"])
         values = await self.prepare_create(values)

@@ -168,10 +168,21 @@ class FormResponseRead(msgspec.Struct):
 class FormResponseCreate(Schema):
     form_id: uuid.UUID
     answers: Answers
-    # A respondent other than the caller needs form-responses:manage (API.md §5).
+    # A respondent other than the caller needs form-responses:manage (API.md §5). Not null:
+    # a null respondent is an anonymous answer, which only the public form takes; here it
+    # would have been recorded as the caller's without a word.
     owner_id: (
-        Annotated[uuid.UUID, msgspec.Meta(description="The respondent; the caller by default.")] | None
-    ) = None
+        Annotated[
+            uuid.UUID,
+            msgspec.Meta(
+                description=(
+                    "The respondent; the caller when left out. Not null: anonymous answers go to "
+                    "`POST /public/forms/{id}/responses`."
+                )
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class FormResponseUpdate(Schema):
