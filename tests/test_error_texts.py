@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from atrium.platform.web.validation import readable
@@ -60,3 +62,29 @@ async def test_a_pattern_holds_to_the_end_of_the_value(
     response = await client.post(path, json=body, headers=owner_a)
     assert error_fields(assert_problem(response, 422)) == {field}
     assert "regex" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "server_set"),
+    [
+        ("POST", "/documents", {"title": "x", "version": 5, "id": str(uuid.uuid4())}, {"version", "id"}),
+        (
+            "POST",
+            "/forums",
+            {"name": f"F {uuid.uuid4().hex[:6]}", "created_at": "2026-01-01T00:00:00Z"},
+            {"created_at"},
+        ),
+        ("POST", "/customize", {"data": {}, "tenant_id": str(uuid.uuid4())}, {"tenant_id"}),
+    ],
+)
+async def test_a_field_the_server_sets_is_named_as_its_not_unknown(
+    api: Api, owner_a: Headers, method: str, path: str, body: dict[str, object], server_set: set[str]
+) -> None:
+    _, client = api
+    refused = await client.request(method, path, json={**body, "bogus": 1}, headers=owner_a)
+    problem = assert_problem(refused, 422)
+    messages = {error["field"]: error["message"] for error in problem["errors"]}
+    assert messages == {
+        **dict.fromkeys(server_set, "set by the server; leave it out"),
+        "bogus": "unknown field",
+    }

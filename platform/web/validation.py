@@ -14,7 +14,7 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty
@@ -234,17 +234,24 @@ def _value_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]
     return _beyond_type(annotation, value, path)
 
 
-def field_errors(schema: type[msgspec.Struct], value: dict[str, Any]) -> list[dict[str, str]]:
+def field_errors(
+    schema: type[msgspec.Struct], value: dict[str, Any], server_set: frozenset[str] = frozenset()
+) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``, each
     bad item of a list and field of a nested object named by its own path.
 
     Each value is converted strictly (``loose_type_problems``); one of the right type is
     still refused for a NUL character (named where it is) or for more UTF-8 bytes than its
     ``MAX_BYTES``. Empty when every field is valid on its own (a rule across fields failed
-    instead).
+    instead). A field the answer has and the body may not (``server_set``: an id, a count)
+    is said to be the server's, not unknown.
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
-    errors = [{"field": key, "message": "unknown field"} for key in value if key not in fields]
+    errors = [
+        {"field": key, "message": SERVER_SET_MESSAGE if key in server_set else "unknown field"}
+        for key in value
+        if key not in fields
+    ]
     for name, info in fields.items():
         if name not in value:
             if info.required:
@@ -290,6 +297,31 @@ def _rule_errors(
     return [error for error in found if _root(error["field"]) not in bad]
 
 
+SERVER_SET_MESSAGE = "set by the server; leave it out"
+
+
+def server_set_fields(request: Request[Any, Any, Any]) -> frozenset[str]:
+    """The fields the route answers with that its body may not carry (``id``, ``version``,
+    ``reply_count``...): found once per handler, from its return type and body schema."""
+    handler = request.route_handler
+    try:
+        return _SERVER_SET[handler]
+    except KeyError:
+        answer = handler.parsed_fn_signature.return_type.annotation
+        if get_origin(answer) is Response:
+            answer = get_args(answer)[0]
+        schema = body_schema(request)
+        names: frozenset[str] = frozenset()
+        if schema is not None and isinstance(answer, type) and issubclass(answer, msgspec.Struct):
+            written = {f.encode_name for f in msgspec.structs.fields(schema)}
+            names = frozenset(f.encode_name for f in msgspec.structs.fields(answer)) - written
+        _SERVER_SET[handler] = names
+        return names
+
+
+_SERVER_SET: dict[BaseRouteHandler, frozenset[str]] = {}
+
+
 def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | None:
     """Every bad field of the request's JSON body; ``None`` when the body is empty or not
     an object (a 400, not a 422) and ``[]`` when there is nothing more to say than Litestar
@@ -300,7 +332,7 @@ def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | Non
     value = decoded_json_body(request)
     if value is Empty or not isinstance(value, dict):
         return None
-    return field_errors(schema, value)
+    return field_errors(schema, value, server_set_fields(request))
 
 
 def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[dict[str, str]]:
@@ -337,4 +369,4 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
         return []
     if not isinstance(value, dict):
         return []
-    return field_errors(schema, value)  # each a body's field (``errors.problem``)
+    return field_errors(schema, value, server_set_fields(request))  # each a body's field (``errors.problem``)
