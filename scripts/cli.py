@@ -201,11 +201,8 @@ def tenants_create(
             name,
             OwnerSpec(owner_name, owner_email, owner_phone, password),
             bcrypt_rounds=settings.bcrypt_rounds,
+            demo=demo,
         )
-        if demo:
-            from atrium.platform.tenancy.demo import seed_demo
-
-            seed_demo(engine, tenant.schema, tenant.id, tenant.owner_id, settings.bcrypt_rounds)
     _publish(settings, tenant.id)
     data = {
         "id": str(tenant.id),

@@ -24,7 +24,6 @@ def prepare_embedded(port: int) -> None:
     from atrium.platform.db.engines import create_operator_engine
     from atrium.platform.security.passwords import generate_password
     from atrium.platform.tenancy.admin import TenantNotFound, get_tenant
-    from atrium.platform.tenancy.demo import seed_demo
     from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
     from atrium.platform.tenancy.schema_migrations import migrate_tenants
 
@@ -44,14 +43,14 @@ def prepare_embedded(port: int) -> None:
             get_tenant(engine, DEMO_SLUG)
         except TenantNotFound:
             password = generate_password()
-            made = provision_tenant(
+            provision_tenant(
                 engine,
                 DEMO_SLUG,
                 "Demo",
                 OwnerSpec(DEMO_OWNER["name"], DEMO_OWNER["email"], DEMO_OWNER["phone"], password),
                 bcrypt_rounds=settings.bcrypt_rounds,
+                demo=True,
             )
-            seed_demo(engine, made.schema, made.id, made.owner_id, settings.bcrypt_rounds)
             embedded.save_demo_credentials({"email": DEMO_OWNER["email"], "password": password})
         migrate_tenants(settings, engine, concurrency=1)
     finally:

@@ -8,9 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Connection, Engine, text
 
 from atrium.platform.settings import Settings
+from atrium.platform.tenancy.admin import TenantNotFound, get_tenant
+from atrium.platform.tenancy.demo import DemoTenant, add_demo
+from atrium.platform.tenancy.errors import InvalidInput
+from atrium.platform.tenancy.naming import schema_for_slug
+from atrium.platform.tenancy.provisioning import OwnerSpec
 from atrium.tenants.areas import areas
 from tests.conftest import TEST_SECRET, login, serve, unique_slug
 
@@ -80,3 +86,45 @@ async def test_tenants_create_demo_seeds_an_organisation_to_explore(
     assert export.status_code == 200 and len(export.text.splitlines()) == 4 and "'=HYPERLINK" in export.text
     # Every sample person is in a group with a role, as in a real organisation.
     assert {u["id"] for u in users["items"]} <= {link["owner_id"] for link in links["items"]}
+
+
+def test_a_demo_that_fails_leaves_no_tenant_behind(
+    operator_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample rows are written in the provisioning's own transaction: an interruption
+    (Ctrl-C, a failure) used to leave a live tenant without them, which a retry of the same
+    slug then refused as existing."""
+    from atrium.platform.tenancy import provisioning
+
+    def interrupted(conn: Connection, demo: DemoTenant) -> None:
+        add_demo(conn, demo)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(provisioning, "add_demo", interrupted)
+    slug = unique_slug("demo")
+    owner = OwnerSpec("Olive", "olive@demo.test", "1", "a long passphrase")
+    with pytest.raises(KeyboardInterrupt):
+        provisioning.provision_tenant(operator_engine, slug, "Demo", owner, bcrypt_rounds=4, demo=True)
+    with pytest.raises(TenantNotFound):
+        get_tenant(operator_engine, slug)
+    with operator_engine.connect() as conn:
+        assert (
+            conn.scalar(
+                text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema_for_slug(slug)}
+            )
+            == 0
+        )
+    monkeypatch.undo()
+    made = provisioning.provision_tenant(operator_engine, slug, "Demo", owner, bcrypt_rounds=4, demo=True)
+    with operator_engine.connect() as conn:
+        users = conn.scalar(text(f'SELECT count(*) FROM "{made.schema}".users'))
+    assert users > 1
+
+
+def test_a_tenant_name_is_one_line_of_printable_characters(operator_engine: Engine) -> None:
+    from atrium.platform.tenancy.provisioning import provision_tenant
+
+    owner = OwnerSpec("Olive", "olive@demo.test", "1", "a long passphrase")
+    for name in ("Evil\nName", "Red \x1b[31mtext", "tab\there"):
+        with pytest.raises(InvalidInput):
+            provision_tenant(operator_engine, unique_slug("nm"), name, owner, bcrypt_rounds=4)

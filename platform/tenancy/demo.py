@@ -1,7 +1,7 @@
 """Sample data for a demo tenant: a small, coherent organisation to explore.
 
-Each area brings its own sample rows (``Area.demo``), written here in one transaction in
-the tenant's schema, identity's first: a later area may use what an earlier one made
+Each area brings its own sample rows (``Area.demo``), written here in the transaction that
+provisions the tenant, in its schema, identity's first: a later area may use what an earlier one made
 through ``DemoTenant.made``. ``atrium serve`` seeds its demo tenant with it, and
 ``atrium tenants create --demo`` any new tenant.
 """
@@ -12,9 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
-from atrium.platform.db.binding import set_transaction_search_path
 from atrium.platform.security.passwords import generate_password, hash_password
 
 
@@ -29,15 +28,17 @@ class DemoTenant:
     made: dict[str, Any] = field(default_factory=dict)
 
 
-def seed_demo(
-    engine: Engine, schema: str, tenant_id: uuid.UUID, owner_id: uuid.UUID, bcrypt_rounds: int
-) -> None:
+def demo_password_hash(bcrypt_rounds: int) -> str:
+    """The sample users' one hash: made before the transaction, as bcrypt is slow."""
+    return hash_password(generate_password(), bcrypt_rounds)
+
+
+def add_demo(conn: Connection, demo: DemoTenant) -> None:
+    """Every area's sample rows, in the transaction that provisions the tenant (bound to
+    its schema): a tenant is made with its demo or not at all."""
     from atrium.tenants.areas import areas
 
-    demo = DemoTenant(tenant_id, owner_id, hash_password(generate_password(), bcrypt_rounds))
-    with engine.begin() as conn:
-        set_transaction_search_path(conn, schema)
-        # Identity's first, whatever the names: the others' sample rows belong to its users.
-        for area in sorted(areas(), key=lambda a: a.name != "identity"):
-            if area.demo is not None:
-                area.demo(conn, demo)
+    # Identity's first, whatever the names: the others' sample rows belong to its users.
+    for area in sorted(areas(), key=lambda a: a.name != "identity"):
+        if area.demo is not None:
+            area.demo(conn, demo)

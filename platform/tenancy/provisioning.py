@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from atrium.platform.db.binding import create_tenant_schema, drop_tenant_schema
 from atrium.platform.db.deadlocks import is_deadlock, retry_deadlocked
 from atrium.platform.security import permissions
 from atrium.platform.security.passwords import hash_password
+from atrium.platform.tenancy.demo import DemoTenant, add_demo, demo_password_hash
 from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.naming import schema_for_slug, validate_slug
 from atrium.platform.tenancy.registry import Tenant, TenantStatus
@@ -148,16 +150,21 @@ def _is_unique_violation(exc: Exception) -> bool:
 
 
 def provision_tenant(
-    engine: Engine, slug: str, name: str, owner: OwnerSpec, *, bcrypt_rounds: int = 12
+    engine: Engine, slug: str, name: str, owner: OwnerSpec, *, bcrypt_rounds: int = 12, demo: bool = False
 ) -> ProvisionedTenant:
+    """The tenant, its schema at head, owner, built-in roles and group, and with ``demo``
+    its sample rows: all in one transaction, so an interruption leaves nothing behind."""
     validate_slug(slug)
     schema = schema_for_slug(slug)
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("tenant name must be 1-200 characters")
+    if any(unicodedata.category(char).startswith("C") for char in name):
+        raise InvalidInput("tenant name must be one line of printable characters")
     validate_owner(owner)
     # Hash before the transaction opens: bcrypt is slow and must not hold locks.
     password_hash = hash_password(owner.password, bcrypt_rounds)
+    sample_hash = demo_password_hash(bcrypt_rounds) if demo else None
     head = head_revision("tenant")
     tenant_id = uuid.uuid4()
     try:
@@ -176,6 +183,8 @@ def provision_tenant(
             create_tenant_tables(conn, schema, head)
             owner_id = seed_tenant(conn, owner, password_hash)
             conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(owner_id=owner_id))
+            if sample_hash is not None:
+                add_demo(conn, DemoTenant(tenant_id, owner_id, sample_hash))
     except (IntegrityError, ProgrammingError) as exc:
         if _is_unique_violation(exc):
             raise TenantExists(f"tenant {slug!r} already exists") from None
