@@ -159,11 +159,31 @@ def _tenant_json(view: Any, settings: Settings) -> dict[str, Any]:
 def _publish(settings: Settings, tenant_id: Any) -> None:
     from atrium.platform.tenancy.resolution import publish_tenant_change
 
+    if not settings.redis_url:
+        # Done, but not yet seen: the servers learn of changes through Redis. Said on every
+        # change, since a suspension that seems to have failed for half a minute is worse.
+        click.echo(
+            "atrium: warning: REDIS_URL is not set, so running servers see this change only when "
+            "their cached copy expires (ATRIUM_TENANT_CACHE_TTL, 30 s by default); set it to the "
+            "servers' REDIS_URL to reach them at once",
+            err=True,
+        )
+        return
     publish_tenant_change(settings.redis_url, tenant_id)
 
 
+def _valid_slugs(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """A slug argument that cannot name a tenant is bad input (exit 2), not a tenant not
+    found (exit 1)."""
+    from atrium.platform.tenancy.naming import validate_slug
+
+    for slug in value if isinstance(value, tuple) else (value,):
+        validate_slug(slug)
+    return value
+
+
 @tenants.command("create")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 @click.option("--name", required=True, help="Display name of the organisation.")
 @click.option("--owner-name", required=True)
 @click.option("--owner-email", required=True)
@@ -253,7 +273,7 @@ def tenants_list(as_json: bool) -> None:
 
 
 @tenants.command("show")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 @click.option("--json", "as_json", is_flag=True)
 def tenants_show(slug: str, as_json: bool) -> None:
     """One tenant, its domains and its version."""
@@ -291,7 +311,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 @tenants.command("migrate")
-@click.argument("slugs", nargs=-1)
+@click.argument("slugs", nargs=-1, callback=_valid_slugs)
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--json", "as_json", is_flag=True)
 def tenants_migrate(slugs: tuple[str, ...], concurrency: int, as_json: bool) -> None:
@@ -449,21 +469,21 @@ def _status_command(slug: str, suspend: bool) -> None:
 
 
 @tenants.command("suspend")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 def tenants_suspend(slug: str) -> None:
     """Block all access to a tenant."""
     _status_command(slug, suspend=True)
 
 
 @tenants.command("resume")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 def tenants_resume(slug: str) -> None:
     """Restore access to a suspended tenant."""
     _status_command(slug, suspend=False)
 
 
 @tenants.command("delete")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 @click.option("--yes", is_flag=True, help="Confirm: the tenant's schema and all its data are dropped.")
 def tenants_delete(slug: str, yes: bool) -> None:
     """Remove a tenant and its schema (irreversible)."""
@@ -486,7 +506,7 @@ def domains() -> None:
 
 
 @domains.command("add")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 @click.argument("domain")
 def domains_add(slug: str, domain: str) -> None:
     """Serve a tenant at a custom domain too."""
@@ -500,7 +520,7 @@ def domains_add(slug: str, domain: str) -> None:
 
 
 @domains.command("remove")
-@click.argument("slug")
+@click.argument("slug", callback=_valid_slugs)
 @click.argument("domain")
 def domains_remove(slug: str, domain: str) -> None:
     """Stop serving a tenant at a custom domain."""

@@ -144,6 +144,12 @@ def test_bad_slugs_are_refused_with_exit_2_and_leave_nothing(
         (["tenants", "frobnicate"], 2),
         (["tenants", "migrate", "--concurrency", "0"], 2),
         (["tenants", "domains", "add", "no-such-tenant", "not a domain"], 2),
+        # A slug that cannot name a tenant is bad input, on every command, not "not found".
+        (["tenants", "show", "BAD!"], 2),
+        (["tenants", "suspend", "Bad Slug"], 2),
+        (["tenants", "delete", "www", "--yes"], 2),
+        (["tenants", "migrate", "no-such-tenant", "BAD!"], 2),
+        (["tenants", "domains", "add", "BAD SLUG", "z.example"], 2),
     ],
 )
 def test_operator_errors_are_one_line_with_documented_exit_codes(
@@ -193,7 +199,13 @@ def test_domains_and_suspension(
     assert taken.returncode == 1
     assert "already registered" in taken.stderr
     assert json.loads(atrium("tenants", "show", made.slug, "--json").stdout)["domains"] == [domain]
-    assert atrium("tenants", "suspend", made.slug).returncode == 0
+    suspended = atrium("tenants", "suspend", made.slug)
+    assert suspended.returncode == 0
+    # Without REDIS_URL the servers learn of it only when their cache expires: said so.
+    assert (
+        suspended.stderr.startswith("atrium: warning: REDIS_URL is not set")
+        and suspended.stderr.count("\n") == 1
+    )
     assert json.loads(atrium("tenants", "show", made.slug, "--json").stdout)["status"] == "suspended"
     assert atrium("tenants", "resume", made.slug).returncode == 0
     assert atrium("tenants", "domains", "remove", made.slug, domain).returncode == 0
@@ -290,7 +302,7 @@ def test_migrate_continues_past_a_failing_tenant(
     assert [o["slug"] for o in failed] == [broken.slug]
     assert "users" in failed[0]["error"]
     assert broken.slug in first.stderr
-    assert first.stderr.count("\n") == len(report["failed"])  # one line per failed tenant
+    assert first.stderr.count("atrium: error:") == len(report["failed"])  # one line per failed tenant
 
     listed = {t["slug"]: t for t in json.loads(atrium("tenants", "list", "--json").stdout)}
     assert all(listed[m.slug]["version"] == report["head"] for m in behind)
