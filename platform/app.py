@@ -37,7 +37,7 @@ from atrium.platform.web.errors import (
     too_large_problem,
     validation_problem,
 )
-from atrium.platform.web.health import health
+from atrium.platform.web.health import health, health_head
 from atrium.platform.web.idempotency import check_idempotency_key
 from atrium.platform.web.openapi import finish_openapi, openapi_config
 from atrium.platform.web.query import refuse_unread_query
@@ -125,7 +125,14 @@ def create_app(
     routers = tenant_routers(settings)
     live = channels_plugin(settings)
     app = Litestar(
-        route_handlers=[health, docs_assets_router(), *routers, *(route_handlers or ()), not_found],
+        route_handlers=[
+            health,
+            health_head,
+            docs_assets_router(),
+            *routers,
+            *(route_handlers or ()),
+            not_found,
+        ],
         on_app_init=[token_auth.jwt.on_app_init],
         plugins=[
             SQLAlchemyPlugin(config=db_config),

@@ -109,6 +109,13 @@ async def test_platform_routes_answer_on_ip_literals(settings: Settings, host: s
         assert health.status_code == 200 and health.json() == {"status": "ok"}
 
 
+async def test_health_answers_head_probes_with_no_body(settings: Settings) -> None:
+    async with serve(settings) as (_, client):
+        for host in ("localhost", "127.0.0.1:8000", "bad_host!"):
+            probed = await client.head("/health", headers={"Host": host})
+            assert probed.status_code == 200 and probed.content == b"", (host, probed.text)
+
+
 async def test_repeated_host_headers_are_refused(settings: Settings, tenants: dict[str, MadeTenant]) -> None:
     """RFC 9112 §3.2: several Host lines are a 400, whether they agree or not, on every path."""
     active, suspended = tenants["active"], tenants["suspended"]

@@ -1,10 +1,10 @@
-"""``GET /health``: served on every host, answers whether the database answers."""
+"""``GET /health`` (and ``HEAD``): served on every host, answers whether the database answers."""
 
 from __future__ import annotations
 
 import asyncio
 
-from litestar import get
+from litestar import get, head
 from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,9 +27,28 @@ HEALTH_TIMEOUT = 2.0
     responses=problem_responses(400, 503, tenant_route=False),
 )
 async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
+    await _check_database(db_engine)
+    return {"status": "ok"}
+
+
+@head(
+    "/health",
+    operation_id="health_head",
+    tags=["platform"],
+    summary="Liveness and database check, without a body",
+    description="What `GET /health` answers, status only: some load balancers probe with `HEAD`.",
+    exclude_from_auth=True,
+    security=[{}],
+    opt={IGNORES_QUERY: True},
+    responses=problem_responses(400, 503, tenant_route=False),
+)
+async def health_head(db_engine: NamedDependency[AsyncEngine]) -> None:
+    await _check_database(db_engine)
+
+
+async def _check_database(db_engine: AsyncEngine) -> None:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT), read_only_connection(db_engine) as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:  # any failure to answer means "not healthy", never a 500
         raise database_unavailable() from None
-    return {"status": "ok"}
