@@ -292,6 +292,10 @@ class Listing:
         if "\x00" in value:
             errors.append(_error(name, "contains a NUL character"))
             return None
+        if not value.strip():
+            # No row has an empty tag, type or status: an empty value is a slip, not a question.
+            errors.append(_error(name, "empty: give a value, or leave the parameter out"))
+            return None
         try:
             if python_type is uuid.UUID:
                 return uuid.UUID(value)
