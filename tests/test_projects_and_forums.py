@@ -68,7 +68,10 @@ async def test_project_names_are_unique_in_any_case(api: Api, owner_a: Headers) 
     name = f"Roadmap {_tag()}"
     first = await post(client, "/projects", {"name": name}, owner_a)
     assert first["status"] == "active" and first["member_ids"] == [first["owner_id"]]
-    assert_problem(await client.post("/projects", json={"name": name.upper()}, headers=owner_a), 409)
+    taken = assert_problem(await client.post("/projects", json={"name": name.upper()}, headers=owner_a), 409)
+    # Says what exists already, and names the field.
+    assert taken["detail"] == "A project with this name already exists."
+    assert error_fields(taken) == {"name"}
     other = await post(client, "/projects", {"name": f"Other {_tag()}"}, owner_a)
     renamed = await client.patch(f"/projects/{other['id']}", json={"name": name.lower()}, headers=owner_a)
     assert_problem(renamed, 409)

@@ -22,9 +22,9 @@ def _offending_field(diag: Any) -> str:
     return match.group(1) if match else ""
 
 
-def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
+def integrity_problem(exc: Exception, deleting: bool = False, row: str = "row") -> Exception:
     """Map a database integrity or data error to the problem a client understands;
-    ``exc`` itself when it is neither."""
+    ``exc`` itself when it is neither. ``row`` names what was written ("project")."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
     while not isinstance(orig, psycopg.Error) and getattr(orig, "__cause__", None) is not None:
         orig = orig.__cause__
@@ -34,7 +34,14 @@ def integrity_problem(exc: Exception, deleting: bool = False) -> Exception:
         if getattr(diag, "constraint_name", None) == KEY_CONSTRAINT:
             # Two requests with one key passed the lock between them (idempotency.py).
             return key_in_use()
-        return problem(409, f"A row with this {field_name or 'value'} already exists.", type_="conflict")
+        if not field_name:
+            return problem(409, f"A {row} with this value already exists.", type_="conflict")
+        return problem(
+            409,
+            f"A {row} with this {field_name} already exists.",
+            type_="conflict",
+            errors=[{"field": field_name, "message": f"another {row} has it"}],
+        )
     if isinstance(orig, psycopg.errors.ForeignKeyViolation):
         if deleting or (diag and (diag.message_primary or "").startswith("update or delete")):
             return problem(409, "This row is still referenced by other rows.", type_="conflict")

@@ -363,7 +363,7 @@ class CrudService(Generic[M]):
             Exception
         ) as exc:  # raw, or wrapped by advanced-alchemy: integrity_problem looks down the causes
             await self.session.rollback()
-            mapped = integrity_problem(exc, deleting)
+            mapped = integrity_problem(exc, deleting, row_name(self.model))
             if mapped is exc:
                 raise
             raise mapped from None
