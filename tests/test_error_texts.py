@@ -88,3 +88,18 @@ async def test_a_field_the_server_sets_is_named_as_its_not_unknown(
         **dict.fromkeys(server_set, "set by the server; leave it out"),
         "bogus": "unknown field",
     }
+
+
+async def test_every_malformed_permission_is_named_by_its_place(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    permissions = ["users:read", "users:destroy", "", "*:*", "users:*", "foo:read"]
+    refused = await client.post(
+        "/user-roles", json={"name": "Bad", "permissions": permissions}, headers=owner_a
+    )
+    named = error_fields(assert_problem(refused, 422))
+    assert named == {"permissions[1]", "permissions[2]", "permissions[3]", "permissions[4]"}
+    # Well formed, but no such resource: named once the shapes are right.
+    unknown = await client.post(
+        "/user-roles", json={"name": "Bad", "permissions": ["foo:read"]}, headers=owner_a
+    )
+    assert error_fields(assert_problem(unknown, 422)) == {"permissions"}

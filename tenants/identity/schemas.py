@@ -26,7 +26,19 @@ Password = Annotated[
         extra={MAX_BYTES: MAX_PASSWORD_BYTES},
     ),
 ]
-Permission = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# The shape of a permission, so that each malformed one is named by its place in the list
+# with the body's other errors; which resources exist is the service's to check.
+Permission = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        pattern=describe_pattern(
+            r"^(\*|[a-z][a-z-]*:(read|write|manage))$",
+            "a permission: <resource>:read, :write or :manage, or *",
+        ),
+    ),
+]
 PERMISSIONS_DESCRIPTION = (
     "What the role grants: `<resource>:read`, `<resource>:write` (includes read), "
     "`<resource>:manage` (includes write) or `*` (everything). Only permissions the caller "
