@@ -407,6 +407,9 @@ async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
         # A valid token under another scheme (RFC 6750: Bearer, in any case).
         "basic scheme": ({"Host": host, "Authorization": f"Basic {control}"}, Refusal.NOT_BEARER),
         "no scheme": ({"Host": host, "Authorization": f" {control}"}, Refusal.NOT_BEARER),
+        # Another scheme whatever follows it: not read as a token at all ("malformed" before).
+        "basic credentials": ({"Host": host, "Authorization": "Basic YWRhOnNlY3JldA=="}, Refusal.NOT_BEARER),
+        "token scheme": ({"Host": host, "Authorization": "Token abc"}, Refusal.NOT_BEARER),
     }
     for why, (headers, detail) in refused.items():
         await assert_refused_everywhere(client, calls, headers, why, detail)

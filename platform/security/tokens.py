@@ -22,7 +22,9 @@ from typing import Any
 import jwt
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
+from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt.middleware import JWTAuthenticationMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from atrium.platform.db.affinity import affinity
@@ -156,6 +158,23 @@ def connection_tenant(connection: ASGIConnection[Any, Any, Any, Any]) -> Resolve
     return scope_tenant(connection.scope)
 
 
+class BearerAuthenticationMiddleware(JWTAuthenticationMiddleware):
+    """Litestar's JWT middleware, refusing any scheme but Bearer before the token is read.
+
+    Litestar's takes whatever follows the first space, so ``Basic <jwt>`` passed as a bearer
+    token, and ``Basic <user:password>`` was called a malformed token (RFC 6750 §2.1: the
+    scheme is Bearer, in any case). A socket hands its token over otherwise (chats/live.py).
+    """
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get(self.auth_header)
+        if header and connection.scope["type"] == "http" and header.partition(" ")[0].lower() != "bearer":
+            raise NotAuthorizedException(Refusal.NOT_BEARER)
+        return await super().authenticate_request(connection)
+
+
 class TokenAuth:
     """Builds the ``JWTAuth`` config; loads the caller and records logouts."""
 
@@ -181,6 +200,7 @@ class TokenAuth:
         self.jwt = JWTAuth[AuthUser, Token](
             token_secret=secret,
             token_cls=VerifiedToken,
+            authentication_middleware_class=BearerAuthenticationMiddleware,
             retrieve_user_handler=self.retrieve_user,
             default_token_expiration=self.ttl,
             exclude=PUBLIC_PATHS,
@@ -202,13 +222,6 @@ class TokenAuth:
         self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthUser | None:
         """The caller; a 401 saying why otherwise: foreign tenant, revoked token, deleted user."""
-        # Litestar's middleware takes whatever follows the first space, so ``Basic <jwt>``
-        # passed as a bearer token (RFC 6750 §2.1: the scheme is Bearer, in any case). A
-        # socket hands its token over otherwise (chats/live.py).
-        if connection.scope["type"] == "http":
-            scheme = (connection.headers.get("authorization") or "").partition(" ")[0]
-            if scheme.lower() != "bearer":
-                raise NotAuthorizedException(Refusal.NOT_BEARER)
         user = await self._retrieve_user(token, connection)
         if user is None:
             raise NotAuthorizedException(Refusal.REVOKED)
