@@ -151,7 +151,15 @@ async def test_attachments_must_be_media_of_this_tenant(api: Api, owner_a: Heade
     assert (await client.delete(f"/media/{mine}", headers=owner_a)).status_code == 204
     after = await client.get(f"/documents/{both['id']}", headers=owner_a)
     assert after.json()["media_ids"] == [other] and after.headers["ETag"] != before.headers["ETag"]
-    assert after.json()["version"] == before.json()["version"]
+    # A change like any other (API.md §7: +1 on every change), written by whoever deleted the file.
+    assert after.json()["version"] == before.json()["version"] + 1
+    latest = (await client.get(f"/documents/{both['id']}/versions", headers=owner_a)).json()["items"][0]
+    me = (await client.get("/auth/me", headers=owner_a)).json()["user"]["id"]
+    assert (latest["version"], latest["editor_id"], latest["body"]) == (
+        after.json()["version"],
+        me,
+        both["body"],
+    )
     assert (await client.get(f"/documents/{doc['id']}", headers=owner_a)).json()["media_ids"] == []
 
 

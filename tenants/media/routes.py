@@ -17,7 +17,7 @@ from litestar.datastructures import ResponseHeader, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
-from sqlalchemy import any_, func, literal, update
+from sqlalchemy import any_, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -31,7 +31,7 @@ from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
-from atrium.tenants.documents.models import Document
+from atrium.tenants.documents.models import Document, DocumentVersion
 from atrium.tenants.media.models import Media
 from atrium.tenants.media.schemas import (
     MediaRead,
@@ -73,14 +73,27 @@ class MediaService(CrudService[Media]):
 
     async def before_delete(self, item: Media) -> None:
         # Documents list their attachments by id (an array, so no foreign key): a deleted
-        # file leaves them, as it would a page in any wiki, in the same transaction.
-        documents = Document.__table__
-        await self.session.execute(
+        # file leaves them, as it would a page in any wiki, in the same transaction. That is
+        # a change of each document, so each gets its next version (API.md §7), written by
+        # whoever deleted the file.
+        documents, versions = Document.__table__, DocumentVersion.__table__
+        detached = (
             update(documents)
             .where(literal(item.id, documents.c.id.type) == any_(documents.c.media_ids))
             .values(
                 media_ids=func.array_remove(documents.c.media_ids, item.id),
+                version=documents.c.version + 1,
                 updated_at=next_updated_at_sql(documents.c.updated_at),
+            )
+            .returning(documents.c.id, documents.c.version, documents.c.title, documents.c.body)
+            .cte("detached")
+        )
+        editor = literal(self.user.id, versions.c.editor_id.type)
+        await self.session.execute(
+            insert(versions).from_select(
+                ["document_id", "version", "title", "body", "editor_id"],
+                select(detached.c.id, detached.c.version, detached.c.title, detached.c.body, editor),
+                include_defaults=False,
             )
         )
 
