@@ -26,7 +26,7 @@ from atrium.platform.security.permissions import read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at_sql, row_tag
-from atrium.platform.web.errors import problem, problem_responses
+from atrium.platform.web.errors import FILE_LIMIT, problem, problem_responses
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
@@ -125,7 +125,7 @@ async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
     finally:
         await data.file.close()
     if len(content) > limit:
-        raise problem(413, f"The file is larger than the limit of {limit} bytes.")
+        raise problem(413, f"The file is larger than the limit of {limit} bytes ({limit / 1048576:g} MiB).")
     return content
 
 
@@ -170,7 +170,7 @@ def media_handlers(settings: Settings) -> list[Any]:
             "configured limit: 413."
         ),
         status_code=201,
-        opt={SENDS_ETAG: True},
+        opt={SENDS_ETAG: True, FILE_LIMIT: settings.max_upload_bytes},
         responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
         response_headers=[
             ResponseHeader(name="Location", description="/media/{id}", documentation_only=True)
