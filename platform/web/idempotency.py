@@ -53,8 +53,8 @@ from atrium.platform.web.errors import problem
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH, IdempotencyKey
 
 HEADER = "Idempotency-Key"
-# Route option: an anonymous route that keeps answers under ``anonymous_keeping`` (the
-# OpenAPI document says so on it; other anonymous POSTs keep nothing).
+# Route option: an anonymous route that keeps answers per client address (``answer_once``'s
+# ``anonymous_client``); the OpenAPI document says so on it. Other anonymous POSTs keep nothing.
 KEEPS_ANONYMOUS_ANSWERS = "keeps_anonymous_answers"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_FOR = datetime.timedelta(hours=24)
@@ -210,14 +210,11 @@ class _Claim:
         )
 
 
-def anonymous_keeping(
-    request: Request[Any, Any, Any], tenant: ResolvedTenant, client: str
-) -> tuple[uuid.UUID, str] | None:
+def _anonymous_keeping(tenant: ResolvedTenant, client: str, key: str) -> tuple[uuid.UUID, str] | None:
     """Where an anonymous POST's key is kept: under the tenant's owner (keys are rows of a
     user), as a digest of the client's address and the key, so that strangers' keys never
-    meet and no owner's own key can equal one. ``None`` (not kept) without a key or owner."""
-    key = requested_key(request)
-    if key is None or tenant.owner_id is None:
+    meet and no owner's own key can equal one. ``None`` (not kept) for a tenant without one."""
+    if tenant.owner_id is None:
         return None
     digest = hashlib.sha256(f"{client}\0{key}".encode()).hexdigest()
     return tenant.owner_id, f"anonymous:{digest}"
@@ -239,7 +236,7 @@ async def answer_once(
     headers: Callable[[T], dict[str, str]] = lambda _row: {},
     status: int | Callable[[T], int] = 201,
     body: Sequence[bytes] | None = None,
-    keep_for: tuple[uuid.UUID, str] | None = None,
+    anonymous_client: str | None = None,
 ) -> Response[Any]:
     """Answer a POST that writes, once per ``Idempotency-Key`` when the request has one.
 
@@ -248,19 +245,26 @@ async def answer_once(
     and ``headers`` (Location, ETag) make the answer from the row. ``body`` is what identifies the request
     beside its method and path (default: the raw body; an upload passes its file's name,
     type and bytes, since multipart boundaries differ from one retry to the next).
-    ``keep_for`` is the (user, key) the answer is kept under instead of the caller and the
-    key as sent: an anonymous request's (``anonymous_keeping``).
+    ``anonymous_client`` (the client's address) marks a request with no caller: its answer
+    is kept per address (``_anonymous_keeping``).
     """
 
     def status_of(row: T) -> int:
         return status(row) if callable(status) else status
 
     key = requested_key(request)
-    if key is None:
+    keep_for = None
+    if key is not None:
+        keep_for = (
+            (request.user.id, key)
+            if anonymous_client is None
+            else _anonymous_keeping(tenant, anonymous_client, key)
+        )
+    if keep_for is None:
         row = await write(None)
         return Response(render(row), status_code=status_of(row), headers=headers(row))
     parts = [_as_value(await request.body())] if body is None else body
-    user_id, key = keep_for or (request.user.id, key)
+    user_id, key = keep_for
     claim = _Claim(
         user_id,
         key,

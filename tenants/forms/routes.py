@@ -24,7 +24,7 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.bodies import JSON_BODY_LIMIT
 from atrium.platform.web.client_address import client_address
 from atrium.platform.web.errors import problem, problem_responses
-from atrium.platform.web.idempotency import KEEPS_ANONYMOUS_ANSWERS, anonymous_keeping, answer_once
+from atrium.platform.web.idempotency import KEEPS_ANONYMOUS_ANSWERS, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.openapi import TAG_DESCRIPTION
 from atrium.platform.web.resources import ResourceSpec
@@ -161,10 +161,6 @@ async def answer_public_form(
         # The response's own URL, where the form's owner (not the anonymous sender) reads it.
         return {"Location": f"/form-responses/{item.id}"}
 
-    keeping = anonymous_keeping(request, tenant, client)
-    if keeping is None:
-        item = await submit_public(db_session, item_id, data.answers)
-        return Response(receipt(item), status_code=201, headers=location(item))
     return await answer_once(
         request,
         db_session,
@@ -172,7 +168,7 @@ async def answer_public_form(
         lambda before_commit: submit_public(db_session, item_id, data.answers, before_commit),
         receipt,
         location,
-        keep_for=keeping,
+        anonymous_client=client,
     )
 
 
