@@ -14,7 +14,10 @@ spread of both shapes beside Atrium's.
 
 ``POST /user-groups`` is the floor of the write figure: the same INSERT of a group owned by
 the tenant's owner (from the registry: no token here), returning the row, and the commit,
-in a transaction bound as above. ``GET /users?email=…`` is the floor of the filtered list:
+in a transaction bound as above. ``POST /form-responses`` is the
+floor of the form response figure (bench/forms.py): the same INSERT of the answers as sent,
+owned by the tenant's owner, returning the row, and the commit, bound as above; no check
+of the answers, no lock of the form, no count. ``GET /users?email=…`` is the floor of the filtered list:
 the very statement Atrium's list compiles for that filter (platform/web/listing.py), in a
 transaction bound as above. ``GET /help-desk?assignee_id=…&status=…`` likewise, for the
 help desk's agent queue (bench/helpdesk.py).
@@ -79,6 +82,14 @@ INSERT_GROUP_STAMPED = (
 INSERT_KEY = (
     "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, headers)"
     " VALUES (%(user_id)s, %(key)s, %(fingerprint)s, %(status)s, %(body)s, %(headers)s::jsonb)"
+)
+# The form response figure's floor (bench/forms.py): the answers inserted as sent, with no
+# check against the form and no count kept, returning the columns Atrium answers with.
+RESPONSE_COLUMNS = ("id", "form_id", "answers", "form_version", "owner_id", "created_at", "updated_at")
+INSERT_RESPONSE = (
+    "INSERT INTO form_responses (form_id, answers, form_version, owner_id)"
+    " VALUES (%(form_id)s, %(answers)s::jsonb, 1, %(owner_id)s)"
+    f" RETURNING {', '.join(RESPONSE_COLUMNS)}"
 )
 # Built, not copied, as Atrium builds it for ``GET /users?email=…``.
 USERS_LISTING = Listing(User.__table__, tuple(UserRead.__struct_fields__), [Filter("email", casefold=True)])
@@ -177,6 +188,23 @@ def create_app() -> Litestar:
         assert row is not None
         item = dict(zip(GROUP_COLUMNS, row, strict=True))
         return Response(item, status_code=201, headers={"Location": f"/user-groups/{item['id']}"})
+
+    @post("/form-responses")
+    async def create_response(
+        request: Request[Any, Any, Any], data: dict[str, Any]
+    ) -> Response[dict[str, Any]]:
+        schema = schema_of(request)
+        values = {
+            "form_id": uuid.UUID(str(data["form_id"])),
+            "answers": msgspec.json.encode(data["answers"]).decode(),
+            "owner_id": owners[schema],
+        }
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+            row = await (await conn.execute(INSERT_RESPONSE, values)).fetchone()
+        assert row is not None
+        item = dict(zip(RESPONSE_COLUMNS, row, strict=True))
+        return Response(item, status_code=201, headers={"Location": f"/form-responses/{item['id']}"})
 
     def caller_claims(request: Request[Any, Any, Any], schema: str) -> dict[str, Any]:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
@@ -285,6 +313,7 @@ def create_app() -> Litestar:
             get_user_alone,
             create_group,
             create_group_by_contract,
+            create_response,
             list_users,
             list_tickets,
         ],

@@ -53,7 +53,8 @@ Figures (each with its floor measured in the same run):
 - ``invoices``: ``--finalizes`` invoices finalized by 20 concurrent clients, numbers checked
   gapless and unique, against the same transaction by raw psycopg; a 50-line PDF's p50
   (bench/invoices.py).
-- ``forms``: a response to a 50-field form against a raw INSERT, the streamed CSV export
+- ``forms``: a response to a 50-field form against the floor app's raw INSERT (and the
+  INSERT alone, with no HTTP), the streamed CSV export
   of N responses (rows/s, the app's peak memory above idle) against the same rows read by
   raw psycopg, and anonymous public posts from distinct client addresses (bench/forms.py).
 - ``chat``: sockets over rooms on two app processes sharing Redis, messages posted at a

@@ -85,10 +85,14 @@ FIGURES = [
     ),
     "forum_replies.reply_count",
     # Issue 22: a form response beside its INSERT, the CSV export, public posts.
-    *(f"forms.response.{side}.{figure}" for side in ("app", "floor") for figure in ("p50_ms", "p99_ms")),
-    *(f"forms.response.app.{part}_cpu_ms" for part in ("server", "db")),
-    "forms.response.floor.client_cpu_ms",  # its backend's share can round to 0 ticks in 100 inserts
-    "forms.response.p99_ratio",
+    *(
+        f"forms.response.{side}.{figure}"
+        for side in ("app", "floor", "statement_floor")
+        for figure in ("p50_ms", "p99_ms")
+    ),
+    *(f"forms.response.{side}.{part}_cpu_ms" for side in ("app", "floor") for part in ("server", "db")),
+    "forms.response.statement_floor.client_cpu_ms",  # its backend's can round to 0 ticks in 100 inserts
+    *(f"forms.response.{ratio}" for ratio in ("p99_ratio", "statement_p99_ratio")),
     *(f"forms.export.{figure}" for figure in ("rows_per_s", "peak_mb", "idle_mb", "floor_rows_per_s")),
     *(f"forms.public_posts.{figure}" for figure in ("addresses", "posts_per_s", "p50_ms", "p99_ms")),
     # Issue 18: a month's occurrences, q over documents, document creation, beside raw SQL.
