@@ -26,7 +26,7 @@ from atrium.platform.security.login_throttle import LoginThrottle
 from atrium.platform.security.tokens import TokenAuth
 from atrium.platform.settings import Settings, load_settings
 from atrium.platform.stores import app_stores
-from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant
+from atrium.platform.tenancy.middleware import TenancyPlugin, current_tenant, let_the_middleware_judge_hosts
 from atrium.platform.tenancy.resolution import TenantResolver
 from atrium.platform.web.bodies import JSON_BODY_LIMIT, check_body
 from atrium.platform.web.docs import docs_assets_router
@@ -162,6 +162,7 @@ def create_app(
         debug=False,
     )
     finish_openapi(app, routers)
+    let_the_middleware_judge_hosts(app)
     # Never read by the app (its parts are injected): tests, probes and benchmarks
     # inspect a running app's parts through these.
     app.state.settings = settings

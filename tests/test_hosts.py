@@ -43,6 +43,11 @@ async def test_host_table(settings: Settings, tenants: dict[str, MadeTenant]) ->
         (f"{suspended.slug}.localhost", 403, "tenant-suspended"),
         (f"{tenants['deleting'].slug}.localhost", 404, "tenant-not-found"),
         ("bad_host.localhost", 400, "invalid-host"),
+        # Hosts Litestar's router refuses by itself: the same problem as any invalid Host.
+        (f"{active.slug} .localhost", 400, "invalid-host"),
+        (f"{active.slug}.localhost, ghost.localhost", 400, "invalid-host"),
+        (f"{active.slug}.localhost,ghost.localhost", 400, "invalid-host"),
+        (f'"{active.slug}.localhost"', 400, "invalid-host"),
         ("acme.localhost:port", 400, "invalid-host"),
         ("", 400, "invalid-host"),
         # IP literals name no tenant: refused like any other invalid host.
@@ -109,9 +114,23 @@ async def test_platform_routes_answer_on_ip_literals(settings: Settings, host: s
         assert health.status_code == 200 and health.json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("host", ["a b.localhost", "x\x01y", '"localhost"', "bad_host", "x:y:z"])
+async def test_health_answers_on_invalid_hosts_and_only_health(settings: Settings, host: str) -> None:
+    """API.md §1: /health answers on any Host; every other path refuses an invalid one with
+    the same problem, whether or not Litestar's router would have refused it first."""
+    async with serve(settings) as (_, client):
+        health = await client.get("/health", headers={"Host": host})
+        assert health.status_code == 200 and health.json() == {"status": "ok"}, health.text
+        for path in ("/schema", "/users", "/nothing"):
+            refused = await client.get(path, headers={"Host": host})
+            assert refused.status_code == 400, (path, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert refused.json()["type"] == "invalid-host"
+
+
 async def test_health_answers_head_probes_with_no_body(settings: Settings) -> None:
     async with serve(settings) as (_, client):
-        for host in ("localhost", "127.0.0.1:8000", "bad_host!"):
+        for host in ("localhost", "127.0.0.1:8000", "bad_host!", "a b.localhost", "x\x01.localhost"):
             probed = await client.head("/health", headers={"Host": host})
             assert probed.status_code == 200 and probed.content == b"", (host, probed.text)
 
@@ -125,6 +144,11 @@ async def test_repeated_host_headers_are_refused(settings: Settings, tenants: di
         [suspended.host, active.host],
         [active.host, "ghost.localhost"],
         [active.host, "127.0.0.1"],
+        [active.host, "a b.localhost"],
+        ["a b.localhost", "c d.localhost"],
+        # A proxy joins repeated lines with commas (RFC 9110 §5.3): one line, still repeated.
+        [f"{active.host},{suspended.host}"],
+        [f"{active.host}, {active.host}"],
     ]
     async with serve(settings, PROBES) as (_, client):
         for hosts in cases:

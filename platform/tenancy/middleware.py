@@ -11,6 +11,8 @@ mishandles hosts with ports (litestar issue 4869).
 
 from __future__ import annotations
 
+from litestar import Litestar
+from litestar._asgi.utils import is_valid_host
 from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -45,9 +47,10 @@ class TenantMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         hosts = host_headers(scope)
-        if len(hosts) > 1:
+        if len(hosts) > 1 or (hosts and "," in hosts[0]):
             # RFC 9112 §3.2: a request with several Host lines is refused, whether or not
-            # they agree, since servers and proxies may each pick a different one.
+            # they agree, since servers and proxies may each pick a different one; a comma
+            # is how a proxy joins repeated lines into one (RFC 9110 §5.3).
             raise problem(400, "The Host header is sent more than once.", type_="invalid-host")
         raw = hosts[0] if hosts else None
         parsed = normalize_host(raw)
@@ -89,6 +92,32 @@ def current_tenant(scope: Scope) -> ResolvedTenant:
     if tenant is None:  # only reachable if a platform path declared a tenant dependency
         raise problem(404, "No tenant is served at this host.", type_="tenant-not-found")
     return tenant
+
+
+def _unparsed(host: bytes) -> bytes:
+    return b"," if b"," in host else b""
+
+
+def let_the_middleware_judge_hosts(app: Litestar) -> None:
+    """Litestar's router refuses a Host its own pattern rejects (a space, a control
+    character, a quote) with a 400 "bad-request" of its own, before any middleware runs:
+    ``GET /health`` would not answer on such a Host (API.md §1), and other routes would
+    answer another problem than every other invalid Host. Such a Host line is handed on
+    empty instead, so the router lets it through and ``TenantMiddleware`` answers it as it
+    answers any invalid Host. A repeated Host stays repeated, and refused: several lines
+    stay several, and one that joins them with a comma keeps a comma."""
+    inner = app.asgi_handler
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope.get("headers")
+        if headers and not all(is_valid_host(value) for name, value in headers if name == b"host"):
+            scope["headers"] = [
+                (name, _unparsed(value) if name == b"host" and not is_valid_host(value) else value)
+                for name, value in headers
+            ]
+        await inner(scope, receive, send)
+
+    app.asgi_handler = handler
 
 
 class TenancyPlugin(InitPlugin):

@@ -389,7 +389,7 @@ def test_repeated_and_conflicting_host_lines_are_refused(
     }[case]
     status, answer = _with_hosts(server, target, hosts)
     assert status == 400, f"{case} on {target!r}: {answer[:300]!r}"
-    # Litestar's router refuses a Host it cannot parse ("a, b") before the tenant middleware.
+    # "a, b" is how a proxy joins repeated lines: refused as repeated, by the tenant middleware.
     assert PROBLEM_TYPE.encode() in answer and b'"status":400' in answer, answer[:500]
     assert server.tenant.owner_email.encode() not in answer
 
