@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from atrium.platform.live import tenant_channel
 from atrium.platform.settings import Settings
@@ -380,6 +380,40 @@ async def test_a_suspended_tenants_sockets_close(
         tenant_id = set_status(operator_engine, made.slug, TenantStatus.SUSPENDED)
         publish_tenant_change(redis_url, tenant_id)
         assert await closed_with(ws) == 4410
+    # A new handshake is answered as a request is: 403 tenant-suspended.
+    assert await refused_handshake(made.host, alice.port, owner.token) == (403, "tenant-suspended")
+
+
+async def refused_handshake(host: str, port: int, token: str) -> tuple[int, str]:
+    """The status and problem type of a handshake the server refuses over HTTP."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            f"ws://{host}/chats/ws",
+            host="127.0.0.1",
+            port=port,
+            subprotocols=["bearer", token],  # type: ignore[list-item]
+            open_timeout=TIMEOUT,
+        ):
+            pass
+    response = refused.value.response
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert problem["status"] == response.status_code and problem["detail"]
+    assert "tenant_" not in response.body.decode()  # never a schema name
+    return response.status_code, problem["type"]
+
+
+async def test_a_handshake_on_a_host_serving_no_tenant_answers_its_problem(peers: dict[str, Peer]) -> None:
+    """Not a bare 403 whatever the cause: the same status and problem as a request gets."""
+    alice = peers["alice"]
+    cases = {
+        "ghost.localhost": (404, "tenant-not-found"),
+        "bad_host.localhost": (400, "invalid-host"),
+        "127.0.0.1": (400, "invalid-host"),
+        "localhost": (404, "not-found"),
+    }
+    for host, expected in cases.items():
+        assert await refused_handshake(host, alice.port, alice.token) == expected, host
 
 
 async def test_a_slow_reader_holds_up_no_other_socket_and_is_closed_when_far_behind(

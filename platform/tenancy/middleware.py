@@ -11,12 +11,17 @@ mishandles hosts with ports (litestar issue 4869).
 
 from __future__ import annotations
 
+from contextvars import Token
+from typing import Any, cast
+
+import msgspec
 from litestar import Litestar
 from litestar._asgi.utils import is_valid_host
 from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPlugin
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from atrium.platform.db.affinity import affinity
@@ -39,6 +44,24 @@ def host_headers(scope: Scope) -> list[str]:
     return [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"host"]
 
 
+# The ASGI extension that lets a server answer a websocket handshake with an HTTP response.
+DENIAL = "websocket.http.response"
+
+
+async def deny_handshake(send: Send, refused: ProblemDetailsException) -> None:
+    """Answer a refused websocket handshake with its problem, as an HTTP request gets it.
+
+    Litestar closes a websocket its middleware refuses, which the server turns into a bare
+    403 for every cause; the denial extension (uvicorn has it) sends the real status and
+    problem instead: 400 invalid-host, 404 tenant-not-found, 403 tenant-suspended."""
+    # Litestar's own rendering of the problem; it never reads the request.
+    answer = refused.to_response(cast(Any, None))
+    body = msgspec.json.encode(answer.content)
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": refused.status_code, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 class TenantMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
@@ -46,6 +69,22 @@ class TenantMiddleware(ASGIMiddleware):
         self.resolver = resolver
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        try:
+            bound = await self._bind(scope)
+        except ProblemDetailsException as refused:
+            if scope["type"] != ScopeType.WEBSOCKET or DENIAL not in (scope.get("extensions") or {}):
+                raise
+            await deny_handshake(send, refused)
+            return
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            if bound is not None:
+                affinity.reset(bound)
+
+    async def _bind(self, scope: Scope) -> Token[str | None] | None:
+        """The tenant of the request's Host, kept in its scope and bound as the connection
+        affinity (None on platform paths); a problem when the Host serves none."""
         hosts = host_headers(scope)
         if len(hosts) > 1 or (hosts and "," in hosts[0]):
             # RFC 9112 §3.2: a request with several Host lines is refused, whether or not
@@ -74,11 +113,7 @@ class TenantMiddleware(ASGIMiddleware):
             scope.setdefault("state", {})[TENANT_STATE_KEY] = tenant
             # The tenant's transactions keep to its own pooled connections (connection_affinity).
             bound = affinity.set(tenant.schema)
-        try:
-            await next_app(scope, receive, send)
-        finally:
-            if bound is not None:
-                affinity.reset(bound)
+        return bound
 
 
 def scope_tenant(scope: Scope) -> ResolvedTenant | None:
