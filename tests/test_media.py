@@ -115,9 +115,13 @@ async def test_upload_download_list_rename_delete(
             assert renamed.json()["name"] == "final.pdf" and renamed.json()["size"] == len(payload)
             assert renamed.json()["updated_at"] > meta["updated_at"]
             assert (await client.get(f"/media/{meta['id']}", headers=headers)).json() == renamed.json()
-            content = await client.get(f"/media/{meta['id']}/content", headers=headers)
-            assert content.content == payload
-            assert "filename*=UTF-8''final.pdf" in content.headers["content-disposition"]
+            renamed_content = await client.get(f"/media/{meta['id']}/content", headers=headers)
+            assert renamed_content.content == payload
+            assert "filename*=UTF-8''final.pdf" in renamed_content.headers["content-disposition"]
+            # The download is a single-row answer too (API.md §5): the row's ETag, which a new
+            # name (a new Content-Disposition) changes.
+            assert content.headers["etag"] and content.headers["etag"] != renamed_content.headers["etag"]
+            assert renamed_content.headers["etag"] == renamed.headers["etag"]
             for bad in ({"name": "../x"}, {"name": ""}, {"size": 1}, {"type": "text/html"}):
                 assert_problem(await client.patch(f"/media/{meta['id']}", json=bad, headers=headers), 422)
 

@@ -209,6 +209,8 @@ def media_handlers(settings: Settings) -> list[Any]:
         # Documented as bytes for client generators; each answer carries the file's stored type.
         media_type="application/octet-stream",
         responses=problem_responses(401, 403, 404, 503),
+        # The row's tag: a new name (the attachment's file name) is a new version of the answer.
+        opt={SENDS_ETAG: True},
         response_headers=[
             ResponseHeader(
                 name="Content-Disposition",
@@ -238,6 +240,7 @@ def media_handlers(settings: Settings) -> list[Any]:
                 # Set explicitly: Litestar would append a charset to text/* types.
                 "Content-Type": item.type,
                 "Content-Disposition": content_disposition(item.name),
+                "ETag": row_tag(item),
                 **CONTENT_HEADERS,
             },
         )
