@@ -181,16 +181,18 @@ class ThreadService(CrudService[Any]):
     # -- create -----------------------------------------------------------------------
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
-        parent_id = values.get("parent_id")
+        parent_id, container_id = values.get("parent_id"), values[self.container]
         errors = shape_rules(*self.top_level_only)(values)
         try:
-            await self.check_container(values[self.container])
+            await self.check_container(container_id)
         except ProblemDetailsException as refused:
-            # A missing container and a body of the wrong shape: both named in one 422.
-            if errors and refused.status_code == 422:
-                raise with_errors(refused, errors) from None
-            raise
+            if refused.status_code != 422:
+                raise
+            # A missing container, a body of the wrong shape and a bad parent: all named in
+            # one 422 (a parent found can only be of another container then).
+            raise with_errors(refused, errors + await self._parent_errors(parent_id, container_id)) from None
         if errors:
+            errors += await self._parent_errors(parent_id, container_id)
             raise problem(422, "The discussion is not valid.", errors=errors)
         if parent_id is None:
             # Not given: false (a topic is neither pinned nor locked until a moderator says so).
@@ -228,19 +230,41 @@ class ThreadService(CrudService[Any]):
         if counted.first() is not None:
             return
         # The failure path only: why the parent was not counted.
-        parent = await self.session.scalar(select(model).where(model.id == parent_id))
-        if parent is None:
-            raise field_problem(422, "parent_id", "no such discussion")
-        if parent.parent_id is not None:
-            raise field_problem(
-                422, "parent_id", "a reply cannot be replied to; reply to its top-level discussion"
-            )
-        if getattr(parent, self.container) != container_id:
-            raise field_problem(
-                422, "parent_id", f"a discussion of another {self.container.removesuffix('_id')}"
-            )
+        parent = await self._visible_parent(parent_id)
+        if (error := self._parent_error(parent, container_id)) is not None:
+            raise field_problem(422, error["field"], error["message"])
         self.refuse_parent(parent)
         raise field_problem(422, "parent_id", "no such discussion")
+
+    async def _parent_errors(
+        self, parent_id: uuid.UUID | None, container_id: uuid.UUID
+    ) -> list[dict[str, str]]:
+        """What is wrong with the parent, for a 422 that names other fields too (the write
+        goes no further, so a locked topic's 409 is not among them)."""
+        if parent_id is None:
+            return []
+        error = self._parent_error(await self._visible_parent(parent_id), container_id)
+        return [error] if error else []
+
+    async def _visible_parent(self, parent_id: uuid.UUID) -> Any:
+        """The discussion ``parent_id`` names, if the caller may see it."""
+        statement = select(self.model).where(self.model.id == parent_id)
+        if (visible := self.visible_to_caller()) is not None:
+            statement = statement.where(visible)
+        return await self.session.scalar(statement)
+
+    def _parent_error(self, parent: Any, container_id: uuid.UUID) -> dict[str, str] | None:
+        """Why a reply cannot go under ``parent`` (None: no such discussion) in the container
+        ``container_id``; None when its shape and place allow it."""
+        if parent is None:
+            message = "no such discussion"
+        elif parent.parent_id is not None:
+            message = "a reply cannot be replied to; reply to its top-level discussion"
+        elif getattr(parent, self.container) != container_id:
+            message = f"a discussion of another {self.container.removesuffix('_id')}"
+        else:
+            return None
+        return {"field": "parent_id", "message": message}
 
     def open_for_replies(self) -> list[ColumnElement[bool]]:
         """Conditions a parent must meet to be replied to (forums: not locked)."""

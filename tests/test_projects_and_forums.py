@@ -284,6 +284,15 @@ async def test_thread_shape_rules(
         ({field: here, "body": ""}, {"body", "title"}),
         ({field: here, "parent_id": topic["id"], "title": "No", "body": 5}, {"body", "title"}),
         ({field: str(uuid.uuid4()), "body": "b"}, {field, "title"}),
+        # A reply's shape and its parent's: both named (a reply to a reply, with a title).
+        ({field: here, "parent_id": reply["id"], "title": "No", "body": "b"}, {"parent_id", "title"}),
+        # A missing container hides no bad parent: both named, whatever is wrong with it.
+        ({field: str(uuid.uuid4()), "parent_id": str(uuid.uuid4()), "body": "b"}, {field, "parent_id"}),
+        ({field: str(uuid.uuid4()), "parent_id": reply["id"], "body": "b"}, {field, "parent_id"}),
+        (
+            {field: str(uuid.uuid4()), "parent_id": topic["id"], "title": "No", "body": "b"},
+            {field, "parent_id", "title"},
+        ),
     ]
     for body, named in mixed:
         assert error_fields(assert_problem(await client.post(path, json=body, headers=owner_a), 422)) == named
