@@ -244,6 +244,8 @@ def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
         ({"starts_at": "0001-01-01T00:00:00Z", "recurrence": "FREQ=DAILY"}, {"starts_at"}),
         ({"starts_at": "2026-03-16T08:00:00Z", "ends_at": "9999-12-31T23:59:59Z"}, {"ends_at"}),
         ({"attendee_ids": [str(uuid.uuid4())]}, {"attendee_ids"}),
+        # An owner no user is, beside another bad reference: both named.
+        ({"attendee_ids": [str(uuid.uuid4())], "owner_id": str(uuid.uuid4())}, {"attendee_ids", "owner_id"}),
         # A field's type and the body's rules, named in one answer.
         ({"title": "", "ends_at": "2026-03-16T07:00:00Z"}, {"title", "ends_at"}),
         ({"title": 5, "time_zone": "Nowhere", "location": "x" * 501}, {"title", "time_zone", "location"}),

@@ -142,6 +142,12 @@ async def test_attachments_must_be_media_of_this_tenant(api: Api, owner_a: Heade
     for bad in ([theirs], [str(uuid.uuid4())], [mine, mine]):
         refused = await client.post("/documents", json={"title": "x", "media_ids": bad}, headers=owner_a)
         assert error_fields(assert_problem(refused, 422)) == {"media_ids"}
+    # Another tenant's user as the owner, beside the bad attachment: both named in one 422.
+    stranger = (await client.get("/auth/me", headers=owner_b)).json()["user"]["id"]
+    body = {"title": "x", "media_ids": [theirs], "owner_id": stranger}
+    refused = await client.post("/documents", json=body, headers=owner_a)
+    assert error_fields(assert_problem(refused, 422)) == {"media_ids", "owner_id"}
+    assert stranger not in refused.text
     patched = await client.patch(f"/documents/{doc['id']}", json={"media_ids": [theirs]}, headers=owner_a)
     assert_problem(patched, 422)
     # A deleted file leaves the documents it was attached to (and moves their ETag).

@@ -16,6 +16,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -28,11 +29,15 @@ from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import if_match_allows, next_updated_at, precondition_failed, row_tag
 from atrium.platform.web.db_errors import integrity_problem
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
 from atrium.tenants.base import TenantBase
 
 M = TypeVar("M", bound=TenantBase)
+
+
+def _names(errors: Any, field: str) -> bool:
+    return isinstance(errors, list) and any(isinstance(e, dict) and e.get("field") == field for e in errors)
 
 
 def row_name(model: type[Any]) -> str:
@@ -243,10 +248,34 @@ class CrudService(Generic[M]):
             if values.get("owner_id") in (None, msgspec.UNSET):
                 values["owner_id"] = self.user.id
             self.check_new_owner(values["owner_id"])
-        values = await self.prepare_create(values)
+        try:
+            values = await self.prepare_create(values)
+        except ProblemDetailsException as refused:
+            # The owner is otherwise checked by its foreign key at the INSERT, which a 422
+            # of the area's own checks never reaches: named here too, every bad field in one.
+            if refused.status_code == 422 and (more := await self._owner_errors(values, refused)):
+                raise with_errors(refused, more) from None
+            raise
         item = self.model(**values)
         await self.add(item, before_commit)
         return item
+
+    async def _owner_errors(
+        self, values: dict[str, Any], refused: ProblemDetailsException
+    ) -> list[dict[str, str]]:
+        """``owner_id`` as a 422 names it when no user has that id (the caller always
+        exists); nothing when ``refused`` names it already or the check cannot run."""
+        owner_id = values.get("owner_id")
+        named = refused.extra.get("errors") if isinstance(refused.extra, dict) else None
+        if not self.owned() or owner_id in (None, self.user.id) or _names(named, "owner_id"):
+            return []
+        (key,) = self.model.__table__.c.owner_id.foreign_keys
+        users = key.column.table
+        try:
+            found = await self.session.scalar(select(users.c.id).where(users.c.id == owner_id))
+        except DBAPIError:  # a transaction an earlier statement failed: the 422 stands alone
+            return []
+        return [] if found is not None else [{"field": "owner_id", "message": "no such user in this tenant"}]
 
     async def add(self, item: M, before_commit: BeforeCommit[M] | None = None) -> None:
         async def adding() -> None:
