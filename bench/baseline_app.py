@@ -178,16 +178,22 @@ def create_app() -> Litestar:
             row = await (await conn.execute(select_user_alone(schema), {"id": user_id})).fetchone()
         return found(row)
 
+    async def inserted(
+        schema: str, insert: str, values: dict[str, Any], columns: tuple[str, ...], path: str
+    ) -> Response[dict[str, Any]]:
+        """``insert`` (RETURNING ``columns``) and the commit, in a bound transaction: 201."""
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
+            row = await (await conn.execute(insert, values)).fetchone()
+        assert row is not None
+        item = dict(zip(columns, row, strict=True))
+        return Response(item, status_code=201, headers={"Location": f"{path}/{item['id']}"})
+
     @post("/user-groups")
     async def create_group(request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[dict[str, Any]]:
         schema = schema_of(request)
         values = {"id": uuid.uuid4(), "name": str(data["name"]), "owner_id": owners[schema]}
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
-            row = await (await conn.execute(INSERT_GROUP, values)).fetchone()
-        assert row is not None
-        item = dict(zip(GROUP_COLUMNS, row, strict=True))
-        return Response(item, status_code=201, headers={"Location": f"/user-groups/{item['id']}"})
+        return await inserted(schema, INSERT_GROUP, values, GROUP_COLUMNS, "/user-groups")
 
     @post("/form-responses")
     async def create_response(
@@ -199,12 +205,7 @@ def create_app() -> Litestar:
             "answers": msgspec.json.encode(data["answers"]).decode(),
             "owner_id": owners[schema],
         }
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(BIND_SQL, {"path": quote_ident(schema), "timeout": timeout})
-            row = await (await conn.execute(INSERT_RESPONSE, values)).fetchone()
-        assert row is not None
-        item = dict(zip(RESPONSE_COLUMNS, row, strict=True))
-        return Response(item, status_code=201, headers={"Location": f"/form-responses/{item['id']}"})
+        return await inserted(schema, INSERT_RESPONSE, values, RESPONSE_COLUMNS, "/form-responses")
 
     def caller_claims(request: Request[Any, Any, Any], schema: str) -> dict[str, Any]:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
