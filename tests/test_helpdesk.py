@@ -3,6 +3,7 @@ whose internal ones never reach a requester, in lists, counts or search."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -349,6 +350,15 @@ async def test_requester_id_names_the_owner(
     body = {"subject": "", "requester_id": requester.id, "owner_id": people["agent"].id, "tags": tags}
     mixed = await client.post("/help-desk", json={**body, "status": "solved"}, headers=owner_a)
     assert error_fields(assert_problem(mixed, 422)) == {"subject", "requester_id", "tags", "status"}
+    # A requester no user is: named as sent, alone or beside another bad reference.
+    nobody = str(uuid.uuid4())
+    for sent, named in (
+        ({"requester_id": nobody}, {"requester_id"}),
+        ({"requester_id": nobody, "follow_up_of": nobody}, {"requester_id", "follow_up_of"}),
+        ({"owner_id": nobody}, {"owner_id"}),
+    ):
+        refused = await client.post("/help-desk", json={"subject": "x", **sent}, headers=owner_a)
+        assert error_fields(assert_problem(refused, 422)) == named, sent
     # Filing for someone else needs manage.
     assert_problem(
         await client.post(

@@ -16,6 +16,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
+from litestar.plugins.problem_details import ProblemDetailsException
 from sqlalchemy import ColumnElement, Text, bindparam, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import psycopg
@@ -56,6 +57,24 @@ def _field_errors(errors: list[dict[str, str]]) -> None:
         raise problem(422, "The ticket is not valid.", errors=errors)
 
 
+def _as_sent(refused: ProblemDetailsException, data: Any) -> ProblemDetailsException:
+    """``refused`` naming ``requester_id`` where it names ``owner_id``, when the body sent the
+    requester under that name (and no ``owner_id``): a client reads its own field back."""
+    errors = refused.extra.get("errors") if isinstance(refused.extra, dict) else None
+    if getattr(data, "requester_id", None) in (None, msgspec.UNSET) or data.owner_id not in (
+        None,
+        msgspec.UNSET,
+    ):
+        return refused
+    if not isinstance(errors, list) or not any(e.get("field") == "owner_id" for e in errors):
+        return refused
+    renamed = [{**e, "field": "requester_id"} if e.get("field") == "owner_id" else e for e in errors]
+    detail = refused.detail.replace("owner_id", "requester_id") if refused.detail else refused.detail
+    return problem(
+        refused.status_code, detail or "", type_=refused.type_, **{**refused.extra, "errors": renamed}
+    )
+
+
 class TicketService(CrudService[Ticket]):
     model = Ticket
     transitions = {s: WORKING | ({"closed"} if s == "solved" else set()) for s in STATUSES if s != "closed"}
@@ -76,10 +95,16 @@ class TicketService(CrudService[Ticket]):
         return msgspec.structs.replace(data, owner_id=requester, requester_id=msgspec.UNSET)
 
     async def create(self, data: msgspec.Struct, before_commit: BeforeCommit[Ticket] | None = None) -> Ticket:
-        return await super().create(self._as_owner(data), before_commit)
+        try:
+            return await super().create(self._as_owner(data), before_commit)
+        except ProblemDetailsException as refused:
+            raise _as_sent(refused, data) from None
 
     async def update(self, item_id: uuid.UUID, data: msgspec.Struct, if_match: str | None = None) -> Ticket:
-        return await super().update(item_id, self._as_owner(data), if_match)
+        try:
+            return await super().update(item_id, self._as_owner(data), if_match)
+        except ProblemDetailsException as refused:
+            raise _as_sent(refused, data) from None
 
     # -- the rules --------------------------------------------------------------------
 
