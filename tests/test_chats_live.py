@@ -335,6 +335,52 @@ async def test_close_codes(peers: dict[str, Peer]) -> None:
         assert await closed_with(ws) == 1008
 
 
+async def test_a_socket_outlives_neither_its_token_nor_its_user(peers: dict[str, Peer]) -> None:
+    """A logout, a password change, the user's deletion (4401) or the loss of chats:read
+    (4403) closes the sockets already open with that token or user, in every process: the
+    sockets are on server A, the changes go through server B."""
+    owner = peers["owner"]
+    client, host = owner.b, owner.host
+
+    async def user_with_socket(role: str = "Member") -> tuple[TenantUser, Peer]:
+        user = await add_user(owner.a, owner.user.headers, role=role)
+        return user, Peer(user, owner.a, owner.b, owner.port)
+
+    async def closes_with(peer: Peer, change: Any, code: int) -> None:
+        async with peer.socket() as ws:
+            await change()
+            assert await closed_with(ws) == code
+
+    user, peer = await user_with_socket()
+    await closes_with(peer, lambda: client.post("/auth/logout", headers=user.headers), 4401)
+
+    user, peer = await user_with_socket()
+    new_password = {"password": "a brand new password 1", "current_password": user.password}
+    await closes_with(peer, lambda: client.patch("/auth/me", json=new_password, headers=user.headers), 4401)
+
+    user, peer = await user_with_socket()
+    await closes_with(peer, lambda: client.delete(f"/users/{user.id}", headers=owner.user.headers), 4401)
+
+    user, peer = await user_with_socket()
+
+    async def unlinked() -> None:
+        links = await client.get("/user-meta", params={"owner_id": user.id}, headers=owner.user.headers)
+        for link in links.json()["items"]:
+            gone = await client.delete(f"/user-meta/{link['id']}", headers=owner.user.headers)
+            assert gone.status_code == 204, gone.text
+
+    await closes_with(peer, unlinked, 4403)
+    # Another user's change closes nothing: their socket still hears its rooms.
+    alice = peers["alice"]
+    room = await alice.room([])
+    async with alice.socket() as ws:
+        other, _ = await user_with_socket()
+        await client.post("/auth/logout", headers=other.headers)
+        posted = await alice.post(room["id"], "still here")
+        assert (await next_message(ws))["seq"] == posted["seq"]
+    assert host == alice.host
+
+
 async def test_a_removed_member_stops_receiving_at_once(peers: dict[str, Peer]) -> None:
     alice, bob = peers["alice"], peers["bob"]
     room = await alice.room([bob])

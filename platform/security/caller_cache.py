@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from atrium.platform.db.binding import TENANT_ID_INFO_KEY
@@ -96,6 +97,14 @@ class CallerCache:
             return
         for key in [k for k in self._entries if str(k[0]) == tenant_id]:
             del self._entries[key]
+
+
+def callers_changed(session: Session | AsyncSession) -> None:
+    """Mark a change the ORM does not see (a statement of one's own on ``users``, such as a
+    logout's revocation) as a change of callers: at the commit, the tenant's callers are
+    dropped and every process is told, as for any change to the caller tables."""
+    info = session.sync_session.info if isinstance(session, AsyncSession) else session.info
+    info[_CHANGED_KEY] = True
 
 
 class CallerInvalidation:

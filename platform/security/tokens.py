@@ -36,7 +36,7 @@ from atrium.platform.db.read_transaction import (
     keep_row,
     remember,
 )
-from atrium.platform.security.caller_cache import CallerCache
+from atrium.platform.security.caller_cache import CallerCache, callers_changed
 from atrium.platform.security.callers import (
     CHECK_CALLER,
     LOAD_USER,
@@ -375,4 +375,6 @@ class TokenAuth:
                 "user_id": uuid.UUID(token.sub),
             },
         )
+        # Requests check revocations in the database; live sockets hear of it this way.
+        callers_changed(session)
         await session.commit()

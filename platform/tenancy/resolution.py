@@ -331,8 +331,11 @@ class TenantResolver:
             self._publisher = None
 
     async def publish(self, tenant_id: uuid.UUID | str) -> None:
-        """Tell every app process that a tenant changed (from inside the app)."""
+        """Tell every app process that a tenant changed (from inside the app). Without
+        Redis the only process that can be told is this one: its listeners hear it at once
+        (with Redis they hear it from the channel, as every other process does)."""
         if not self.redis_url:
+            self.invalidate(str(tenant_id))
             return
         try:
             if self._publisher is None:

@@ -15,9 +15,11 @@ seconds (an event lost to a Redis outage is not waited for longer; ``resume`` fi
 A ``resume`` is answered from the database, and live message events at or below what it
 sent are not sent twice.
 
-Close codes: 4401 no or bad token (or none within 5 s), 4403 a ``resume`` of a room the
-caller may not see, 4410 the tenant was suspended or is being deleted (checked on every
-tenant change the resolver hears of), 4429 too many sockets for one user in this
+Close codes: 4401 no or bad token (or none within 5 s; or, later, the token revoked or its
+user deleted), 4403 a ``resume`` of a room the caller may not see (or, later, the read
+permission taken), 4410 the tenant was suspended or is being deleted (both checked on every
+tenant change the resolver hears of, which every change of users, roles and links and every
+logout publishes), 4429 too many sockets for one user in this
 process, 1009 a frame over 64 KiB, 1008 more than 20 frames in a second, 1013 fell
 ``OUTBOX`` events behind (each socket has its own queue and writer). Idle sockets are pinged by the server
 (uvicorn's ``ws_ping_interval``), and those that do not answer are dropped.
@@ -41,7 +43,8 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
-from litestar.exceptions import WebSocketDisconnect
+from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.security.jwt import Token
 from sqlalchemy import Uuid, bindparam, select
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -129,8 +132,16 @@ def publisher(channels: ChannelsPlugin) -> events.Publisher:
 class _Socket:
     """One authenticated socket: what its resumes sent, and its frame budget."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], user: AuthUser, tenant: ResolvedTenant) -> None:
+    def __init__(
+        self,
+        socket: WebSocket[Any, Any, Any],
+        user: AuthUser,
+        tenant: ResolvedTenant,
+        token: Token,
+        token_auth: TokenAuth,
+    ) -> None:
         self.socket, self.user, self.tenant = socket, user, tenant
+        self.token, self.token_auth = token, token_auth
         self.host = _host(socket)
         self.me = str(user.id)
         self.sending = asyncio.Lock()
@@ -198,6 +209,23 @@ class _Socket:
     async def _close_too_slow(self) -> None:
         with contextlib.suppress(Exception):
             await self.socket.close(code=CLOSE_TOO_SLOW, reason="fell too far behind: resume")
+
+    async def refusal(self) -> tuple[int, str] | None:
+        """Why this socket may no longer be served (its token revoked by a logout or a
+        password change, its user deleted, its read permission taken), as a close code and
+        reason; None while it may, with its caller reloaded (``resume`` reads permissions).
+        A database that cannot answer closes nothing: HTTP requests report it."""
+        try:
+            user = await self.token_auth.retrieve_user(self.token, self.socket)
+        except NotAuthorizedException:
+            return CLOSE_UNAUTHORIZED, "this token is no longer valid"
+        except Exception as exc:
+            logger.debug("rechecking a socket's caller failed: %s", exc)
+            return None
+        if user is None or not user.can(read(TOPIC)):
+            return CLOSE_FORBIDDEN, "no longer allowed to read chats"
+        self.user = user
+        return None
 
     def over_rate(self) -> bool:
         now = time.monotonic()
@@ -398,11 +426,19 @@ def _watch_tenants(resolver: Any) -> None:
 
 
 async def _recheck(resolver: Any, states: set[_Socket]) -> None:
+    """Each socket's tenant, then its caller: a tenant change is also how every process
+    hears that a tenant's users, roles or links changed, or that a token was revoked
+    (caller_cache.py), so a socket outlives neither its tenant nor its token. One
+    statement per socket, one socket at a time: changes to users are rare."""
     for state in states:
         tenant = await resolver.resolve(state.host)
         if tenant is None or tenant.deleting or tenant.suspended:
+            refusal: tuple[int, str] | None = (CLOSE_TENANT_GONE, "this tenant is not served")
+        else:
+            refusal = await state.refusal()
+        if refusal is not None:
             with contextlib.suppress(Exception):
-                await state.socket.close(code=CLOSE_TENANT_GONE, reason="this tenant is not served")
+                await state.socket.close(code=refusal[0], reason=refusal[1])
 
 
 def _host(socket: WebSocket[Any, Any, Any]) -> str:
@@ -433,7 +469,9 @@ async def _token_of(socket: WebSocket[Any, Any, Any]) -> str | None:
     return str(frame["token"])
 
 
-async def _caller(token_auth: TokenAuth, socket: WebSocket[Any, Any, Any], encoded: str) -> AuthUser | None:
+async def _caller(
+    token_auth: TokenAuth, socket: WebSocket[Any, Any, Any], encoded: str
+) -> tuple[AuthUser, Token] | None:
     jwt = token_auth.jwt
     try:
         token = jwt.token_cls.decode(
@@ -446,7 +484,7 @@ async def _caller(token_auth: TokenAuth, socket: WebSocket[Any, Any, Any], encod
     except Exception:
         # Malformed, expired, revoked, another tenant's: one answer for all, as over HTTP.
         return None
-    return user if user is not None and user.can(read(TOPIC)) else None
+    return (user, token) if user is not None and user.can(read(TOPIC)) else None
 
 
 def _resume_request(frame: Any) -> tuple[uuid.UUID, int] | None:
@@ -475,16 +513,17 @@ async def chat_socket(
     db_engine: NamedDependency[AsyncEngine],
 ) -> None:
     encoded = await _token_of(socket)
-    user = None if encoded is None else await _caller(token_auth, socket, encoded)
-    if user is None:
+    caller = None if encoded is None else await _caller(token_auth, socket, encoded)
+    if caller is None:
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="a valid bearer token of this tenant is needed")
         return
+    user, token = caller
     key = (tenant.id, user.id)
     if _open[key] >= SOCKETS_PER_USER:
         await socket.close(code=CLOSE_TOO_MANY, reason="too many sockets for this user")
         return
     _open[key] += 1
-    state = _Socket(socket, user, tenant)
+    state = _Socket(socket, user, tenant, token, token_auth)
     _by_tenant[tenant.id].add(state)
     _watch_tenants(socket.app.plugins.get(TenancyPlugin).resolver)
     try:
