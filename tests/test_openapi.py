@@ -138,6 +138,15 @@ def test_one_of_never_lists_a_value_twice_and_optional_bodies_are_plain(document
     }
 
 
+def test_query_parameters_a_route_cannot_do_without_are_required(document: dict[str, Any]) -> None:
+    """The occurrences' window: a generated client must not offer to leave it out."""
+    parameters = {p["name"]: p for p in document["paths"]["/events/occurrences"]["get"]["parameters"]}
+    for name in ("from", "to"):
+        assert parameters[name]["required"] is True, parameters[name]
+        assert parameters[name]["schema"]["type"] == "string", parameters[name]
+        assert parameters[name]["schema"]["format"] == "date-time", parameters[name]
+
+
 def test_tags_are_declared_with_descriptions(document: dict[str, Any]) -> None:
     used = {tag for _, _, operation in operations(document) for tag in operation.get("tags", [])}
     declared = {tag["name"]: tag.get("description") for tag in document["tags"]}

@@ -55,7 +55,7 @@ from atrium.platform.web.docs import docs_render_plugin
 from atrium.platform.web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from atrium.platform.web.idempotency import KEEPS_ANONYMOUS_ANSWERS, KEPT_FOR, REPLAYED_HEADER
 from atrium.platform.web.listing import LIST_PARAMETERS
-from atrium.platform.web.query import mark_routes_reading_no_query
+from atrium.platform.web.query import REQUIRED_QUERY, mark_routes_reading_no_query
 from atrium.tenants.idempotency_keys import KEY_MAX_LENGTH
 
 API_VERSION = "0.1.0"
@@ -129,6 +129,7 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
         _flatten_single_one_of(schema)
     document.tags = _declared_tags(document.paths or {}, routers)
     _add_list_parameters(app, document.paths or {})
+    _document_required_query(app, document.paths or {})
     mark_routes_reading_no_query(_handlers_and_query(app, document.paths or {}))
 
 
@@ -171,6 +172,19 @@ def _add_list_parameters(app: Litestar, paths: dict[str, Any]) -> None:
             item = paths.get(document_path(route.path))
             if extra and item is not None and item.get is not None:
                 item.get.parameters = [*(item.get.parameters or []), *extra]
+
+
+def _document_required_query(app: Litestar, paths: dict[str, Any]) -> None:
+    """Required instants the handler checks itself (``REQUIRED_QUERY``): required, not
+    nullable, RFC 3339 date-times in the document."""
+    for handler, operations in _handler_operations(app, paths):
+        names = handler.opt.get(REQUIRED_QUERY) or ()
+        for parameter in (p for o in operations for p in o.parameters or () if isinstance(p, Parameter)):
+            if parameter.name in names and parameter.param_in == ParamType.QUERY:
+                parameter.required = True
+                parameter.schema = Schema(
+                    type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME, description=parameter.description
+                )
 
 
 def _operations(paths: dict[str, Any]) -> Iterator[Operation]:

@@ -26,6 +26,9 @@ READS_NO_QUERY = "reads_no_query"
 # Route option: the route ignores any query string (a monitor's cache-busting ``?t=…`` on
 # the health check must not look like an outage).
 IGNORES_QUERY = "ignores_query"
+# Query parameters a handler requires but declares optional to Litestar, so that it names
+# every missing one in one 422 itself: the document says they are required (openapi.py).
+REQUIRED_QUERY = "required_query"
 
 
 def mark_routes_reading_no_query(handlers: Iterable[tuple[BaseRouteHandler, bool]]) -> None:

@@ -25,6 +25,7 @@ from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.errors import problem, problem_responses
 from atrium.platform.web.idempotency import answer_once
 from atrium.platform.web.listing import Filter, ListRequest, parse_instant, query_problems
+from atrium.platform.web.query import REQUIRED_QUERY
 from atrium.platform.web.resources import ResourceSpec
 from atrium.tenants.calendar import schemas as s
 from atrium.tenants.calendar.models import Event, EventFeedToken
@@ -57,7 +58,7 @@ def _instant(raw: str | None, name: str, errors: list[dict[str, str]]) -> dateti
     guards=[requires(read(EVENTS))],
     operation_id="list_event_occurrences",
     summary="Every occurrence in a window, recurring events expanded in their own time zone",
-    opt={READS_ON_DRIVER: True},
+    opt={READS_ON_DRIVER: True, REQUIRED_QUERY: ("from", "to")},
     responses=problem_responses(401, 403, 422, 503),
 )
 async def list_occurrences(
