@@ -273,6 +273,10 @@ async def test_filters_and_sort(api: Api, owner_a: Headers) -> None:
     assert [i["id"] for i in by_total["items"]] == [b["id"], a["id"]]
     eur = (await client.get("/invoices", params={"q": marker, "currency": "EUR"}, headers=owner_a)).json()
     assert [i["id"] for i in eur["items"]] == [a["id"]]
+    # The filter refuses what the field refuses: the shape, and a code ISO 4217 does not have.
+    for bad in ("eur", "XXZ"):
+        refused = await client.get("/invoices", params={"currency": ["EUR", bad]}, headers=owner_a)
+        assert error_fields(assert_problem(refused, 422)) == {"currency"}, bad
     email = (
         await client.get("/invoices", params={"customer_email": "a@quokka.example"}, headers=owner_a)
     ).json()

@@ -72,6 +72,9 @@ class Filter:
     element: bool = False
     # ``?name=null`` matches rows where the column is null (``parent_id=null``: top level).
     null: bool = False
+    # What the field's body rules refuse beyond its type (an unknown currency), so that the
+    # filter refuses it too: a message, or None for a value the field accepts.
+    check: Callable[[str], str | None] | None = None
 
     @property
     def column_name(self) -> str:
@@ -316,6 +319,9 @@ class Listing:
             except msgspec.ValidationError as exc:
                 errors.append(_error(name, readable(str(exc))))
                 return None
+        if spec.check is not None and (message := spec.check(value)) is not None:
+            errors.append(_error(name, message))
+            return None
         return value.lower() if spec.casefold else value
 
     def _element_type(self, spec: Filter) -> Any:

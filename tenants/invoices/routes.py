@@ -32,7 +32,7 @@ from atrium.platform.web.resources import ResourceSpec
 from atrium.platform.web.services import CrudService
 from atrium.tenants.invoices.models import Invoice, InvoiceCounter
 from atrium.tenants.invoices.pdf import render_pdf
-from atrium.tenants.invoices.rules import invoice_rules, item_dict
+from atrium.tenants.invoices.rules import currency_error, invoice_rules, item_dict
 from atrium.tenants.invoices.schemas import InvoiceCreate, InvoiceRead, InvoiceUpdate, Payment
 
 RESOURCE = "invoices"
@@ -207,7 +207,11 @@ INVOICES = ResourceSpec(
     extra_handlers=invoice_handlers(),
     description="Invoices: exact money in minor units, gapless numbers at finalize, payments.",
     member=None,
-    filters=[Filter("status"), Filter("customer_email", casefold=True), Filter("currency")],
+    filters=[
+        Filter("status"),
+        Filter("customer_email", casefold=True),
+        Filter("currency", check=currency_error),
+    ],
     sort=["issue_date", "due_date", "total", "number"],
     window=("issue_date", "issue_date"),
     actions=[

@@ -43,13 +43,19 @@ def _lines(items: list[dict[str, Any]], errors: Errors) -> list[money.Line]:
     return lines
 
 
+def currency_error(code: str) -> str | None:
+    """What is wrong with a currency code of the right shape (the body's rule and the
+    ``currency`` filter's)."""
+    return None if code in money.currencies() else "not an ISO 4217 currency code"
+
+
 def invoice_rules(values: dict[str, Any]) -> Errors:
     """The errors of ``values``; with ``items``, the lines become plain objects and
     ``subtotal``, ``tax`` and ``total`` are set."""
     errors: Errors = []
     currency = values.get("currency")
-    if currency is not None and currency not in money.currencies():
-        errors.append({"field": "currency", "message": "not an ISO 4217 currency code"})
+    if currency is not None and (message := currency_error(currency)) is not None:
+        errors.append({"field": "currency", "message": message})
     issue, due = values.get("issue_date"), values.get("due_date")
     if issue is not None and due is not None and due < issue:
         errors.append({"field": "due_date", "message": "must be on or after issue_date"})
