@@ -240,6 +240,13 @@ def test_expanding_near_the_window_finds_what_expanding_from_the_start_does(
         ({"recurrence": "FREQ=DAILY;BYSETPOS=1"}, {"recurrence"}),
         ({"time_zone": "Mars/Olympus_Mons"}, {"time_zone"}),
         ({"ends_at": "2026-03-16T07:00:00Z", "time_zone": "Nowhere"}, {"ends_at", "time_zone"}),
+        # A rule broken by itself is named beside broken times or zone.
+        ({"time_zone": "Nowhere", "recurrence": "garbage"}, {"time_zone", "recurrence"}),
+        (
+            {"ends_at": "2026-03-16T07:00:00Z", "recurrence": "FREQ=DAILY;COUNT=2;UNTIL=20270101"},
+            {"ends_at", "recurrence"},
+        ),
+        ({"title": "", "recurrence": "FREQ=HOURLY"}, {"title", "recurrence"}),
         ({"all_day": True}, {"starts_at", "ends_at"}),
         ({"starts_at": "0001-01-01T00:00:00Z", "recurrence": "FREQ=DAILY"}, {"starts_at"}),
         ({"starts_at": "2026-03-16T08:00:00Z", "ends_at": "9999-12-31T23:59:59Z"}, {"ends_at"}),

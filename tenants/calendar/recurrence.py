@@ -229,11 +229,9 @@ def _after(start: datetime.datetime, duration: datetime.timedelta) -> datetime.d
     return (start.replace(tzinfo=None) + duration).replace(tzinfo=tz).astimezone(UTC)
 
 
-def normalize(value: str, series: Series) -> str:
-    """The rule as stored: upper case, ``UNTIL`` in UTC (a date for all-day events, as
-    RFC 5545 wants it beside a date ``DTSTART``). 422 (``RecurrenceError``) when it is not
-    a rule this API expands: unparsable, ``COUNT`` with ``UNTIL``, sub-daily, without any
-    occurrence in the ten years after its start."""
+def rule_parts(value: str) -> dict[str, str]:
+    """The rule's parts, upper case; ``RecurrenceError`` for what is wrong with the rule
+    by itself, whatever the event's times (which ``normalize`` reads it against)."""
     text = value.strip().upper()
     if not text or len(text) > MAX_RULE_LENGTH:
         raise RecurrenceError(f"an RRULE value of 1-{MAX_RULE_LENGTH} characters, e.g. FREQ=WEEKLY;BYDAY=MO")
@@ -253,6 +251,15 @@ def normalize(value: str, series: Series) -> str:
     for name, limit in (("COUNT", MAX_COUNT), ("INTERVAL", MAX_INTERVAL)):
         if name in parts and not (parts[name].isdigit() and 1 <= int(parts[name]) <= limit):
             raise RecurrenceError(f"{name} must be a whole number from 1 to {limit}")
+    return parts
+
+
+def normalize(value: str, series: Series) -> str:
+    """The rule as stored: upper case, ``UNTIL`` in UTC (a date for all-day events, as
+    RFC 5545 wants it beside a date ``DTSTART``). 422 (``RecurrenceError``) when it is not
+    a rule this API expands: unparsable, ``COUNT`` with ``UNTIL``, sub-daily, without any
+    occurrence in the ten years after its start."""
+    parts = rule_parts(value)
     if "UNTIL" in parts:
         parts["UNTIL"] = _until(parts["UNTIL"], series)
     text = ";".join(f"{name}={part_value}" for name, part_value in parts.items())

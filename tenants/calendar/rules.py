@@ -20,6 +20,7 @@ from atrium.tenants.calendar.recurrence import (
     Series,
     in_utc,
     normalize,
+    rule_parts,
     zone,
 )
 
@@ -55,11 +56,15 @@ def event_rules(values: dict[str, Any]) -> Errors:
         for name in _TIMES:
             if values[name].astimezone(tz).time() != datetime.time(0):
                 errors.append({"field": name, "message": f"a midnight in {time_zone} (all_day)"})
-    # The rule is read against the times: only once they are valid.
-    if timed and not errors and values.get("recurrence") is not None:
-        series = Series(values["starts_at"], values["ends_at"], time_zone, values["all_day"])
+    # The rule is read against the times once they are valid; before, by itself, so that a
+    # broken rule is named beside broken times.
+    if values.get("recurrence") is not None:
         try:
-            values["recurrence"] = normalize(values["recurrence"], series)
+            if timed and not errors:
+                series = Series(values["starts_at"], values["ends_at"], time_zone, values["all_day"])
+                values["recurrence"] = normalize(values["recurrence"], series)
+            else:
+                rule_parts(values["recurrence"])
         except RecurrenceError as refused:
             errors.append({"field": "recurrence", "message": str(refused)})
     return errors + ATTENDEES_ONCE(values)
