@@ -131,10 +131,17 @@ async def test_every_bad_field_is_named(api: Api, owner_a: Headers) -> None:
             {"description": "b", "quantity": "1.23456", "unit_price": 1},
         ],
     )
-    # The types' errors and the rules' (a known currency, due on or after issue) in one answer;
-    # the lines' rules wait for lines that are each well formed.
+    # The types' errors and the rules' (a known currency, due on or after issue) in one answer,
+    # each line's named beside the others'.
     problem = assert_problem(await client.post("/invoices", json=bad, headers=owner_a), 422)
-    assert error_fields(problem) == {"customer_name", "currency", "due_date", "items[1].quantity"}
+    assert error_fields(problem) == {
+        "customer_name",
+        "currency",
+        "due_date",
+        "items[0].quantity",
+        "items[0].tax_rate",
+        "items[1].quantity",
+    }
     problem = assert_problem(
         await client.post("/invoices", json={**syntactic_ok_body(), "customer_name": 7}, headers=owner_a), 422
     )

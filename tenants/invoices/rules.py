@@ -1,6 +1,6 @@
 """What an invoice's body must hold beyond its fields' types: a known currency, a due date
-on or after the issue date, lines with a quantity above 0 and a rate up to 100 percent,
-and a total the columns can hold.
+on or after the issue date, and a total the columns can hold (a line's quantity above 0
+and rate up to 100 percent are its types': schemas.py).
 
 A body rule (bodies.Schema): it judges what it is given and leaves alone what is missing,
 so that it serves the service (on a valid body, with the stored dates beside a change)
@@ -30,17 +30,11 @@ def item_dict(item: Any) -> dict[str, Any]:
     }
 
 
-def _lines(items: list[dict[str, Any]], errors: Errors) -> list[money.Line]:
-    """The lines as exact numbers; bad values are added to ``errors``, by field."""
-    lines = []
-    for index, item in enumerate(items):
-        quantity, rate = Decimal(item["quantity"]), Decimal(item["tax_rate"])
-        if quantity <= 0:
-            errors.append({"field": f"items[{index}].quantity", "message": "must be greater than 0"})
-        if rate > 100:
-            errors.append({"field": f"items[{index}].tax_rate", "message": "must be 0 to 100"})
-        lines.append(money.Line(quantity, item["unit_price"], rate))
-    return lines
+def _lines(items: list[dict[str, Any]]) -> list[money.Line]:
+    """The lines as exact numbers."""
+    return [
+        money.Line(Decimal(item["quantity"]), item["unit_price"], Decimal(item["tax_rate"])) for item in items
+    ]
 
 
 def currency_error(code: str) -> str | None:
@@ -61,7 +55,7 @@ def invoice_rules(values: dict[str, Any]) -> Errors:
         errors.append({"field": "due_date", "message": "must be on or after issue_date"})
     if values.get("items") is not None:
         items = values["items"] = [dict(item_dict(item)) for item in values["items"]]
-        totals = money.totals(_lines(items, errors))
+        totals = money.totals(_lines(items))
         if totals.total > money.MAX_AMOUNT:
             errors.append({"field": "items", "message": "the total is too large"})
         values.update(subtotal=totals.subtotal, tax=totals.tax, total=totals.total)

@@ -19,8 +19,10 @@ Quantity = Annotated[
     str,
     msgspec.Meta(
         pattern=describe_pattern(
-            r"^[0-9]{1,7}(\.[0-9]{1,4})?$",
-            'must be a decimal string below 10,000,000 with at most 4 decimals, e.g. "1.5"',
+            # A digit other than 0 somewhere: above 0. In the type, not a body rule, so that
+            # each line's is named beside the other lines' errors.
+            r"^(?=[0-9.]*[1-9])[0-9]{1,7}(\.[0-9]{1,4})?$",
+            'must be a decimal string above 0 and below 10,000,000 with at most 4 decimals, e.g. "1.5"',
         ),
         description="A decimal string > 0 and below 10,000,000, with at most 4 decimals, e.g. `1.5`.",
     ),
@@ -29,7 +31,8 @@ TaxRate = Annotated[
     str,
     msgspec.Meta(
         pattern=describe_pattern(
-            r"^[0-9]{1,3}(\.[0-9]{1,4})?$", 'must be a percent from 0 to 100 as a decimal string, e.g. "20"'
+            r"^(0?[0-9]{1,2}(\.[0-9]{1,4})?|100(\.0{1,4})?)$",
+            'must be a percent from 0 to 100 as a decimal string, e.g. "20"',
         ),
         description="Percent, a decimal string 0-100, e.g. `20`.",
     ),
