@@ -147,6 +147,15 @@ def test_query_parameters_a_route_cannot_do_without_are_required(document: dict[
         assert parameters[name]["schema"]["format"] == "date-time", parameters[name]
 
 
+def test_form_definitions_are_typed_for_clients(document: dict[str, Any]) -> None:
+    """Checked by hand (every bad definition named at once), documented as what they are."""
+    schemas = document["components"]["schemas"]
+    for name in ("FormCreate", "FormUpdate"):
+        fields = schemas[name]["properties"]["fields"]
+        assert fields["items"] == {"$ref": "#/components/schemas/FormField"}, fields
+        assert (fields["minItems"], fields["maxItems"]) == (1, 100), fields
+
+
 def test_tags_are_declared_with_descriptions(document: dict[str, Any]) -> None:
     used = {tag for _, _, operation in operations(document) for tag in operation.get("tags", [])}
     declared = {tag["name"]: tag.get("description") for tag in document["tags"]}

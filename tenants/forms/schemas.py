@@ -10,7 +10,7 @@ import msgspec
 
 from atrium.platform.web.bodies import Schema, name_text
 from atrium.platform.web.validation import anchored
-from atrium.tenants.forms.fields import definition_rules
+from atrium.tenants.forms.fields import MAX_FIELDS, definition_rules
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -91,7 +91,18 @@ class FormField(msgspec.Struct, omit_defaults=True):
 FieldsIn = Annotated[
     list[Any],
     msgspec.Meta(
-        description="1-100 definitions (FormField): key, label, type, required, options, min, max, help."
+        # For the document only (Litestar's schema_extra): each item is a FormField, 1 to 100.
+        extra_json_schema={
+            "description": (
+                "1-100 definitions (FormField): key, label, type, required, options, min, max, help."
+            ),
+            "extra": {
+                # A plain mapping: msgspec keeps its Meta's values as builtins.
+                "items": {"$ref": "#/components/schemas/FormField"},
+                "min_items": 1,
+                "max_items": MAX_FIELDS,
+            },
+        }
     ),
 ]
 Answers = Annotated[
