@@ -90,6 +90,25 @@ async def test_a_field_the_server_sets_is_named_as_its_not_unknown(
     }
 
 
+async def test_a_field_fixed_since_creation_is_named_so_on_a_change(api: Api, owner_a: Headers) -> None:
+    """A comment's document, like its id, was set when it was made: a PATCH naming either
+    is told it cannot change them, not that the server sets them or that they are unknown."""
+    _, client = api
+    document = await client.post("/documents", json={"title": "Fixed"}, headers=owner_a)
+    comment = await client.post(
+        "/document-comments", json={"document_id": document.json()["id"], "body": "c"}, headers=owner_a
+    )
+    assert comment.status_code == 201, comment.text
+    body = {"body": "d", "document_id": str(uuid.uuid4()), "id": str(uuid.uuid4()), "bogus": 1}
+    refused = await client.patch(f"/document-comments/{comment.json()['id']}", json=body, headers=owner_a)
+    messages = {error["field"]: error["message"] for error in assert_problem(refused, 422)["errors"]}
+    assert messages == {
+        "document_id": "cannot be changed; leave it out",
+        "id": "cannot be changed; leave it out",
+        "bogus": "unknown field",
+    }
+
+
 async def test_every_malformed_permission_is_named_by_its_place(api: Api, owner_a: Headers) -> None:
     _, client = api
     permissions = ["users:read", "users:destroy", "", "*:*", "users:*", "foo:read"]

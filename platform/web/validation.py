@@ -235,7 +235,10 @@ def _value_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]
 
 
 def field_errors(
-    schema: type[msgspec.Struct], value: dict[str, Any], server_set: frozenset[str] = frozenset()
+    schema: type[msgspec.Struct],
+    value: dict[str, Any],
+    server_set: frozenset[str] = frozenset(),
+    server_set_message: str = "",
 ) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``, each
     bad item of a list and field of a nested object named by its own path.
@@ -248,7 +251,10 @@ def field_errors(
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
     errors = [
-        {"field": key, "message": SERVER_SET_MESSAGE if key in server_set else "unknown field"}
+        {
+            "field": key,
+            "message": (server_set_message or SERVER_SET_MESSAGE) if key in server_set else "unknown field",
+        }
         for key in value
         if key not in fields
     ]
@@ -298,6 +304,13 @@ def _rule_errors(
 
 
 SERVER_SET_MESSAGE = "set by the server; leave it out"
+# A change's body: what the row answers with and the change may not carry was set by the
+# server or when the row was made (a comment's document_id): either way, fixed now.
+FIXED_MESSAGE = "cannot be changed; leave it out"
+
+
+def _server_set_message(request: Request[Any, Any, Any]) -> str:
+    return FIXED_MESSAGE if request.method in ("PATCH", "PUT") else SERVER_SET_MESSAGE
 
 
 def server_set_fields(request: Request[Any, Any, Any]) -> frozenset[str]:
@@ -332,7 +345,7 @@ def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | Non
     value = decoded_json_body(request)
     if value is Empty or not isinstance(value, dict):
         return None
-    return field_errors(schema, value, server_set_fields(request))
+    return field_errors(schema, value, server_set_fields(request), _server_set_message(request))
 
 
 def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[dict[str, str]]:
@@ -369,4 +382,5 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
         return []
     if not isinstance(value, dict):
         return []
-    return field_errors(schema, value, server_set_fields(request))  # each a body's field (``errors.problem``)
+    # Each a body's field (``errors.problem``).
+    return field_errors(schema, value, server_set_fields(request), _server_set_message(request))
