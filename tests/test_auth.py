@@ -415,6 +415,15 @@ async def test_missing_garbage_and_foreign_tokens_are_refused_on_every_route(
         await assert_refused_everywhere(client, calls, headers, why, detail)
     lower = await client.get("/auth/me", headers={"Host": host, "Authorization": f"bearer {control}"})
     assert lower.status_code == 200, lower.text
+    # Two Authorization lines, even the same valid token twice: served as neither.
+    for second in (control, owner_b["Authorization"].removeprefix("Bearer ")):
+        lines = [
+            ("Host", host),
+            ("Authorization", f"Bearer {control}"),
+            ("Authorization", f"Bearer {second}"),
+        ]
+        twice = await client.get("/auth/me", headers=lines)
+        assert twice.status_code == 401 and twice.json()["detail"] == Refusal.REPEATED, twice.text
     # Nothing above changed anything: the owner's own token still works.
     assert (await client.get("/auth/me", headers=owner_a)).status_code == 200
 

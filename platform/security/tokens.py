@@ -163,15 +163,21 @@ class BearerAuthenticationMiddleware(JWTAuthenticationMiddleware):
 
     Litestar's takes whatever follows the first space, so ``Basic <jwt>`` passed as a bearer
     token, and ``Basic <user:password>`` was called a malformed token (RFC 6750 §2.1: the
-    scheme is Bearer, in any case). A socket hands its token over otherwise (chats/live.py).
+    scheme is Bearer, in any case); and it reads the first of several Authorization lines.
+    A socket hands its token over otherwise (chats/live.py).
     """
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         header = connection.headers.get(self.auth_header)
-        if header and connection.scope["type"] == "http" and header.partition(" ")[0].lower() != "bearer":
-            raise NotAuthorizedException(Refusal.NOT_BEARER)
+        if header and connection.scope["type"] == "http":
+            if header.partition(" ")[0].lower() != "bearer":
+                raise NotAuthorizedException(Refusal.NOT_BEARER)
+            # Two tokens (a proxy's and the client's, or two tenants'): served as neither,
+            # rather than as whichever comes first.
+            if sum(name == b"authorization" for name, _ in connection.scope["headers"]) > 1:
+                raise NotAuthorizedException(Refusal.REPEATED)
         return await super().authenticate_request(connection)
 
 

@@ -93,6 +93,7 @@ class Refusal(StrEnum):
     MISSING = "token missing: send Authorization: Bearer <token> from POST /auth/login"
     MALFORMED = "token malformed"
     NOT_BEARER = "not a bearer token: send Authorization: Bearer <token>"
+    REPEATED = "Authorization sent more than once: send one bearer token"
     EXPIRED = "token expired"
     REVOKED = "token revoked"
     OTHER_TENANT = "token issued for another tenant"
