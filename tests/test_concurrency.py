@@ -138,8 +138,11 @@ async def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(
     for if_match in (stale, f'"nothing", {stale}', f"W/{current}", f"W/{current}, W/{stale}", "", "junk"):
         headers = {**owner_a, "If-Match": if_match}
         change = variant(UPDATES[resource], 9)
-        assert_precondition_failed(await client.patch(url, json=change, headers=headers))
+        refused = await client.patch(url, json=change, headers=headers)
+        assert_precondition_failed(refused)
         assert await read(client, owner_a, url) == (row, current), f"If-Match {if_match!r} changed the row"
+        # The current tag sent weak: the answer says why, not that the row changed.
+        assert ("weak tag" in refused.json()["detail"]) == if_match.startswith(f"W/{current}"), if_match
 
 
 @pytest.mark.parametrize("resource", UPDATED)

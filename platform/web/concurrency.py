@@ -85,7 +85,16 @@ def request_header(scope: Scope, name: bytes) -> str | None:
     return ", ".join(values) if values else None
 
 
-def precondition_failed() -> Exception:
+def precondition_failed(if_match: str | None = None, current: str | None = None) -> Exception:
+    """The 412 of an If-Match that does not allow the write; it says so when the only tag
+    that would have matched was sent weak (``W/``), which strong comparison never matches."""
+    tags = _ENTITY_TAG.findall(if_match or "")
+    if current is not None and any(weak and f'"{opaque}"' == current for weak, opaque in tags):
+        return problem(
+            412,
+            "If-Match compares tags strongly, so a weak tag (W/...) never matches; the row "
+            "is unchanged. Send its ETag as the server sent it.",
+        )
     return problem(
         412,
         "The row has changed since the ETag sent in If-Match; it is unchanged. "

@@ -218,7 +218,7 @@ class CrudService(Generic[M]):
         # current: a 412 would invite a retry that can only end in 403.
         await self.check_may_write(item)
         if if_match is not None and not if_match_allows(if_match, row_tag(item)):
-            raise precondition_failed()
+            raise precondition_failed(if_match, row_tag(item))
         return item
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:

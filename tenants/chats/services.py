@@ -367,7 +367,7 @@ class ChatService(CrudService[Chat]):
             raise self._refuse_beyond_ownership("This message is another user's.")
         # Compared under the row lock taken above: a concurrent edit with the same tag waits, then gets 412.
         if if_match is not None and not if_match_allows(if_match, row_tag(message)):
-            raise precondition_failed()
+            raise precondition_failed(if_match, row_tag(message))
         return room, message
 
     async def edit(

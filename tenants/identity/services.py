@@ -98,7 +98,7 @@ class UserService(CrudService[User], PrivilegeGuard):
         await throttle.record_success(self.tenant.id, user.email, None)
         # After the password: a 412 would invite a retry that can only end in 403.
         if not if_match_allows(if_match, row_tag(user)):
-            raise precondition_failed()
+            raise precondition_failed(if_match, row_tag(user))
         changes = {
             k: v
             for k, v in msgspec.structs.asdict(data).items()
