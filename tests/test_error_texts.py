@@ -90,6 +90,19 @@ async def test_a_field_the_server_sets_is_named_as_its_not_unknown(
     }
 
 
+async def test_a_bad_choice_names_the_choices_and_emails_follow_one_rule(api: Api, owner_a: Headers) -> None:
+    _, client = api
+    refused = await client.post("/help-desk", json={"subject": "s", "priority": "whenever"}, headers=owner_a)
+    messages = {error["field"]: error["message"] for error in assert_problem(refused, 422)["errors"]}
+    assert messages == {"priority": "must be one of low, normal, high, urgent"}
+    # An invoice's customer is mailed as a user would be: the same address rule.
+    line = {"description": "d", "quantity": "1", "unit_price": 1}
+    body = {"customer_name": "c", "currency": "USD", "customer_email": "a@b", "items": [line]}
+    refused = await client.post("/invoices", json=body, headers=owner_a)
+    messages = {error["field"]: error["message"] for error in assert_problem(refused, 422)["errors"]}
+    assert messages == {"customer_email": "not a valid email address"}
+
+
 async def test_a_field_fixed_since_creation_is_named_so_on_a_change(api: Api, owner_a: Headers) -> None:
     """A comment's document, like its id, was set when it was made: a PATCH naming either
     is told it cannot change them, not that the server sets them or that they are unknown."""

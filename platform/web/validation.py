@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 from litestar import Request, Response
@@ -230,6 +230,10 @@ def _value_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]
         message = str(exc)
         location = _LOCATION.search(message)
         suffix = location.group(1) if location else ""
+        plain, _ = plain_type(annotation)
+        if not suffix and get_origin(plain) is Literal and message.startswith("Invalid enum value"):
+            # msgspec names the value sent; the client needs the values it may send.
+            return [{"field": path, "message": f"must be one of {', '.join(map(str, get_args(plain)))}"}]
         return [{"field": path + suffix, "message": readable(_LOCATION.sub("", message))}]
     return _beyond_type(annotation, value, path)
 

@@ -11,6 +11,7 @@ import msgspec
 
 from atrium.platform.web.bodies import Schema
 from atrium.platform.web.validation import describe_pattern
+from atrium.tenants.identity.schemas import EMAIL_PATTERN
 from atrium.tenants.invoices.rules import invoice_rules
 
 Status = Literal["draft", "open", "paid", "void", "uncollectible"]
@@ -46,7 +47,8 @@ Currency = Annotated[
 ]
 Email = Annotated[
     str,
-    msgspec.Meta(max_length=320, pattern=describe_pattern(r"^[^@\s]+@[^@\s]+$", "not a valid email address")),
+    # The users' own rule: an address one would mail a user at is one to bill a customer at.
+    msgspec.Meta(max_length=320, pattern=EMAIL_PATTERN),
 ]
 
 
