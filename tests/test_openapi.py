@@ -156,6 +156,16 @@ def test_form_definitions_are_typed_for_clients(document: dict[str, Any]) -> Non
         assert (fields["minItems"], fields["maxItems"]) == (1, 100), fields
 
 
+def test_headers_and_problem_fields_are_documented_where_sent(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    found_again = paths["/chats"]["post"]["responses"]["200"]
+    assert "Location" in found_again["headers"], found_again
+    public = paths["/public/forms/{item_id}/responses"]["post"]["responses"]
+    assert "Retry-After" not in (public["201"].get("headers") or {}), public["201"]
+    assert "Retry-After" in public["429"]["headers"], public["429"]
+    assert "state" in document["components"]["schemas"]["Problem"]["properties"]
+
+
 def test_tags_are_declared_with_descriptions(document: dict[str, Any]) -> None:
     used = {tag for _, _, operation in operations(document) for tag in operation.get("tags", [])}
     declared = {tag["name"]: tag.get("description") for tag in document["tags"]}

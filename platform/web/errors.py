@@ -12,7 +12,7 @@ import logging
 import re
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -62,6 +62,10 @@ class Problem(msgspec.Struct, omit_defaults=True):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+    # A 409 refusing what the row's state does not allow (API.md §5): that state.
+    state: (
+        Annotated[str, msgspec.Meta(description="409 of a state change: the row's current state.")] | None
+    ) = None
 
 
 _DESCRIPTIONS = {

@@ -119,7 +119,7 @@ def finish_openapi(app: Litestar, routers: Iterable[Router]) -> None:
         operation.security = [] if public else [{BEARER: []}]
         for status, response in (operation.responses or {}).items():
             if isinstance(response, OpenAPIResponse):
-                _document_headers(int(status), response)
+                _document_headers(int(status), response, creates="201" in (operation.responses or {}))
                 _document_binary(response)
     closed = _closed_body_names()
     for name, schema in (components.schemas or {}).items():
@@ -314,10 +314,13 @@ def _document_concurrency(app: Litestar, paths: dict[str, Any]) -> None:
                     operation.parameters = parameters
 
 
-def _document_headers(status: int, response: OpenAPIResponse) -> None:
+def _document_headers(status: int, response: OpenAPIResponse, creates: bool = False) -> None:
     headers = dict(response.headers or {})
     if status == 201:
         headers.setdefault("Location", OpenAPIHeader(description="The created row's URL"))
+    elif status == 200 and creates:
+        # A create that found its row already there (a direct room) answers where it is.
+        headers.setdefault("Location", OpenAPIHeader(description="The row's URL"))
     if status in (429, 503):
         headers.setdefault("Retry-After", OpenAPIHeader(description="Seconds to wait before trying again"))
     for name, header in headers.items():
