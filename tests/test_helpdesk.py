@@ -165,12 +165,13 @@ async def test_requesters_change_only_subject_and_body_and_may_solve(
         {"assignee_id": requester.id},
     ):
         assert_problem(await patch(client, requester.headers, row, **change), 403)
-    assert_problem(
-        await client.post(
-            "/help-desk", json={"subject": "x", "assignee_id": people["agent"].id}, headers=requester.headers
-        ),
-        403,
-    )
+    for filed in ({"assignee_id": people["agent"].id}, {"priority": "urgent"}, {"tags": ["vip"]}):
+        assert_problem(
+            await client.post("/help-desk", json={"subject": "x", **filed}, headers=requester.headers), 403
+        )
+    # The defaults, sent as such, are no triage.
+    defaults = {"subject": "x", "priority": "normal", "tags": []}
+    assert (await client.post("/help-desk", json=defaults, headers=requester.headers)).status_code == 201
     # Solving needs an assignee; once an agent has one, the requester may solve.
     assert_problem(await patch(client, requester.headers, row, status="solved"), 422)
     assert (await patch(client, owner_a, row, assignee_id=people["agent"].id)).status_code == 200

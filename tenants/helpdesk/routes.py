@@ -142,6 +142,11 @@ class TicketService(CrudService[Ticket]):
             raise self._refuse_beyond_ownership("Only an agent can assign a ticket.")
         if values["status"] != "new" and not self.may_manage():
             raise self._refuse_beyond_ownership(f"Only an agent can file a ticket as {values['status']}.")
+        # What a requester may not change afterwards they may not set when filing either:
+        # an agent triages (priority and tags are the agents' queue, not the requester's).
+        triaged = [name for name, unset in (("priority", "normal"), ("tags", [])) if values[name] != unset]
+        if triaged and not self.may_manage():
+            raise self._refuse_beyond_ownership(f"Only an agent can set {' and '.join(triaged)}.")
         errors = ticket_rules(values)
         values.pop("requester_id", None)
         await self._check_references(values, errors)
