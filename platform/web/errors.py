@@ -51,7 +51,18 @@ _TYPES = {
 class FieldError(msgspec.Struct):
     field: str
     message: str
-    source: str | None = None
+    source: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=(
+                    "Where the field is: `body`, `query`, `header`, or `row` (the stored row, "
+                    "when an action refuses what the row holds)."
+                )
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Problem(msgspec.Struct, omit_defaults=True):

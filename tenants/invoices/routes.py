@@ -119,7 +119,14 @@ class InvoiceService(CrudService[Invoice]):
             raise problem(
                 422,
                 "The due date is before the issue date.",
-                errors=[{"field": "due_date", "message": f"must be on or after the issue date {issue}"}],
+                # The stored invoice's field: the action has no body to name it in.
+                errors=[
+                    {
+                        "field": "due_date",
+                        "message": f"must be on or after the issue date {issue}",
+                        "source": "row",
+                    }
+                ],
             )
         values = {"status": "open", "issue_date": issue, "updated_at": next_updated_at(item.updated_at)}
 
