@@ -96,7 +96,8 @@ async def check_response(response: httpx.Response) -> None:
     assert problem["status"] == response.status_code, f"problem status differs: {where}"
     for error in problem.get("errors") or ():
         # Each bad field says where it is, and never with a Python type's name.
-        assert error.get("source") in {"body", "query", "header", "row"}, f"an error without its source: {where}"
+        sources = {"body", "query", "header", "row"}
+        assert error.get("source") in sources, f"an error without its source: {where}"
         assert "<class " not in error.get("message", ""), f"a Python class in an error: {where}"
     leak = _LEAKS.search(text)
     assert leak is None, f"error body shows {leak.group(0)!r}: {where}"

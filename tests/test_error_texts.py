@@ -29,7 +29,27 @@ def test_an_unknown_pattern_is_described_without_its_regex() -> None:
     assert readable("Expected `str` matching regex '^[a-z]+$' - at `$[0]`") == (
         "does not have the expected format - at `$[0]`"
     )
-    assert readable("Expected `int`, got `str`") == "Expected `int`, got `str`"
+    assert readable("Expected `int`, got `str`") == "must be an integer, not a string"
+
+
+@pytest.mark.parametrize(
+    ("msgspec_says", "client_reads"),
+    [
+        ("Expected `int | null`, got `str`", "must be an integer or null, not a string"),
+        ("Expected `object`, got `array`", "must be an object, not an array"),
+        ("Expected `str` of length >= 1", "must not be empty"),
+        ("Expected `array` of length >= 1", "at least 1 item"),
+        ("Expected `str` of length <= 200 - at `$[2]`", "at most 200 characters - at `$[2]`"),
+        ("Expected `array` of length <= 20", "at most 20 items"),
+        ("Expected `int` >= 0", "at least 0"),
+        ("Expected `int` <= 200", "at most 200"),
+        ("Invalid UUID", "not a valid UUID"),
+        ("Invalid RFC3339 encoded datetime", "not an RFC 3339 date-time, e.g. 2026-03-16T08:00:00Z"),
+        ("Something msgspec says one day", "Something msgspec says one day"),
+    ],
+)
+def test_msgspec_refusals_read_in_plain_words(msgspec_says: str, client_reads: str) -> None:
+    assert readable(msgspec_says) == client_reads
 
 
 @pytest.mark.parametrize("path", ["/users/123", "/user-roles/abc", "/media/not-a-uuid/content"])

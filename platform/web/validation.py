@@ -59,15 +59,58 @@ _UNSUPPORTED_MEANING = {
 }
 
 
+# msgspec's words for JSON's types, and for its usual refusals, as a client reads them.
+_JSON_TYPES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+}
+_UNITS = {"str": "characters", "array": "items", "object": "keys"}
+_BOUNDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
+_LENGTH = re.compile(r"^Expected `(str|array|object)` of length (>=|<=) (\d+)$")
+_NUMBER = re.compile(r"^Expected `(?:int|float|number)` (>=|<=|>|<) (\S+)$")
+_TYPE = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`$")
+_INVALID = {
+    "Invalid UUID": "not a valid UUID",
+    "Invalid RFC3339 encoded datetime": "not an RFC 3339 date-time, e.g. 2026-03-16T08:00:00Z",
+    "Invalid RFC3339 encoded date": "not a date, e.g. 2026-03-16",
+}
+
+
+def _json_type(name: str) -> str:
+    return " or ".join(
+        _JSON_TYPES.get(part, f"a{'n' if part[:1] in 'aeiou' else ''} {part}") for part in name.split(" | ")
+    )
+
+
+def _plain_words(message: str) -> str:
+    """msgspec's standard refusals (lengths, bounds, types) in the words of the rest."""
+    if matched := _LENGTH.match(message):
+        kind, bound, count = matched.groups()
+        if (kind, bound, count) == ("str", ">=", "1"):
+            return "must not be empty"
+        unit = _UNITS[kind] if count != "1" else _UNITS[kind][:-1]
+        return f"{_BOUNDS[bound]} {count} {unit}"
+    if matched := _NUMBER.match(message):
+        return f"{_BOUNDS[matched.group(1)]} {matched.group(2)}"
+    if matched := _TYPE.match(message):
+        return f"must be {_json_type(matched.group(1))}, not {_json_type(matched.group(2))}"
+    return _INVALID.get(message, message)
+
+
 def readable(message: str) -> str:
-    """msgspec's message, with a known pattern's regex replaced by what it means, and no
-    Python class named."""
+    """msgspec's message, with a known pattern's regex replaced by what it means, no
+    Python class named, and its standard refusals in plain words."""
     unsupported = _UNSUPPORTED.search(message)
     if unsupported is not None:
         return _UNSUPPORTED_MEANING.get(unsupported.group(1), "not of the expected type")
     matched = _PATTERN.match(message)
     if matched is None:
-        return message
+        location = _LOCATION.search(message)
+        core = _LOCATION.sub("", message)
+        return _plain_words(core) + (location.group(0) if location else "")
     meaning = _PATTERN_MESSAGES.get(matched.group(1), "does not have the expected format")
     return meaning + (matched.group(2) or "")
 
