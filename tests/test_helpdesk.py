@@ -47,7 +47,7 @@ async def test_status_workflow_and_server_set_times(
     assert row["requester_id"] == row["owner_id"]
     # Only solved closes.
     problem = assert_problem(await patch(client, owner_a, row, status="closed"), 409)
-    assert problem["detail"] == "This ticket is new: becoming closed needs it solved."
+    assert problem["detail"] == "This ticket is new: becoming closed needs it to be solved."
     # Solving needs an assignee.
     assert error_fields(assert_problem(await patch(client, owner_a, row, status="solved"), 422)) == {"status"}
     for status in ("open", "pending", "on_hold", "open"):
@@ -62,7 +62,9 @@ async def test_status_workflow_and_server_set_times(
     assert closed["closed_at"] is not None and closed["solved_at"] == solved["solved_at"]
     # A closed ticket never changes again, in any way.
     for change in ({"status": "open"}, {"subject": "again"}, {"tags": ["x"]}):
-        assert assert_problem(await patch(client, owner_a, row, **change), 409)["state"] == "closed"
+        refused = assert_problem(await patch(client, owner_a, row, **change), 409)
+        # It says the one way on: a follow-up.
+        assert refused["state"] == "closed" and "follow_up_of" in refused["detail"], refused
     reply = {"body": "hello?", "visibility": "public"}
     assert_problem(await client.post(f"/help-desk/{row['id']}/replies", json=reply, headers=owner_a), 409)
     assert_problem(await client.delete(f"/help-desk/{row['id']}", headers=owner_a), 409)

@@ -345,7 +345,9 @@ class CrudService(Generic[M]):
         """409 with the row's current state when ``doing`` needs another one."""
         state = getattr(item, self.state_field)
         if state not in allowed:
-            needed = f"needs it {' or '.join(sorted(allowed))}" if allowed else "is never allowed"
+            states = sorted(allowed)
+            listed = ", ".join(states[:-1]) + f" or {states[-1]}" if len(states) > 1 else "".join(states)
+            needed = f"needs it to be {listed}" if allowed else "is never allowed"
             raise problem(
                 409,
                 f"This {row_name(self.model)} is {state}: {doing} {needed}.",

@@ -10,6 +10,7 @@ annotations``: the handlers are built at runtime and Litestar reads their annota
 """
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -154,6 +155,17 @@ class TicketService(CrudService[Ticket]):
             values["solved_at"] = utcnow()
         _field_errors(errors)
         return values
+
+    def check_state(self, item: Ticket, allowed: Collection[str], doing: str) -> None:
+        if item.status == "closed":  # whatever was asked: the one way on is a follow-up
+            raise problem(
+                409,
+                "This ticket is closed and never changes again: file a new ticket with "
+                "follow_up_of set to this one.",
+                type_="invalid-state",
+                state="closed",
+            )
+        super().check_state(item, allowed, doing)
 
     async def prepare_update(self, item: Ticket, changes: dict[str, Any]) -> dict[str, Any]:
         # A closed ticket never changes: its follow-up is a new ticket.

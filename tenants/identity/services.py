@@ -23,15 +23,11 @@ from atrium.platform.web.concurrency import (
     precondition_failed,
     row_tag,
 )
-from atrium.platform.web.errors import problem
+from atrium.platform.web.errors import field_problem, problem
 from atrium.platform.web.services import CrudService
 from atrium.tenants.base import HOLDS_OWNER, USER_IDS, tenant_metadata, utcnow
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.identity.schemas import MeUpdate
-
-
-def field_problem(field: str, message: str, status: int = 422) -> Exception:
-    return problem(status, message, errors=[{"field": field, "message": message}])
 
 
 class PrivilegeGuard:
@@ -57,7 +53,7 @@ class PrivilegeGuard:
             return []
         permissions = await self.session.scalar(select(UserRole.permissions).where(UserRole.id == role_id))
         if permissions is None:
-            raise field_problem(field, "no such row in this tenant")
+            raise field_problem(422, field, "no such row in this tenant")
         return list(permissions)
 
     async def user_permissions(self, user_id: Any) -> frozenset[str]:
@@ -70,7 +66,7 @@ class UserService(CrudService[User], PrivilegeGuard):
 
     async def _hash(self, password: str) -> str:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
-            raise field_problem("password", f"password must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8")
+            raise field_problem(422, "password", f"at most {MAX_PASSWORD_BYTES} bytes in UTF-8")
         rounds = self.settings.bcrypt_rounds
         # bcrypt takes a quarter of a second at cost 12: keep it off the event loop.
         return await asyncio.to_thread(hash_password, password, rounds)
@@ -94,7 +90,7 @@ class UserService(CrudService[User], PrivilegeGuard):
         await throttle.take(self.tenant.id, user.email, None)
         rounds = self.settings.bcrypt_rounds
         if not await asyncio.to_thread(verify_password, data.current_password, user.password, rounds):
-            raise field_problem("current_password", "the current password is not correct", status=403)
+            raise field_problem(403, "current_password", "not your current password")
         await throttle.record_success(self.tenant.id, user.email, None)
         # After the password: a 412 would invite a retry that can only end in 403.
         if not if_match_allows(if_match, row_tag(user)):
@@ -248,7 +244,7 @@ class UserRoleService(CrudService[UserRole], PrivilegeGuard):
     def _check_permissions(self, permissions: list[str]) -> None:
         invalid = [p for p in permissions if not is_valid_permission(p)]
         if invalid:
-            raise field_problem("permissions", f"unknown permissions: {', '.join(sorted(invalid))}")
+            raise field_problem(422, "permissions", f"unknown permissions: {', '.join(sorted(invalid))}")
         self.require_covered(permissions, "grant these permissions")
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:
