@@ -164,6 +164,9 @@ async def test_a_patch_names_the_byte_limit_with_the_other_bad_fields(api: Api, 
         ("/forums", {"name": "\tGeneral"}, "name"),
         ("/documents", {"title": "Two\nlines"}, "title"),
         ("/help-desk", {"subject": "Printer "}, "subject"),
+        # A right-to-left override shows "Apollo\u202egpj.exe" as "Apolloexe.jpg".
+        ("/projects", {"name": "Apollo\u202egpj.exe"}, "name"),
+        ("/user-groups", {"name": "\u2067Ops"}, "name"),
     ],
 )
 async def test_names_and_titles_have_no_space_at_either_end(
@@ -173,4 +176,6 @@ async def test_names_and_titles_have_no_space_at_either_end(
     response = await client.post(path, json=body, headers=owner_a)
     problem = assert_problem(response, 422)
     assert error_fields(problem) == {field}
-    assert problem["errors"][0]["message"] == "one line, without spaces at either end"
+    assert (
+        problem["errors"][0]["message"] == "one line, without spaces at either end or text-direction controls"
+    )

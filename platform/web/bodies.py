@@ -39,7 +39,13 @@ class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 # A name or title: on one line, with no space at either end. Two names differing only
 # there look the same in every list (and slipped past a case-insensitive unique name).
-_NAME_PATTERN = describe_pattern(r"^\S(.*\S)?$", "one line, without spaces at either end")
+# Nor text-direction controls (U+202A-U+202E, U+2066-U+2069): they make a name display as
+# another ("Trojan Source"), in every list that shows it.
+_BIDI = r"\u202a-\u202e\u2066-\u2069"  # escapes, so that the document shows them
+_NAME_PATTERN = describe_pattern(
+    rf"^[^\s{_BIDI}]([^\n{_BIDI}]*[^\s{_BIDI}])?$",
+    "one line, without spaces at either end or text-direction controls",
+)
 
 
 def listed_once(field: str, what: str) -> BodyRule:
