@@ -131,6 +131,39 @@ def test_bad_slugs_are_refused_with_exit_2_and_leave_nothing(
     assert _schemas(operator_engine) == schemas_before
 
 
+@pytest.mark.parametrize("owner_name", ["Ann ", " Ann", "Ann\nLee", "Ann\u202eeeL"])
+def test_an_owner_name_the_api_would_refuse_is_refused_here_too(
+    atrium: Callable[..., subprocess.CompletedProcess[str]], operator_engine: Engine, owner_name: str
+) -> None:
+    tenants_before = _tenant_count(operator_engine)
+    args = ["--owner-name", owner_name, *OWNER_ARGS[2:]]
+    result = atrium("tenants", "create", unique_slug("own"), "--name", "Owner test", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "owner name must be one line" in result.stderr
+    assert _tenant_count(operator_engine) == tenants_before
+
+
+def test_create_says_what_collided(
+    atrium: Callable[..., subprocess.CompletedProcess[str]], operator_engine: Engine
+) -> None:
+    """Not "already exists" for every duplicate: a demo user's email as the owner's, and a
+    schema left without its tenant, each say what they are."""
+    slug = unique_slug("col")
+    owner = ["--owner-name", "Ada", "--owner-email", "ADA@demo.example", "--owner-phone", "+1 555 0100"]
+    demo = atrium("tenants", "create", slug, "--name", "Collide", *owner, "--demo")
+    assert demo.returncode == 2 and "demo's sample users" in demo.stderr, demo.stderr
+    assert atrium("tenants", "show", slug).returncode == 1  # nothing was left
+    with operator_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA tenant_{slug.replace('-', '_')}")
+    try:
+        left = atrium("tenants", "create", slug, "--name", "Collide", *OWNER_ARGS)
+        assert left.returncode == 1 and "exists without a tenant" in left.stderr, left.stderr
+        assert left.stderr.count("\n") == 1
+    finally:
+        with operator_engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA tenant_{slug.replace('-', '_')}")
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [

@@ -37,6 +37,7 @@ from atrium.platform.tenancy.demo import DemoTenant, add_demo, demo_password_has
 from atrium.platform.tenancy.errors import InvalidInput, ProvisioningError
 from atrium.platform.tenancy.naming import schema_for_slug, validate_slug
 from atrium.platform.tenancy.registry import Tenant, TenantStatus
+from atrium.platform.web.bodies import NAME_RULE, is_name
 from atrium.tenants.identity.models import User, UserGroup, UserMeta, UserRole
 from atrium.tenants.models import tenant_metadata
 
@@ -70,6 +71,8 @@ class ProvisionedTenant:
 def validate_owner(owner: OwnerSpec) -> None:
     if not owner.name.strip() or len(owner.name) > 200:
         raise InvalidInput("owner name must be 1-200 characters")
+    if not is_name(owner.name):  # the API's own rule for a user's name
+        raise InvalidInput(f"owner name must be {NAME_RULE}")
     if len(owner.email) > 320 or not _EMAIL.match(owner.email):
         raise InvalidInput(f"invalid owner email {owner.email!r}")
     if not owner.phone.strip() or len(owner.phone) > 50:
@@ -144,9 +147,24 @@ def _fresh_backend_afterwards(conn: Connection) -> Iterator[None]:
         conn.invalidate()
 
 
-def _is_unique_violation(exc: Exception) -> bool:
+def _refusal(exc: Exception, slug: str, schema: str) -> ProvisioningError | None:
+    """What a provisioning statement's integrity error means to the operator; None for
+    anything else. The registry row is inserted first, so a duplicate slug fails there."""
     orig = getattr(exc, "orig", None)
-    return isinstance(orig, (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema))
+    if isinstance(orig, psycopg.errors.DuplicateSchema):
+        return TenantExists(
+            f"schema {schema!r} exists without a tenant in the registry (left from an earlier one?): "
+            "drop it, or restore its tenant, before creating this one"
+        )
+    if not isinstance(orig, psycopg.errors.UniqueViolation):
+        return None
+    if orig.diag.table_name == Tenant.__tablename__:
+        return TenantExists(f"tenant {slug!r} already exists")
+    if orig.diag.table_name == "users":
+        return InvalidInput(
+            "the owner's email is one of the demo's sample users: choose another, or leave out --demo"
+        )
+    return None
 
 
 def provision_tenant(
@@ -186,8 +204,8 @@ def provision_tenant(
             if sample_hash is not None:
                 add_demo(conn, DemoTenant(tenant_id, owner_id, sample_hash))
     except (IntegrityError, ProgrammingError) as exc:
-        if _is_unique_violation(exc):
-            raise TenantExists(f"tenant {slug!r} already exists") from None
+        if (refusal := _refusal(exc, slug, schema)) is not None:
+            raise refusal from None
         raise
     return ProvisionedTenant(
         id=tenant_id,

@@ -42,10 +42,14 @@ class Schema(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 # Nor text-direction controls (U+202A-U+202E, U+2066-U+2069): they make a name display as
 # another ("Trojan Source"), in every list that shows it.
 _BIDI = r"\u202a-\u202e\u2066-\u2069"  # escapes, so that the document shows them
-_NAME_PATTERN = describe_pattern(
-    rf"^[^\s{_BIDI}]([^\n{_BIDI}]*[^\s{_BIDI}])?$",
-    "one line, without spaces at either end or text-direction controls",
-)
+NAME_RULE = "one line, without spaces at either end or text-direction controls"
+_NAME_PATTERN = describe_pattern(rf"^[^\s{_BIDI}]([^\n{_BIDI}]*[^\s{_BIDI}])?$", NAME_RULE)
+_NAME = re.compile(_NAME_PATTERN)
+
+
+def is_name(text: str) -> bool:
+    """Whether ``text`` passes the rule of every name and title (``name_text``)."""
+    return _NAME.search(text) is not None
 
 
 def listed_once(field: str, what: str) -> BodyRule:
