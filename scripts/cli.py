@@ -156,12 +156,19 @@ def _tenant_json(view: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
+_warned_without_redis: list[bool] = []
+
+
 def _publish(settings: Settings, tenant_id: Any) -> None:
     from atrium.platform.tenancy.resolution import publish_tenant_change
 
     if not settings.redis_url:
         # Done, but not yet seen: the servers learn of changes through Redis. Said on every
-        # change, since a suspension that seems to have failed for half a minute is worse.
+        # command that changes a tenant (a suspension that seems to have failed for half a
+        # minute is worse), once per command (a delete publishes twice).
+        if _warned_without_redis:
+            return
+        _warned_without_redis.append(True)
         click.echo(
             "atrium: warning: REDIS_URL is not set, so running servers see this change only when "
             "their cached copy expires (ATRIUM_TENANT_CACHE_TTL, 30 s by default); set it to the "
@@ -208,7 +215,13 @@ def tenants_create(
     validate_slug(slug)  # bad input is refused before touching the database
     generated = not owner_password_stdin
     if owner_password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        # Bytes, decoded strictly: the text stream's locale may read any byte (surrogates
+        # that fail later), and a closed stdin is no stream at all.
+        stream = getattr(sys.stdin, "buffer", None)
+        try:
+            password = (stream.readline() if stream is not None else b"").decode().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise OperatorError("the password on stdin is not UTF-8 text", EXIT_USAGE) from None
         if not password:
             raise OperatorError("no password on stdin", EXIT_USAGE)
     else:

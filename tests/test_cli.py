@@ -43,18 +43,21 @@ def atrium(
     env.pop("ATRIUM_PUBLIC_PORT", None)
 
     def run(
-        *args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None
+        *args: str, stdin: str | bytes | None = None, extra_env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "atrium.scripts", *args],
             cwd=tmp_path,
             env={**env, **(extra_env or {})},
-            input=stdin,
+            input=stdin.decode("latin-1") if isinstance(stdin, bytes) else stdin,
             capture_output=True,
             text=True,
+            # Bytes given as bytes: each byte one latin-1 character, written back as that byte.
+            encoding="latin-1" if isinstance(stdin, bytes) else None,
             timeout=120,
             check=False,
         )
+        return done
 
     return run
 
@@ -103,6 +106,13 @@ def test_password_from_stdin_is_used_and_not_printed(
     )  # fmt: skip
     assert too_long.returncode == 2
     assert "72 bytes" in too_long.stderr
+    # Bytes that are not UTF-8: bad input, said in one line (it was "unexpected", exit 1).
+    not_text = atrium(
+        "tenants", "create", unique_slug("pw"), "--name", "X", *OWNER_ARGS, "--owner-password-stdin",
+        stdin=b"\xff\xfe password\n",
+    )  # fmt: skip
+    assert not_text.returncode == 2
+    assert not_text.stderr == "atrium: error: the password on stdin is not UTF-8 text\n"
 
 
 @pytest.mark.parametrize(
@@ -243,6 +253,9 @@ def test_domains_and_suspension(
     assert atrium("tenants", "resume", made.slug).returncode == 0
     assert atrium("tenants", "domains", "remove", made.slug, domain).returncode == 0
     assert atrium("tenants", "domains", "remove", made.slug, domain).returncode == 1
+    # A delete changes the tenant twice (announced, then dropped): warned once.
+    deleted = atrium("tenants", "delete", made.slug, "--yes")
+    assert deleted.returncode == 0 and deleted.stderr.count("REDIS_URL is not set") == 1, deleted.stderr
 
 
 def _rows(output: str) -> list[list[str]]:
