@@ -205,6 +205,21 @@ def test_operator_errors_are_one_line_with_documented_exit_codes(
     assert "Traceback" not in result.stderr
 
 
+def test_a_database_that_never_answers_is_one_line_and_exit_1_not_a_hang(
+    atrium: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """A listener that accepts and says nothing (a half-open firewall): the connect timeout
+    (engines.CONNECT_TIMEOUT) ends the command."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://root@127.0.0.1:{silent.getsockname()[1]}/nothing"
+        result = atrium("tenants", "list", extra_env={"DATABASE_URL": url})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("atrium: error:") and result.stderr.count("\n") == 1, result.stderr
+    assert "timeout" in result.stderr
+
+
 def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
     atrium: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:

@@ -11,9 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from atrium.platform.settings import Settings
 
+# Seconds to wait for a new connection: a server that accepts and never answers (a
+# half-open firewall, a stopped VM) otherwise holds a command or a request forever.
+CONNECT_TIMEOUT = 10
+
 
 def _connect_args(settings: Settings) -> dict[str, Any]:
     args: dict[str, Any] = {"application_name": "atrium"}
+    if "connect_timeout" not in settings.database_url:  # the URL's own, if it sets one
+        args["connect_timeout"] = CONNECT_TIMEOUT
     if not settings.db_prepared_statements:
         args["prepare_threshold"] = None
     return args
