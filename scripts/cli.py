@@ -561,6 +561,25 @@ def _platform_schema_missing(exc: DBAPIError) -> bool:
     return isinstance(exc.orig, UndefinedTable | InvalidSchemaName) and '"platform' in str(exc.orig)
 
 
+def _platform_behind() -> str | None:
+    """The platform schema's revision when it is not this atrium's head (a database an
+    older release upgraded), else None, also when it cannot be read: said on a database
+    error, whose SQL would otherwise be all the operator sees."""
+    from atrium.platform.db.alembic_runner import current_revision, head_revision
+    from atrium.platform.tenancy.naming import PLATFORM_SCHEMA
+
+    try:
+        engine = create_operator_engine(operator_settings(), pool_size=1)
+        try:
+            with engine.connect() as conn:
+                applied = current_revision(conn, PLATFORM_SCHEMA)
+        finally:
+            engine.dispose()
+    except Exception:
+        return None
+    return applied if applied is not None and applied != head_revision("platform") else None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; every error becomes one line on stderr and an exit code."""
     from atrium.platform.tenancy.admin import TenantNotFound
@@ -583,6 +602,11 @@ def main(argv: list[str] | None = None) -> None:
     except (OperationalError, DBAPIError) as exc:
         if _platform_schema_missing(exc):
             _fail("the platform schema is missing: run `atrium db upgrade` first", EXIT_FAILURE)
+        if (behind := _platform_behind()) is not None:
+            _fail(
+                f"the platform schema is at {behind}, not this atrium's: run `atrium db upgrade`",
+                EXIT_FAILURE,
+            )
         first = str(exc.orig or exc).strip().splitlines()
         _fail(f"database error: {first[0] if first else type(exc).__name__}", EXIT_FAILURE)
     except KeyboardInterrupt:

@@ -330,6 +330,32 @@ def test_a_database_without_the_platform_schema_says_to_upgrade(
     assert result.stderr.count("\n") == 1 and "atrium db upgrade" in result.stderr, result.stderr
 
 
+def test_a_platform_schema_behind_this_release_says_to_upgrade(
+    atrium: Callable[..., subprocess.CompletedProcess[str]], settings: Settings
+) -> None:
+    """A database an older release upgraded: its registry refuses what this one writes (a
+    deletion's status), and the operator is told why rather than shown a constraint."""
+    from sqlalchemy import create_engine
+
+    from atrium.platform.db.alembic_runner import run_upgrade
+    from atrium.platform.tenancy.naming import PLATFORM_SCHEMA
+
+    with fresh_database(settings.database_url) as older:
+        engine = create_engine(older.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.begin() as conn:
+                run_upgrade(conn, "platform", PLATFORM_SCHEMA, "0001")
+        finally:
+            engine.dispose()
+        env = {"DATABASE_URL": older}
+        slug = unique_slug("old")
+        assert atrium("tenants", "create", slug, "--name", "Old", *OWNER_ARGS, extra_env=env).returncode == 0
+        result = atrium("tenants", "delete", slug, "--yes", extra_env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "the platform schema is at 0001" in result.stderr and "atrium db upgrade" in result.stderr
+
+
 def _reset_to_base(engine: Engine, made: MadeTenant) -> None:
     """Make a tenant look like one created before the first tenant migration."""
     schema = quote_ident(made.tenant.schema)
