@@ -79,6 +79,8 @@ def to_sqlalchemy_url(database_url: str, driver: str = "psycopg") -> URL:
         url = make_url(database_url)
     except ArgumentError as exc:
         raise SettingsError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    except ValueError:  # SQLAlchemy reads the port as a number while parsing
+        raise SettingsError("DATABASE_URL's port is not a number") from None
     if url.get_backend_name() not in {"postgresql", "postgres"}:
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
     return url.set(drivername=f"postgresql+{driver}")

@@ -22,6 +22,7 @@ def test_defaults() -> None:
         ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
         ({"DATABASE_URL": "mysql://x@y/z"}, "postgresql"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u@127.0.0.1:abc/atrium"}, "port is not a number"),
         ({"ATRIUM_SECRET_KEY": "short"}, "ATRIUM_SECRET_KEY"),
         ({"ATRIUM_MAX_UPLOAD_BYTES": "ten"}, "ATRIUM_MAX_UPLOAD_BYTES must be an integer"),
         ({"ATRIUM_MAX_UPLOAD_BYTES": "0"}, "at least 1"),
