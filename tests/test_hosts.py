@@ -105,6 +105,11 @@ def test_a_tenant_being_deleted_cannot_be_resumed(
 ) -> None:
     with pytest.raises(TenantNotFound):
         set_status(operator_engine, tenants["deleting"].slug, TenantStatus.ACTIVE)
+    # Nor given a domain that would outlive it in the registry's eyes until the drop.
+    with pytest.raises(TenantNotFound):
+        add_domain(
+            operator_engine, tenants["deleting"].slug, f"{tenants['deleting'].slug}.example.org", "localhost"
+        )
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "[::1]", "[::1]:8000"])

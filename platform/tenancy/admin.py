@@ -87,9 +87,12 @@ def add_domain(engine: Engine, slug: str, domain: str, base_domain: str) -> uuid
         raise InvalidInput(f"{domain!r} is under the base domain {base_domain!r}; tenants get those by slug")
     try:
         with engine.begin() as conn:
-            tenant_id = conn.scalar(select(Tenant.id).where(Tenant.slug == slug))
+            # A tenant being deleted takes no new domain, as it takes no status change.
+            tenant_id = conn.scalar(
+                select(Tenant.id).where(Tenant.slug == slug, Tenant.status != TenantStatus.DELETING)
+            )
             if tenant_id is None:
-                raise TenantNotFound(f"tenant {slug!r} not found")
+                raise TenantNotFound(f"tenant {slug!r} not found (or being deleted)")
             conn.execute(insert(TenantDomain).values(tenant_id=tenant_id, domain=domain))
     except IntegrityError as exc:
         if isinstance(exc.orig, psycopg.errors.UniqueViolation):
