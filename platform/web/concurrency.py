@@ -85,17 +85,20 @@ def request_header(scope: Scope, name: bytes) -> str | None:
     return ", ".join(values) if values else None
 
 
-def precondition_failed(if_match: str | None = None, current: str | None = None) -> Exception:
-    """The 412 of an If-Match that does not allow the write; it says so when the only tag
-    that would have matched was sent weak (``W/``), which strong comparison never matches."""
+def check_if_match(if_match: str | None, current: str) -> None:
+    """412 unless ``if_match`` allows a write over the row whose ETag is ``current``
+    (``if_match_allows``); the 412 says so when the only tag that would have matched was
+    sent weak (``W/``), which strong comparison never matches."""
+    if if_match_allows(if_match, current):
+        return
     tags = _ENTITY_TAG.findall(if_match or "")
-    if current is not None and any(weak and f'"{opaque}"' == current for weak, opaque in tags):
-        return problem(
+    if any(weak and f'"{opaque}"' == current for weak, opaque in tags):
+        raise problem(
             412,
             "If-Match compares tags strongly, so a weak tag (W/...) never matches; the row "
             "is unchanged. Send its ETag as the server sent it.",
         )
-    return problem(
+    raise problem(
         412,
         "The row has changed since the ETag sent in If-Match; it is unchanged. "
         "Read it again and retry with its current ETag.",

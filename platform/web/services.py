@@ -27,7 +27,7 @@ from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.actions import Action
 from atrium.platform.web.bodies import refuse_nul_characters
-from atrium.platform.web.concurrency import if_match_allows, next_updated_at, precondition_failed, row_tag
+from atrium.platform.web.concurrency import check_if_match, next_updated_at, row_tag
 from atrium.platform.web.db_errors import integrity_problem
 from atrium.platform.web.errors import problem, with_errors
 from atrium.platform.web.idempotency import BeforeCommit
@@ -217,8 +217,8 @@ class CrudService(Generic[M]):
         # Whether the caller may write this row at all comes before whether their copy is
         # current: a 412 would invite a retry that can only end in 403.
         await self.check_may_write(item)
-        if if_match is not None and not if_match_allows(if_match, row_tag(item)):
-            raise precondition_failed(if_match, row_tag(item))
+        if if_match is not None:  # the tag is made only when compared
+            check_if_match(if_match, row_tag(item))
         return item
 
     async def prepare_create(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -27,11 +27,10 @@ from sqlalchemy.dialects.postgresql import array, insert, psycopg
 
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import (
+    check_if_match,
     entity_tag,
-    if_match_allows,
     next_updated_at,
     next_updated_at_sql,
-    precondition_failed,
     row_tag,
 )
 from atrium.platform.web.errors import field_problem, problem, with_errors
@@ -366,8 +365,8 @@ class ChatService(CrudService[Chat]):
         if message.owner_id != self.user.id and not self.may_manage():
             raise self._refuse_beyond_ownership("This message is another user's.")
         # Compared under the row lock taken above: a concurrent edit with the same tag waits, then gets 412.
-        if if_match is not None and not if_match_allows(if_match, row_tag(message)):
-            raise precondition_failed(if_match, row_tag(message))
+        if if_match is not None:  # the tag is made only when compared
+            check_if_match(if_match, row_tag(message))
         return room, message
 
     async def edit(

@@ -17,10 +17,9 @@ from atrium.platform.security.passwords import MAX_PASSWORD_BYTES, hash_password
 from atrium.platform.security.permissions import grants, is_valid_permission
 from atrium.platform.web.bodies import refuse_nul_characters
 from atrium.platform.web.concurrency import (
-    if_match_allows,
+    check_if_match,
     next_updated_at,
     next_updated_at_sql,
-    precondition_failed,
     row_tag,
 )
 from atrium.platform.web.errors import field_problem, problem
@@ -93,8 +92,7 @@ class UserService(CrudService[User], PrivilegeGuard):
             raise field_problem(403, "current_password", "not your current password")
         await throttle.record_success(self.tenant.id, user.email, None)
         # After the password: a 412 would invite a retry that can only end in 403.
-        if not if_match_allows(if_match, row_tag(user)):
-            raise precondition_failed(if_match, row_tag(user))
+        check_if_match(if_match, row_tag(user))
         changes = {
             k: v
             for k, v in msgspec.structs.asdict(data).items()
