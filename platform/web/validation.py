@@ -9,7 +9,7 @@ and invalid field at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -282,10 +282,7 @@ def _value_errors(annotation: Any, value: Any, path: str) -> list[dict[str, str]
 
 
 def field_errors(
-    schema: type[msgspec.Struct],
-    value: dict[str, Any],
-    server_set: frozenset[str] = frozenset(),
-    server_set_message: str = "",
+    schema: type[msgspec.Struct], value: dict[str, Any], server_set: Mapping[str, str] | None = None
 ) -> list[dict[str, str]]:
     """Every field of ``value`` that is unknown, missing or invalid for ``schema``, each
     bad item of a list and field of a nested object named by its own path.
@@ -293,18 +290,12 @@ def field_errors(
     Each value is converted strictly (``loose_type_problems``); one of the right type is
     still refused for a NUL character (named where it is) or for more UTF-8 bytes than its
     ``MAX_BYTES``. Empty when every field is valid on its own (a rule across fields failed
-    instead). A field the answer has and the body may not (``server_set``: an id, a count)
-    is said to be the server's, not unknown.
+    instead). A field the answer has and the body may not (``server_set``: an id, a count,
+    each with what to say of it) is named so, not as unknown.
     """
     fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
-    errors = [
-        {
-            "field": key,
-            "message": (server_set_message or SERVER_SET_MESSAGE) if key in server_set else "unknown field",
-        }
-        for key in value
-        if key not in fields
-    ]
+    said = server_set or {}
+    errors = [{"field": key, "message": said.get(key, "unknown field")} for key in value if key not in fields]
     for name, info in fields.items():
         if name not in value:
             if info.required:
@@ -356,13 +347,10 @@ SERVER_SET_MESSAGE = "set by the server; leave it out"
 FIXED_MESSAGE = "cannot be changed; leave it out"
 
 
-def _server_set_message(request: Request[Any, Any, Any]) -> str:
-    return FIXED_MESSAGE if request.method in ("PATCH", "PUT") else SERVER_SET_MESSAGE
-
-
-def server_set_fields(request: Request[Any, Any, Any]) -> frozenset[str]:
+def server_set_fields(request: Request[Any, Any, Any]) -> Mapping[str, str]:
     """The fields the route answers with that its body may not carry (``id``, ``version``,
-    ``reply_count``...): found once per handler, from its return type and body schema."""
+    ``reply_count``...), each with what to say of it: found once per handler, from its
+    return type, body schema and method."""
     handler = request.route_handler
     try:
         return _SERVER_SET[handler]
@@ -375,11 +363,13 @@ def server_set_fields(request: Request[Any, Any, Any]) -> frozenset[str]:
         if schema is not None and isinstance(answer, type) and issubclass(answer, msgspec.Struct):
             written = {f.encode_name for f in msgspec.structs.fields(schema)}
             names = frozenset(f.encode_name for f in msgspec.structs.fields(answer)) - written
-        _SERVER_SET[handler] = names
-        return names
+        changes = bool(handler.http_methods & {"PATCH", "PUT"})
+        message = FIXED_MESSAGE if changes else SERVER_SET_MESSAGE
+        _SERVER_SET[handler] = dict.fromkeys(names, message)
+        return _SERVER_SET[handler]
 
 
-_SERVER_SET: dict[BaseRouteHandler, frozenset[str]] = {}
+_SERVER_SET: dict[BaseRouteHandler, dict[str, str]] = {}
 
 
 def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | None:
@@ -392,7 +382,7 @@ def body_problems(request: Request[Any, Any, Any]) -> list[dict[str, str]] | Non
     value = decoded_json_body(request)
     if value is Empty or not isinstance(value, dict):
         return None
-    return field_errors(schema, value, server_set_fields(request), _server_set_message(request))
+    return field_errors(schema, value, server_set_fields(request))
 
 
 def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[dict[str, str]]:
@@ -430,4 +420,4 @@ def loose_type_problems(request: Request[Any, Any, Any], body: bytes) -> list[di
     if not isinstance(value, dict):
         return []
     # Each a body's field (``errors.problem``).
-    return field_errors(schema, value, server_set_fields(request), _server_set_message(request))
+    return field_errors(schema, value, server_set_fields(request))
