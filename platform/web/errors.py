@@ -263,19 +263,26 @@ def validation_problem(request: Request[Any, Any, Any], exc: ValidationException
 FILE_LIMIT = "file_limit"
 
 
+def too_large(what: str, limit: int | None, headers: dict[str, str] | None = None) -> ProblemDetailsException:
+    """413 stating the limit ``what`` (a file, the request body) went over."""
+    if not limit:
+        return problem(413, f"{what.capitalize()} is too large.", headers=headers)
+    return problem(
+        413,
+        f"{what.capitalize()} is larger than the limit of {limit} bytes ({limit / 1048576:g} MiB).",
+        headers=headers,
+    )
+
+
 def too_large_problem(request: Request[Any, Any, Any], exc: RequestEntityTooLarge) -> Response[Any]:
-    """413 with the limit the client went over (the route's, else the application's)."""
+    """413 with the limit the client went over (the route's file's, else the route's
+    request body's, else the application's)."""
     handler = request.route_handler
     if file_limit := handler.opt.get(FILE_LIMIT):
-        detail = f"The file is larger than the limit of {file_limit} bytes ({file_limit / 1048576:g} MiB)."
-        return problem(413, detail, headers=exc.headers).to_response(request)
-    limit = handler.resolve_request_max_body_size()
-    detail = (
-        f"The request body is larger than the limit of {limit} bytes ({limit / 1048576:g} MiB)."
-        if limit
-        else "The request body is too large."
+        return too_large("the file", file_limit, exc.headers).to_response(request)
+    return too_large("the request body", handler.resolve_request_max_body_size(), exc.headers).to_response(
+        request
     )
-    return problem(413, detail, headers=exc.headers).to_response(request)
 
 
 def _is_database_unavailable(exc: BaseException | None) -> bool:

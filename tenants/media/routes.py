@@ -26,7 +26,7 @@ from atrium.platform.security.permissions import read, write
 from atrium.platform.settings import Settings
 from atrium.platform.tenancy.resolution import ResolvedTenant
 from atrium.platform.web.concurrency import SENDS_ETAG, next_updated_at_sql, row_tag
-from atrium.platform.web.errors import FILE_LIMIT, problem, problem_responses
+from atrium.platform.web.errors import FILE_LIMIT, problem, problem_responses, too_large
 from atrium.platform.web.idempotency import BeforeCommit, answer_once
 from atrium.platform.web.listing import Filter
 from atrium.platform.web.resources import ResourceSpec
@@ -125,7 +125,7 @@ async def _read_at_most(data: MediaUpload, limit: int) -> bytes:
     finally:
         await data.file.close()
     if len(content) > limit:
-        raise problem(413, f"The file is larger than the limit of {limit} bytes ({limit / 1048576:g} MiB).")
+        raise too_large("the file", limit)
     return content
 
 
