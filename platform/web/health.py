@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from litestar import get, head
 from litestar.di import NamedDependency
@@ -16,16 +17,17 @@ from atrium.platform.web.query import IGNORES_QUERY
 HEALTH_TIMEOUT = 2.0
 
 
-@get(
-    "/health",
-    operation_id="health",
-    tags=["platform"],
-    summary="Liveness and database check",
-    exclude_from_auth=True,
-    security=[{}],  # public; an empty list would be dropped and the global bearer scheme apply
-    opt={IGNORES_QUERY: True},
-    responses=problem_responses(400, 503, tenant_route=False),
-)
+# What GET and HEAD share: public, on every host, whatever the query string.
+_PROBE: dict[str, Any] = {
+    "tags": ["platform"],
+    "exclude_from_auth": True,
+    "security": [{}],  # public; an empty list would be dropped and the global bearer scheme apply
+    "opt": {IGNORES_QUERY: True},
+    "responses": problem_responses(400, 503, tenant_route=False),
+}
+
+
+@get("/health", operation_id="health", summary="Liveness and database check", **_PROBE)
 async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
     await _check_database(db_engine)
     return {"status": "ok"}
@@ -34,13 +36,9 @@ async def health(db_engine: NamedDependency[AsyncEngine]) -> dict[str, str]:
 @head(
     "/health",
     operation_id="health_head",
-    tags=["platform"],
     summary="Liveness and database check, without a body",
     description="What `GET /health` answers, status only: some load balancers probe with `HEAD`.",
-    exclude_from_auth=True,
-    security=[{}],
-    opt={IGNORES_QUERY: True},
-    responses=problem_responses(400, 503, tenant_route=False),
+    **_PROBE,
 )
 async def health_head(db_engine: NamedDependency[AsyncEngine]) -> None:
     await _check_database(db_engine)
