@@ -6,6 +6,7 @@ Errors are one line on stderr, never a traceback. Exit codes: 0 success, 1 failu
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -156,25 +157,24 @@ def _tenant_json(view: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
-_warned_without_redis: list[bool] = []
+@functools.cache  # once per command: a delete publishes twice
+def _warn_without_redis() -> None:
+    # Done, but not yet seen: the servers learn of changes through Redis. Said on every
+    # command that changes a tenant: a suspension that seems to have failed for half a
+    # minute is worse.
+    click.echo(
+        "atrium: warning: REDIS_URL is not set, so running servers see this change only when "
+        "their cached copy expires (ATRIUM_TENANT_CACHE_TTL, 30 s by default); set it to the "
+        "servers' REDIS_URL to reach them at once",
+        err=True,
+    )
 
 
 def _publish(settings: Settings, tenant_id: Any) -> None:
     from atrium.platform.tenancy.resolution import publish_tenant_change
 
     if not settings.redis_url:
-        # Done, but not yet seen: the servers learn of changes through Redis. Said on every
-        # command that changes a tenant (a suspension that seems to have failed for half a
-        # minute is worse), once per command (a delete publishes twice).
-        if _warned_without_redis:
-            return
-        _warned_without_redis.append(True)
-        click.echo(
-            "atrium: warning: REDIS_URL is not set, so running servers see this change only when "
-            "their cached copy expires (ATRIUM_TENANT_CACHE_TTL, 30 s by default); set it to the "
-            "servers' REDIS_URL to reach them at once",
-            err=True,
-        )
+        _warn_without_redis()
         return
     publish_tenant_change(settings.redis_url, tenant_id)
 
@@ -209,10 +209,8 @@ def tenants_create(
     as_json: bool,
 ) -> None:
     """Provision a tenant: schema at head, owner user, built-in roles and group."""
-    from atrium.platform.tenancy.naming import validate_slug
     from atrium.platform.tenancy.provisioning import OwnerSpec, provision_tenant
 
-    validate_slug(slug)  # bad input is refused before touching the database
     generated = not owner_password_stdin
     if owner_password_stdin:
         # Bytes, decoded strictly: the text stream's locale may read any byte (surrogates
