@@ -61,19 +61,14 @@ def _field_errors(errors: list[dict[str, str]]) -> None:
 def _as_sent(refused: ProblemDetailsException, data: Any) -> ProblemDetailsException:
     """``refused`` naming ``requester_id`` where it names ``owner_id``, when the body sent the
     requester under that name (and no ``owner_id``): a client reads its own field back."""
+    unset = (None, msgspec.UNSET)
     errors = refused.extra.get("errors") if isinstance(refused.extra, dict) else None
-    if getattr(data, "requester_id", None) in (None, msgspec.UNSET) or data.owner_id not in (
-        None,
-        msgspec.UNSET,
-    ):
-        return refused
-    if not isinstance(errors, list) or not any(e.get("field") == "owner_id" for e in errors):
+    as_requester = getattr(data, "requester_id", None) not in unset and data.owner_id in unset
+    if not as_requester or not isinstance(errors, list) or all(e.get("field") != "owner_id" for e in errors):
         return refused
     renamed = [{**e, "field": "requester_id"} if e.get("field") == "owner_id" else e for e in errors]
-    detail = refused.detail.replace("owner_id", "requester_id") if refused.detail else refused.detail
-    return problem(
-        refused.status_code, detail or "", type_=refused.type_, **{**refused.extra, "errors": renamed}
-    )
+    detail = (refused.detail or "").replace("owner_id", "requester_id")
+    return problem(refused.status_code, detail, type_=refused.type_, **{**refused.extra, "errors": renamed})
 
 
 class TicketService(CrudService[Ticket]):
